@@ -1,0 +1,1 @@
+"""Golden models of PIM modules and channels: pure Python + numpy."""

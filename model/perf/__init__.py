@@ -1,0 +1,1 @@
+"""Cycle and throughput models of PIM channels, modules and systems."""

@@ -1,0 +1,1 @@
+"""The compiler: partitioning, lowering and command issue policies."""

@@ -1,0 +1,1 @@
+"""The pimphony command-line interface."""

@@ -1,0 +1,1 @@
+"""cocotb verification environment: drivers, monitors, scoreboards, golden-channel BFM."""
