@@ -1,0 +1,389 @@
+"""Typed, validated configurations: module organisation, timing preset, LLM and workload.
+
+Every preset is a YAML file under ``presets/<kind>/<name>.yaml`` of the form::
+
+    name: aimx-16ch
+    description: ...
+    values:
+      channels: {value: 16, basis: paper, source: "PIMphony Sec IV-C ..."}
+
+Each value carries its provenance (``source`` and a ``basis`` of ``paper``, ``public-model``,
+``derived`` or ``assumed``). A user's own YAML file may give plain values (``channels: 16``); they
+are then tagged ``basis: user`` with the file as the source. LLMs may also be given as a Hugging Face
+``config.json``.
+
+Validation is strict and happens on load: an unknown key, a wrong type, a value out of range, a
+missing file or broken YAML/JSON raise :class:`ConfigError`, whose message names the file, the key
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+
+BASES = ("paper", "public-model", "derived", "assumed", "user")
+
+
+class ConfigError(ValueError):
+    """A configuration could not be loaded; ``str()`` is one line naming file, key and rule."""
+
+    def __init__(self, where: str, key: str | None, message: str):
+        self.where = where
+        self.key = key
+        self.message = message
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one configuration value comes from."""
+
+    source: str
+    basis: str
+
+
+def _spec(lo: int, hi: int, doc: str) -> Any:
+    """A required integer field with an inclusive range and a one-line meaning."""
+    return field(metadata={"range": (lo, hi), "doc": doc})
+
+
+T = TypeVar("T", bound="_Config")
+
+
+@dataclass(frozen=True)
+class _Config:
+    """Common loading and validation for the four config kinds."""
+
+    KIND: ClassVar[str] = ""
+    name: str = field(metadata={"doc": "preset name"})
+    description: str = field(default="", metadata={"doc": "free text"})
+    provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def value_fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls) if "range" in f.metadata}
+
+    @classmethod
+    def from_mapping(cls: type[T], raw: Any, where: str) -> T:
+        """Validate a parsed YAML/JSON mapping (``name``, ``description``, ``values``)."""
+        if not isinstance(raw, dict):
+            raise ConfigError(where, None,
+                              f"expected a mapping with keys name, description, values; got {type(raw).__name__}")
+        allowed_top = {"name", "description", "values"}
+        for key in raw:
+            if key not in allowed_top:
+                raise ConfigError(where, str(key), f"unknown key; allowed: {', '.join(sorted(allowed_top))}")
+        name = raw.get("name", Path(where).stem)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(where, "name", "must be a non-empty string")
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(where, "description", "must be a string")
+        values = raw.get("values")
+        if not isinstance(values, dict):
+            raise ConfigError(where, "values", "missing or not a mapping of key -> value")
+        specs = cls.value_fields()
+        parsed: dict[str, int] = {}
+        prov: dict[str, Provenance] = {}
+        for key, entry in values.items():
+            if key not in specs:
+                raise ConfigError(where, f"values.{key}", f"unknown key; allowed: {', '.join(specs)}")
+            if isinstance(entry, dict):
+                extra = set(entry) - {"value", "source", "basis"}
+                if extra:
+                    raise ConfigError(where, f"values.{key}",
+                                      f"unknown field {sorted(extra)[0]!r}; allowed: value, source, basis")
+                if "value" not in entry:
+                    raise ConfigError(where, f"values.{key}", "missing 'value'")
+                basis = entry.get("basis", "user")
+                if basis not in BASES:
+                    raise ConfigError(where, f"values.{key}.basis", f"{basis!r} is not one of {', '.join(BASES)}")
+                source = entry.get("source", where)
+                if not isinstance(source, str) or not source:
+                    raise ConfigError(where, f"values.{key}.source", "must be a non-empty string")
+                value = entry["value"]
+            else:
+                value, basis, source = entry, "user", where
+            parsed[key] = _check_int(value, specs[key], where, f"values.{key}")
+            prov[key] = Provenance(source=source, basis=basis)
+        missing = [k for k in specs if k not in parsed]
+        if missing:
+            raise ConfigError(where, f"values.{missing[0]}", f"missing; required keys: {', '.join(specs)}")
+        config = cls(name=name, description=description, provenance=prov, **parsed)
+        config._check(where)
+        return config
+
+    def _check(self, where: str) -> None:
+        """Cross-field rules; subclasses extend."""
+
+    @classmethod
+    def load(cls: type[T], name_or_path: str | Path) -> T:
+        """Load a preset by name, or a YAML file by path."""
+        text, where = _read(cls.KIND, name_or_path)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(where, None, f"broken YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        return cls.from_mapping(raw, where)
+
+    def describe(self) -> list[tuple[str, int, str, str]]:
+        """Rows (key, value, basis, source) for printing."""
+        rows = []
+        for key in self.value_fields():
+            prov = self.provenance.get(key, Provenance("", ""))
+            rows.append((key, getattr(self, key), prov.basis, prov.source))
+        return rows
+
+
+def _check_int(value: Any, spec: dataclasses.Field, where: str, key: str) -> int:
+    lo, hi = spec.metadata["range"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(where, key, f"must be an integer in [{lo}, {hi}]; got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(where, key, f"{value} is out of range; allowed [{lo}, {hi}]")
+    return value
+
+
+def _preset_dir(kind: str):
+    return resources.files("pimphony.model").joinpath("presets", kind)
+
+
+def preset_names(kind: str) -> list[str]:
+    """Names of the shipped presets of one kind (``timing``, ``modules``, ``models``, ``workloads``)."""
+    return sorted(p.name.removesuffix(".yaml") for p in _preset_dir(kind).iterdir() if p.name.endswith(".yaml"))
+
+
+def _read(kind: str, name_or_path: str | Path) -> tuple[str, str]:
+    text_arg = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or "/" in text_arg or text_arg.endswith((".yaml", ".yml", ".json"))
+    if not looks_like_path:
+        if text_arg not in preset_names(kind):
+            names = ", ".join(preset_names(kind))
+            raise ConfigError(text_arg, None, f"no such {kind} preset; available: {names} (or give a file path)")
+        return _preset_dir(kind).joinpath(f"{text_arg}.yaml").read_text(), f"preset {kind}/{text_arg}"
+    path = Path(text_arg)
+    if not path.is_file():
+        raise ConfigError(text_arg, None, "file not found")
+    try:
+        return path.read_text(), text_arg
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(text_arg, None, f"cannot read: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimingPreset(_Config):
+    """DRAM/PIM command timing in command-clock cycles of ``tck_ps`` (REFERENCE.md c.1)."""
+
+    KIND: ClassVar[str] = "timing"
+    tck_ps: int = _spec(1, 100_000, "command clock period in picoseconds")
+    nBL: int = _spec(0, 100_000, "burst length on the data bus")
+    nCL: int = _spec(0, 100_000, "read latency")
+    nRCDRD: int = _spec(0, 100_000, "ACT to RD")
+    nRCDRDMAC: int = _spec(0, 100_000, "ACT to MAC")
+    nRCDWR: int = _spec(0, 100_000, "ACT to WR")
+    nRP: int = _spec(0, 100_000, "PRE to ACT")
+    nRAS: int = _spec(0, 100_000, "ACT to PRE")
+    nRC: int = _spec(0, 100_000, "ACT to ACT, same bank")
+    nWR: int = _spec(0, 100_000, "write recovery")
+    nRTP: int = _spec(0, 100_000, "MAC/RD to PRE")
+    nCWL: int = _spec(0, 100_000, "write latency")
+    nCCDS: int = _spec(1, 100_000, "column command to column command (MAC cadence)")
+    nCCDL: int = _spec(0, 100_000, "all-bank column command to column command")
+    nRRDS: int = _spec(0, 100_000, "ACT to ACT, different bank group")
+    nRRDL: int = _spec(0, 100_000, "ACT to ACT, same bank group")
+    nWTRS: int = _spec(0, 100_000, "write to read turnaround")
+    nWTRL: int = _spec(0, 100_000, "write to read turnaround, same bank group")
+    nRFC: int = _spec(0, 100_000, "refresh cycle time (all banks)")
+    nREFI: int = _spec(1, 10_000_000, "refresh interval")
+    nCLREG: int = _spec(0, 100_000, "MAC register read latency")
+    nCLGB: int = _spec(0, 100_000, "GBuf read latency")
+    nCWLREG: int = _spec(0, 100_000, "MAC register write latency")
+    nCWLGB: int = _spec(0, 100_000, "GBuf write latency")
+    nWPRE: int = _spec(0, 100_000, "write preamble")
+
+    @property
+    def tck_ns(self) -> float:
+        return self.tck_ps / 1000.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModuleOrg(_Config):
+    """Organisation of one PIM module: channels x banks x rows x columns, buffers (REFERENCE.md b.2)."""
+
+    KIND: ClassVar[str] = "modules"
+    channels: int = _spec(1, 64, "PIM channels per module (one controller each)")
+    banks: int = _spec(1, 64, "banks per channel, each with a MAC unit")
+    rows: int = _spec(1, 1 << 20, "rows per bank")
+    columns: int = _spec(16, 1 << 16, "elements per row")
+    element_bytes: int = _spec(2, 2, "bytes per element (bf16)")
+    burst_bytes: int = _spec(2, 1024, "bytes per column burst / GBuf entry")
+    gbuf_entries: int = _spec(1, 4096, "global buffer entries per channel")
+    outreg_entries: int = _spec(1, 4096, "baseline output registers per bank")
+    obuf_entries: int = _spec(1, 4096, "output buffer entries per bank with DCS")
+    gpr_bytes: int = _spec(1024, 1 << 30, "HUB general-purpose register file bytes")
+
+    def _check(self, where: str) -> None:
+        if self.burst_bytes % self.element_bytes:
+            raise ConfigError(where, "values.burst_bytes",
+                              f"must be a multiple of element_bytes ({self.element_bytes})")
+        if self.burst_bytes // self.element_bytes != self.banks:
+            raise ConfigError(
+                where, "values.burst_bytes",
+                f"a burst must hold one element per bank (RD-OUT returns one element from each bank): "
+                f"burst_bytes / element_bytes = {self.burst_bytes // self.element_bytes}, banks = {self.banks}",
+            )
+        if self.columns % self.burst_elements:
+            raise ConfigError(where, "values.columns",
+                              f"must be a multiple of the burst ({self.burst_elements} elements)")
+        if self.gpr_bytes % self.burst_bytes:
+            raise ConfigError(where, "values.gpr_bytes", f"must be a multiple of burst_bytes ({self.burst_bytes})")
+
+    @property
+    def burst_elements(self) -> int:
+        """Elements per 32 B burst = per GBuf entry = MACs per bank per MAC command (16)."""
+        return self.burst_bytes // self.element_bytes
+
+    @property
+    def bursts_per_row(self) -> int:
+        return self.columns // self.burst_elements
+
+    @property
+    def gpr_entries(self) -> int:
+        return self.gpr_bytes // self.burst_bytes
+
+    @property
+    def lanes(self) -> int:
+        """Banks in the module (channels x banks): the unit of token parallelism under TCP."""
+        return self.channels * self.banks
+
+    @property
+    def bytes(self) -> int:
+        return self.channels * self.banks * self.rows * self.columns * self.element_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(_Config):
+    """The attention shape of an LLM (REFERENCE.md d.1)."""
+
+    KIND: ClassVar[str] = "models"
+    layers: int = _spec(1, 1024, "decoder layers")
+    heads: int = _spec(1, 1024, "query heads")
+    kv_heads: int = _spec(1, 1024, "key/value heads (GQA when fewer than heads)")
+    head_dim: int = _spec(16, 4096, "elements per head; a multiple of 16")
+    context: int = _spec(1, 1 << 24, "maximum context length in tokens")
+
+    def _check(self, where: str) -> None:
+        if self.heads % self.kv_heads:
+            raise ConfigError(
+                where, "values.kv_heads",
+                f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads})",
+            )
+        if self.head_dim % 16:
+            raise ConfigError(where, "values.head_dim", f"{self.head_dim} must be a multiple of 16 (one 32 B burst)")
+
+    @property
+    def group(self) -> int:
+        """GQA group size g: query heads per KV head (1 = MHA)."""
+        return self.heads // self.kv_heads
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> ModelConfig:
+        """A preset name, a YAML file, or a Hugging Face ``config.json``."""
+        if str(name_or_path).endswith(".json"):
+            return cls.from_hf_json(name_or_path)
+        return super().load(name_or_path)
+
+    @classmethod
+    def from_hf_json(cls, path: str | Path) -> ModelConfig:
+        """Read the attention shape from a Hugging Face ``config.json``.
+
+        Uses ``num_attention_heads``, ``num_key_value_heads`` (default: the head count),
+        ``head_dim`` (default ``hidden_size / num_attention_heads``), ``num_hidden_layers`` and
+        ``max_position_embeddings`` (default 4096). Nested ``text_config`` is followed.
+        """
+        text, where = _read("models", path)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(where, None, f"broken JSON at line {exc.lineno}: {exc.msg}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(where, None, "expected a JSON object")
+        if "num_attention_heads" not in raw and isinstance(raw.get("text_config"), dict):
+            raw = raw["text_config"]
+
+        def need(key: str) -> Any:
+            if key not in raw:
+                raise ConfigError(where, key, "missing; a Hugging Face config needs num_attention_heads, "
+                                              "num_hidden_layers and head_dim or hidden_size")
+            return raw[key]
+
+        heads = need("num_attention_heads")
+        layers = need("num_hidden_layers")
+        kv_heads = raw.get("num_key_value_heads") or heads
+        head_dim = raw.get("head_dim")
+        if head_dim is None:
+            hidden = need("hidden_size")
+            if not isinstance(hidden, int) or not isinstance(heads, int) or heads <= 0 or hidden % heads:
+                raise ConfigError(where, "hidden_size",
+                                  f"must be an integer divisible by num_attention_heads ({heads!r})")
+            head_dim = hidden // heads
+        context = raw.get("max_position_embeddings", 4096)
+        name = raw.get("_name_or_path") or Path(where).parent.name or Path(where).stem
+        mapping = {
+            "name": str(name).split("/")[-1] or "hf-model",
+            "description": f"from Hugging Face config {where}",
+            "values": {
+                "layers": {"value": layers, "basis": "user", "source": f"{where} num_hidden_layers"},
+                "heads": {"value": heads, "basis": "user", "source": f"{where} num_attention_heads"},
+                "kv_heads": {"value": kv_heads, "basis": "user", "source": f"{where} num_key_value_heads"},
+                "head_dim": {"value": head_dim, "basis": "user", "source": f"{where} head_dim"},
+                "context": {"value": context, "basis": "user", "source": f"{where} max_position_embeddings"},
+            },
+        }
+        keymap = {"layers": "num_hidden_layers", "heads": "num_attention_heads", "kv_heads": "num_key_value_heads",
+                  "head_dim": "head_dim", "context": "max_position_embeddings"}
+        try:
+            return cls.from_mapping(mapping, where)
+        except ConfigError as exc:
+            key = (exc.key or "").removeprefix("values.")
+            raise ConfigError(where, keymap.get(key, exc.key), exc.message) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadConfig(_Config):
+    """Context-length statistics of a dataset (REFERENCE.md d.2): a clipped normal."""
+
+    KIND: ClassVar[str] = "workloads"
+    mean: int = _spec(1, 1 << 24, "mean context length")
+    std: int = _spec(0, 1 << 24, "standard deviation")
+    max: int = _spec(1, 1 << 24, "largest context length")
+    min: int = _spec(1, 1 << 24, "smallest context length")
+
+    def _check(self, where: str) -> None:
+        if not self.min <= self.mean <= self.max:
+            raise ConfigError(where, "values.mean", f"{self.mean} must lie in [min, max] = [{self.min}, {self.max}]")
+
+
+def kv_bytes_per_token(model: ModelConfig, element_bytes: int = 2) -> int:
+    """K and V bytes per token over all layers."""
+    return 2 * model.layers * model.kv_heads * model.head_dim * element_bytes
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def index_bits(count: int) -> int:
+    """Bits needed to index ``count`` items (at least 1)."""
+    return max(1, math.ceil(math.log2(count)))
