@@ -1,0 +1,293 @@
+"""The PIM instruction set: channel commands and module instructions, bit-exact.
+
+This module is the single definition shared by the scheduler (which emits it), the golden model
+(which executes it), the RTL (which derives its ``data.Struct`` layouts from :meth:`Format.fields`)
+and the testbenches (which decode what the RTL issues).
+
+Two levels, as in the paper (Table III) and the AiM ISR:
+
+* a **module instruction** (:class:`Instruction`) is what the HUB's instruction sequencer receives:
+  an opcode, a channel mask, an op-size (repetitions) and operand fields;
+* a **channel command** (:class:`Command`) is one DRAM/PIM command for one channel controller,
+  produced by unrolling an instruction ``op_size`` times and multicasting it by ``ch_mask``.
+
+Opcodes (:class:`Opcode`) and what each operand means:
+
+========  =====================================================  ===========================
+opcode    channel semantics                                      fields used (advance / op)
+========  =====================================================  ===========================
+ACT       open ``row`` in every bank of the channel (ACT16)      row
+PRE       close the open row in every bank (PREA)                --
+REF       all-bank refresh; every bank must be closed            --
+WR_INP    GPR entry ``gpr`` -> GBuf entry ``gbuf`` (WRGB)         gpr+, gbuf+
+WR_BIAS   GPR entry ``gpr`` -> OBuf entry ``obuf`` of all banks   obuf+ (one bias vector
+          (bank b takes element b; WRMAC16)                      initialises op_size entries)
+MAC       every bank: OBuf[obuf] += dot(row[col], GBuf[gbuf])    col+, gbuf+ (row, obuf fixed)
+          (bf16 x bf16, fp32 accumulation; MAC16)
+RD_OUT    OBuf entry ``obuf`` of all banks -> GPR entry ``gpr``   gpr+, obuf+
+          as bf16 (bank b gives element b; RDMAC16)
+========  =====================================================  ===========================
+
+Op-size unroll: repetition ``i`` of an instruction adds ``i`` to each "advance" field. Multicast:
+every channel in ``ch_mask`` receives the same commands, except that an ``RD_OUT`` to several
+channels *gathers*: the channel of rank ``k`` among the set bits writes GPR entries
+``gpr + k * op_size + i``.
+
+Bit layout: fields are packed LSB-first in the order of :meth:`Format.fields`, the same convention as
+Amaranth's ``data.Struct``, so ``encode`` here and the RTL's ``Const``/``as_value`` agree bit for bit.
+Widths come from the module organisation (:class:`~pimphony.model.config.ModuleOrg`).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .config import ModuleOrg, index_bits
+
+OPCODE_BITS = 4
+"""Opcode width: 7 opcodes are defined; the rest of the space is free for the DPA instructions."""
+
+
+class Opcode(enum.IntEnum):
+    """Command and instruction opcodes (4 bits; see the module docstring)."""
+
+    ACT = 0
+    PRE = 1
+    REF = 2
+    WR_INP = 3
+    WR_BIAS = 4
+    MAC = 5
+    RD_OUT = 6
+
+
+ADVANCING: dict[Opcode, tuple[str, ...]] = {
+    Opcode.ACT: (),
+    Opcode.PRE: (),
+    Opcode.REF: (),
+    Opcode.WR_INP: ("gpr", "gbuf"),
+    Opcode.WR_BIAS: ("obuf",),
+    Opcode.MAC: ("col", "gbuf"),
+    Opcode.RD_OUT: ("gpr", "obuf"),
+}
+"""Fields that advance by one per op-size repetition; opcodes with none allow only op_size 1."""
+
+IO_OPCODES = frozenset({Opcode.WR_INP, Opcode.WR_BIAS, Opcode.RD_OUT})
+"""Commands that move data over the channel's I/O path (the DCS I/O queue)."""
+
+
+class IsaError(ValueError):
+    """A field does not fit its width, or an instruction is malformed."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One channel command; unused fields are 0."""
+
+    op: Opcode
+    row: int = 0
+    col: int = 0
+    gbuf: int = 0
+    obuf: int = 0
+    gpr: int = 0
+
+    def __str__(self) -> str:
+        used = {"ACT": ("row",), "PRE": (), "REF": (), "WR_INP": ("gpr", "gbuf"), "WR_BIAS": ("gpr", "obuf"),
+                "MAC": ("row", "col", "gbuf", "obuf"), "RD_OUT": ("obuf", "gpr")}[self.op.name]
+        return f"{self.op.name}(" + ", ".join(f"{k}={getattr(self, k)}" for k in used) + ")"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One module instruction: a command pattern repeated ``op_size`` times on ``ch_mask``."""
+
+    op: Opcode
+    ch_mask: int
+    op_size: int = 1
+    row: int = 0
+    col: int = 0
+    gbuf: int = 0
+    obuf: int = 0
+    gpr: int = 0
+
+    def channels(self) -> list[int]:
+        """Channel indices in the mask, in rank order."""
+        return self.channel_array.tolist()
+
+    @functools.cached_property
+    def channel_array(self) -> np.ndarray:
+        """Channel indices in the mask, in rank order, as an int64 array (computed once)."""
+        return np.array([c for c in range(self.ch_mask.bit_length()) if self.ch_mask >> c & 1], dtype=np.int64)
+
+
+COMMAND_DTYPE = np.dtype([("op", np.uint8), ("row", np.int32), ("col", np.int32), ("gbuf", np.int32),
+                          ("obuf", np.int32), ("gpr", np.int32)])
+"""A command stream as a numpy structured array (one record per command, program order)."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """Field widths of commands and instructions for one module organisation."""
+
+    channels: int
+    row_bits: int
+    col_bits: int
+    gbuf_bits: int
+    obuf_bits: int
+    gpr_bits: int
+    op_size_bits: int
+
+    @classmethod
+    def for_org(cls, org: ModuleOrg) -> Format:
+        obuf = max(org.obuf_entries, org.outreg_entries)
+        return cls(
+            channels=org.channels,
+            row_bits=index_bits(org.rows),
+            col_bits=index_bits(org.bursts_per_row),
+            gbuf_bits=index_bits(org.gbuf_entries),
+            obuf_bits=index_bits(obuf),
+            gpr_bits=index_bits(org.gpr_entries),
+            op_size_bits=index_bits(max(org.gbuf_entries, org.bursts_per_row, obuf)),
+        )
+
+    def command_fields(self) -> list[tuple[str, int]]:
+        """(name, width) of a channel command, LSB first."""
+        return [("op", OPCODE_BITS), ("row", self.row_bits), ("col", self.col_bits), ("gbuf", self.gbuf_bits),
+                ("obuf", self.obuf_bits), ("gpr", self.gpr_bits)]
+
+    def instruction_fields(self) -> list[tuple[str, int]]:
+        """(name, width) of a module instruction, LSB first. ``op_size`` is stored minus one."""
+        return [("op", OPCODE_BITS), ("ch_mask", self.channels), ("op_size", self.op_size_bits),
+                *self.command_fields()[1:]]
+
+    @property
+    def command_bits(self) -> int:
+        return sum(w for _, w in self.command_fields())
+
+    @property
+    def instruction_bits(self) -> int:
+        return sum(w for _, w in self.instruction_fields())
+
+    @property
+    def max_op_size(self) -> int:
+        return 1 << self.op_size_bits
+
+    # -- encode / decode ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _pack(layout: list[tuple[str, int]], values: dict[str, int], what: str) -> int:
+        word, shift = 0, 0
+        for name, width in layout:
+            value = int(values[name])
+            if not 0 <= value < (1 << width):
+                raise IsaError(f"{what}: field {name}={value} does not fit in {width} bits (0..{(1 << width) - 1})")
+            word |= value << shift
+            shift += width
+        return word
+
+    @staticmethod
+    def _unpack(layout: list[tuple[str, int]], word: int, what: str) -> dict[str, int]:
+        total = sum(w for _, w in layout)
+        if not 0 <= word < (1 << total):
+            raise IsaError(f"{what}: word {word:#x} is wider than {total} bits")
+        out, shift = {}, 0
+        for name, width in layout:
+            out[name] = (word >> shift) & ((1 << width) - 1)
+            shift += width
+        return out
+
+    def encode_command(self, cmd: Command) -> int:
+        values = {f.name: getattr(cmd, f.name) for f in fields(cmd)}
+        return self._pack(self.command_fields(), values, f"command {cmd}")
+
+    def decode_command(self, word: int) -> Command:
+        raw = self._unpack(self.command_fields(), word, "command")
+        return Command(op=_opcode(raw, word, "command"), **raw)
+
+    def encode_instruction(self, ins: Instruction) -> int:
+        check_instruction(ins, self)
+        values = {f.name: getattr(ins, f.name) for f in fields(ins)}
+        values["op_size"] = ins.op_size - 1
+        return self._pack(self.instruction_fields(), values, f"instruction {ins}")
+
+    def decode_instruction(self, word: int) -> Instruction:
+        raw = self._unpack(self.instruction_fields(), word, "instruction")
+        op = _opcode(raw, word, "instruction")
+        raw["op_size"] += 1
+        ins = Instruction(op=op, **raw)
+        check_instruction(ins, self)
+        return ins
+
+    def encode_commands(self, stream: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`encode_command` of a :data:`COMMAND_DTYPE` array (Python ints, object array)."""
+        word = np.zeros(len(stream), dtype=object)
+        shift = 0
+        for name, width in self.command_fields():
+            col = stream[name].astype(np.int64)
+            if len(col) and (col.min() < 0 or col.max() >= (1 << width)):
+                bad = int(col[(col < 0) | (col >= (1 << width))][0])
+                raise IsaError(f"command stream: field {name}={bad} does not fit in {width} bits")
+            word = word + (col.astype(object) << shift)
+            shift += width
+        return word
+
+
+def _opcode(raw: dict[str, int], word: int, what: str) -> Opcode:
+    """Pop and check the opcode field of a decoded word."""
+    value = raw.pop("op")
+    try:
+        return Opcode(value)
+    except ValueError:
+        raise IsaError(f"{what} {word:#x}: undefined opcode {value}") from None
+
+
+def check_instruction(ins: Instruction, fmt: Format) -> None:
+    """Raise :class:`IsaError` unless ``ins`` is well formed for ``fmt``."""
+    if ins.ch_mask <= 0 or ins.ch_mask >= (1 << fmt.channels):
+        raise IsaError(f"instruction {ins}: ch_mask {ins.ch_mask:#x} must select 1..{fmt.channels} channels")
+    if not 1 <= ins.op_size <= fmt.max_op_size:
+        raise IsaError(f"instruction {ins}: op_size {ins.op_size} outside 1..{fmt.max_op_size}")
+    if ins.op_size > 1 and not ADVANCING[ins.op]:
+        raise IsaError(f"instruction {ins}: {ins.op.name} takes op_size 1")
+
+
+def unroll(ins: Instruction) -> dict[int, np.ndarray]:
+    """The instruction sequencer: channel -> commands (:data:`COMMAND_DTYPE`), in issue order.
+
+    Op-size repetitions advance the fields listed in :data:`ADVANCING`; an ``RD_OUT`` to several
+    channels gathers into consecutive GPR blocks in channel rank order.
+    """
+    n = ins.op_size
+    base = np.zeros(n, dtype=COMMAND_DTYPE)
+    base["op"] = int(ins.op)
+    step = np.arange(n, dtype=np.int32)
+    for name in ("row", "col", "gbuf", "obuf", "gpr"):
+        base[name] = getattr(ins, name) + (step if name in ADVANCING[ins.op] else 0)
+    out = {}
+    for rank, ch in enumerate(ins.channels()):
+        cmds = base.copy()
+        if ins.op == Opcode.RD_OUT:
+            cmds["gpr"] += rank * n
+        out[ch] = cmds
+    return out
+
+
+def to_commands(stream: np.ndarray) -> list[Command]:
+    """A :data:`COMMAND_DTYPE` array as :class:`Command` objects."""
+    return [Command(op=Opcode(int(r["op"])), row=int(r["row"]), col=int(r["col"]), gbuf=int(r["gbuf"]),
+                    obuf=int(r["obuf"]), gpr=int(r["gpr"])) for r in stream]
+
+
+def from_commands(cmds: list[Command]) -> np.ndarray:
+    """:class:`Command` objects as a :data:`COMMAND_DTYPE` array."""
+    out = np.zeros(len(cmds), dtype=COMMAND_DTYPE)
+    for i, c in enumerate(cmds):
+        out[i] = (int(c.op), c.row, c.col, c.gbuf, c.obuf, c.gpr)
+    return out
+
+
+__all__ = ["ADVANCING", "COMMAND_DTYPE", "IO_OPCODES", "OPCODE_BITS", "Command", "Format", "Instruction",
+           "IsaError", "Opcode", "check_instruction", "from_commands", "to_commands", "unroll"]
