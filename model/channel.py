@@ -1,0 +1,234 @@
+"""Golden model of PIM channels: banks, row buffers, GBuf, OBuf and the bf16 MAC datapath.
+
+:class:`ChannelArray` holds the state of all channels of a module as arrays indexed by channel, and
+implements each command once, vectorised over a set of channels (multicast) and over op-size
+repetitions. :class:`PimChannel` is a one-channel view that executes single :class:`Command` objects,
+as a bus-functional model does; both paths run the same code.
+
+State per channel (``B`` banks, ``E`` GBuf entries of 16 elements, ``O`` OBuf entries):
+
+* bank arrays: ``rows`` x ``columns`` bf16 per bank, stored sparsely: a row index is backed by
+  memory only once something is written to it (a module is 8 GB; memory in use follows the data);
+* the open row (all-bank ACT/PRE, as AiM's ACT16/PREA), ``-1`` when precharged, and the row
+  buffer that ACT fills and MAC reads;
+* GBuf ``E x 16`` bf16 values; OBuf ``O x B`` fp32 accumulators (bank ``b`` owns column ``b``).
+
+Numerics (:mod:`~pimphony.model.numerics`): a MAC multiplies a 16-element burst of each bank's open
+row by a GBuf entry (bf16 x bf16, exact in fp32), sums with a fixed fp32 tree and accumulates in fp32
+in program order; RD-OUT rounds to bf16.
+
+Illegal commands raise :class:`PimCommandError` naming the command, the channel and the rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ModuleOrg
+from .isa import Command, Opcode
+from .numerics import bits_to_f32, to_bf16, tree_sum16
+
+
+class PimCommandError(RuntimeError):
+    """A command broke a rule of the channel (no open row, index out of range, ...)."""
+
+
+class ChannelArray:
+    """The channels of one PIM module, executed by vectorised command kernels.
+
+    Every kernel takes ``channels``: a sorted array of distinct channel indices (a multicast set).
+
+    Parameters
+    ----------
+    org:
+        Module organisation (channels, banks, rows, columns, buffer sizes).
+    obuf_entries:
+        OBuf entries per bank. Default: ``org.obuf_entries`` (the DCS OBuf); pass
+        ``org.outreg_entries`` to model the baseline's output registers.
+    """
+
+    def __init__(self, org: ModuleOrg, obuf_entries: int | None = None):
+        self.org = org
+        self.n_obuf = org.obuf_entries if obuf_entries is None else obuf_entries
+        if self.n_obuf < 1:
+            raise ValueError(f"obuf_entries must be at least 1, got {self.n_obuf}")
+        c, b, w = org.channels, org.banks, org.burst_elements
+        self.open_row = np.full(c, -1, dtype=np.int64)
+        self.row_buffer = np.zeros((c, b, org.columns), dtype=np.float32)
+        self.gbuf = np.zeros((c, org.gbuf_entries, w), dtype=np.float32)
+        self.obuf = np.zeros((c, self.n_obuf, b), dtype=np.float32)
+        self._rows: dict[int, np.ndarray] = {}
+        self.mac_ops = 0
+        """Multiply-accumulates performed (16 per bank per MAC command)."""
+
+    # -- storage ------------------------------------------------------------------------------------
+
+    @property
+    def bytes_allocated(self) -> int:
+        """Bytes of bank storage backed by memory."""
+        return sum(a.nbytes for a in self._rows.values())
+
+    def _row(self, row: int) -> np.ndarray:
+        arr = self._rows.get(row)
+        if arr is None:
+            org = self.org
+            arr = np.zeros((org.channels, org.banks, org.columns), dtype=np.uint16)
+            self._rows[row] = arr
+        return arr
+
+    def write_rows(self, channels: np.ndarray, row0: int, data: np.ndarray, col0: int = 0) -> None:
+        """Back-door write of bf16 bit patterns: ``data[r, k, bank, j]`` -> channel ``channels[k]``,
+        row ``row0 + r``, element column ``col0 + j`` (how the host lays KV into banks)."""
+        n_rows, n_ch, n_banks, n_cols = data.shape
+        org = self.org
+        if n_ch != len(channels) or n_banks != org.banks:
+            raise ValueError(f"data shape {data.shape} does not match {len(channels)} channels x {org.banks} banks")
+        if row0 < 0 or row0 + n_rows > org.rows or col0 < 0 or col0 + n_cols > org.columns:
+            raise PimCommandError(
+                f"write of rows {row0}..{row0 + n_rows - 1}, columns {col0}..{col0 + n_cols - 1} is outside "
+                f"the bank ({org.rows} rows x {org.columns} columns)")
+        ch = np.asarray(channels)
+        for r in range(n_rows):
+            self._row(row0 + r)[ch, :, col0:col0 + n_cols] = data[r]
+        latched = ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)]
+        for c in latched.tolist():
+            self.row_buffer[c] = bits_to_f32(self._rows[int(self.open_row[c])][c])
+
+    def read_bank(self, channel: int, bank: int, row: int) -> np.ndarray:
+        """Back-door read of one bank row as float32 (zeros where never written)."""
+        arr = self._rows.get(row)
+        if arr is None:
+            return np.zeros(self.org.columns, dtype=np.float32)
+        return bits_to_f32(arr[channel, bank])
+
+    # -- checks -------------------------------------------------------------------------------------
+
+    def _fail(self, what: str, channels: np.ndarray, rule: str) -> None:
+        chans = ", ".join(str(int(c)) for c in np.atleast_1d(channels))
+        raise PimCommandError(f"{what} on channel {chans}: {rule}")
+
+    def _check_index(self, what: str, channels: np.ndarray, name: str, idx: np.ndarray, size: int) -> None:
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            bad = int(idx[(idx < 0) | (idx >= size)][0])
+            self._fail(what, channels, f"{name} index {bad} out of range 0..{size - 1}")
+
+    def _check_range(self, what: str, channels: np.ndarray, name: str, first: int, n: int, size: int) -> None:
+        if first < 0 or first + n > size:
+            bad = first if first < 0 or first >= size else size
+            self._fail(what, channels, f"{name} index {bad} out of range 0..{size - 1}")
+
+    # -- command kernels (vectorised over channels and repetitions) ---------------------------------
+
+    def act(self, channels: np.ndarray, row: int) -> None:
+        """ACT: open ``row`` in all banks of each channel."""
+        what = f"ACT(row={row})"
+        if not 0 <= row < self.org.rows:
+            self._fail(what, channels, f"row {row} out of range 0..{self.org.rows - 1}")
+        busy = channels[self.open_row[channels] >= 0]
+        if busy.size:
+            self._fail(what, busy, f"row {int(self.open_row[busy[0]])} is already open (rule: PRE before ACT)")
+        self.open_row[channels] = row
+        bits = self._rows.get(row)
+        sel = _as_index(channels)
+        if bits is None:
+            self.row_buffer[sel] = 0.0
+        elif isinstance(sel, slice):
+            bits_to_f32(bits[sel], out=self.row_buffer[sel])
+        else:
+            self.row_buffer[sel] = bits_to_f32(bits[sel])
+
+    def pre(self, channels: np.ndarray) -> None:
+        """PRE: precharge all banks (a no-op on closed banks, as in DRAM)."""
+        self.open_row[channels] = -1
+
+    def ref(self, channels: np.ndarray) -> None:
+        """REF: all-bank refresh; data are retained."""
+        busy = channels[self.open_row[channels] >= 0]
+        if busy.size:
+            self._fail("REF", busy, "a row is open (rule: all banks precharged before REF)")
+
+    def wr_inp(self, channels: np.ndarray, gbuf: np.ndarray, data: np.ndarray) -> None:
+        """WR-INP: ``data[i]`` (16 bf16 values) -> GBuf entry ``gbuf[i]`` of every channel."""
+        self._check_index("WR_INP", channels, "GBuf", gbuf, self.org.gbuf_entries)
+        self.gbuf[channels[:, None], gbuf[None, :]] = to_bf16(data)[None]
+
+    def wr_bias(self, channels: np.ndarray, obuf: np.ndarray, data: np.ndarray) -> None:
+        """WR-BIAS: ``data[i]`` -> OBuf entry ``obuf[i]``; bank ``b`` takes element ``b``."""
+        self._check_index("WR_BIAS", channels, "OBuf", obuf, self.n_obuf)
+        self.obuf[channels[:, None], obuf[None, :]] = to_bf16(data)[None]
+
+    def mac(self, channels: np.ndarray, row: int, col: int, gbuf: int, obuf: int, n: int = 1) -> None:
+        """``n`` MAC repetitions ``i``: every bank adds dot(open row burst ``col + i``, GBuf entry
+        ``gbuf + i``) to OBuf entry ``obuf``, in order of ``i``."""
+        what = f"MAC(row={row}, col={col}, gbuf={gbuf}, obuf={obuf})"
+        sel = _as_index(channels)
+        open_rows = self.open_row[sel]
+        if (open_rows != row).any():
+            closed = channels[open_rows < 0]
+            if closed.size:
+                self._fail(what, closed, "no open row (rule: ACT before MAC)")
+            wrong = channels[open_rows != row]
+            self._fail(what, wrong, f"row {row} is not the open row {int(self.open_row[wrong[0]])}")
+        self._check_range(what, channels, "column burst", col, n, self.org.bursts_per_row)
+        self._check_range(what, channels, "GBuf", gbuf, n, self.org.gbuf_entries)
+        self._check_range(what, channels, "OBuf", obuf, 1, self.n_obuf)
+        w, nb = self.org.burst_elements, self.org.banks
+        data = self.row_buffer[sel, :, col * w:(col + n) * w].reshape(len(channels), nb, n, w)
+        vec = self.gbuf[sel, gbuf:gbuf + n]                                   # (ch, n, 16)
+        partial = tree_sum16(data * vec[:, None, :, :])                      # (ch, bank, n)
+        chain = np.empty((n + 1, len(channels), nb), dtype=np.float32)
+        chain[0] = self.obuf[sel, obuf]
+        chain[1:] = partial.transpose(2, 0, 1)
+        self.obuf[sel, obuf] = np.add.reduce(chain, axis=0)  # outer-axis reduce: sequential, program order
+        self.mac_ops += len(channels) * nb * n * w
+
+    def rd_out(self, channels: np.ndarray, obuf: np.ndarray) -> np.ndarray:
+        """RD-OUT: OBuf entries ``obuf`` of each channel as bf16, shape (channels, n, banks)."""
+        self._check_index("RD_OUT", channels, "OBuf", obuf, self.n_obuf)
+        return to_bf16(self.obuf[channels[:, None], obuf[None, :]])
+
+    def channel(self, index: int) -> PimChannel:
+        """A one-channel view for command-by-command execution."""
+        if not 0 <= index < self.org.channels:
+            raise IndexError(f"channel {index} out of range 0..{self.org.channels - 1}")
+        return PimChannel(self, index)
+
+
+def _as_index(channels: np.ndarray) -> slice | np.ndarray:
+    """A slice when the (sorted, distinct) channels are consecutive (a view, no copy), else the array."""
+    c0, c1 = int(channels[0]), int(channels[-1])
+    if c1 - c0 + 1 == len(channels):
+        return slice(c0, c1 + 1)
+    return channels
+
+
+class PimChannel:
+    """One channel of a :class:`ChannelArray`, executing one :class:`Command` at a time."""
+
+    def __init__(self, array: ChannelArray, index: int):
+        self.array = array
+        self.index = index
+        self._ch = np.array([index])
+
+    def execute(self, cmd: Command, data: np.ndarray | None = None) -> np.ndarray | None:
+        """Execute ``cmd``. WR-INP and WR-BIAS take ``data`` (16 values); RD-OUT returns 16 values."""
+        a, ch = self.array, self._ch
+        needs_data = cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS)
+        if needs_data and (data is None or np.shape(data) != (a.org.burst_elements,)):
+            raise PimCommandError(f"{cmd} on channel {self.index}: needs {a.org.burst_elements} data values")
+        match cmd.op:
+            case Opcode.ACT:
+                a.act(ch, cmd.row)
+            case Opcode.PRE:
+                a.pre(ch)
+            case Opcode.REF:
+                a.ref(ch)
+            case Opcode.WR_INP:
+                a.wr_inp(ch, np.array([cmd.gbuf]), np.asarray(data)[None])
+            case Opcode.WR_BIAS:
+                a.wr_bias(ch, np.array([cmd.obuf]), np.asarray(data)[None])
+            case Opcode.MAC:
+                a.mac(ch, cmd.row, cmd.col, cmd.gbuf, cmd.obuf)
+            case Opcode.RD_OUT:
+                return a.rd_out(ch, np.array([cmd.obuf]))[0, 0]
+        return None
