@@ -1,0 +1,217 @@
+"""Golden model of the PIM HUB: GPR file, instruction sequencer with multicast, and the EPU.
+
+:class:`PimHub` owns one module's :class:`~pimphony.model.channel.ChannelArray` and runs
+:class:`~pimphony.model.program.Program` objects. The sequencer has two equivalent modes:
+
+* ``"instructions"`` (default): each instruction is executed at once on every channel of its mask,
+  all op-size repetitions together (the fast path);
+* ``"commands"``: each instruction is unrolled by :func:`~pimphony.model.isa.unroll` into channel
+  commands that are executed one at a time on :class:`~pimphony.model.channel.PimChannel` views,
+  as the RTL's channels will receive them.
+
+Both produce bit-identical results (tested), because both call the same channel kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .channel import ChannelArray
+from .config import ModuleOrg
+from .isa import Instruction, Opcode, to_commands, unroll
+from .numerics import to_bf16
+from .program import GPR_ZERO, AttentionUnit, Program
+
+
+class Gpr:
+    """The HUB's general-purpose registers: ``entries`` x 16 bf16 values (float32 storage)."""
+
+    def __init__(self, org: ModuleOrg):
+        self.data = np.zeros((org.gpr_entries, org.burst_elements), dtype=np.float32)
+
+    def check(self, entries: np.ndarray, what: str) -> None:
+        if entries.size and (entries.min() < 0 or entries.max() >= len(self.data)):
+            bad = int(entries[(entries < 0) | (entries >= len(self.data))][0])
+            raise IndexError(f"{what}: GPR entry {bad} out of range 0..{len(self.data) - 1}")
+
+    def write(self, entries: np.ndarray, values: np.ndarray, what: str) -> None:
+        self.check(entries, what)
+        self.data[entries] = to_bf16(values)
+
+    def read(self, entries: np.ndarray, what: str) -> np.ndarray:
+        self.check(entries, what)
+        return self.data[entries]
+
+
+@dataclass
+class _PairState:
+    """Online-softmax state of one (request, KV head) across blocks, fp32."""
+
+    m: np.ndarray
+    total: np.ndarray
+    acc: np.ndarray
+    block_m: np.ndarray | None = None
+    block_total: np.ndarray | None = None
+
+
+@dataclass
+class Epu:
+    """Element processing unit: softmax in fp32 and the once-per-module SV reduction.
+
+    Softmax is exact (max, exp, sum, scale) over the scores of a block; blocks of one pair are merged
+    with the usual running-max rescaling, so the result equals one softmax over all tokens.
+    """
+
+    scale: float
+    state: dict[tuple[int, int], _PairState] = field(default_factory=dict)
+    elementwise_ops: int = 0
+
+    def softmax_block(self, gpr: Gpr, unit: AttentionUnit) -> None:
+        """Scores in GPR -> bf16 probability tiles in GPR; remembers the block's max and sum."""
+        g, n = unit.group, unit.n_tokens
+        s = _gather(gpr, unit.scores, g * n, "scores").reshape(g, n)
+        x = s * np.float32(self.scale)
+        m = x.max(axis=1)
+        p = to_bf16(np.exp(x - m[:, None]))
+        st = self.state.get((unit.request, unit.kv_head))
+        if st is None or unit.first:
+            st = _PairState(m=np.full(g, -np.inf, np.float32), total=np.zeros(g, np.float32),
+                            acc=np.zeros((g, unit.head_dim), np.float32))
+            self.state[(unit.request, unit.kv_head)] = st
+        st.block_m, st.block_total = m, p.sum(axis=1, dtype=np.float32)
+        tiles = np.zeros(unit.probs.index.shape, dtype=np.float32)
+        valid = unit.probs.index >= 0
+        tiles[valid] = p.reshape(-1)[unit.probs.index[valid]]
+        gpr.write(unit.probs.gpr, tiles, "softmax probabilities")
+        self.elementwise_ops += 3 * g * n
+
+    def reduce_block(self, gpr: Gpr, unit: AttentionUnit) -> np.ndarray | None:
+        """Sum the SV partials of the block, merge into the pair; the output (g, d) after the last block."""
+        g, d = unit.group, unit.head_dim
+        st = self.state[(unit.request, unit.kv_head)]
+        acc_b = np.zeros(g * d, dtype=np.float32)
+        vals = gpr.read(unit.partials.gpr, "SV partials")
+        valid = unit.partials.index >= 0
+        np.add.at(acc_b, unit.partials.index[valid], vals[valid])
+        m_new = np.maximum(st.m, st.block_m)
+        old = np.exp(st.m - m_new)
+        new = np.exp(st.block_m - m_new)
+        st.acc = st.acc * old[:, None] + acc_b.reshape(g, d) * new[:, None]
+        st.total = st.total * old + st.block_total * new
+        st.m = m_new
+        self.elementwise_ops += int(valid.sum()) + 2 * g * d
+        if not unit.last:
+            return None
+        del self.state[(unit.request, unit.kv_head)]
+        return st.acc / st.total[:, None]
+
+
+def _gather(gpr: Gpr, gmap, size: int, what: str) -> np.ndarray:
+    vals = gpr.read(gmap.gpr, what)
+    valid = gmap.index >= 0
+    out = np.zeros(size, dtype=np.float32)
+    idx = gmap.index[valid]
+    out[idx] = vals[valid]
+    cover = np.bincount(idx, minlength=size)
+    if cover.size != size or not (cover == 1).all():
+        raise RuntimeError(f"{what}: the program must deliver each of {size} elements exactly once")
+    return out
+
+
+class PimHub:
+    """One PIM module: HUB (GPR, sequencer, EPU) and its channels.
+
+    Parameters
+    ----------
+    org:
+        Module organisation.
+    scale:
+        Softmax scale (1/sqrt(d_h)).
+    obuf_entries:
+        OBuf entries per bank (defaults to ``org.obuf_entries``).
+    mode:
+        ``"instructions"`` (vectorised multicast) or ``"commands"`` (one channel command at a time).
+    """
+
+    MODES = ("instructions", "commands")
+
+    def __init__(self, org: ModuleOrg, scale: float, obuf_entries: int | None = None,
+                 mode: str = "instructions"):
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}; got {mode!r}")
+        self.org = org
+        self.mode = mode
+        self.channels = ChannelArray(org, obuf_entries)
+        self.gpr = Gpr(org)
+        self.epu = Epu(scale=scale)
+        self.commands = np.zeros((org.channels, len(Opcode)), dtype=np.int64)
+        """Commands issued per channel and opcode."""
+
+    def execute(self, ins: Instruction) -> None:
+        """Run one instruction through the sequencer and multicast network."""
+        chs = ins.channel_array
+        if chs[-1] >= self.org.channels:
+            raise IndexError(f"{ins}: channel {int(chs[-1])} not in a {self.org.channels}-channel module")
+        self.commands[chs, ins.op] += ins.op_size
+        if self.mode == "commands":
+            self._execute_commands(ins)
+            return
+        reps = np.arange(ins.op_size)
+        a = self.channels
+        match ins.op:
+            case Opcode.ACT:
+                a.act(chs, ins.row)
+            case Opcode.PRE:
+                a.pre(chs)
+            case Opcode.REF:
+                a.ref(chs)
+            case Opcode.WR_INP:
+                a.wr_inp(chs, ins.gbuf + reps, self.gpr.read(ins.gpr + reps, str(ins)))
+            case Opcode.WR_BIAS:
+                bias = self.gpr.read(np.array([ins.gpr]), str(ins))
+                a.wr_bias(chs, ins.obuf + reps, np.broadcast_to(bias, (ins.op_size, bias.shape[1])))
+            case Opcode.MAC:
+                a.mac(chs, ins.row, ins.col, ins.gbuf, ins.obuf, ins.op_size)
+            case Opcode.RD_OUT:
+                out = a.rd_out(chs, ins.obuf + reps)
+                dest = ins.gpr + np.arange(len(chs) * ins.op_size)
+                self.gpr.write(dest, out.reshape(-1, self.org.burst_elements), str(ins))
+
+    def _execute_commands(self, ins: Instruction) -> None:
+        for ch, stream in unroll(ins).items():
+            view = self.channels.channel(ch)
+            for cmd in to_commands(stream):
+                if cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS):
+                    view.execute(cmd, self.gpr.read(np.array([cmd.gpr]), str(cmd))[0])
+                elif cmd.op == Opcode.RD_OUT:
+                    self.gpr.write(np.array([cmd.gpr]), view.execute(cmd)[None], str(cmd))
+                else:
+                    view.execute(cmd)
+
+    def run(self, program: Program, query: Callable[[int, int], np.ndarray],
+            progress: Callable[[int, int], None] | None = None) -> dict[tuple[int, int], np.ndarray]:
+        """Execute a program; ``query(request, kv_head)`` gives the group's queries (g, d).
+
+        Returns {(request, kv_head): output (g, d) float32}.
+        """
+        outputs: dict[tuple[int, int], np.ndarray] = {}
+        self.gpr.data[GPR_ZERO] = 0.0
+        w = self.org.burst_elements
+        for i, step in enumerate(program.steps):
+            u = step.unit
+            q = query(u.request, u.kv_head)
+            self.gpr.write(u.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+            for ins in step.qk:
+                self.execute(ins)
+            self.epu.softmax_block(self.gpr, u)
+            for ins in step.sv:
+                self.execute(ins)
+            out = self.epu.reduce_block(self.gpr, u)
+            if out is not None:
+                outputs[(u.request, u.kv_head)] = out
+            if progress is not None:
+                progress(i + 1, len(program.steps))
+        return outputs

@@ -1,0 +1,87 @@
+"""The contract between the compiler and the HUB: an attention program for one PIM module.
+
+A program is a list of :class:`Step` objects. A step computes one *block* of tokens of one
+(request, KV head) pair — an :class:`AttentionUnit` — in two channel phases with EPU work between:
+
+1. the HUB writes the group's queries (bf16) into GPR at ``unit.query_gpr``;
+2. ``qk`` instructions: WR-INP the queries, then MAC over K rows; RD-OUT the scores into GPR;
+3. EPU: gather scores (``unit.scores``), softmax over the block in fp32, write bf16 probability
+   tiles into GPR (``unit.probs``);
+4. ``sv`` instructions: WR-INP probability tiles, MAC over V^T rows, RD-OUT partial outputs;
+5. EPU: gather partials (``unit.partials``), sum them, merge the block into the pair's running
+   (max, sum, output) state; after the pair's last block, normalise and emit the output.
+
+Maps say where data sit in the GPR: ``gpr[k]`` is an entry and ``index[k, j]`` the flat position of
+element ``j`` of that entry in the unit's tensor (scores and probabilities: ``head * n_tokens + t``;
+partials: ``head * head_dim + dim``), or ``-1`` for padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .isa import Instruction
+
+GPR_ZERO = 0
+"""GPR entry 0 holds zeros: the source of WR-BIAS that starts a MAC chain."""
+
+
+@dataclass
+class GprMap:
+    """Entries of the GPR and the flat tensor index of each of their 16 elements (-1 = unused)."""
+
+    gpr: np.ndarray
+    index: np.ndarray
+
+    @classmethod
+    def empty(cls, width: int) -> GprMap:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64))
+
+
+@dataclass
+class AttentionUnit:
+    """One block ``[t0, t1)`` of one (request, KV head) pair."""
+
+    request: int
+    kv_head: int
+    t0: int
+    t1: int
+    group: int
+    head_dim: int
+    query_gpr: int
+    scores: GprMap
+    probs: GprMap
+    partials: GprMap
+    first: bool
+    last: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return self.t1 - self.t0
+
+
+@dataclass
+class Step:
+    """One unit: its QK^T instructions, then its SV instructions."""
+
+    unit: AttentionUnit
+    qk: list[Instruction] = field(default_factory=list)
+    sv: list[Instruction] = field(default_factory=list)
+
+
+@dataclass
+class Program:
+    """All steps of one decode attention layer on one module."""
+
+    module: int
+    steps: list[Step] = field(default_factory=list)
+
+    def instructions(self) -> list[Instruction]:
+        """Every instruction in program order."""
+        out: list[Instruction] = []
+        for step in self.steps:
+            out.extend(step.qk)
+            out.extend(step.sv)
+        return out
