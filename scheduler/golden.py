@@ -1,0 +1,173 @@
+"""Decode attention end to end on the golden model: place, lower, load KV, execute, compare.
+
+:func:`run_golden_attention` is what ``pimphony attention`` and ``pimphony bench golden`` run. Inputs
+are held as bfloat16 (what the hardware stores); the reference is float64 on those same values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+from pimphony.model.attention import Reference, check_shapes, decode_attention
+from pimphony.model.config import ModelConfig, ModuleOrg
+from pimphony.model.hub import PimHub
+from pimphony.model.isa import Opcode
+from pimphony.model.numerics import scale_for
+
+from .lower import AttentionLowering
+from .partition import make_partition
+
+BF16 = ml_dtypes.bfloat16
+
+
+class InputError(ValueError):
+    """An inputs file does not match the model."""
+
+
+@dataclass
+class AttentionInputs:
+    """One layer's decode-attention operands, rounded to bf16."""
+
+    q: np.ndarray        # (B, H, D) bf16
+    k: np.ndarray        # (B, Hkv, Tmax, D) bf16
+    v: np.ndarray        # (B, Hkv, Tmax, D) bf16
+    lengths: np.ndarray  # (B,) int64
+
+    @classmethod
+    def random(cls, model: ModelConfig, lengths: list[int] | np.ndarray, seed: int) -> AttentionInputs:
+        """Standard-normal q, K, V (generated one KV head at a time to bound memory)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        b, tmax, d = len(lengths), int(lengths.max()), model.head_dim
+        q = rng.standard_normal((b, model.heads, d), dtype=np.float32).astype(BF16)
+        k = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
+        v = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
+        for r in range(b):
+            for h in range(model.kv_heads):
+                t = int(lengths[r])
+                k[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
+                v[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
+        return cls(q, k, v, lengths)
+
+    @classmethod
+    def load(cls, path: str | Path, model: ModelConfig) -> AttentionInputs:
+        """Read ``q`` (B, H, D), ``k``/``v`` (B, Hkv, Tmax, D) and ``lengths`` (B,) from an npz."""
+        where = str(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in f.files}
+        except FileNotFoundError:
+            raise InputError(f"{where}: file not found") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{where}: not a readable .npz file ({exc})") from None
+        for name in ("q", "k", "v", "lengths"):
+            if name not in arrays:
+                raise InputError(f"{where}: missing array {name!r}; the file needs q, k, v, lengths")
+        q, k, v, lengths = arrays["q"], arrays["k"], arrays["v"], arrays["lengths"]
+        for name, arr in (("q", q), ("k", k), ("v", v)):
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise InputError(f"{where}: {name} must be floating point; got {arr.dtype}")
+            if not np.isfinite(arr).all():
+                raise InputError(f"{where}: {name} has NaN or infinite values")
+        if not np.issubdtype(lengths.dtype, np.integer):
+            raise InputError(f"{where}: lengths must be integers; got {lengths.dtype}")
+        h, hkv, d = model.heads, model.kv_heads, model.head_dim
+        if q.ndim != 3 or q.shape[1:] != (h, d):
+            raise InputError(f"{where}: q has shape {q.shape}; {model.name} needs (B, {h}, {d})")
+        b = q.shape[0]
+        for name, arr in (("k", k), ("v", v)):
+            if arr.ndim != 4 or arr.shape[0] != b or arr.shape[1] != hkv or arr.shape[3] != d:
+                raise InputError(f"{where}: {name} has shape {arr.shape}; {model.name} needs ({b}, {hkv}, Tmax, {d})")
+        if k.shape != v.shape:
+            raise InputError(f"{where}: k {k.shape} and v {v.shape} differ")
+        if lengths.shape != (b,):
+            raise InputError(f"{where}: lengths has shape {lengths.shape}; needs ({b},)")
+        if lengths.min() < 1 or lengths.max() > k.shape[2]:
+            raise InputError(f"{where}: lengths must lie in [1, {k.shape[2]}]; got {lengths.min()}..{lengths.max()}")
+        return cls(q.astype(np.float32).astype(BF16), k.astype(np.float32).astype(BF16),
+                   v.astype(np.float32).astype(BF16), lengths.astype(np.int64))
+
+
+@dataclass
+class AttentionRun:
+    """Result of one layer on the golden model."""
+
+    out: np.ndarray                 # (B, H, D) float32
+    reference: Reference | None
+    commands: np.ndarray            # (modules, channels, opcodes): commands issued
+    phase_macs: dict[str, np.ndarray]   # "qk"/"sv" -> (modules, channels) MAC commands
+    mac_ops: int
+    seconds: float
+
+    @property
+    def max_error(self) -> float:
+        return float(np.abs(self.out - self.reference.out).max())
+
+    def error_ratio(self) -> float:
+        """max over elements of |error| / bound (pass when <= 1)."""
+        err = np.abs(self.out - self.reference.out).max(axis=2)
+        return float((err / self.reference.tolerance()).max())
+
+    def activity(self, phase: str) -> float:
+        """Fraction of the system's channels that execute MACs in a phase."""
+        return float((self.phase_macs[phase] > 0).mean())
+
+    def balance(self) -> float:
+        """Mean over max of MAC commands per channel (1.0 = perfectly even)."""
+        macs = self.commands[:, :, Opcode.MAC].reshape(-1)
+        return float(macs.mean() / macs.max()) if macs.max() else 0.0
+
+
+def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionInputs, partition: str = "tcp",
+                         modules: int = 1, obuf_entries: int | None = None, mode: str = "instructions",
+                         block_tokens: int | None = None, check: bool = True,
+                         progress: Callable[[int, int], None] | None = None) -> AttentionRun:
+    """Run one layer of decode attention on ``modules`` golden PIM modules."""
+    q, k, v, lengths = inputs.q, inputs.k, inputs.v, inputs.lengths
+    check_shapes(q, k, v, lengths)
+    if q.shape[1] != model.heads or k.shape[1] != model.kv_heads or q.shape[2] != model.head_dim:
+        raise InputError(f"inputs (H={q.shape[1]}, Hkv={k.shape[1]}, D={q.shape[2]}) do not match {model.name}")
+    obuf = org.obuf_entries if obuf_entries is None else obuf_entries
+    start = time.perf_counter()
+    part = make_partition(partition, org, model.head_dim, modules)
+    placements = part.place(lengths, model.kv_heads)
+    hubs = [PimHub(org, scale_for(model.head_dim), obuf_entries=obuf, mode=mode) for _ in range(modules)]
+    for p in placements:
+        ch = hubs[p.module].channels
+        ch.write_rows(np.asarray(p.k_channels), p.k_row0, part.pack_k(p, k[p.request, p.kv_head]))
+        ch.write_rows(np.asarray(p.v_channels), p.v_row0, part.pack_v(p, v[p.request, p.kv_head]))
+    programs = AttentionLowering(part, model.group, obuf, block_tokens=block_tokens).lower(placements)
+    g = model.group
+    q32 = q.astype(np.float32)
+
+    def query(r: int, h: int) -> np.ndarray:
+        return q32[r, h * g:(h + 1) * g]
+
+    total = sum(len(prog.steps) for prog in programs)
+    done = 0
+    out = np.zeros(q.shape, dtype=np.float32)
+    phase_macs = {"qk": np.zeros((modules, org.channels), np.int64), "sv": np.zeros((modules, org.channels), np.int64)}
+    for m, prog in enumerate(programs):
+        for step in prog.steps:
+            for phase, instrs in (("qk", step.qk), ("sv", step.sv)):
+                for ins in instrs:
+                    if ins.op == Opcode.MAC:
+                        phase_macs[phase][m, ins.channel_array] += ins.op_size
+
+        def tick(i: int, n: int, offset: int = done) -> None:
+            if progress is not None:
+                progress(offset + i, total)
+
+        results = hubs[m].run(prog, query, progress=tick)
+        done += len(prog.steps)
+        for (r, h), o in results.items():
+            out[r, h * g:(h + 1) * g] = o
+    seconds = time.perf_counter() - start
+    ref = decode_attention(q.astype(np.float32), k, v, lengths) if check else None
+    return AttentionRun(out=out, reference=ref, commands=np.stack([hb.commands for hb in hubs]),
+                        phase_macs=phase_macs, mac_ops=sum(hb.channels.mac_ops for hb in hubs), seconds=seconds)

@@ -1,0 +1,277 @@
+"""Lowering of one decode step of attention to PIM programs (plain form).
+
+For each (request, KV head) placed by a :class:`~pimphony.scheduler.partition.Partition`, the token
+range is cut into blocks that fit the HUB's GPR, and each block becomes a
+:class:`~pimphony.model.program.Step`:
+
+QK^T (K rows, one ``ACT``/``PRE`` per row, GQA row reuse: every query head of the group runs while
+the row is open)::
+
+    WR_INP  (K channels, op_size = heads*d/16)        queries -> GBuf 0..
+    for each K row:  ACT row
+        for each key slot in the row, for each chunk of c query heads (c <= OBuf entries):
+            WR_BIAS op_size=c, obuf=e..e+c-1 (zeros)   start c chains
+            MAC     op_size=d/16, col=slot*d/16, gbuf=h*d/16, obuf=e+h   (for each head h)
+            RD_OUT  op_size=c, obuf=e.. -> 16 scores per channel and head (one per bank)
+        PRE
+
+SV (V^T rows; per row and slice, a tile of up to 64 bursts of 16 tokens)::
+
+    for each V row:  ACT row
+        for each slice, for each tile, for each chunk of c query heads:
+            WR_BIAS op_size=c, obuf=e..e+c-1
+            for each head h:  WR_INP op_size=n probability tiles -> GBuf 0..n-1
+                              MAC    op_size=n, col=tile start, gbuf=0, obuf=e+h
+            RD_OUT  op_size=c -> partial sums of 16 dimensions per channel and head
+        PRE
+
+OBuf entries are used round robin in blocks of c (``obuf_entries`` of them), so the same program runs on the
+baseline's 2 output registers and on a DCS OBuf; the order of commands in each channel is the
+program order that the golden model executes and the issue policies reorder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pimphony.model.config import ceil_div
+from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, unroll
+from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step
+
+from .partition import PairPlacement, Partition
+
+
+class LoweringError(ValueError):
+    """The workload cannot be lowered (e.g. a block does not fit the GPR)."""
+
+
+class _GprFull(Exception):
+    pass
+
+
+def _mask(channels) -> int:
+    m = 0
+    for c in channels:
+        m |= 1 << int(c)
+    return m
+
+
+@dataclass
+class _Alloc:
+    """Bump allocator over GPR entries for one step."""
+
+    next: int
+    end: int
+
+    def take(self, n: int) -> int:
+        if self.next + n > self.end:
+            raise _GprFull
+        base = self.next
+        self.next += n
+        return base
+
+
+class AttentionLowering:
+    """Lowers decode attention for placed pairs into one :class:`Program` per module.
+
+    Parameters
+    ----------
+    partition:
+        The partition that placed the pairs (gives geometry and layouts).
+    group:
+        GQA group size (query heads per KV head).
+    obuf_entries:
+        OBuf entries per bank that the program may use (round robin).
+    block_tokens:
+        Tokens per block; default: the largest block whose scores and probabilities fit the GPR.
+    """
+
+    def __init__(self, partition: Partition, group: int, obuf_entries: int, block_tokens: int | None = None):
+        self.part = partition
+        self.org = partition.org
+        self.fmt = Format.for_org(self.org)
+        self.g = group
+        self.kb = partition.kb
+        self.d = partition.head_dim
+        if obuf_entries < 1:
+            raise LoweringError(f"obuf_entries must be at least 1, got {obuf_entries}")
+        self.obuf_entries = obuf_entries
+        self.heads_per_pass = min(group, self.org.gbuf_entries // self.kb)
+        if self.heads_per_pass < 1:
+            raise LoweringError(
+                f"head_dim {self.d} needs {self.kb} GBuf entries; the channel has {self.org.gbuf_entries}")
+        if block_tokens is not None and block_tokens < 1:
+            raise LoweringError(f"block_tokens must be at least 1, got {block_tokens}")
+        self.block_tokens = block_tokens
+        self._e = 0
+
+    def _obuf(self, n: int) -> int:
+        """First of ``n`` consecutive OBuf entries, round robin."""
+        if self._e + n > self.obuf_entries:
+            self._e = 0
+        e = self._e
+        self._e = (self._e + n) % self.obuf_entries
+        return e
+
+    def _head_chunks(self, heads: range) -> list[range]:
+        """Heads in chunks that fit the OBuf (each head's chain needs its own entry)."""
+        c = min(len(heads), self.obuf_entries)
+        return [range(h, min(heads.stop, h + c)) for h in range(heads.start, heads.stop, c)]
+
+    def default_block(self) -> int:
+        """Block size that keeps scores + probabilities (2 * g/16 entries per token) in the GPR."""
+        free = self.org.gpr_entries - 1 - self.g * self.kb - 64
+        tokens = int(free / (self.g * 2 / self.org.burst_elements) / 1.15)
+        unit = self.org.lanes * self.part.kpr
+        if tokens >= unit:
+            return tokens // unit * unit
+        return max(self.org.burst_elements, tokens // self.org.burst_elements * self.org.burst_elements)
+
+    def lower(self, placements: list[PairPlacement]) -> list[Program]:
+        """One program per module, steps in placement order."""
+        programs = [Program(module=m) for m in range(self.part.modules)]
+        for p in placements:
+            block = self.block_tokens or self.default_block()
+            while True:
+                saved = self._e
+                try:
+                    steps = self._lower_pair(p, block)
+                    break
+                except _GprFull:
+                    self._e = saved
+                    if block <= self.org.burst_elements:
+                        raise LoweringError(
+                            f"request {p.request}, KV head {p.kv_head}: a block of {block} tokens does not fit "
+                            f"the GPR ({self.org.gpr_entries} entries)") from None
+                    block = max(self.org.burst_elements, block // 2)
+            programs[p.module].steps.extend(steps)
+        return programs
+
+    def _lower_pair(self, p: PairPlacement, block: int) -> list[Step]:
+        steps = []
+        starts = list(range(0, p.length, block))
+        for j, t0 in enumerate(starts):
+            t1 = min(p.length, t0 + block)
+            alloc = _Alloc(next=GPR_ZERO + 1, end=self.org.gpr_entries)
+            query_gpr = alloc.take(self.g * self.kb)
+            qk, scores = self._lower_qk(p, t0, t1, query_gpr, alloc)
+            sv, probs, partials = self._lower_sv(p, t0, t1, alloc)
+            unit = AttentionUnit(request=p.request, kv_head=p.kv_head, t0=t0, t1=t1, group=self.g,
+                                 head_dim=self.d, query_gpr=query_gpr, scores=scores, probs=probs,
+                                 partials=partials, first=j == 0, last=j == len(starts) - 1)
+            steps.append(Step(unit=unit, qk=qk, sv=sv))
+        return steps
+
+    # -- QK^T ---------------------------------------------------------------------------------------
+
+    def _lower_qk(self, p: PairPlacement, t0: int, t1: int, query_gpr: int, alloc: _Alloc):
+        nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
+        kch = np.asarray(p.k_channels)
+        lanes = len(kch) * nb
+        all_mask = _mask(kch)
+        ins: list[Instruction] = []
+        rec_entry, rec_i, rec_h, rec_pos = [], [], [], []
+        i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
+        first_tok = np.arange(len(kch)) * nb                      # lane offset of each channel
+        for h0 in range(0, self.g, self.heads_per_pass):
+            heads = range(h0, min(self.g, h0 + self.heads_per_pass))
+            ins.append(Instruction(Opcode.WR_INP, all_mask, op_size=len(heads) * kb,
+                                   gpr=query_gpr + h0 * kb, gbuf=0))
+            for row_i in range(i_lo // kpr, i_hi // kpr + 1):
+                row = p.k_row0 + row_i
+                slots = range(max(i_lo, row_i * kpr), min(i_hi, row_i * kpr + kpr - 1) + 1)
+                per_slot = []
+                for i in slots:
+                    lo = i * lanes + first_tok
+                    pos = np.nonzero((lo < t1) & (lo + nb > t0))[0]
+                    per_slot.append((i, pos))
+                row_mask = _mask(kch[np.unique(np.concatenate([pos for _, pos in per_slot]))])
+                ins.append(Instruction(Opcode.ACT, row_mask, row=row))
+                for i, pos in per_slot:
+                    mask = _mask(kch[pos])
+                    for chunk in self._head_chunks(heads):
+                        c = len(chunk)
+                        e = self._obuf(c)
+                        dest = alloc.take(len(pos) * c)
+                        ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                        for j, h in enumerate(chunk):
+                            ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=(i % kpr) * kb,
+                                                   gbuf=(h - h0) * kb, obuf=e + j))
+                        ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                        # channel rank k, head j -> entry dest + k*c + j
+                        rec_entry.append(dest + np.arange(len(pos) * c))
+                        rec_i.append(np.full(len(pos) * c, i))
+                        rec_h.append(np.tile(np.asarray(chunk), len(pos)))
+                        rec_pos.append(np.repeat(pos, c))
+                ins.append(Instruction(Opcode.PRE, row_mask))
+        entry = np.concatenate(rec_entry)
+        tok = (np.concatenate(rec_i) * lanes + np.concatenate(rec_pos) * nb)[:, None] + np.arange(nb)[None, :]
+        head = np.concatenate(rec_h)[:, None]
+        index = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
+        return ins, GprMap(entry, index)
+
+    # -- SV -----------------------------------------------------------------------------------------
+
+    def _lower_sv(self, p: PairPlacement, t0: int, t1: int, alloc: _Alloc):
+        org, kb = self.org, self.kb
+        w, bpr = org.burst_elements, org.bursts_per_row
+        slices = [np.asarray(s) for s in p.v_slices]
+        s_count = len(slices)
+        tile = min(bpr, org.gbuf_entries, self.fmt.max_op_size)
+        u_lo, u_hi = t0 // w, (t1 - 1) // w
+        w_lo = [ceil_div(max(0, u_lo - s), s_count) for s in range(s_count)]
+        w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
+        live = [s for s in range(s_count) if w_lo[s] <= w_hi[s]]
+        ins: list[Instruction] = []
+        prob_entry, prob_burst, prob_head = [], [], []
+        part_entry, part_head, part_dim0 = [], [], []
+        rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
+        for row_i in rows:
+            r_lo, r_hi = row_i * bpr, row_i * bpr + bpr - 1
+            active = [s for s in live if w_lo[s] <= r_hi and w_hi[s] >= r_lo]
+            if not active:
+                continue
+            row_mask = _mask(np.concatenate([slices[s] for s in active]))
+            row = p.v_row0 + row_i
+            ins.append(Instruction(Opcode.ACT, row_mask, row=row))
+            for s in active:
+                mask = _mask(slices[s])
+                a, b = max(w_lo[s], r_lo), min(w_hi[s], r_hi)
+                for c0 in range(a, b + 1, tile):
+                    n = min(tile, b + 1 - c0)
+                    for chunk in self._head_chunks(range(self.g)):
+                        c = len(chunk)
+                        e = self._obuf(c)
+                        ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                        for j, h in enumerate(chunk):
+                            src = alloc.take(n)
+                            ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=0))
+                            ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=0,
+                                                   obuf=e + j))
+                            prob_entry.append(src + np.arange(n))
+                            prob_burst.append(np.arange(c0, c0 + n) * s_count + s)
+                            prob_head.append(np.full(n, h))
+                        dest = alloc.take(kb * c)
+                        ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                        # channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
+                        part_entry.append(dest + np.arange(kb * c))
+                        part_dim0.append(np.repeat(np.arange(kb), c) * w)
+                        part_head.append(np.tile(np.asarray(chunk), kb))
+            ins.append(Instruction(Opcode.PRE, row_mask))
+        tok = np.concatenate(prob_burst)[:, None] * w + np.arange(w)[None, :]
+        head = np.concatenate(prob_head)[:, None]
+        pidx = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
+        pentry = np.concatenate(part_entry)
+        dims = np.concatenate(part_dim0)[:, None] + np.arange(w)[None, :]
+        qidx = np.concatenate(part_head)[:, None] * self.d + dims
+        return ins, GprMap(np.concatenate(prob_entry), pidx), GprMap(pentry, qidx)
+
+
+def command_streams(program: Program, channels: int) -> list[np.ndarray]:
+    """Per-channel command streams (:data:`~pimphony.model.isa.COMMAND_DTYPE`) in program order."""
+    parts: list[list[np.ndarray]] = [[] for _ in range(channels)]
+    for ins in program.instructions():
+        for ch, cmds in unroll(ins).items():
+            parts[ch].append(cmds)
+    return [np.concatenate(p) if p else np.zeros(0, dtype=COMMAND_DTYPE) for p in parts]

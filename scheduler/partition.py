@@ -1,0 +1,195 @@
+"""Head-first (HFP) and token-centric (TCP) partitioning of the KV cache over PIM modules.
+
+Both map every (request, KV head, token) to (module, channel, bank, row, column) with the layouts
+of DESIGN.md decision 6 (REFERENCE.md b.4); they differ in *which* banks a pair's tokens use.
+
+K (for QK^T): a pair owns a list of *lanes* (banks); token ``t`` goes to lane ``t mod L`` at local
+index ``i = t div L`` (CENT's round robin); ``kpr = bursts_per_row div (d/16)`` whole keys share a
+row, so the key sits in row ``k_row0 + i div kpr``, column bursts ``(i mod kpr) * d/16 ...``.
+
+V (for SV), transposed: a *slice* is ``d/16`` channels, channel ``m`` of a slice holding dimensions
+``16m .. 16m+15`` (one per bank) with tokens along the row. 16-token bursts are dealt round robin
+over the pair's ``S`` slices: burst ``u = t div 16`` goes to slice ``u mod S`` at local burst
+``w = u div S``: row ``v_row0 + w div bursts_per_row``, burst column ``w mod bursts_per_row``.
+
+* :class:`HeadFirstPartition` (the baseline): a pair's K sits in one channel (``L`` = its banks) and
+  its V in one slice; pairs are dealt round robin over channels and slices of all modules.
+* :class:`TokenCentricPartition` (PIMphony): a pair's K spans every bank of its module
+  (``L = channels x banks``) and its V every slice (``S = channels div (d/16)``); pairs are dealt
+  round robin over modules. With 16 x 16 banks every channel has QK^T work once a request holds more
+  than 256 tokens.
+
+Rows are allocated per channel with a cursor; a pair's rows start at the same index in all the
+channels it uses. The space is exactly what the lengths need (static T_max reservation and DPA
+chunks are :mod:`~pimphony.model.kvcache`'s concern).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+from pimphony.model.config import ModuleOrg, ceil_div
+from pimphony.model.numerics import bf16_bits
+
+
+class PartitionError(ValueError):
+    """The KV cache cannot be laid out on the given modules."""
+
+
+@dataclass(frozen=True)
+class PairPlacement:
+    """Where one (request, KV head) lives."""
+
+    request: int
+    kv_head: int
+    length: int
+    module: int
+    k_channels: tuple[int, ...]
+    k_row0: int
+    k_rows: int
+    v_slices: tuple[tuple[int, ...], ...]
+    v_row0: int
+    v_rows: int
+
+    @property
+    def v_channels(self) -> tuple[int, ...]:
+        return tuple(c for s in self.v_slices for c in s)
+
+
+class Partition(abc.ABC):
+    """Common geometry; subclasses choose the lanes and slices of each pair."""
+
+    name = ""
+
+    def __init__(self, org: ModuleOrg, head_dim: int, modules: int = 1):
+        if head_dim % org.burst_elements:
+            raise PartitionError(f"head_dim {head_dim} must be a multiple of {org.burst_elements}")
+        self.org = org
+        self.head_dim = head_dim
+        self.modules = modules
+        self.kb = head_dim // org.burst_elements
+        """Bursts per key (d/16) = channels per V slice."""
+        if self.kb > org.bursts_per_row:
+            raise PartitionError(f"head_dim {head_dim} does not fit one row ({org.columns} elements)")
+        if self.kb > org.channels:
+            raise PartitionError(
+                f"head_dim {head_dim} needs {self.kb} channels for one V slice; the module has {org.channels}")
+        self.kpr = org.bursts_per_row // self.kb
+        """Whole keys per row."""
+
+    # -- to be chosen by subclasses ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _assign(self, pair_index: int) -> tuple[int, tuple[int, ...], tuple[tuple[int, ...], ...]]:
+        """(module, K channels, V slices) of the ``pair_index``-th pair."""
+
+    # -- placement -----------------------------------------------------------------------------------
+
+    def place(self, lengths: np.ndarray, kv_heads: int) -> list[PairPlacement]:
+        """Allocate rows for every (request, KV head), request-major."""
+        org = self.org
+        cursor = np.zeros((self.modules, org.channels), dtype=np.int64)
+        out = []
+        for r, length in enumerate(np.asarray(lengths).tolist()):
+            if length < 1:
+                raise PartitionError(f"request {r}: length {length} must be at least 1")
+            for h in range(kv_heads):
+                module, kch, slices = self._assign(r * kv_heads + h)
+                k_rows = ceil_div(ceil_div(length, len(kch) * org.banks), self.kpr)
+                v_rows = ceil_div(ceil_div(ceil_div(length, org.burst_elements), len(slices)), org.bursts_per_row)
+                k0 = self._take(cursor[module], kch, k_rows, r, h, module)
+                vch = [c for s in slices for c in s]
+                v0 = self._take(cursor[module], vch, v_rows, r, h, module)
+                out.append(PairPlacement(r, h, length, module, kch, k0, k_rows, slices, v0, v_rows))
+        return out
+
+    def _take(self, cursor: np.ndarray, chans, n_rows: int, r: int, h: int, module: int) -> int:
+        idx = list(chans)
+        base = int(cursor[idx].max())
+        if base + n_rows > self.org.rows:
+            raise PartitionError(
+                f"request {r}, KV head {h}: needs rows {base}..{base + n_rows - 1} in module {module}, "
+                f"channels {idx[0]}..{idx[-1]}; a bank has {self.org.rows} rows (use more modules or shorter contexts)")
+        cursor[idx] = base + n_rows
+        return base
+
+    # -- coordinates (for tests and tools) ----------------------------------------------------------
+
+    def locate_k(self, p: PairPlacement, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Channel, bank, row and first element column of the keys of tokens ``t``."""
+        nb = self.org.banks
+        lanes = len(p.k_channels) * nb
+        lane, i = t % lanes, t // lanes
+        return {"module": np.full_like(t, p.module), "channel": np.asarray(p.k_channels)[lane // nb],
+                "bank": lane % nb, "row": p.k_row0 + i // self.kpr,
+                "column": (i % self.kpr) * self.head_dim}
+
+    def locate_v(self, p: PairPlacement, t: np.ndarray, dim: np.ndarray) -> dict[str, np.ndarray]:
+        """Channel, bank, row and element column of V[t, dim]."""
+        org, w = self.org, self.org.burst_elements
+        s_count = len(p.v_slices)
+        u = t // w
+        s, local = u % s_count, u // s_count
+        slices = np.asarray(p.v_slices)
+        return {"module": np.full_like(t, p.module), "channel": slices[s, dim // w], "bank": dim % w,
+                "row": p.v_row0 + local // org.bursts_per_row,
+                "column": (local % org.bursts_per_row) * w + t % w}
+
+    # -- packing (vectorised writes of whole rows) ---------------------------------------------------
+
+    def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
+        """K (T, d) -> bf16 bits (rows, channels, banks, kpr*d) as :meth:`locate_k` places them."""
+        nb, d = self.org.banks, self.head_dim
+        lanes = len(p.k_channels) * nb
+        per_row = lanes * self.kpr
+        padded = np.zeros((p.k_rows * per_row, d), dtype=np.uint16)
+        padded[:p.length] = bf16_bits(k[:p.length])
+        x = padded.reshape(p.k_rows, self.kpr, len(p.k_channels), nb, d)
+        return x.transpose(0, 2, 3, 1, 4).reshape(p.k_rows, len(p.k_channels), nb, self.kpr * d)
+
+    def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
+        """V (T, d) -> bf16 bits (rows, slice channels, banks, columns) as :meth:`locate_v` places them."""
+        org, w = self.org, self.org.burst_elements
+        s_count, bpr = len(p.v_slices), org.bursts_per_row
+        padded = np.zeros((p.v_rows * bpr * s_count * w, self.head_dim), dtype=np.uint16)
+        padded[:p.length] = bf16_bits(v[:p.length])
+        x = padded.reshape(p.v_rows, bpr, s_count, w, self.kb, org.banks)
+        return x.transpose(0, 2, 4, 5, 1, 3).reshape(p.v_rows, s_count * self.kb, org.banks, bpr * w)
+
+
+class HeadFirstPartition(Partition):
+    """HFP: each (request, KV head) on one channel for K and one slice for V (the CENT baseline)."""
+
+    name = "hfp"
+
+    def _assign(self, pair_index: int):
+        c = self.org.channels
+        module, kch = divmod(pair_index % (self.modules * c), c)
+        slot = kch % (c // self.kb)
+        return module, (kch,), (tuple(range(slot * self.kb, (slot + 1) * self.kb)),)
+
+
+class TokenCentricPartition(Partition):
+    """TCP: each (request, KV head) spans every bank of its module for K and every slice for V."""
+
+    name = "tcp"
+
+    def _assign(self, pair_index: int):
+        c = self.org.channels
+        module = pair_index % self.modules
+        slices = tuple(tuple(range(s * self.kb, (s + 1) * self.kb)) for s in range(c // self.kb))
+        return module, tuple(range(c)), slices
+
+
+PARTITIONS = {"hfp": HeadFirstPartition, "tcp": TokenCentricPartition}
+
+
+def make_partition(name: str, org: ModuleOrg, head_dim: int, modules: int = 1) -> Partition:
+    """``hfp`` or ``tcp``."""
+    try:
+        cls = PARTITIONS[name]
+    except KeyError:
+        raise PartitionError(f"unknown partition {name!r}; choose one of {', '.join(PARTITIONS)}") from None
+    return cls(org, head_dim, modules)
