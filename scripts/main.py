@@ -1,0 +1,242 @@
+"""The ``pimphony`` command."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from pimphony.model.config import (
+    ConfigError,
+    ModelConfig,
+    ModuleOrg,
+    TimingPreset,
+    WorkloadConfig,
+    preset_names,
+)
+from pimphony.model.isa import Opcode
+from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_attention
+from pimphony.scheduler.lower import LoweringError
+from pimphony.scheduler.partition import PartitionError
+
+from .progress import Progress
+
+PRESET_KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig}
+
+EPILOG = """\
+examples:
+  pimphony attention --model llama-3.1-8b --context 4096 --batch 2
+  pimphony attention --model path/to/config.json --lengths 1000,37,4099 --partition hfp
+  pimphony presets --kind modules
+  pimphony bench golden
+"""
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+        return value
+
+    return parse
+
+
+_positive = _int_at_least(1)
+_nonneg = _int_at_least(0)
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("lengths must be positive integers, e.g. 1000,37,4099")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pimphony",
+        description="PIMphony reference implementation: golden PIM model, compiler, RTL and performance model.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    att = sub.add_parser(
+        "attention", help="run decode attention on the golden PIM model and compare with float64 numpy",
+        description="Lower one decode step of attention to PIM programs (HFP or TCP), execute them on golden "
+                    "PIM channels (bf16 data, fp32 MAC accumulation, fp32 EPU softmax) and compare with a "
+                    "float64 reference on the same bf16 inputs. Exits 1 if any element exceeds the error bound "
+                    "derived from the number formats.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    att.add_argument("--model", default="llama-3.1-8b",
+                     help=f"preset ({', '.join(preset_names('models'))}), a YAML file or a Hugging Face config.json")
+    att.add_argument("--module", default="aimx-16ch",
+                     help=f"module organisation preset ({', '.join(preset_names('modules'))}) or YAML file")
+    att.add_argument("--context", type=_positive, default=4096, help="tokens per request")
+    att.add_argument("--lengths", type=_lengths,
+                     help="per-request lengths, e.g. 1000,37,4099 (overrides --context and --batch)")
+    att.add_argument("--batch", type=_positive, default=1, help="requests")
+    att.add_argument("--partition", choices=["tcp", "hfp"], default="tcp",
+                     help="token-centric (PIMphony) or head-first (baseline)")
+    att.add_argument("--modules", type=_positive, default=1, help="PIM modules")
+    att.add_argument("--obuf-entries", type=_positive,
+                     help="OBuf entries per bank (default: the module's obuf_entries)")
+    att.add_argument("--layers", type=_positive, default=1, help="layers, each with fresh random data")
+    att.add_argument("--seed", type=_nonneg, default=0, help="random seed (layer l uses seed + l)")
+    att.add_argument("--inputs", type=Path,
+                     help="npz with q (B,H,D), k and v (B,Hkv,Tmax,D) float32 and lengths (B,) int; "
+                          "batch and lengths come from the file; values are rounded to bf16")
+    att.add_argument("--save", type=Path,
+                     help="write out (B,H,D) float32 and reference (B,H,D) float64 to this npz "
+                          "(with --layers > 1 both get a leading layer axis)")
+    att.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    pre = sub.add_parser("presets", help="print the shipped presets with the source and basis of every value",
+                         description="Print presets: timing, module organisations, LLMs and workloads. Every value "
+                                     "carries its source and a basis (paper, public-model, derived, assumed).")
+    pre.add_argument("--kind", choices=list(PRESET_KINDS), help="only this kind")
+    pre.add_argument("name", nargs="?", help="only this preset")
+
+    bench = sub.add_parser("bench", help="benchmarks that print measured figures against targets")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
+    bsub.required = True
+    bg = bsub.add_parser("golden", help="golden-model speed and memory: one layer of decode attention",
+                         description="Time one layer of decode attention on the golden model (placement, KV load, "
+                                     "lowering, execution; input generation excluded) and report simulated MACs per "
+                                     "second and peak RSS. Target: Llama-3.1-8B, 128K tokens, batch 1, TCP in <= 5 s "
+                                     "and <= 2 GB.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bg.add_argument("--model", default="llama-3.1-8b")
+    bg.add_argument("--module", default="aimx-16ch")
+    bg.add_argument("--context", type=_positive, default=131072)
+    bg.add_argument("--batch", type=_positive, default=1)
+    bg.add_argument("--partition", choices=["tcp", "hfp"], default="tcp")
+    bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
+    return parser
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    model = ModelConfig.load(args.model)
+    org = ModuleOrg.load(args.module)
+    if args.inputs is not None and args.layers > 1:
+        raise CliError("--inputs holds one layer; use --layers 1")
+    if args.inputs is not None:
+        inputs = [AttentionInputs.load(args.inputs, model)]
+        lengths = inputs[0].lengths.tolist()
+    else:
+        lengths = args.lengths or [args.context] * args.batch
+        inputs = None
+    print(f"pimphony attention: {model.name} ({model.heads} heads, {model.kv_heads} KV heads, d={model.head_dim}, "
+          f"g={model.group}) on {args.modules} x {org.name} ({org.channels} ch x {org.banks} banks), "
+          f"partition {args.partition}")
+    shown = lengths if len(lengths) <= 8 else [*lengths[:8], "..."]
+    print(f"batch {len(lengths)}, lengths {shown}, layers {args.layers}, seed {args.seed}")
+    outs, refs, worst = [], [], 0.0
+    run = None
+    for layer in range(args.layers):
+        inp = inputs[0] if inputs else AttentionInputs.random(model, lengths, seed=args.seed + layer)
+        bar = Progress(f"layer {layer}", enabled=not args.quiet)
+        run = run_golden_attention(model, org, inp, partition=args.partition, modules=args.modules,
+                                   obuf_entries=args.obuf_entries, progress=bar)
+        ratio = run.error_ratio()
+        worst = max(worst, ratio)
+        print(f"layer {layer}: max |error| {run.max_error:.3e}, worst error / bound {ratio:.3g} "
+              f"-> {'PASS' if ratio <= 1 else 'FAIL'}  "
+              f"({run.seconds:.2f} s, {run.mac_ops / run.seconds / 1e9:.2f} GMAC/s)")
+        outs.append(run.out)
+        refs.append(run.reference.out)
+    cmds = run.commands.reshape(-1, run.commands.shape[-1])
+    per_channel = cmds.sum(axis=1)
+    print(f"commands per channel (last layer): min {per_channel.min()}, mean {per_channel.mean():.0f}, "
+          f"max {per_channel.max()}")
+    print("  by opcode (total): " + ", ".join(f"{op.name} {int(cmds[:, op].sum())}" for op in Opcode))
+    n = run.commands.shape[0] * run.commands.shape[1]
+    print(f"channel activity: QK^T {int((run.phase_macs['qk'] > 0).sum())}/{n} ({run.activity('qk'):.0%}), "
+          f"SV {int((run.phase_macs['sv'] > 0).sum())}/{n} ({run.activity('sv'):.0%}); "
+          f"MAC balance (mean/max per channel) {run.balance():.0%}")
+    if args.save is not None:
+        out = outs[0] if args.layers == 1 else np.stack(outs)
+        ref = refs[0] if args.layers == 1 else np.stack(refs)
+        try:
+            np.savez(args.save, out=out.astype(np.float32), reference=ref.astype(np.float64))
+        except OSError as exc:
+            raise CliError(f"{args.save}: cannot write: {exc.strerror or exc}") from None
+        print(f"saved out and reference to {args.save}")
+    return 0 if worst <= 1 else 1
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    kinds = [args.kind] if args.kind else list(PRESET_KINDS)
+    shown = 0
+    for kind in kinds:
+        cls = PRESET_KINDS[kind]
+        for name in preset_names(kind):
+            if args.name and name != args.name:
+                continue
+            cfg = cls.load(name)
+            shown += 1
+            print(f"[{kind}] {cfg.name}: {cfg.description}")
+            for key, value, basis, source in cfg.describe():
+                print(f"  {key:<15} {value:>10}  {basis:<12} {source}")
+            print()
+    if args.name and not shown:
+        raise CliError(f"no preset named {args.name!r}; run 'pimphony presets' for the list")
+    return 0
+
+
+def cmd_bench_golden(args: argparse.Namespace) -> int:
+    model = ModelConfig.load(args.model)
+    org = ModuleOrg.load(args.module)
+    lengths = [args.context] * args.batch
+    t0 = time.perf_counter()
+    inputs = AttentionInputs.random(model, lengths, seed=0)
+    gen = time.perf_counter() - t0
+    run = run_golden_attention(model, org, inputs, partition=args.partition, check=args.check)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    macs = run.mac_ops
+    print(f"bench golden: {model.name}, 1 layer, batch {args.batch}, context {args.context}, "
+          f"{args.partition.upper()} on {org.name}")
+    print(f"  simulated MACs       {macs:.3e} (bf16 multiply-accumulates in the banks)")
+    print(f"  golden model time    {run.seconds:.2f} s   (target <= 5 s)   input generation {gen:.2f} s excluded")
+    print(f"  throughput           {macs / run.seconds / 1e6:.1f} M MAC/s")
+    print(f"  peak RSS             {rss_mb:.0f} MB  (target <= 2048 MB, whole process)")
+    if args.check:
+        print(f"  max |error|          {run.max_error:.3e} (worst error / bound {run.error_ratio():.3g})")
+    met = run.seconds <= 5 and rss_mb <= 2048
+    print(f"  targets              {'met' if met else 'NOT met'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"attention": cmd_attention, "presets": cmd_presets}
+    try:
+        if args.command == "bench":
+            return {"golden": cmd_bench_golden}[args.bench](args)
+        return handlers[args.command](args)
+    except (ConfigError, InputError, PartitionError, LoweringError, CliError) as exc:
+        print(f"pimphony: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pimphony: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
