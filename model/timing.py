@@ -1,0 +1,125 @@
+"""Timing rules as data, and a legality checker for timed command traces.
+
+Each :class:`Rule` says: after a command of one of ``prev`` ops issues at cycle ``t``, a command of
+one of ``next`` ops may issue at cycle ``t + gap`` at the earliest, within ``scope``. Scopes:
+
+* ``row``: the channel's all-bank row state (ACT16 / PREA / REF / MAC16 share every bank);
+* ``column``: the channel's column-command slot (MAC16, RDMAC16: nCCDS / nCCDL cadence);
+* ``bus``: the channel's external data bus (WRGB, WRMAC16 writes; RDMAC16 reads; turnarounds).
+
+Gaps are expressions over a :class:`~pimphony.model.config.TimingPreset`, written once here (REFERENCE.md
+c.3 and c.4, in the style of Ramulator 2.0's timing constraints and LiteDRAM's timing checker). The
+cycle model, the RTL's counters and the testbench's checker are all built from :func:`rules`.
+
+Our opcodes map to AiM commands: ACT = ACT16, PRE = PREA, REF = REFab, WR_INP = WRGB,
+WR_BIAS = WRMAC16, MAC = MAC16, RD_OUT = RDMAC16. :func:`latencies` gives when each command's effect
+is complete (data written, result readable), which the issue policies use for true dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TimingPreset
+from .isa import Opcode
+
+ACT, PRE, REF = Opcode.ACT, Opcode.PRE, Opcode.REF
+WR_INP, WR_BIAS, MAC, RD_OUT = Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT
+WRITES = frozenset({WR_INP, WR_BIAS})
+COLUMN = frozenset({MAC, RD_OUT})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``next`` may issue no earlier than ``gap`` cycles after ``prev`` (in ``scope``)."""
+
+    name: str
+    prev: frozenset[Opcode]
+    next: frozenset[Opcode]
+    scope: str
+    param: str
+    gap: int
+
+
+# name, prev ops, next ops, scope, expression (evaluated over the preset's parameters)
+_TABLE: list[tuple[str, Iterable[Opcode], Iterable[Opcode], str, str]] = [
+    ("ACT-ACT", [ACT], [ACT], "row", "nRC"),
+    ("ACT-MAC", [ACT], [MAC], "row", "nRCDRDMAC"),
+    ("ACT-PRE", [ACT], [PRE], "row", "nRAS"),
+    ("MAC-PRE", [MAC], [PRE], "row", "nRTP"),
+    ("PRE-ACT", [PRE], [ACT], "row", "nRP"),
+    ("PRE-REF", [PRE], [REF], "row", "nRP"),
+    ("REF-ACT", [REF], [ACT], "row", "nRFC"),
+    ("REF-REF", [REF], [REF], "row", "nRFC"),
+    ("COL-COL", COLUMN, COLUMN, "column", "nCCDS"),
+    ("MAC16-COL", [MAC], COLUMN, "column", "nCCDL"),
+    ("WR-WR", WRITES, WRITES, "bus", "nBL"),
+    ("RD-WR", [RD_OUT], WRITES, "bus", "nCLREG + nBL + 3 - nCWLGB + nWPRE"),
+    ("WR-RD", WRITES, [RD_OUT], "bus", "nCWLGB + nBL + nWTRS"),
+]
+
+
+def _evaluate(expr: str, preset: TimingPreset) -> int:
+    names = {k: v for k, v, _, _ in preset.describe()}
+    value = eval(expr, {"__builtins__": {}}, names)  # the expressions are this module's own constants
+    return int(value)
+
+
+def rules(preset: TimingPreset) -> list[Rule]:
+    """The rule table filled with the preset's values."""
+    return [Rule(name, frozenset(p), frozenset(n), scope, expr, _evaluate(expr, preset))
+            for name, p, n, scope, expr in _TABLE]
+
+
+def latencies(preset: TimingPreset) -> dict[Opcode, int]:
+    """Cycles from issue until a command's effect is complete (REFERENCE.md c.3, c.4).
+
+    WR_INP: data in GBuf (nCWLGB + nBL); WR_BIAS: bias in the OBuf (nCWLREG + nBL); MAC: product
+    accumulated (MAC16 latency 1); RD_OUT: data out of the OBuf (nCLREG + nBL); row commands and REF
+    complete through the rules above (latency 1 = the next cycle).
+    """
+    return {ACT: 1, PRE: 1, REF: 1, WR_INP: preset.nCWLGB + preset.nBL, WR_BIAS: preset.nCWLREG + preset.nBL,
+            MAC: 1, RD_OUT: preset.nCLREG + preset.nBL}
+
+
+def gap_matrix(preset: TimingPreset) -> np.ndarray:
+    """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
+    g = np.zeros((len(Opcode), len(Opcode)), dtype=np.int64)
+    for r in rules(preset):
+        for p in r.prev:
+            for n in r.next:
+                g[p, n] = max(g[p, n], r.gap)
+    return g
+
+
+def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset) -> list[str]:
+    """Every violation in a timed trace of one channel, as ``"cycle C: RULE: ..."`` lines.
+
+    ``ops`` and ``cycles`` give each command's opcode and issue cycle (any order). Besides the rule
+    table it checks that at most one command issues per cycle (one command bus per channel).
+    """
+    ops = np.asarray(ops, dtype=np.int64)
+    cycles = np.asarray(cycles, dtype=np.int64)
+    order = np.argsort(cycles, kind="stable")
+    table = rules(preset)
+    last: dict[Opcode, tuple[int, int]] = {}
+    out: list[str] = []
+    prev_cycle = None
+    for i in order.tolist():
+        op, t = Opcode(int(ops[i])), int(cycles[i])
+        if prev_cycle is not None and t == prev_cycle:
+            out.append(f"cycle {t}: BUS: command {i} ({op.name}) shares its cycle with another command")
+        prev_cycle = t
+        for r in table:
+            if op not in r.next:
+                continue
+            for p in r.prev:
+                if p in last and t - last[p][0] < r.gap:
+                    t0, j = last[p]
+                    out.append(f"cycle {t}: {r.name}: {op.name} (command {i}) {t - t0} cycles after "
+                               f"{Opcode(p).name} (command {j}) at cycle {t0}; needs {r.param} = {r.gap}")
+        last[op] = (t, i)
+    return out
