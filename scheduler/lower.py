@@ -104,7 +104,10 @@ class AttentionLowering:
         if block_tokens is not None and block_tokens < 1:
             raise LoweringError(f"block_tokens must be at least 1, got {block_tokens}")
         self.block_tokens = block_tokens
+        self.sv_tile = max(1, self.org.gbuf_entries // 2)
+        """SV probability tiles use half the GBuf, alternating halves, so loading one overlaps MACs on the other."""
         self._e = 0
+        self._tile = 0
 
     def _obuf(self, n: int) -> int:
         """First of ``n`` consecutive OBuf entries, round robin."""
@@ -113,6 +116,11 @@ class AttentionLowering:
         e = self._e
         self._e = (self._e + n) % self.obuf_entries
         return e
+
+    def _next_tile_base(self) -> int:
+        base = (self._tile % 2) * self.sv_tile
+        self._tile += 1
+        return base
 
     def _head_chunks(self, heads: range) -> list[range]:
         """Heads in chunks that fit the OBuf (each head's chain needs its own entry)."""
@@ -157,6 +165,7 @@ class AttentionLowering:
             query_gpr = alloc.take(self.g * self.kb)
             qk, scores = self._lower_qk(p, t0, t1, query_gpr, alloc)
             sv, probs, partials = self._lower_sv(p, t0, t1, alloc)
+            qk, sv = sink_rd_out(qk), sink_rd_out(sv)
             unit = AttentionUnit(request=p.request, kv_head=p.kv_head, t0=t0, t1=t1, group=self.g,
                                  head_dim=self.d, query_gpr=query_gpr, scores=scores, probs=probs,
                                  partials=partials, first=j == 0, last=j == len(starts) - 1)
@@ -218,7 +227,7 @@ class AttentionLowering:
         w, bpr = org.burst_elements, org.bursts_per_row
         slices = [np.asarray(s) for s in p.v_slices]
         s_count = len(slices)
-        tile = min(bpr, org.gbuf_entries, self.fmt.max_op_size)
+        tile = min(bpr, self.sv_tile, self.fmt.max_op_size)
         u_lo, u_hi = t0 // w, (t1 - 1) // w
         w_lo = [ceil_div(max(0, u_lo - s), s_count) for s in range(s_count)]
         w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
@@ -246,8 +255,9 @@ class AttentionLowering:
                         ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
                         for j, h in enumerate(chunk):
                             src = alloc.take(n)
-                            ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=0))
-                            ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=0,
+                            base = self._next_tile_base()
+                            ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
+                            ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,
                                                    obuf=e + j))
                             prob_entry.append(src + np.arange(n))
                             prob_burst.append(np.arange(c0, c0 + n) * s_count + s)
@@ -266,6 +276,47 @@ class AttentionLowering:
         dims = np.concatenate(part_dim0)[:, None] + np.arange(w)[None, :]
         qidx = np.concatenate(part_head)[:, None] * self.d + dims
         return ins, GprMap(np.concatenate(prob_entry), pidx), GprMap(pentry, qidx)
+
+
+def _obuf_range(ins: Instruction) -> range:
+    if ins.op == Opcode.MAC:
+        return range(ins.obuf, ins.obuf + 1)
+    if ins.op in (Opcode.WR_BIAS, Opcode.RD_OUT):
+        return range(ins.obuf, ins.obuf + ins.op_size)
+    return range(0)
+
+
+def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
+    """Software pipelining: move each RD-OUT after the next chain's WR-BIAS and its first MAC.
+
+    A controller's I/O queue is in order, so an RD-OUT that waits for the last MAC of its chain would
+    hold up the next chain's initialisation; placed one chain later, the next chain starts while
+    this one drains. An RD-OUT never moves past an instruction that touches its OBuf entries, past
+    another RD-OUT, or across a different channel mask, so the program computes exactly the same.
+    """
+    out = list(ins)
+    i = 0
+    while i < len(out):
+        rd = out[i]
+        if rd.op != Opcode.RD_OUT:
+            i += 1
+            continue
+        entries = set(_obuf_range(rd))
+        j, seen_bias = i + 1, False
+        while j < len(out):
+            nxt = out[j]
+            if nxt.op == Opcode.RD_OUT or (nxt.ch_mask != rd.ch_mask and nxt.op not in (Opcode.ACT, Opcode.PRE)):
+                break
+            if entries & set(_obuf_range(nxt)):
+                break
+            j += 1
+            seen_bias = seen_bias or nxt.op == Opcode.WR_BIAS
+            if seen_bias and nxt.op == Opcode.MAC:
+                break
+        if j > i + 1 and seen_bias:
+            out.insert(j - 1, out.pop(i))
+        i += 1
+    return out
 
 
 def command_streams(program: Program, channels: int) -> list[np.ndarray]:
