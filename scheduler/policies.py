@@ -42,7 +42,6 @@ same region sit before it in their own queue, or it already depends on them.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,24 +112,28 @@ def dependencies(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
                  cfg: QueueConfig) -> tuple[np.ndarray, np.ndarray]:
     """D-Table lookups in program order: for each command, the index of the last earlier command
     that accessed the same GBuf region and the same OBuf region (-1 = none)."""
-    g_shift = cfg.gbuf_entries // cfg.gbuf_regions
-    o_shift = cfg.obuf_entries // cfg.obuf_regions
-    last_g = [-1] * cfg.gbuf_regions
-    last_o = [-1] * cfg.obuf_regions
-    dep_g = np.full(len(ops), -1, dtype=np.int64)
-    dep_o = np.full(len(ops), -1, dtype=np.int64)
+    ops = np.asarray(ops, dtype=np.int64)
     if cfg.policy == Policy.STATIC:
-        return dep_g, dep_o
-    for i, (op, g, o) in enumerate(zip(ops.tolist(), gbuf.tolist(), obuf.tolist(), strict=True)):
-        if op in GBUF_USERS:
-            r = min(g // g_shift, cfg.gbuf_regions - 1)
-            dep_g[i] = last_g[r]
-            last_g[r] = i
-        if op in OBUF_USERS:
-            r = min(o // o_shift, cfg.obuf_regions - 1)
-            dep_o[i] = last_o[r]
-            last_o[r] = i
-    return dep_g, dep_o
+        return np.full(len(ops), -1, dtype=np.int64), np.full(len(ops), -1, dtype=np.int64)
+    uses_g = np.isin(ops, [int(o) for o in GBUF_USERS])
+    uses_o = np.isin(ops, [int(o) for o in OBUF_USERS])
+    g_region = np.minimum(np.asarray(gbuf, dtype=np.int64) // (cfg.gbuf_entries // cfg.gbuf_regions),
+                          cfg.gbuf_regions - 1)
+    o_region = np.minimum(np.asarray(obuf, dtype=np.int64) // (cfg.obuf_entries // cfg.obuf_regions),
+                          cfg.obuf_regions - 1)
+    return (_last_accessor(uses_g, g_region, cfg.gbuf_regions), _last_accessor(uses_o, o_region, cfg.obuf_regions))
+
+
+def _last_accessor_py(uses, region, n_regions):
+    """For each command that uses a region: the previous command that used the same region."""
+    last = np.full(n_regions, -1, dtype=np.int64)
+    dep = np.full(uses.shape[0], -1, dtype=np.int64)
+    for i in range(uses.shape[0]):
+        if uses[i]:
+            r = region[i]
+            dep[i] = last[r]
+            last[r] = i
+    return dep
 
 
 @dataclass
@@ -144,89 +147,129 @@ class IssueResult:
 def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset,
                  cfg: QueueConfig) -> IssueResult:
     """Issue cycles of one channel's stream (program order) under ``cfg.policy``, with refresh."""
-    n = len(ops)
-    ops_l = [int(x) for x in ops.tolist()]
-    if n and (min(gbuf.tolist(), default=0) < 0 or max(gbuf.tolist(), default=0) >= cfg.gbuf_entries):
+    ops = np.asarray(ops, dtype=np.int64)
+    gbuf = np.asarray(gbuf, dtype=np.int64)
+    obuf = np.asarray(obuf, dtype=np.int64)
+    if len(ops) and (gbuf.min() < 0 or gbuf.max() >= cfg.gbuf_entries):
         raise ValueError(f"a GBuf index lies outside 0..{cfg.gbuf_entries - 1}")
-    if n and (min(obuf.tolist(), default=0) < 0 or max(obuf.tolist(), default=0) >= cfg.obuf_entries):
+    if len(ops) and (obuf.min() < 0 or obuf.max() >= cfg.obuf_entries):
         raise ValueError(f"an OBuf index lies outside 0..{cfg.obuf_entries - 1}")
     dep_g, dep_o = dependencies(ops, gbuf, obuf, cfg)
-    dg, do = dep_g.tolist(), dep_o.tolist()
-    gap = gap_matrix(timing).tolist()
     lat_map = latencies(timing)
-    lat = [lat_map[Opcode(k)] for k in range(len(Opcode))]
+    lat = np.array([lat_map[Opcode(k)] for k in range(len(Opcode))], dtype=np.int64)
     static = cfg.policy == Policy.STATIC
     if static:
-        klass = [0] * n
-        depth = [cfg.io_depth + cfg.compute_depth]
+        klass = np.zeros(len(ops), dtype=np.int64)
+        depth = np.array([cfg.io_depth + cfg.compute_depth, 1], dtype=np.int64)
     else:
-        klass = [0 if op in IO_OPS else 1 for op in ops_l]
-        depth = [cfg.io_depth, cfg.compute_depth]
-    queues: list[deque[int]] = [deque() for _ in depth]
-    issue = [-1] * n
-    done = [0] * n                 # completion cycle (valid once issued)
-    enter = [0] * n                # dispatch cycle
-    earliest = [0] * len(Opcode)   # timing-rule bound per opcode
-    prev_done = 0                  # static: completion of the previous command
-    refresh: list[int] = []
-    ref_due = timing.nREFI
-    ref_op, pre_op = int(Opcode.REF), int(Opcode.PRE)
-    t, p, issued = 0, 0, 0
+        klass = np.where(np.isin(ops, [int(o) for o in IO_OPS]), 0, 1).astype(np.int64)
+        depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
+    issue, refresh, n_ref = _engine(ops, dep_g, dep_o, klass, depth, gap_matrix(timing), lat, static,
+                                    timing.nREFI, int(Opcode.REF), int(Opcode.PRE))
+    return IssueResult(issue, refresh[:n_ref].copy())
+
+
+def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op, pre_op):
+    """The cycle loop of the module docstring, on arrays (compiled with numba when available)."""
+    n = ops.shape[0]
+    n_ops = gap.shape[0]
+    n_q = 1 if static else 2
+    # per-class member lists: queue k holds members[k][head[k]:tail[k]]
+    members = np.empty((2, n), dtype=np.int64)
+    count = np.zeros(2, dtype=np.int64)
+    pos = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        k = klass[i]
+        members[k, count[k]] = i
+        pos[i] = count[k]
+        count[k] += 1
+    head = np.zeros(2, dtype=np.int64)
+    tail = np.zeros(2, dtype=np.int64)
+    issue = np.full(n, -1, dtype=np.int64)
+    done = np.zeros(n, dtype=np.int64)
+    enter = np.zeros(n, dtype=np.int64)
+    earliest = np.zeros(n_ops, dtype=np.int64)
+    refresh = np.empty(n // 2 + 2, dtype=np.int64)
+    n_ref = 0
+    ref_due = n_refi
+    prev_done = 0
     big = 1 << 62
+    t = 0
+    p = 0
+    issued = 0
     while issued < n:
-        # -- issue -------------------------------------------------------------------------------
-        best, best_ready = -1, big
-        for q in queues:
-            if not q:
+        best = -1
+        best_ready = big
+        best_q = -1
+        for q in range(n_q):
+            if head[q] == tail[q]:
                 continue
-            i = q[0]
-            ready = max(enter[i] + 1, earliest[ops_l[i]])
+            i = members[q, head[q]]
+            ready = max(enter[i] + 1, earliest[ops[i]])
             if static:
                 ready = max(ready, prev_done)
-            for d in (dg[i], do[i]):
-                if d >= 0:
-                    ready = max(ready, done[d]) if issue[d] >= 0 else big
+            d = dep_g[i]
+            if d >= 0:
+                ready = max(ready, done[d]) if issue[d] >= 0 else big
+            d = dep_o[i]
+            if d >= 0:
+                ready = max(ready, done[d]) if issue[d] >= 0 else big
             if ready < best_ready or (ready == best_ready and i < best):
-                best, best_ready = i, ready
+                best = i
+                best_ready = ready
+                best_q = q
         did = False
+        popped = -1
         if best >= 0 and best_ready <= t:
-            op = ops_l[best]
-            queues[klass[best]].popleft()
+            op = ops[best]
+            head[best_q] += 1
+            popped = best_q
             issue[best] = t
             done[best] = t + lat[op]
             prev_done = t + max(1, lat[op])
-            row = gap[op]
-            for k in range(len(earliest)):
-                if t + row[k] > earliest[k]:
-                    earliest[k] = t + row[k]
+            for k in range(n_ops):
+                if t + gap[op, k] > earliest[k]:
+                    earliest[k] = t + gap[op, k]
             issued += 1
             did = True
             if op == pre_op and t >= ref_due:
                 r = max(t + 1, earliest[ref_op])
-                refresh.append(r)
-                ref_due += timing.nREFI * (1 + (r - ref_due) // timing.nREFI)
-                row = gap[ref_op]
-                for k in range(len(earliest)):
-                    if r + row[k] > earliest[k]:
-                        earliest[k] = r + row[k]
+                if n_ref == refresh.shape[0]:
+                    grown = np.empty(2 * n_ref, dtype=np.int64)
+                    grown[:n_ref] = refresh
+                    refresh = grown
+                refresh[n_ref] = r
+                n_ref += 1
+                ref_due += n_refi * (1 + (r - ref_due) // n_refi)
+                for k in range(n_ops):
+                    if r + gap[ref_op, k] > earliest[k]:
+                        earliest[k] = r + gap[ref_op, k]
                     if earliest[k] == r:
-                        earliest[k] = r + 1          # the REF holds its cycle's issue slot
+                        earliest[k] = r + 1
                 prev_done = max(prev_done, r + 1)
-        # -- dispatch (slots are counted at the start of the cycle) -------------------------------
         if p < n:
             k = klass[p]
-            occupancy = len(queues[k]) + (1 if did and klass[best] == k else 0)
+            occupancy = tail[k] - head[k] + (1 if popped == k else 0)
             if occupancy < depth[k]:
-                queues[k].append(p)
+                tail[k] += 1
                 enter[p] = t
                 p += 1
                 did = True
-        # -- advance time, skipping cycles in which nothing can happen ------------------------------
         if did or best_ready <= t + 1:
             t += 1
         else:
             t = best_ready
-    return IssueResult(np.asarray(issue, dtype=np.int64), np.asarray(refresh, dtype=np.int64))
+    return issue, refresh, n_ref
+
+
+try:
+    import numba
+
+    _engine = numba.njit(cache=True, nogil=True)(_engine_py)
+    _last_accessor = numba.njit(cache=True, nogil=True)(_last_accessor_py)
+except ImportError:  # numba is a dependency; this keeps the reference runnable without it
+    _engine = _engine_py
+    _last_accessor = _last_accessor_py
 
 
 def issuer(cfg: QueueConfig):

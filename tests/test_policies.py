@@ -149,3 +149,17 @@ def test_breakdown_categories():
     trace = run_channel(stream, AIM, issuer(cfg))
     assert set(trace.breakdown) == set(CATEGORIES)
     assert trace.breakdown["MAC"] == trace.mac_busy
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_compiled_engine_equals_the_python_reference(policy, monkeypatch):
+    import pimphony.scheduler.policies as pol
+
+    stream, cfg = attention_stream(ModelConfig.load("llama-3.1-8b"), policy, length=1500)
+    args = (stream["op"], stream["gbuf"], stream["obuf"], AIM, cfg)
+    assert hasattr(pol._engine, "py_func")                     # the numba dispatcher, not the Python function
+    compiled = issue_cycles(*args)
+    monkeypatch.setattr(pol, "_engine", pol._engine_py)
+    monkeypatch.setattr(pol, "_last_accessor", pol._last_accessor_py)
+    reference = issue_cycles(*args)
+    assert (compiled.cycles == reference.cycles).all() and (compiled.refresh == reference.refresh).all()
