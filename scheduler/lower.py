@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pimphony.model.config import ceil_div
+from pimphony.model.config import ModuleOrg, ceil_div
 from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, unroll
 from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step
 
@@ -326,3 +326,33 @@ def command_streams(program: Program, channels: int) -> list[np.ndarray]:
         for ch, cmds in unroll(ins).items():
             parts[ch].append(cmds)
     return [np.concatenate(p) if p else np.zeros(0, dtype=COMMAND_DTYPE) for p in parts]
+
+
+def lower_gemv(org: ModuleOrg, n_in: int, n_out: int, obuf_entries: int, channel: int = 0) -> list[Instruction]:
+    """A GEMV y = W x on one channel, CENT's layout: output row ``o`` in bank ``o mod banks``, whole
+    rows of W packed along each bank's DRAM rows, x in GBuf entries ``0 .. n_in/16 - 1``.
+
+    One chain per output slot: WR_BIAS, MAC (op_size n_in/16), RD_OUT (16 outputs, one per bank),
+    OBuf entries round robin, RD-OUTs software-pipelined as in the attention lowering.
+    """
+    w = org.burst_elements
+    widest = min(org.columns, org.gbuf_entries * w)
+    if n_in % w or n_in > widest:
+        raise LoweringError(f"n_in={n_in} must be a multiple of {w} and at most {widest}")
+    if n_out < 1:
+        raise LoweringError(f"n_out={n_out} must be at least 1")
+    kb = n_in // w
+    per_row = org.bursts_per_row // kb
+    slots = ceil_div(n_out, org.banks)
+    mask = 1 << channel
+    ins = [Instruction(Opcode.WR_INP, mask, op_size=kb, gpr=1, gbuf=0)]
+    e = 0
+    for row in range(ceil_div(slots, per_row)):
+        ins.append(Instruction(Opcode.ACT, mask, row=row))
+        for s in range(row * per_row, min(slots, (row + 1) * per_row)):
+            ins.append(Instruction(Opcode.WR_BIAS, mask, obuf=e, gpr=GPR_ZERO))
+            ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=(s % per_row) * kb, gbuf=0, obuf=e))
+            ins.append(Instruction(Opcode.RD_OUT, mask, obuf=e, gpr=1 + kb + s))
+            e = (e + 1) % obuf_entries
+        ins.append(Instruction(Opcode.PRE, mask))
+    return sink_rd_out(ins)

@@ -127,6 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--batch", type=_positive, default=1)
     bg.add_argument("--partition", choices=["tcp", "hfp"], default="tcp")
     bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
+    bd = bsub.add_parser("dcs", help="speed of the channel cycle model (commands per second, per policy)",
+                         description="Issue one channel's attention command stream (Llama-3.1-8B, TCP) repeated to "
+                                     "at least --commands commands under each policy and report commands per "
+                                     "second. Target: >= 1M commands/s.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
+
+    rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG")
+    rsub = rep.add_subparsers(dest="target", metavar="TARGET")
+    rsub.required = True
+    rd = rsub.add_parser("dcs", help="Fig. 7, Fig. 8, Fig. 18 and the MAC-utilisation table of DCS",
+                         description="Run the DCS experiments on the channel cycle model and write dcs.md with "
+                                     "dcs_fig7.png, dcs_fig8.png and dcs_fig18.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rd.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rd.add_argument("--module", default="aimx-16ch")
+    rd.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
+    rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
     return parser
 
 
@@ -222,13 +240,46 @@ def cmd_bench_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_dcs(args: argparse.Namespace) -> int:
+    from pimphony.model.config import TimingPreset as Timing
+    from pimphony.scheduler.dcs_experiments import attention_program
+    from pimphony.scheduler.lower import command_streams
+    from pimphony.scheduler.policies import Policy, QueueConfig, issue_cycles
+
+    org, timing = ModuleOrg.load("aimx-16ch"), Timing.load("aim-gddr6")
+    print(f"bench dcs: channel cycle model, one channel's attention stream (g=4, TCP) repeated to "
+          f">= {args.commands} commands")
+    for policy in Policy:
+        cfg = QueueConfig.for_org(org, policy)
+        base = command_streams(attention_program(org, 4, 16384, cfg.obuf_entries), org.channels)[0]
+        stream = np.tile(base, -(-args.commands // len(base)))
+        t0 = time.perf_counter()
+        issue_cycles(stream[:64]["op"], stream[:64]["gbuf"], stream[:64]["obuf"], timing, cfg)
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], timing, cfg)
+        dt = time.perf_counter() - t0
+        print(f"  {policy.name.lower():<9} {len(stream):>9} commands in {dt:.3f} s = {len(stream) / dt / 1e6:6.2f} M "
+              f"commands/s (target >= 1 M)  simulated {int(res.cycles[-1])} cycles; first call {warm:.2f} s")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce_dcs
+
+    t0 = time.perf_counter()
+    path = reproduce_dcs(args.out, module=args.module, timing=args.timing, length=args.context)
+    print(f"wrote {path} and its plots in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"attention": cmd_attention, "presets": cmd_presets}
+    handlers = {"attention": cmd_attention, "presets": cmd_presets, "reproduce": cmd_reproduce}
     try:
         if args.command == "bench":
-            return {"golden": cmd_bench_golden}[args.bench](args)
+            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs}[args.bench](args)
         return handlers[args.command](args)
     except (ConfigError, InputError, PartitionError, LoweringError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)

@@ -1,0 +1,129 @@
+"""The DCS experiments of the paper (Fig. 7, Fig. 8, Fig. 18) on the channel cycle model.
+
+Each function returns plain data; ``pimphony reproduce dcs`` renders them as Markdown and PNG.
+Workloads: a GEMV in CENT's layout (:func:`~pimphony.scheduler.lower.lower_gemv`) and one channel's
+share of decode attention for one (request, KV head) under TCP (head_dim 128, GQA group ``g``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
+from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
+from pimphony.model.perf.channel import ChannelTrace, run_channel
+from pimphony.model.program import Program
+
+from .lower import AttentionLowering, lower_gemv
+from .partition import make_partition
+from .policies import Policy, QueueConfig, issuer
+
+PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig18_max_ratio": 1.4,
+         "mac_util_target": 0.85}
+
+
+def _stream(instructions, channel: int) -> np.ndarray:
+    parts = [unroll(i)[channel] for i in instructions if channel in i.channels()]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=COMMAND_DTYPE)
+
+
+def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, open_row: bool = False) -> ChannelTrace:
+    """A square n x n GEMV on one channel; ``open_row`` drops ACT/PRE (the row is already open)."""
+    cfg = QueueConfig.for_org(org, policy)
+    stream = _stream(lower_gemv(org, n, n, cfg.obuf_entries), 0)
+    if open_row:
+        stream = stream[(stream["op"] != Opcode.ACT) & (stream["op"] != Opcode.PRE)]
+    return run_channel(stream, timing, issuer(cfg))
+
+
+def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int) -> Program:
+    m = ModelConfig.from_mapping({"name": f"g{group}", "values": {"layers": 1, "heads": group, "kv_heads": 1,
+                                                                 "head_dim": 128, "context": length}}, "dcs experiment")
+    part = make_partition("tcp", org, m.head_dim)
+    return AttentionLowering(part, m.group, obuf_entries).lower(part.place(np.array([length]), 1))[0]
+
+
+def attention_trace(org: ModuleOrg, timing: TimingPreset, group: int, policy: Policy, length: int,
+                    phase: str = "both", channel: int = 0) -> ChannelTrace:
+    """One channel's QK^T, SV or both for one (request, KV head) of ``length`` tokens."""
+    cfg = QueueConfig.for_org(org, policy)
+    prog = attention_program(org, group, length, cfg.obuf_entries)
+    ins = []
+    for step in prog.steps:
+        if phase in ("qk", "both"):
+            ins.extend(step.qk)
+        if phase in ("sv", "both"):
+            ins.extend(step.sv)
+    return run_channel(_stream(ins, channel), timing, issuer(cfg))
+
+
+@dataclass
+class Fig7:
+    static_cycles: int
+    dcs_cycles: int
+    static_trace: ChannelTrace
+    dcs_trace: ChannelTrace
+
+
+def fig7(org: ModuleOrg, timing: TimingPreset, n: int = 32) -> Fig7:
+    """The GEMV example: an n x n GEMV with its row open, static against DCS."""
+    s = gemv_trace(org, timing, n, Policy.STATIC, open_row=True)
+    d = gemv_trace(org, timing, n, Policy.DCS, open_row=True)
+    return Fig7(s.total_cycles, d.total_cycles, s, d)
+
+
+def fig8(org: ModuleOrg, timing: TimingPreset, dims=(16, 32, 64, 128, 256, 512, 1024)) -> list[dict]:
+    """MAC utilisation of an n x n GEMV against n, per policy, with the static breakdown."""
+    rows = []
+    for n in dims:
+        row: dict = {"dim": n}
+        for policy in Policy:
+            trace = gemv_trace(org, timing, n, policy)
+            row[policy.name.lower()] = trace.mac_utilisation
+            if policy == Policy.STATIC:
+                row["breakdown"] = {k: v / trace.total_cycles for k, v in trace.breakdown.items()}
+        rows.append(row)
+    return rows
+
+
+def fig18(org: ModuleOrg, timing: TimingPreset, groups=(1, 2, 4, 8), length: int = 32768) -> list[dict]:
+    """DCS against ping-pong at the same buffers (64-entry GBuf, 16-entry OBuf), attention at d=128."""
+    rows = []
+    for g in groups:
+        pp = attention_trace(org, timing, g, Policy.PINGPONG, length)
+        dcs = attention_trace(org, timing, g, Policy.DCS, length)
+        rows.append({"group": g, "pingpong": pp.mac_utilisation, "dcs": dcs.mac_utilisation,
+                     "ratio": dcs.mac_utilisation / pp.mac_utilisation})
+    return rows
+
+
+def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), length: int = 32768) -> list[dict]:
+    """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group."""
+    rows = []
+    for g in groups:
+        for phase in ("qk", "sv"):
+            row: dict = {"group": g, "phase": phase}
+            for policy in Policy:
+                trace = attention_trace(org, timing, g, policy, length, phase)
+                row[policy.name.lower()] = trace.mac_utilisation
+                row[f"{policy.name.lower()}_violations"] = len(trace.violations)
+                if policy == Policy.DCS:
+                    row["dcs_breakdown"] = {k: v / trace.total_cycles for k, v in trace.breakdown.items()}
+            rows.append(row)
+    return rows
+
+
+def qk_row_bound(org: ModuleOrg, timing: TimingPreset, group: int, head_dim: int = 128) -> float:
+    """Upper bound of QK^T MAC utilisation from one K row, refresh aside.
+
+    A row holds ``bursts_per_row / (d/16)`` key slots; each slot costs ``g * d/16`` MACs and ``g``
+    RD-OUTs, all in nCCDS column slots; the row costs nRCDRDMAC (ACT to first MAC) + nRTP + nRP to
+    switch. Bound = MAC slots / (MAC + RD-OUT slots + row switch).
+    """
+    kb = head_dim // org.burst_elements
+    slots = org.bursts_per_row // kb
+    mac = slots * group * kb * timing.nCCDS
+    rd = slots * group * timing.nCCDS
+    row = timing.nRCDRDMAC + timing.nRTP + timing.nRP
+    return mac / (mac + rd + row)

@@ -1,0 +1,157 @@
+"""``pimphony reproduce``: regenerate the paper's figures as Markdown tables and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.isa import Opcode
+from pimphony.scheduler import dcs_experiments as X
+from pimphony.scheduler.policies import Policy, QueueConfig
+
+COLOURS = {"MAC": "#2b8cbe", "WR_INP": "#fdae61", "WR_BIAS": "#a6d96a", "RD_OUT": "#d7191c", "ACT": "#777777",
+           "PRE": "#777777", "REF": "#000000"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _timeline(ax, trace, title: str) -> None:
+    for cmd, t in zip(trace.stream, trace.cycles, strict=True):
+        op = Opcode(int(cmd["op"])).name
+        row = {"WR_INP": 0, "WR_BIAS": 1, "MAC": 2, "RD_OUT": 3}.get(op, 4)
+        ax.barh(row, 1, left=int(t), color=COLOURS.get(op, "#999999"), edgecolor="black", linewidth=0.4)
+    ax.set_yticks(range(4), ["WR-INP", "WR-BIAS", "MAC", "RD-OUT"])
+    ax.set_title(title, fontsize=9)
+    ax.invert_yaxis()
+
+
+def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6", length: int = 32768) -> Path:
+    """Write ``dcs.md`` and three PNGs into ``out``; returns the Markdown path."""
+    out.mkdir(parents=True, exist_ok=True)
+    org, tp = ModuleOrg.load(module), TimingPreset.load(timing)
+    f7 = X.fig7(org, tp)
+    f8 = X.fig8(org, tp)
+    f18 = X.fig18(org, tp, length=length)
+    util = X.utilisation_table(org, tp, length=length)
+    tables = QueueConfig.for_org(org, Policy.DCS).table_bytes()
+
+    fig, axes = plt.subplots(2, 1, figsize=(9, 3.6), sharex=True)
+    _timeline(axes[0], f7.static_trace, f"static in-order: {f7.static_cycles} cycles")
+    _timeline(axes[1], f7.dcs_trace, f"DCS: {f7.dcs_cycles} cycles")
+    axes[1].set_xlabel(f"cycle (tCK = {tp.tck_ps} ps)")
+    axes[1].set_xlim(0, max(f7.static_cycles, f7.dcs_cycles) + 1)
+    fig.tight_layout()
+    fig.savefig(out / "dcs_fig7.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    dims = [r["dim"] for r in f8]
+    for name in ("static", "pingpong", "dcs"):
+        ax.plot(dims, [100 * r[name] for r in f8], marker="o", label=name)
+    ax.scatter([128], [100 * X.PAPER["fig8_static_util_128"]], marker="x", color="black", zorder=5,
+               label="paper, static @128")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("GEMV dimension")
+    ax.set_ylabel("MAC utilisation (%)")
+    ax.set_title("Fig. 8: MAC utilisation of an n x n GEMV on one channel")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "dcs_fig8.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    labels = ["MHA" if r["group"] == 1 else f"GQA g={r['group']}" for r in f18]
+    xs = range(len(f18))
+    ax.bar([x - 0.2 for x in xs], [100 * r["pingpong"] for r in f18], width=0.4, label="ping-pong")
+    ax.bar([x + 0.2 for x in xs], [100 * r["dcs"] for r in f18], width=0.4, label="DCS")
+    for x, r in zip(xs, f18, strict=True):
+        ax.text(x + 0.2, 100 * r["dcs"] + 1, f"{r['ratio']:.2f}x", ha="center", fontsize=8)
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("MAC utilisation (%)")
+    ax.set_title("Fig. 18: DCS vs ping-pong, same buffers, d_h = 128")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "dcs_fig18.png", dpi=120)
+    plt.close(fig)
+
+    lines = [
+        "# DCS reproduction",
+        "",
+        f"Regenerate with `pimphony reproduce dcs`. Module `{org.name}` ({org.gbuf_entries}-entry GBuf, "
+        f"{org.obuf_entries}-entry OBuf for ping-pong and DCS, {org.outreg_entries} output registers for static), "
+        f"timing `{tp.name}` (tCK = {tp.tck_ps} ps), refresh every nREFI = {tp.nREFI} cycles. Attention: one "
+        f"channel's share of one (request, KV head) of {length} tokens under TCP, d_h = 128. Every trace below "
+        "passed the timing checker with zero violations.",
+        "",
+        "## Paper against pimphony",
+        "",
+        "| figure | quantity | paper | pimphony | ratio |",
+        "|---|---|---|---|---|",
+        f"| Fig. 7 | GEMV example, static -> DCS cycles | 34 -> 22 (1.55x) | {f7.static_cycles} -> {f7.dcs_cycles} "
+        f"({f7.static_cycles / f7.dcs_cycles:.2f}x) | {f7.static_cycles / f7.dcs_cycles / (34 / 22):.2f} |",
+        f"| Fig. 8 | static MAC utilisation, dimension 128 | 14.7% | {_pct(f8[3]['static'])} | "
+        f"{f8[3]['static'] / 0.147:.2f} |",
+        f"| Fig. 18 | DCS / ping-pong utilisation, max over MHA, g=2,4,8 | up to 1.4x | "
+        f"up to {max(r['ratio'] for r in f18):.2f}x | {max(r['ratio'] for r in f18) / 1.4:.2f} |",
+        f"| Sec VII-C | D-Table + S-Table bytes per controller | 576 B | {tables['total']} B "
+        f"(D {tables['d_table']} B, S {tables['s_table']} B) | {tables['total'] / 576:.2f} |",
+        "",
+        "![Fig. 7](dcs_fig7.png)",
+        "",
+        "## Fig. 8: MAC utilisation of an n x n GEMV",
+        "",
+        "| n | static | ping-pong | DCS | static breakdown (MAC / REF / ACT-PRE / DT-GBuf / DT-OutReg / penalty) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in f8:
+        b = r["breakdown"]
+        lines.append(f"| {r['dim']} | {_pct(r['static'])} | {_pct(r['pingpong'])} | {_pct(r['dcs'])} | "
+                     + " / ".join(_pct(b[k]) for k in b) + " |")
+    lines += ["", "![Fig. 8](dcs_fig8.png)", "", "## Fig. 18: DCS against ping-pong with the same buffers", "",
+              "| attention | ping-pong | DCS | DCS / ping-pong |", "|---|---|---|---|"]
+    for label, r in zip(labels, f18, strict=True):
+        lines.append(f"| {label} | {_pct(r['pingpong'])} | {_pct(r['dcs'])} | {r['ratio']:.2f}x |")
+    lines += ["", "![Fig. 18](dcs_fig18.png)", "",
+              "## MAC utilisation of QK^T and SV (fraction of the MAC roofline), d_h = 128", "",
+              "| attention | phase | static | ping-pong | DCS | DCS breakdown (MAC / REF / ACT-PRE / DT-GBuf / "
+              "DT-OutReg / penalty) |", "|---|---|---|---|---|---|"]
+    for r in util:
+        label = "MHA" if r["group"] == 1 else f"GQA g={r['group']}"
+        b = r["dcs_breakdown"]
+        lines.append(f"| {label} | {r['phase'].upper()} | {_pct(r['static'])} | {_pct(r['pingpong'])} | "
+                     f"{_pct(r['dcs'])} | " + " / ".join(_pct(b[k]) for k in b) + " |")
+    best = max(r["dcs"] for r in util)
+    lines += [
+        "",
+        "## What drives the gaps",
+        "",
+        "* **Fig. 7**: the figure's per-command latencies are not published; we run a 32 x 32 GEMV with its row "
+        "open on the AiM preset. DCS wins for the paper's reason (it overlaps the next chain's WR-BIAS and the "
+        "vector load with MACs); the static controller here only waits for each command's completion latency "
+        "(WR-INP 3, MAC 1 + nCCDS, RD-OUT 2 cycles), so the two differ less than in the figure.",
+        "* **Fig. 8**: our static baseline waits only for the public preset's latencies (REFERENCE.md c.4), "
+        f"so it reaches {f8[3]['static'] / 0.147:.1f}x the paper's 14.7% at dimension 128. The paper's baseline "
+        "must carry per-command "
+        "overheads we cannot see (CENT's analytic model, REFERENCE.md c.5, charges 37.5 ns per RD_MAC and "
+        "WR_BIAS). We did not calibrate a fudge factor into the preset; the shape (utilisation collapsing at "
+        "small dimensions, ACT/PRE dominating) agrees.",
+        "* **Fig. 18**: DCS / ping-pong = " + ", ".join(f"{r['ratio']:.2f}x" for r in f18) + " for MHA, g = 2, 4, 8 "
+        "(paper: up to 1.4x). Ping-pong waits for a whole half-buffer; DCS waits per entry.",
+        f"* **85% target**: not reached; the best DCS point is {_pct(best)}. Three structural limits of the AiM "
+        "timing with this layout: a row switch costs ~100 cycles (nRCDRDMAC 56 + nRTP 12 + nRP 32) per "
+        "64 x g MACs; an RD-OUT (RDMAC16) is a column command that takes a MAC's nCCDS slot (g RD-OUTs per "
+        f"64 MACs in QK^T); refresh takes nRFC / nREFI = {_pct(tp.nRFC / tp.nREFI)} plus a row reopen. Without "
+        "refresh, row switches and RD-OUT slots alone bound QK^T at "
+        + ", ".join(f"{_pct(X.qk_row_bound(org, tp, g))} (g={g})" for g in (1, 4, 8))
+        + "; DCS comes within the refresh share of that bound.",
+        "",
+    ]
+    path = out / "dcs.md"
+    path.write_text("\n".join(lines))
+    return path
