@@ -14,10 +14,11 @@ from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
 from pimphony.model.perf.channel import ChannelTrace, run_channel
 from pimphony.model.program import Program
+from pimphony.model.queue import Policy, QueueConfig
 
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
-from .policies import Policy, QueueConfig, issuer
+from .policies import issuer
 
 PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig18_max_ratio": 1.4,
          "mac_util_target": 0.85}

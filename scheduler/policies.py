@@ -21,8 +21,8 @@ Cycle semantics (what the RTL implements):
 
 * **Dispatch.** Commands arrive in program order, at most one per cycle. A command arriving in
   cycle ``t`` enters its queue — WR_INP, WR_BIAS, RD_OUT the I/O queue; MAC, ACT, PRE, REF the
-  compute queue (one queue for all under static) — if that queue has a free slot at the start of
-  cycle ``t``; it may issue from cycle ``t + 1``. On entry it reads the dependency table (D-Table):
+  compute queue (under static every command uses the I/O queue) — if that queue has a free slot at
+  the start of cycle ``t``; it may issue from cycle ``t + 1``. On entry it reads the dependency table (D-Table):
   its dependencies are the last accessors of the GBuf region and/or OBuf region it touches (MAC both,
   WR_INP the GBuf, WR_BIAS and RD_OUT the OBuf), and it becomes their last accessor.
 * **Issue.** In each cycle at most one command issues: a queue head is *ready* when it has been in
@@ -30,10 +30,10 @@ Cycle semantics (what the RTL implements):
   the status table, S-Table, holds the completion cycles), and every timing rule allows it. Static
   additionally waits for the previous command's completion. If both heads are ready the older in
   program order issues.
-* **Refresh.** Every nREFI cycles a refresh falls due; the controller takes it at the first PRE
-  issued at or after that moment (a postponed refresh, as DRAM allows), inserting an all-bank REF at
-  the first cycle the rules allow (nRP after the PRE) and holding that cycle's issue slot. The next
-  ACT then waits nRFC.
+* **Refresh.** A refresh falls due at every multiple of nREFI cycles. A PRE issued while one is due
+  makes a REF pending (a postponed refresh, as DRAM allows); a pending REF issues, before any queued
+  command, in the first cycle the rules allow it (nRP after the PRE). The next ACT then waits nRFC.
+  Refreshes due while one is pending merge into it.
 
 Since every queue is in order, tracking only the last accessor is enough: earlier accessors of the
 same region sit before it in their own queue, or it already depends on them.
@@ -41,71 +41,13 @@ same region sit before it in their own queue, or it already depends on them.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
-from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.config import TimingPreset
 from pimphony.model.isa import Opcode
+from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
-
-
-class Policy(enum.IntEnum):
-    """Issue policy; the value is the RTL's mode register encoding."""
-
-    STATIC = 0
-    PINGPONG = 1
-    DCS = 2
-
-
-IO_OPS = frozenset({Opcode.WR_INP, Opcode.WR_BIAS, Opcode.RD_OUT})
-GBUF_USERS = frozenset({Opcode.WR_INP, Opcode.MAC})
-OBUF_USERS = frozenset({Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT})
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    """Sizes of one channel controller's command queue and tables."""
-
-    policy: Policy = Policy.DCS
-    io_depth: int = 16
-    compute_depth: int = 16
-    gbuf_entries: int = 64
-    obuf_entries: int = 16
-    tag_bits: int = 6
-
-    def __post_init__(self):
-        for name in ("io_depth", "compute_depth", "gbuf_entries", "obuf_entries"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.policy == Policy.PINGPONG and (self.gbuf_entries < 2 or self.obuf_entries < 2):
-            raise ValueError("ping-pong needs at least 2 GBuf and 2 OBuf entries (two halves each)")
-        if (1 << self.tag_bits) < self.io_depth + self.compute_depth:
-            queued = self.io_depth + self.compute_depth
-            raise ValueError(f"tag_bits={self.tag_bits} cannot name {queued} queued commands")
-
-    @classmethod
-    def for_org(cls, org: ModuleOrg, policy: Policy, **kw) -> QueueConfig:
-        obuf = org.outreg_entries if policy == Policy.STATIC else org.obuf_entries
-        return cls(policy=policy, gbuf_entries=org.gbuf_entries, obuf_entries=kw.pop("obuf_entries", obuf), **kw)
-
-    @property
-    def gbuf_regions(self) -> int:
-        """Hazard-tracking regions of the GBuf: one per entry (DCS) or two halves (ping-pong)."""
-        return {Policy.DCS: self.gbuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]
-
-    @property
-    def obuf_regions(self) -> int:
-        return {Policy.DCS: self.obuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]
-
-    def table_bytes(self) -> dict[str, int]:
-        """Storage of the D-Table (a valid bit + last-accessor tag per tracked region) and the S-Table
-        (per tag: valid, is-MAC, completion cycle) for DCS-style tracking of every entry."""
-        tag = self.tag_bits
-        completion_bits = 16
-        d_bits = (self.gbuf_entries + self.obuf_entries) * (1 + tag)
-        s_bits = (1 << tag) * (1 + 1 + completion_bits)
-        return {"d_table": -(-d_bits // 8), "s_table": -(-s_bits // 8), "total": -(-(d_bits + s_bits) // 8)}
 
 
 def dependencies(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
@@ -160,7 +102,7 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     static = cfg.policy == Policy.STATIC
     if static:
         klass = np.zeros(len(ops), dtype=np.int64)
-        depth = np.array([cfg.io_depth + cfg.compute_depth, 1], dtype=np.int64)
+        depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
     else:
         klass = np.where(np.isin(ops, [int(o) for o in IO_OPS]), 0, 1).astype(np.int64)
         depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
@@ -197,10 +139,15 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
     t = 0
     p = 0
     issued = 0
+    ref_pending = False
     while issued < n:
+        # -- issue: a pending refresh first, else the oldest ready queue head ----------------------
         best = -1
-        best_ready = big
         best_q = -1
+        next_ready = big
+        did = False
+        popped = -1
+        ref_now = ref_pending and earliest[ref_op] <= t
         for q in range(n_q):
             if head[q] == tail[q]:
                 continue
@@ -214,13 +161,27 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
             d = dep_o[i]
             if d >= 0:
                 ready = max(ready, done[d]) if issue[d] >= 0 else big
-            if ready < best_ready or (ready == best_ready and i < best):
+            next_ready = min(next_ready, ready)
+            if ready <= t and (best < 0 or i < best):
                 best = i
-                best_ready = ready
                 best_q = q
-        did = False
-        popped = -1
-        if best >= 0 and best_ready <= t:
+        if ref_pending:
+            next_ready = min(next_ready, earliest[ref_op])
+        if ref_now:
+            if n_ref == refresh.shape[0]:
+                grown = np.empty(2 * n_ref, dtype=np.int64)
+                grown[:n_ref] = refresh
+                refresh = grown
+            refresh[n_ref] = t
+            n_ref += 1
+            ref_pending = False
+            ref_due += n_refi * (1 + (t - ref_due) // n_refi)
+            for k in range(n_ops):
+                if t + gap[ref_op, k] > earliest[k]:
+                    earliest[k] = t + gap[ref_op, k]
+            prev_done = max(prev_done, t + 1)
+            did = True
+        elif best >= 0:
             op = ops[best]
             head[best_q] += 1
             popped = best_q
@@ -233,20 +194,8 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
             issued += 1
             did = True
             if op == pre_op and t >= ref_due:
-                r = max(t + 1, earliest[ref_op])
-                if n_ref == refresh.shape[0]:
-                    grown = np.empty(2 * n_ref, dtype=np.int64)
-                    grown[:n_ref] = refresh
-                    refresh = grown
-                refresh[n_ref] = r
-                n_ref += 1
-                ref_due += n_refi * (1 + (r - ref_due) // n_refi)
-                for k in range(n_ops):
-                    if r + gap[ref_op, k] > earliest[k]:
-                        earliest[k] = r + gap[ref_op, k]
-                    if earliest[k] == r:
-                        earliest[k] = r + 1
-                prev_done = max(prev_done, r + 1)
+                ref_pending = True
+        # -- dispatch (slots are counted at the start of the cycle) -------------------------------
         if p < n:
             k = klass[p]
             occupancy = tail[k] - head[k] + (1 if popped == k else 0)
@@ -255,10 +204,11 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
                 enter[p] = t
                 p += 1
                 did = True
-        if did or best_ready <= t + 1:
+        # -- advance time, skipping cycles in which nothing can happen ------------------------------
+        if did or next_ready <= t + 1:
             t += 1
         else:
-            t = best_ready
+            t = next_ready
     return issue, refresh, n_ref
 
 

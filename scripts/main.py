@@ -242,9 +242,10 @@ def cmd_bench_golden(args: argparse.Namespace) -> int:
 
 def cmd_bench_dcs(args: argparse.Namespace) -> int:
     from pimphony.model.config import TimingPreset as Timing
+    from pimphony.model.queue import Policy, QueueConfig
     from pimphony.scheduler.dcs_experiments import attention_program
     from pimphony.scheduler.lower import command_streams
-    from pimphony.scheduler.policies import Policy, QueueConfig, issue_cycles
+    from pimphony.scheduler.policies import issue_cycles
 
     org, timing = ModuleOrg.load("aimx-16ch"), Timing.load("aim-gddr6")
     print(f"bench dcs: channel cycle model, one channel's attention stream (g=4, TCP) repeated to "

@@ -4,9 +4,9 @@ import pytest
 from pimphony.cli.main import main
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode
+from pimphony.model.queue import Policy
 from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.lower import LoweringError, lower_gemv
-from pimphony.scheduler.policies import Policy
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")

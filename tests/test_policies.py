@@ -10,10 +10,11 @@ from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Command, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits
 from pimphony.model.perf.channel import CATEGORIES, run_channel
+from pimphony.model.queue import IO_OPS, Policy, QueueConfig
 from pimphony.model.timing import latencies
 from pimphony.scheduler.lower import AttentionLowering, command_streams
 from pimphony.scheduler.partition import make_partition
-from pimphony.scheduler.policies import IO_OPS, Policy, QueueConfig, dependencies, issue_cycles, issuer
+from pimphony.scheduler.policies import dependencies, issue_cycles, issuer
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")

@@ -1,0 +1,69 @@
+"""Parameters of a channel controller's command queue, shared by the reference policies
+(:mod:`pimphony.scheduler.policies`) and the RTL (:mod:`pimphony.rtl.dcs`): the policy encoding of
+the mode register, queue depths, buffer sizes and the D-/S-Table sizes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .config import ModuleOrg
+from .isa import Opcode
+
+
+class Policy(enum.IntEnum):
+    """Issue policy; the value is the RTL's mode register encoding."""
+
+    STATIC = 0
+    PINGPONG = 1
+    DCS = 2
+
+
+IO_OPS = frozenset({Opcode.WR_INP, Opcode.WR_BIAS, Opcode.RD_OUT})
+GBUF_USERS = frozenset({Opcode.WR_INP, Opcode.MAC})
+OBUF_USERS = frozenset({Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT})
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Sizes of one channel controller's command queue and tables."""
+
+    policy: Policy = Policy.DCS
+    io_depth: int = 16
+    compute_depth: int = 16
+    gbuf_entries: int = 64
+    obuf_entries: int = 16
+    tag_bits: int = 6
+
+    def __post_init__(self):
+        for name in ("io_depth", "compute_depth", "gbuf_entries", "obuf_entries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.policy == Policy.PINGPONG and (self.gbuf_entries < 2 or self.obuf_entries < 2):
+            raise ValueError("ping-pong needs at least 2 GBuf and 2 OBuf entries (two halves each)")
+        if (1 << self.tag_bits) < self.io_depth + self.compute_depth:
+            queued = self.io_depth + self.compute_depth
+            raise ValueError(f"tag_bits={self.tag_bits} cannot name {queued} queued commands")
+
+    @classmethod
+    def for_org(cls, org: ModuleOrg, policy: Policy, **kw) -> QueueConfig:
+        obuf = org.outreg_entries if policy == Policy.STATIC else org.obuf_entries
+        return cls(policy=policy, gbuf_entries=org.gbuf_entries, obuf_entries=kw.pop("obuf_entries", obuf), **kw)
+
+    @property
+    def gbuf_regions(self) -> int:
+        """Hazard-tracking regions of the GBuf: one per entry (DCS) or two halves (ping-pong)."""
+        return {Policy.DCS: self.gbuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]
+
+    @property
+    def obuf_regions(self) -> int:
+        return {Policy.DCS: self.obuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]
+
+    def table_bytes(self) -> dict[str, int]:
+        """Storage of the D-Table (a valid bit + last-accessor tag per tracked region) and the S-Table
+        (per tag: valid, is-MAC, completion cycle) for DCS-style tracking of every entry."""
+        tag = self.tag_bits
+        completion_bits = 16
+        d_bits = (self.gbuf_entries + self.obuf_entries) * (1 + tag)
+        s_bits = (1 << tag) * (1 + 1 + completion_bits)
+        return {"d_table": -(-d_bits // 8), "s_table": -(-s_bits // 8), "total": -(-(d_bits + s_bits) // 8)}
