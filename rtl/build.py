@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
+
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Format
 from pimphony.model.queue import Policy, QueueConfig

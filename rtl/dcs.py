@@ -12,6 +12,7 @@ from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
 from pimphony.model.config import TimingPreset, index_bits
 from pimphony.model.isa import Format, Opcode
 from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig

@@ -9,6 +9,7 @@ payload's bits equal :meth:`~pimphony.model.isa.Format.encode_command` (tested).
 from __future__ import annotations
 
 from amaranth.lib import data, enum
+
 from pimphony.model.isa import OPCODE_BITS, Format, Opcode
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.sim import Simulator
+
 from pimphony.model.isa import Opcode
 
 from .dcs import DcsQueue

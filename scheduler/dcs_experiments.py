@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
 from pimphony.model.perf.channel import ChannelTrace, run_channel

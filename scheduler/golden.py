@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+
 from pimphony.model.attention import Reference, check_shapes, decode_attention
 from pimphony.model.config import ModelConfig, ModuleOrg
 from pimphony.model.hub import PimHub

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from pimphony.model.config import ModuleOrg, ceil_div
 from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, unroll
 from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step

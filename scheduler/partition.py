@@ -30,6 +30,7 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
+
 from pimphony.model.config import ModuleOrg, ceil_div
 from pimphony.model.numerics import bf16_bits
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from pimphony.model.config import TimingPreset
 from pimphony.model.isa import Opcode
 from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig

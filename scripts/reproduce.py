@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode
 from pimphony.scheduler import dcs_experiments as X

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from helpers import model
+
 from pimphony.model.attention import decode_attention
 from pimphony.model.config import ModelConfig, ModuleOrg
 from pimphony.model.isa import Opcode

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pimphony.model.channel import ChannelArray, PimCommandError
 from pimphony.model.config import ModuleOrg
 from pimphony.model.isa import Command, Opcode

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from pimphony.cli.main import main
 from pimphony.model.config import ModelConfig, ModuleOrg, preset_names
 from pimphony.model.numerics import to_bf16

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from pimphony.cli.main import main
 from pimphony.model.config import (
     BASES,

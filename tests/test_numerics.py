@@ -2,6 +2,7 @@
 
 import ml_dtypes
 import numpy as np
+
 from pimphony.model.numerics import (
     BF16_UNIT_ROUNDOFF,
     attention_tolerance,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModelConfig, ModuleOrg
 from pimphony.model.isa import Opcode

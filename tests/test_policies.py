@@ -5,6 +5,7 @@ import pytest
 from helpers import model
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Command, Opcode, to_commands
