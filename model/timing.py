@@ -95,6 +95,33 @@ def gap_matrix(preset: TimingPreset) -> np.ndarray:
     return g
 
 
+class TimingChecker:
+    """Checks commands one at a time, in issue order, against the rule table (and one command per
+    cycle). The trace checker, the cycle model and the testbench's monitor all use this class."""
+
+    def __init__(self, preset: TimingPreset):
+        self.table = rules(preset)
+        self.last: dict[Opcode, tuple[int, int]] = {}
+        self.prev_cycle: int | None = None
+
+    def observe(self, op: Opcode, cycle: int, index: int) -> list[str]:
+        """Violations of command ``index`` (opcode ``op``) issued at ``cycle``; cycles must not decrease."""
+        out = []
+        if self.prev_cycle is not None and cycle == self.prev_cycle:
+            out.append(f"cycle {cycle}: BUS: command {index} ({op.name}) shares its cycle with another command")
+        self.prev_cycle = cycle
+        for r in self.table:
+            if op not in r.next:
+                continue
+            for p in r.prev:
+                if p in self.last and cycle - self.last[p][0] < r.gap:
+                    t0, j = self.last[p]
+                    out.append(f"cycle {cycle}: {r.name}: {op.name} (command {index}) {cycle - t0} cycles after "
+                               f"{Opcode(p).name} (command {j}) at cycle {t0}; needs {r.param} = {r.gap}")
+        self.last[op] = (cycle, index)
+        return out
+
+
 def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset) -> list[str]:
     """Every violation in a timed trace of one channel, as ``"cycle C: RULE: ..."`` lines.
 
@@ -103,23 +130,8 @@ def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset) -> li
     """
     ops = np.asarray(ops, dtype=np.int64)
     cycles = np.asarray(cycles, dtype=np.int64)
-    order = np.argsort(cycles, kind="stable")
-    table = rules(preset)
-    last: dict[Opcode, tuple[int, int]] = {}
+    checker = TimingChecker(preset)
     out: list[str] = []
-    prev_cycle = None
-    for i in order.tolist():
-        op, t = Opcode(int(ops[i])), int(cycles[i])
-        if prev_cycle is not None and t == prev_cycle:
-            out.append(f"cycle {t}: BUS: command {i} ({op.name}) shares its cycle with another command")
-        prev_cycle = t
-        for r in table:
-            if op not in r.next:
-                continue
-            for p in r.prev:
-                if p in last and t - last[p][0] < r.gap:
-                    t0, j = last[p]
-                    out.append(f"cycle {t}: {r.name}: {op.name} (command {i}) {t - t0} cycles after "
-                               f"{Opcode(p).name} (command {j}) at cycle {t0}; needs {r.param} = {r.gap}")
-        last[op] = (t, i)
+    for i in np.argsort(cycles, kind="stable").tolist():
+        out.extend(checker.observe(Opcode(int(ops[i])), int(cycles[i]), i))
     return out

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from pimphony.model.config import (
     ConfigError,
     ModelConfig,
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "second. Target: >= 1M commands/s.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
+    bd.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
 
     ver = sub.add_parser("verilog", help="write the Verilog of an RTL block into build/rtl/",
                          description="Elaborate an Amaranth block with the default presets and write its Verilog.",
@@ -278,6 +280,22 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
         dt = time.perf_counter() - t0
         print(f"  {policy.name.lower():<9} {len(stream):>9} commands in {dt:.3f} s = {len(stream) / dt / 1e6:6.2f} M "
               f"commands/s (target >= 1 M)  simulated {int(res.cycles[-1])} cycles; first call {warm:.2f} s")
+    if args.no_cocotb:
+        return 0
+    from pimphony.rtl.build import write_verilog
+    from pimphony.verification.runner import SIMULATORS, available, run
+
+    print("cocotb block suite of the DCS queue (4 tests; target <= 3 min on 2 cores):")
+    verilog = write_verilog("dcs", Path("build/rtl"))
+    for sim in SIMULATORS:
+        missing = available(sim)
+        if missing:
+            print(f"  {sim:<9} skipped: {missing}")
+            continue
+        t0 = time.perf_counter()
+        run(sim, verilog, "dcs_queue", "pimphony.verification.tests.tb_dcs", Path("build/sim"),
+            extra_env={"PIMPHONY_SEED": "1"}, quiet=True)
+        print(f"  {sim:<9} {time.perf_counter() - t0:6.1f} s (build included; seed 1)")
     return 0
 
 

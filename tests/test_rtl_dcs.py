@@ -1,9 +1,11 @@
+# amaranth: UnusedElaboratable=no
 """DcsQueue RTL against the reference engine, cycle for cycle, in amaranth.sim."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Command, Format, Opcode, from_commands
 from pimphony.model.queue import IO_OPS, Policy, QueueConfig

