@@ -34,6 +34,9 @@ class QueueConfig:
     gbuf_entries: int = 64
     obuf_entries: int = 16
     tag_bits: int = 6
+    obuf_dual_port: bool = True
+    """PIMphony's OBuf drains through its own port; False models AiM's output registers (RD-OUT is a
+    column command, :mod:`pimphony.model.timing`)."""
 
     def __post_init__(self):
         for name in ("io_depth", "compute_depth", "gbuf_entries", "obuf_entries"):
@@ -47,8 +50,18 @@ class QueueConfig:
 
     @classmethod
     def for_org(cls, org: ModuleOrg, policy: Policy, **kw) -> QueueConfig:
-        obuf = org.outreg_entries if policy == Policy.STATIC else org.obuf_entries
-        return cls(policy=policy, gbuf_entries=org.gbuf_entries, obuf_entries=kw.pop("obuf_entries", obuf), **kw)
+        """The paper's hardware for a policy: the static baseline has AiM's output registers
+        (``outreg_entries``, single-ported); ping-pong and DCS share PIMphony's dual-ported OBuf."""
+        baseline = policy == Policy.STATIC
+        kw.setdefault("obuf_entries", org.outreg_entries if baseline else org.obuf_entries)
+        kw.setdefault("obuf_dual_port", not baseline)
+        return cls(policy=policy, gbuf_entries=org.gbuf_entries, **kw)
+
+    @classmethod
+    def rtl_default(cls, org: ModuleOrg) -> QueueConfig:
+        """The parameters the RTL is built with by default (PIMphony's hardware: DCS-sized, dual-ported
+        OBuf); every policy runs on it through the mode register."""
+        return cls.for_org(org, Policy.DCS)
 
     @property
     def gbuf_regions(self) -> int:

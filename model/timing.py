@@ -12,7 +12,13 @@ c.3 and c.4, in the style of Ramulator 2.0's timing constraints and LiteDRAM's t
 cycle model, the RTL's counters and the testbench's checker are all built from :func:`rules`.
 
 Our opcodes map to AiM commands: ACT = ACT16, PRE = PREA, REF = REFab, WR_INP = WRGB,
-WR_BIAS = WRMAC16, MAC = MAC16, RD_OUT = RDMAC16. :func:`latencies` gives when each command's effect
+WR_BIAS = WRMAC16, MAC = MAC16, RD_OUT = RDMAC16.
+
+One rule depends on the hardware, not the timing preset: in AiM an RD-OUT (RDMAC16) reads the output
+registers through the column path, so it is a column command and takes a MAC's nCCDS slot. PIMphony's
+OBuf is dual-ported ("MACs run while inputs load and outputs drain", REFERENCE.md a.4): with
+``obuf_dual_port`` an RD-OUT leaves the column slot to the MACs and only occupies the data bus (nBL
+between reads, plus the read/write turnarounds). :func:`latencies` gives when each command's effect
 is complete (data written, result readable), which the issue policies use for true dependencies.
 """
 
@@ -68,10 +74,21 @@ def _evaluate(expr: str, preset: TimingPreset) -> int:
     return int(value)
 
 
-def rules(preset: TimingPreset) -> list[Rule]:
-    """The rule table filled with the preset's values."""
+_DUAL_PORT_TABLE: list[tuple[str, Iterable[Opcode], Iterable[Opcode], str, str]] = [
+    ("COL-COL", [MAC], [MAC], "column", "nCCDS"),
+    ("MAC16-COL", [MAC], [MAC], "column", "nCCDL"),
+    ("RD-RD", [RD_OUT], [RD_OUT], "bus", "nBL"),
+]
+
+
+def rules(preset: TimingPreset, obuf_dual_port: bool = False) -> list[Rule]:
+    """The rule table filled with the preset's values (see the module docstring for the OBuf port)."""
+    table = _TABLE
+    if obuf_dual_port:
+        replaced = {name for name, *_ in _DUAL_PORT_TABLE}
+        table = [row for row in _TABLE if row[0] not in replaced] + _DUAL_PORT_TABLE
     return [Rule(name, frozenset(p), frozenset(n), scope, expr, _evaluate(expr, preset))
-            for name, p, n, scope, expr in _TABLE]
+            for name, p, n, scope, expr in table]
 
 
 def latencies(preset: TimingPreset) -> dict[Opcode, int]:
@@ -85,10 +102,10 @@ def latencies(preset: TimingPreset) -> dict[Opcode, int]:
             MAC: 1, RD_OUT: preset.nCLREG + preset.nBL}
 
 
-def gap_matrix(preset: TimingPreset) -> np.ndarray:
+def gap_matrix(preset: TimingPreset, obuf_dual_port: bool = False) -> np.ndarray:
     """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
     g = np.zeros((len(Opcode), len(Opcode)), dtype=np.int64)
-    for r in rules(preset):
+    for r in rules(preset, obuf_dual_port):
         for p in r.prev:
             for n in r.next:
                 g[p, n] = max(g[p, n], r.gap)
@@ -99,8 +116,8 @@ class TimingChecker:
     """Checks commands one at a time, in issue order, against the rule table (and one command per
     cycle). The trace checker, the cycle model and the testbench's monitor all use this class."""
 
-    def __init__(self, preset: TimingPreset):
-        self.table = rules(preset)
+    def __init__(self, preset: TimingPreset, obuf_dual_port: bool = False):
+        self.table = rules(preset, obuf_dual_port)
         self.last: dict[Opcode, tuple[int, int]] = {}
         self.prev_cycle: int | None = None
 
@@ -122,7 +139,7 @@ class TimingChecker:
         return out
 
 
-def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset) -> list[str]:
+def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset, obuf_dual_port: bool = False) -> list[str]:
     """Every violation in a timed trace of one channel, as ``"cycle C: RULE: ..."`` lines.
 
     ``ops`` and ``cycles`` give each command's opcode and issue cycle (any order). Besides the rule
@@ -130,7 +147,7 @@ def check_trace(ops: np.ndarray, cycles: np.ndarray, preset: TimingPreset) -> li
     """
     ops = np.asarray(ops, dtype=np.int64)
     cycles = np.asarray(cycles, dtype=np.int64)
-    checker = TimingChecker(preset)
+    checker = TimingChecker(preset, obuf_dual_port)
     out: list[str] = []
     for i in np.argsort(cycles, kind="stable").tolist():
         out.extend(checker.observe(Opcode(int(ops[i])), int(cycles[i]), i))

@@ -13,7 +13,7 @@ from amaranth.back import verilog
 
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Format
-from pimphony.model.queue import Policy, QueueConfig
+from pimphony.model.queue import QueueConfig
 
 from .dcs import DcsQueue
 
@@ -30,7 +30,7 @@ def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6"
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     org, tp = ModuleOrg.load(module), TimingPreset.load(timing)
-    return DcsQueue(Format.for_org(org), tp, QueueConfig.for_org(org, Policy.DCS, obuf_entries=org.obuf_entries))
+    return DcsQueue(Format.for_org(org), tp, QueueConfig.rtl_default(org))
 
 
 def write_verilog(block: str, out_dir: Path, **presets) -> Path:

@@ -62,8 +62,8 @@ class DcsQueue(wiring.Component):
     timing:
         Timing preset; the timing counters are generated from its rule table.
     config:
-        Queue depths (powers of two, at least 2) and buffer sizes; ``config.policy`` is ignored
-        (the ``mode`` port chooses).
+        Queue depths (powers of two, at least 2), buffer sizes and the OBuf porting (which selects
+        the timing rules); ``config.policy`` is ignored (the ``mode`` port chooses).
     """
 
     def __init__(self, fmt: Format, timing: TimingPreset, config: QueueConfig):
@@ -78,7 +78,7 @@ class DcsQueue(wiring.Component):
         self.fmt = fmt
         self.timing = timing
         self.config = config
-        self.gap = gap_matrix(timing)
+        self.gap = gap_matrix(timing, config.obuf_dual_port)
         lat = latencies(timing)
         self.lat = [lat[Opcode(k)] for k in range(len(Opcode))]
         self.cmd_layout = command_layout(fmt)

@@ -47,9 +47,9 @@ def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int
 
 
 def attention_trace(org: ModuleOrg, timing: TimingPreset, group: int, policy: Policy, length: int,
-                    phase: str = "both", channel: int = 0) -> ChannelTrace:
+                    phase: str = "both", channel: int = 0, queue_depth: int = 16) -> ChannelTrace:
     """One channel's QK^T, SV or both for one (request, KV head) of ``length`` tokens."""
-    cfg = QueueConfig.for_org(org, policy)
+    cfg = QueueConfig.for_org(org, policy, io_depth=queue_depth, compute_depth=queue_depth)
     prog = attention_program(org, group, length, cfg.obuf_entries)
     ins = []
     for step in prog.steps:
@@ -101,7 +101,8 @@ def fig18(org: ModuleOrg, timing: TimingPreset, groups=(1, 2, 4, 8), length: int
 
 
 def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), length: int = 32768) -> list[dict]:
-    """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group."""
+    """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group,
+    with 16-deep queues, plus DCS with 32-deep queues."""
     rows = []
     for g in groups:
         for phase in ("qk", "sv"):
@@ -112,20 +113,24 @@ def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), le
                 row[f"{policy.name.lower()}_violations"] = len(trace.violations)
                 if policy == Policy.DCS:
                     row["dcs_breakdown"] = {k: v / trace.total_cycles for k, v in trace.breakdown.items()}
+            deep = attention_trace(org, timing, g, Policy.DCS, length, phase, queue_depth=32)
+            row["dcs_q32"] = deep.mac_utilisation
+            row["dcs_q32_violations"] = len(deep.violations)
             rows.append(row)
     return rows
 
 
-def qk_row_bound(org: ModuleOrg, timing: TimingPreset, group: int, head_dim: int = 128) -> float:
+def qk_row_bound(org: ModuleOrg, timing: TimingPreset, group: int, head_dim: int = 128,
+                 obuf_dual_port: bool = True) -> float:
     """Upper bound of QK^T MAC utilisation from one K row, refresh aside.
 
-    A row holds ``bursts_per_row / (d/16)`` key slots; each slot costs ``g * d/16`` MACs and ``g``
-    RD-OUTs, all in nCCDS column slots; the row costs nRCDRDMAC (ACT to first MAC) + nRTP + nRP to
-    switch. Bound = MAC slots / (MAC + RD-OUT slots + row switch).
+    A row holds ``bursts_per_row / (d/16)`` key slots; each slot costs ``g * d/16`` MACs, each an
+    nCCDS column slot, and ``g`` RD-OUTs, which take column slots too unless the OBuf is dual-ported;
+    the row costs nRCDRDMAC (ACT to first MAC) + nRTP + nRP to switch.
     """
     kb = head_dim // org.burst_elements
     slots = org.bursts_per_row // kb
     mac = slots * group * kb * timing.nCCDS
-    rd = slots * group * timing.nCCDS
+    rd = 0 if obuf_dual_port else slots * group * timing.nCCDS
     row = timing.nRCDRDMAC + timing.nRTP + timing.nRP
     return mac / (mac + rd + row)

@@ -18,10 +18,11 @@ the row is open)::
 SV (V^T rows; per row and slice, a tile of up to 64 bursts of 16 tokens)::
 
     for each V row:  ACT row
-        for each slice, for each tile, for each chunk of c query heads:
-            WR_BIAS op_size=c, obuf=e..e+c-1
-            for each head h:  WR_INP op_size=n probability tiles -> GBuf 0..n-1
-                              MAC    op_size=n, col=tile start, gbuf=0, obuf=e+h
+        for each slice, for each chunk of c query heads:
+            WR_BIAS op_size=c, obuf=e..e+c-1             one chain per head for the whole row
+            for each tile (half the GBuf, alternating halves), for each head h:
+                WR_INP op_size=n probability tiles -> GBuf half
+                MAC    op_size=n, col=tile start, gbuf=half, obuf=e+h
             RD_OUT  op_size=c -> partial sums of 16 dimensions per channel and head
         PRE
 
@@ -119,7 +120,9 @@ class AttentionLowering:
         return e
 
     def _next_tile_base(self) -> int:
-        base = (self._tile % 2) * self.sv_tile
+        """Tiles rotate over the GBuf regions of ``sv_tile`` entries (two halves by default)."""
+        regions = max(1, self.org.gbuf_entries // self.sv_tile)
+        base = (self._tile % regions) * self.sv_tile
         self._tile += 1
         return base
 
@@ -248,12 +251,13 @@ class AttentionLowering:
             for s in active:
                 mask = _mask(slices[s])
                 a, b = max(w_lo[s], r_lo), min(w_hi[s], r_hi)
-                for c0 in range(a, b + 1, tile):
-                    n = min(tile, b + 1 - c0)
-                    for chunk in self._head_chunks(range(self.g)):
-                        c = len(chunk)
-                        e = self._obuf(c)
-                        ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                for chunk in self._head_chunks(range(self.g)):
+                    # one chain per head across every tile of the row: drained once per row
+                    c = len(chunk)
+                    e = self._obuf(c)
+                    ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                    for c0 in range(a, b + 1, tile):
+                        n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
                             src = alloc.take(n)
                             base = self._next_tile_base()
@@ -263,12 +267,12 @@ class AttentionLowering:
                             prob_entry.append(src + np.arange(n))
                             prob_burst.append(np.arange(c0, c0 + n) * s_count + s)
                             prob_head.append(np.full(n, h))
-                        dest = alloc.take(kb * c)
-                        ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
-                        # channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
-                        part_entry.append(dest + np.arange(kb * c))
-                        part_dim0.append(np.repeat(np.arange(kb), c) * w)
-                        part_head.append(np.tile(np.asarray(chunk), kb))
+                    dest = alloc.take(kb * c)
+                    ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                    # channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
+                    part_entry.append(dest + np.arange(kb * c))
+                    part_dim0.append(np.repeat(np.arange(kb), c) * w)
+                    part_head.append(np.tile(np.asarray(chunk), kb))
             ins.append(Instruction(Opcode.PRE, row_mask))
         tok = np.concatenate(prob_burst)[:, None] * w + np.arange(w)[None, :]
         head = np.concatenate(prob_head)[:, None]

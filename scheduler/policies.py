@@ -107,7 +107,8 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     else:
         klass = np.where(np.isin(ops, [int(o) for o in IO_OPS]), 0, 1).astype(np.int64)
         depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
-    issue, refresh, n_ref = _engine(ops, dep_g, dep_o, klass, depth, gap_matrix(timing), lat, static,
+    gap = gap_matrix(timing, cfg.obuf_dual_port)
+    issue, refresh, n_ref = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, static,
                                     timing.nREFI, int(Opcode.REF), int(Opcode.PRE))
     return IssueResult(issue, refresh[:n_ref].copy())
 
@@ -223,11 +224,22 @@ except ImportError:  # numba is a dependency; this keeps the reference runnable 
     _last_accessor = _last_accessor_py
 
 
-def issuer(cfg: QueueConfig):
-    """An issue function for :func:`pimphony.model.perf.channel.run_channel`."""
+@dataclass(frozen=True)
+class PolicyIssuer:
+    """An :class:`~pimphony.model.perf.channel.IssuePolicy`: issues with ``config`` and tells the cycle
+    model which OBuf hardware the timing checker must assume."""
 
-    def issue(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset):
-        res = issue_cycles(ops, gbuf, obuf, timing, cfg)
+    config: QueueConfig
+
+    @property
+    def obuf_dual_port(self) -> bool:
+        return self.config.obuf_dual_port
+
+    def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset):
+        res = issue_cycles(ops, gbuf, obuf, timing, self.config)
         return res.cycles, res.refresh
 
-    return issue
+
+def issuer(cfg: QueueConfig) -> PolicyIssuer:
+    """An issue policy for :func:`pimphony.model.perf.channel.run_channel`."""
+    return PolicyIssuer(cfg)

@@ -16,6 +16,22 @@ def test_rules_take_their_values_from_the_preset():
     assert {r.name: r.gap for r in rules(slow)} == gaps        # same cycles, different tCK
 
 
+def test_dual_ported_obuf_frees_the_column_slot():
+    single, dual = gap_matrix(AIM), gap_matrix(AIM, obuf_dual_port=True)
+    assert single[Opcode.MAC, Opcode.RD_OUT] == 2 and single[Opcode.RD_OUT, Opcode.MAC] == 2
+    assert dual[Opcode.MAC, Opcode.RD_OUT] == 0 and dual[Opcode.RD_OUT, Opcode.MAC] == 0
+    assert dual[Opcode.RD_OUT, Opcode.RD_OUT] == 2 and dual[Opcode.MAC, Opcode.MAC] == 2     # bus, column
+    assert dual[Opcode.WR_INP, Opcode.RD_OUT] == 12 and dual[Opcode.RD_OUT, Opcode.WR_INP] == 5
+    ops, cycles = waveform("""
+        0 ACT
+        56 MAC
+        57 RD_OUT
+        58 MAC
+    """)
+    assert check_trace(ops, cycles, AIM, obuf_dual_port=True) == []
+    assert len(check_trace(ops, cycles, AIM)) == 3          # COL-COL and MAC16-COL at 57, COL-COL at 58
+
+
 def test_gap_matrix_and_latencies():
     g = gap_matrix(AIM)
     assert g[Opcode.MAC, Opcode.MAC] == 2 and g[Opcode.MAC, Opcode.RD_OUT] == 2

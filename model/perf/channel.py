@@ -14,8 +14,8 @@ the controller is waiting on its own ordering).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,8 +23,15 @@ from ..config import TimingPreset
 from ..isa import COMMAND_DTYPE, Opcode
 from ..timing import check_trace, latencies
 
-IssueFunction = Callable[[np.ndarray, np.ndarray, np.ndarray, TimingPreset], tuple[np.ndarray, np.ndarray]]
-"""(ops, gbuf, obuf, timing) -> (issue cycle of every command, cycles of inserted refreshes)."""
+
+class IssuePolicy(Protocol):
+    """Issues a stream: (ops, gbuf, obuf, timing) -> (issue cycle of every command, inserted refreshes).
+    ``obuf_dual_port`` names the OBuf hardware, which selects the timing rules the trace must obey."""
+
+    obuf_dual_port: bool
+
+    def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
+                 timing: TimingPreset) -> tuple[np.ndarray, np.ndarray]: ...
 
 CATEGORIES = ("MAC", "REF", "ACT/PRE", "DT-GBuf", "DT-OutReg", "pipeline penalty")
 
@@ -81,7 +88,7 @@ def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: 
     return {name: int(counts[k]) for k, name in enumerate(CATEGORIES)}
 
 
-def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssueFunction, check: bool = True) -> ChannelTrace:
+def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssuePolicy, check: bool = True) -> ChannelTrace:
     """Issue ``stream`` (:data:`~pimphony.model.isa.COMMAND_DTYPE`, program order) with ``issue``."""
     if stream.dtype != COMMAND_DTYPE:
         raise TypeError("stream must be a COMMAND_DTYPE array")
@@ -95,6 +102,6 @@ def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssueFunction, 
     lat_arr = np.array([lat[Opcode(k)] for k in range(len(Opcode))])
     total = int((all_cycles + lat_arr[all_ops]).max())
     n_mac = int((ops == Opcode.MAC).sum())
-    violations = check_trace(all_ops, all_cycles, timing) if check else []
+    violations = check_trace(all_ops, all_cycles, timing, issue.obuf_dual_port) if check else []
     return ChannelTrace(stream, cycles, refresh, total, n_mac * timing.nCCDS,
                         breakdown(all_ops, all_cycles, timing, total), violations)

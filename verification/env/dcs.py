@@ -13,6 +13,8 @@ with its data, holds exactly what an in-order golden channel computes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -127,7 +129,7 @@ class Scoreboard:
         self.deps = dependencies(self.ops, stream["gbuf"], stream["obuf"], dcs_cfg)
         lat = latencies(timing)
         self.lat = [lat[Opcode(k)] for k in range(len(Opcode))]
-        self.checker = TimingChecker(timing)
+        self.checker = TimingChecker(timing, cfg.obuf_dual_port)
         self.bfm = GoldenChannelBfm(workload.org, workload.rows, workload.gpr)
         self.issue_cycle = np.full(self.n, -1, dtype=np.int64)
         self.base = 0                                  # seq offset of this stream (after a reset: new run)
@@ -184,7 +186,7 @@ class DcsBench:
         self.dut = dut
         self.fmt = Format.for_org(org)
         self.rng = np.random.default_rng(seed)
-        cfg = QueueConfig.for_org(org, policy, obuf_entries=org.obuf_entries)
+        cfg = dataclasses.replace(QueueConfig.rtl_default(org), policy=policy)
         self.driver = CommandDriver(dut, self.fmt, workload.stream, self.rng, idle)
         self.ready = Backpressure(dut, self.rng, backpressure)
         self.monitor = IssueMonitor(dut, self.fmt)

@@ -85,7 +85,7 @@ async def attention_head_cycle_exact(dut):
     bench = DcsBench(dut, ORG, AIM, Policy.DCS, Workload(ORG, stream, SEED), SEED)
     await bench.run(max_cycles=2_000_000)
     report(dut, bench, "attention head")
-    cfg = QueueConfig.for_org(ORG, Policy.DCS, obuf_entries=ORG.obuf_entries)
+    cfg = QueueConfig.rtl_default(ORG)
     ref = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], AIM, cfg)
     assert bench.cycles == sorted(ref.cycles.tolist()), "RTL and reference engine issue on different cycles"
 
