@@ -41,7 +41,6 @@ Widths come from the module organisation (:class:`~pimphony.model.config.ModuleO
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -117,10 +116,15 @@ class Instruction:
         """Channel indices in the mask, in rank order."""
         return self.channel_array.tolist()
 
-    @functools.cached_property
+    @property
     def channel_array(self) -> np.ndarray:
-        """Channel indices in the mask, in rank order, as an int64 array (computed once)."""
-        return np.array([c for c in range(self.ch_mask.bit_length()) if self.ch_mask >> c & 1], dtype=np.int64)
+        """Channel indices in the mask, in rank order, as an int64 array (computed once; a plain
+        ``__dict__`` cache, because Python 3.11's ``cached_property`` takes a lock on every access)."""
+        cached = self.__dict__.get("_channel_array")
+        if cached is None:
+            cached = np.array([c for c in range(self.ch_mask.bit_length()) if self.ch_mask >> c & 1], dtype=np.int64)
+            self.__dict__["_channel_array"] = cached
+        return cached
 
 
 COMMAND_DTYPE = np.dtype([("op", np.uint8), ("row", np.int32), ("col", np.int32), ("gbuf", np.int32),
