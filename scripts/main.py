@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
     bd.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
+    bp = bsub.add_parser("dpa", help="speed of the golden DPA allocator (appends per second)",
+                         description="Open a batch of Llama-3.1-8B requests (256 segments each) and append one "
+                                     "token to each, round robin, for --steps decode steps; report appends per "
+                                     "second including the chunk allocations. Target: >= 1M appends/s.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bp.add_argument("--requests", type=_positive, default=32)
+    bp.add_argument("--steps", type=_positive, default=30000)
 
     ver = sub.add_parser("verilog", help="write the Verilog of an RTL block into build/rtl/",
                          description="Elaborate an Amaranth block with the default presets and write its Verilog.",
@@ -163,6 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--module", default="aimx-16ch")
     rd.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
     rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
+    rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
+                         description="Sample request lengths from the paper's Table II workloads, admit a decode "
+                                     "batch under static T_max reservation and under DPA, and write dpa.md with "
+                                     "dpa_capacity.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rp.add_argument("--module", default="aimx-16ch")
+    rp.add_argument("--kv-gb", type=_positive, default=112, help="KV-cache capacity in GB")
+    rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
+    rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
+    rp.add_argument("--seed", type=_nonneg, default=0)
     return parser
 
 
@@ -322,11 +340,41 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_dpa(args: argparse.Namespace) -> int:
+    from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status, segments_of
+
+    org, model = ModuleOrg.load("aimx-16ch"), ModelConfig.load("llama-3.1-8b")
+    layout = ChunkLayout(org, model.head_dim)
+    segs = segments_of(model)
+    longest = 1000 + 37 * args.requests + args.steps
+    need = args.requests * segs * 2 * -(-longest // layout.k_tokens)
+    alloc = DpaAllocator(layout, segs, max_requests=args.requests, chunks=need)
+    for r in range(args.requests):
+        alloc.open(r, 1000 + 37 * r)
+    append, reqs, failed = alloc.append, range(args.requests), 0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        for r in reqs:
+            failed += append(r) != Status.OK
+    dt = time.perf_counter() - t0
+    alloc.check()
+    n = args.steps * args.requests
+    print(f"bench dpa: golden DPA allocator, {args.requests} x {model.name} requests ({segs} segments each), "
+          f"{args.steps} decode steps")
+    print(f"  {n} appends in {dt:.2f} s = {n / dt / 1e6:.2f} M appends/s (target >= 1 M); {failed} failed; "
+          f"{alloc.held_chunks()} chunks held, no leak")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce_dcs
+    from .reproduce import reproduce_dcs, reproduce_dpa
 
     t0 = time.perf_counter()
-    path = reproduce_dcs(args.out, module=args.module, timing=args.timing, length=args.context)
+    if args.target == "dpa":
+        path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,
+                             trials=args.trials, seed=args.seed)
+    else:
+        path = reproduce_dcs(args.out, module=args.module, timing=args.timing, length=args.context)
     print(f"wrote {path} and its plots in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -338,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 "verilog": cmd_verilog, "synth": cmd_synth}
     try:
         if args.command == "bench":
-            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs}[args.bench](args)
+            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa}[args.bench](args)
         return handlers[args.command](args)
     except (ConfigError, InputError, PartitionError, LoweringError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)

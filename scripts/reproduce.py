@@ -9,10 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset, WorkloadConfig
 from pimphony.model.isa import Opcode
+from pimphony.model.perf.capacity import capacity_trials
+from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler import dcs_experiments as X
-from pimphony.scheduler.policies import Policy, QueueConfig
 
 COLOURS = {"MAC": "#2b8cbe", "WR_INP": "#fdae61", "WR_BIAS": "#a6d96a", "RD_OUT": "#d7191c", "ACT": "#777777",
            "PRE": "#777777", "REF": "#000000"}
@@ -20,6 +21,22 @@ COLOURS = {"MAC": "#2b8cbe", "WR_INP": "#fdae61", "WR_BIAS": "#a6d96a", "RD_OUT"
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _paired_bars(ax, labels: list[str], left: list[float], right: list[float], names: tuple[str, str],
+                 ylabel: str, title: str) -> None:
+    xs = list(range(len(labels)))
+    ax.bar([x - 0.2 for x in xs], left, width=0.4, label=names[0])
+    ax.bar([x + 0.2 for x in xs], right, width=0.4, label=names[1])
+    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
 
 
 def _timeline(ax, trace, title: str) -> None:
@@ -47,9 +64,7 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
     _timeline(axes[1], f7.dcs_trace, f"DCS: {f7.dcs_cycles} cycles")
     axes[1].set_xlabel(f"cycle (tCK = {tp.tck_ps} ps)")
     axes[1].set_xlim(0, max(f7.static_cycles, f7.dcs_cycles) + 1)
-    fig.tight_layout()
-    fig.savefig(out / "dcs_fig7.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "dcs_fig7.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     dims = [r["dim"] for r in f8]
@@ -62,24 +77,16 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
     ax.set_ylabel("MAC utilisation (%)")
     ax.set_title("Fig. 8: MAC utilisation of an n x n GEMV on one channel")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "dcs_fig8.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "dcs_fig8.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     labels = ["MHA" if r["group"] == 1 else f"GQA g={r['group']}" for r in f18]
-    xs = range(len(f18))
-    ax.bar([x - 0.2 for x in xs], [100 * r["pingpong"] for r in f18], width=0.4, label="ping-pong")
-    ax.bar([x + 0.2 for x in xs], [100 * r["dcs"] for r in f18], width=0.4, label="DCS")
-    for x, r in zip(xs, f18, strict=True):
+    _paired_bars(ax, labels, [100 * r["pingpong"] for r in f18], [100 * r["dcs"] for r in f18],
+                 ("ping-pong", "DCS"), "MAC utilisation (%)", "Fig. 18: DCS vs ping-pong, same buffers, d_h = 128")
+    for x, r in enumerate(f18):
         ax.text(x + 0.2, 100 * r["dcs"] + 1, f"{r['ratio']:.2f}x", ha="center", fontsize=8)
-    ax.set_xticks(list(xs), labels)
-    ax.set_ylabel("MAC utilisation (%)")
-    ax.set_title("Fig. 18: DCS vs ping-pong, same buffers, d_h = 128")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "dcs_fig18.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "dcs_fig18.png")
 
     lines = [
         "# DCS reproduction",
@@ -160,5 +167,82 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
         "",
     ]
     path = out / "dcs.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+DPA_WORKLOADS = (("qmsum", "qwen1.5-7b"), ("musique", "qwen1.5-7b"), ("multifieldqa", "llama-3.1-8b"),
+                 ("loogle-sd", "llama-3.1-8b"))
+PAPER_STATIC = "31.0-40.5% (average 36.2%)"
+PAPER_DPA_AVERAGE = 0.756
+
+
+def reproduce_dpa(out: Path, module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
+                  seed: int = 0) -> Path:
+    """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
+    out.mkdir(parents=True, exist_ok=True)
+    org = ModuleOrg.load(module)
+    rows = []
+    for wl_name, model_name in DPA_WORKLOADS:
+        model, wl = ModelConfig.load(model_name), WorkloadConfig.load(wl_name)
+        res = {p: capacity_trials(model, org, wl, kv_gb << 30, p, seed, trials, generate=generate)
+               for p in ("static", "dpa")}
+        rows.append((wl_name, model_name, model.context, res))
+    static_avg = sum(r[3]["static"].utilisation for r in rows) / len(rows)
+    dpa_avg = sum(r[3]["dpa"].utilisation for r in rows) / len(rows)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = [r[0] for r in rows]
+    _paired_bars(ax1, names, [100 * r[3]["static"].utilisation for r in rows],
+                 [100 * r[3]["dpa"].utilisation for r in rows], ("static (T_max)", "DPA"),
+                 "capacity utilisation (%)", "Fig. 19: live KV / reserved KV")
+    ax1.axhline(100 * 0.362, color="C0", linestyle=":", label="paper static avg 36.2%")
+    ax1.axhline(100 * PAPER_DPA_AVERAGE, color="C1", linestyle=":", label="paper DPA avg 75.6%")
+    ax1.set_ylim(0, 130)
+    ax1.legend(fontsize=7, loc="upper center", ncol=2)
+    _paired_bars(ax2, names, [r[3]["static"].batch for r in rows], [r[3]["dpa"].batch for r in rows],
+                 ("static", "DPA"), "requests in the batch", f"effective batch in {kv_gb} GB of KV")
+    ax2.legend(fontsize=7)
+    _save(fig, out / "dpa_capacity.png")
+
+    lines = [
+        "# DPA reproduction: capacity utilisation and effective batch",
+        "",
+        f"Regenerate with `pimphony reproduce dpa`. KV capacity {kv_gb} GB (assumed: 128 GB of the paper's 7B "
+        f"systems less ~16 GB of weights), 1 MiB chunks on `{org.name}` (4096 tokens of one segment at "
+        f"d_h = 128), {generate} decode steps per request, {trials} seeded batches per point (seeds {seed}.."
+        f"{seed + trials - 1}). Lengths: normal with the Table II mean and standard deviation, clipped to its "
+        "[min, max]. Static reserves T_max = the model's context for every request; DPA admits a request when "
+        "its prompt's chunks plus the growth of every admitted request fit.",
+        "",
+        "| workload | model (T_max) | static util. | DPA util. | naive mean / T_max | static batch | DPA batch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for wl_name, model_name, t_max, res in rows:
+        lines.append(f"| {wl_name} | {model_name} ({t_max}) | {_pct(res['static'].utilisation)} | "
+                     f"{_pct(res['dpa'].utilisation)} | {_pct(res['static'].naive)} | {res['static'].batch} | "
+                     f"{res['dpa'].batch} |")
+    lines += [
+        "",
+        "| | paper | pimphony | ratio |",
+        "|---|---|---|---|",
+        f"| static capacity utilisation | {PAPER_STATIC} | average {_pct(static_avg)} | {static_avg / 0.362:.2f} |",
+        f"| DPA capacity utilisation | average 75.6% | average {_pct(dpa_avg)} | {dpa_avg / PAPER_DPA_AVERAGE:.2f} |",
+        "",
+        "![capacity](dpa_capacity.png)",
+        "",
+        "## What drives the gaps",
+        "",
+        "* The paper does not define capacity utilisation. Ours is live KV bytes over reserved KV bytes, averaged "
+        "over decode steps; with static reservation it is close to the naive mean length / T_max. The paper's "
+        "lower figures for both policies (36.2% and 75.6%) suggest it also counts capacity that no request "
+        "holds (the remainder that fits no further request, or memory outside the KV pool); its ratio DPA / "
+        f"static, {PAPER_DPA_AVERAGE / 0.362:.2f}x, is close to ours, {dpa_avg / static_avg:.2f}x.",
+        "* DPA's only loss here is the unfilled last chunk of each segment (at most 4095 tokens); it shrinks "
+        "as contexts grow, so the LV-Eval workloads (tens of thousands of tokens) reach higher utilisation "
+        "than LongBench.",
+        "",
+    ]
+    path = out / "dpa.md"
     path.write_text("\n".join(lines))
     return path

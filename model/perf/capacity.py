@@ -1,0 +1,92 @@
+"""Capacity utilisation and effective batch: static T_max reservation against DPA (paper Fig. 19).
+
+Serving model (REFERENCE.md f.16-f.18, our reading; every choice is a parameter):
+
+* request lengths: a seeded normal with the workload's Table II mean and standard deviation, clipped
+  to its [min, max] (:func:`sample_lengths`);
+* a closed decode batch: requests are admitted in arrival order while the allocator accepts them —
+  static reserves T_max per request; DPA needs the chunks of the prompt plus ``generate`` tokens of
+  growth, so no request stalls later — then every admitted request decodes ``generate`` tokens;
+* capacity utilisation: live KV bytes / reserved KV bytes after every decode step, averaged over the
+  steps (the paper does not define it; the naive mean length / T_max is reported beside it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ModelConfig, ModuleOrg, WorkloadConfig
+from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
+
+
+def sample_lengths(workload: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` context lengths: normal(mean, std) clipped to [min, max], rounded to whole tokens."""
+    x = rng.normal(workload.mean, workload.std, size=n)
+    return np.clip(np.rint(x), workload.min, workload.max).astype(np.int64)
+
+
+@dataclass
+class CapacityResult:
+    policy: str
+    batch: int
+    utilisation: float           # time-averaged live / reserved
+    naive: float                 # Table II mean length / T_max
+    chunks_used: int             # peak chunks held
+    chunks: int
+
+
+def capacity_run(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,
+                 seed: int, generate: int = 512, t_max: int | None = None, max_requests: int = 4096,
+                 chunk_bytes: int = MIB) -> CapacityResult:
+    """Admit and decode one batch under ``policy`` (``"static"`` or ``"dpa"``)."""
+    if policy not in ("static", "dpa"):
+        raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
+    t_max = model.context if t_max is None else t_max
+    layout = ChunkLayout(org, model.head_dim, chunk_bytes)
+    chunks = kv_bytes // chunk_bytes
+    segs = segments_of(model)
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(sample_lengths(workload, max_requests, rng), t_max - generate)
+    if policy == "static":
+        alloc: DpaAllocator = StaticAllocator(layout, segs, max_requests, t_max, chunks=chunks)
+    else:
+        alloc = DpaAllocator(layout, segs, max_requests, chunks=chunks)
+    admitted = []
+    for r, length in enumerate(lengths.tolist()):
+        if policy == "dpa":
+            k = -(-(length + generate) // layout.k_tokens) - -(-length // layout.k_tokens)
+            v = -(-(length + generate) // layout.v_tokens) - -(-length // layout.v_tokens)
+            alloc.headroom = (k + v) * segs + sum(_growth(alloc, q, generate) for q in admitted)
+        if alloc.open(r, length) != Status.OK:
+            break
+        admitted.append(r)
+    alloc.headroom = 0
+    util, peak = [], alloc.held_chunks()
+    for _ in range(generate):
+        for r in admitted:
+            status = alloc.append(r)
+            if status != Status.OK:
+                raise RuntimeError(f"request {r} could not grow ({status.name}); admission left no room")
+        util.append(alloc.utilisation())
+        peak = max(peak, alloc.held_chunks())
+    return CapacityResult(policy, len(admitted), float(np.mean(util)) if util else 0.0, workload.mean / t_max,
+                          peak, chunks)
+
+
+def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,
+                    seed: int, trials: int = 10, **kw) -> CapacityResult:
+    """:func:`capacity_run` over ``trials`` batches (seeds ``seed .. seed + trials - 1``), averaged."""
+    runs = [capacity_run(model, org, workload, kv_bytes, policy, seed + k, **kw) for k in range(trials)]
+    return CapacityResult(policy, round(float(np.mean([r.batch for r in runs]))),
+                          float(np.mean([r.utilisation for r in runs])), runs[0].naive,
+                          max(r.chunks_used for r in runs), runs[0].chunks)
+
+
+def _growth(alloc: DpaAllocator, request: int, generate: int) -> int:
+    """Chunks an admitted request still needs to grow by ``generate`` tokens from its current length."""
+    req = alloc.requests[request]
+    k = -(-(req.length + generate) // alloc.k_tokens) - req.k_chunks
+    v = -(-(req.length + generate) // alloc.v_tokens) - req.v_chunks
+    return (max(k, 0) + max(v, 0)) * alloc.segments
