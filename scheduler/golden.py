@@ -139,9 +139,7 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
     placements = part.place(lengths, model.kv_heads)
     hubs = [PimHub(org, scale_for(model.head_dim), obuf_entries=obuf, mode=mode) for _ in range(modules)]
     for p in placements:
-        ch = hubs[p.module].channels
-        ch.write_rows(np.asarray(p.k_channels), p.k_row0, part.pack_k(p, k[p.request, p.kv_head]))
-        ch.write_rows(np.asarray(p.v_channels), p.v_row0, part.pack_v(p, v[p.request, p.kv_head]))
+        part.store(hubs[p.module].channels, p, k[p.request, p.kv_head], v[p.request, p.kv_head])
     programs = AttentionLowering(part, model.group, obuf, block_tokens=block_tokens).lower(placements)
     g = model.group
     q32 = q.astype(np.float32)

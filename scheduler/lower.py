@@ -52,26 +52,27 @@ class _GprFull(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class GprFrame:
+    """Fixed GPR regions of one block, so that every row of a block uses the same offsets (the
+    property that lets a DPA program describe a row once). Row ``r`` of the block (counted from the
+    block's first row) uses ``qk + r * qk_row``, ``probs + r * probs_row``, ``partials + r * partials_row``."""
+
+    query: int
+    qk: int
+    qk_row: int
+    probs: int
+    probs_row: int
+    partials: int
+    partials_row: int
+    end: int
+
+
 def _mask(channels) -> int:
     m = 0
     for c in channels:
         m |= 1 << int(c)
     return m
-
-
-@dataclass
-class _Alloc:
-    """Bump allocator over GPR entries for one step."""
-
-    next: int
-    end: int
-
-    def take(self, n: int) -> int:
-        if self.next + n > self.end:
-            raise _GprFull
-        base = self.next
-        self.next += n
-        return base
 
 
 class AttentionLowering:
@@ -163,13 +164,13 @@ class AttentionLowering:
     def _lower_pair(self, p: PairPlacement, block: int) -> list[Step]:
         steps = []
         starts = list(range(0, p.length, block))
+        frame = self.frame(p, block)
         for j, t0 in enumerate(starts):
             t1 = min(p.length, t0 + block)
-            alloc = _Alloc(next=GPR_ZERO + 1, end=self.org.gpr_entries)
-            query_gpr = alloc.take(self.g * self.kb)
-            qk, scores = self._lower_qk(p, t0, t1, query_gpr, alloc)
-            sv, probs, partials = self._lower_sv(p, t0, t1, alloc)
+            qk, scores = self._lower_qk(p, t0, t1, frame)
+            sv, probs, partials = self._lower_sv(p, t0, t1, frame)
             qk, sv = sink_rd_out(qk), sink_rd_out(sv)
+            query_gpr = frame.query
             unit = AttentionUnit(request=p.request, kv_head=p.kv_head, t0=t0, t1=t1, group=self.g,
                                  head_dim=self.d, query_gpr=query_gpr, scores=scores, probs=probs,
                                  partials=partials, first=j == 0, last=j == len(starts) - 1)
@@ -178,7 +179,32 @@ class AttentionLowering:
 
     # -- QK^T ---------------------------------------------------------------------------------------
 
-    def _lower_qk(self, p: PairPlacement, t0: int, t1: int, query_gpr: int, alloc: _Alloc):
+    def frame(self, p: PairPlacement, block: int) -> GprFrame:
+        """GPR regions for blocks of ``block`` tokens of pair ``p``; raises _GprFull if they do not fit."""
+        org, w = self.org, self.org.burst_elements
+        nch = len(p.k_channels)
+        k_row_tokens = nch * org.banks * self.part.kpr
+        s_count = len(p.v_slices)
+        v_row_tokens = s_count * org.bursts_per_row * w
+        tiles = ceil_div(org.bursts_per_row, self._tile_size())
+        k_rows = ceil_div(block, k_row_tokens) + 1
+        v_rows = ceil_div(block, v_row_tokens) + 1
+        query = GPR_ZERO + 1
+        qk = query + self.g * self.kb
+        qk_row = self.part.kpr * self.g * nch
+        probs = qk + k_rows * qk_row
+        probs_row = s_count * tiles * self.g * self._tile_size()
+        partials = probs + v_rows * probs_row
+        partials_row = s_count * self.g * self.kb
+        end = partials + v_rows * partials_row
+        if end > self.org.gpr_entries:
+            raise _GprFull
+        return GprFrame(query, qk, qk_row, probs, probs_row, partials, partials_row, end)
+
+    def _tile_size(self) -> int:
+        return min(self.org.bursts_per_row, self.sv_tile, self.fmt.max_op_size)
+
+    def _lower_qk(self, p: PairPlacement, t0: int, t1: int, frame: GprFrame):
         nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
         kch = np.asarray(p.k_channels)
         lanes = len(kch) * nb
@@ -186,13 +212,16 @@ class AttentionLowering:
         ins: list[Instruction] = []
         rec_entry, rec_i, rec_h, rec_pos = [], [], [], []
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
+        first_row = i_lo // kpr
         first_tok = np.arange(len(kch)) * nb                      # lane offset of each channel
         for h0 in range(0, self.g, self.heads_per_pass):
             heads = range(h0, min(self.g, h0 + self.heads_per_pass))
             ins.append(Instruction(Opcode.WR_INP, all_mask, op_size=len(heads) * kb,
-                                   gpr=query_gpr + h0 * kb, gbuf=0))
+                                   gpr=frame.query + h0 * kb, gbuf=0))
             for row_i in range(i_lo // kpr, i_hi // kpr + 1):
-                row = p.k_row0 + row_i
+                row = p.k_row_map[row_i]
+                self._e = 0                                       # every row uses the OBuf alike
+                row_base = frame.qk + (row_i - first_row) * frame.qk_row
                 slots = range(max(i_lo, row_i * kpr), min(i_hi, row_i * kpr + kpr - 1) + 1)
                 per_slot = []
                 for i in slots:
@@ -206,7 +235,7 @@ class AttentionLowering:
                     for chunk in self._head_chunks(heads):
                         c = len(chunk)
                         e = self._obuf(c)
-                        dest = alloc.take(len(pos) * c)
+                        dest = row_base + ((i % kpr) * self.g + chunk.start) * len(kch)
                         ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
                         for j, h in enumerate(chunk):
                             ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=(i % kpr) * kb,
@@ -226,12 +255,12 @@ class AttentionLowering:
 
     # -- SV -----------------------------------------------------------------------------------------
 
-    def _lower_sv(self, p: PairPlacement, t0: int, t1: int, alloc: _Alloc):
+    def _lower_sv(self, p: PairPlacement, t0: int, t1: int, frame: GprFrame):
         org, kb = self.org, self.kb
         w, bpr = org.burst_elements, org.bursts_per_row
         slices = [np.asarray(s) for s in p.v_slices]
         s_count = len(slices)
-        tile = min(bpr, self.sv_tile, self.fmt.max_op_size)
+        tile = self._tile_size()
         u_lo, u_hi = t0 // w, (t1 - 1) // w
         w_lo = [ceil_div(max(0, u_lo - s), s_count) for s in range(s_count)]
         w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
@@ -241,12 +270,16 @@ class AttentionLowering:
         part_entry, part_head, part_dim0 = [], [], []
         rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
         for row_i in rows:
+            self._e = 0                                           # every row uses the OBuf and GBuf alike
+            self._tile = 0
+            probs_base = frame.probs + (row_i - rows.start) * frame.probs_row
+            part_base = frame.partials + (row_i - rows.start) * frame.partials_row
             r_lo, r_hi = row_i * bpr, row_i * bpr + bpr - 1
             active = [s for s in live if w_lo[s] <= r_hi and w_hi[s] >= r_lo]
             if not active:
                 continue
             row_mask = _mask(np.concatenate([slices[s] for s in active]))
-            row = p.v_row0 + row_i
+            row = p.v_row_map[row_i]
             ins.append(Instruction(Opcode.ACT, row_mask, row=row))
             for s in active:
                 mask = _mask(slices[s])
@@ -259,7 +292,7 @@ class AttentionLowering:
                     for c0 in range(a, b + 1, tile):
                         n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
-                            src = alloc.take(n)
+                            src = probs_base + ((s * ceil_div(bpr, tile) + (c0 - r_lo) // tile) * self.g + h) * tile
                             base = self._next_tile_base()
                             ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
                             ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,
@@ -267,7 +300,7 @@ class AttentionLowering:
                             prob_entry.append(src + np.arange(n))
                             prob_burst.append(np.arange(c0, c0 + n) * s_count + s)
                             prob_head.append(np.full(n, h))
-                    dest = alloc.take(kb * c)
+                    dest = part_base + (s * self.g + chunk.start) * kb
                     ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
                     # channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
                     part_entry.append(dest + np.arange(kb * c))
@@ -297,7 +330,8 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     A controller's I/O queue is in order, so an RD-OUT that waits for the last MAC of its chain would
     hold up the next chain's initialisation; placed one chain later, the next chain starts while
     this one drains. An RD-OUT never moves past an instruction that touches its OBuf entries, past
-    another RD-OUT, or across a different channel mask, so the program computes exactly the same.
+    another RD-OUT, a row command (so every row is self-contained, as a DPA loop body must be) or an
+    instruction with a different channel mask, so the program computes exactly the same.
     """
     out = list(ins)
     i = 0
@@ -310,7 +344,7 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
         j, seen_bias = i + 1, False
         while j < len(out):
             nxt = out[j]
-            if nxt.op == Opcode.RD_OUT or (nxt.ch_mask != rd.ch_mask and nxt.op not in (Opcode.ACT, Opcode.PRE)):
+            if nxt.op in (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE) or nxt.ch_mask != rd.ch_mask:
                 break
             if entries & set(_obuf_range(nxt)):
                 break

@@ -20,8 +20,9 @@ over the pair's ``S`` slices: burst ``u = t div 16`` goes to slice ``u mod S`` a
   than 256 tokens.
 
 Rows are allocated per channel with a cursor; a pair's rows start at the same index in all the
-channels it uses. The space is exactly what the lengths need (static T_max reservation and DPA
-chunks are :mod:`~pimphony.model.kvcache`'s concern).
+channels it uses. The space is exactly what the lengths need. A placement maps each *virtual* row of
+a pair (0, 1, ...) to a physical row, so a pair may also live in non-contiguous DPA chunks
+(:func:`~pimphony.scheduler.dpa.place_dpa`).
 """
 
 from __future__ import annotations
@@ -48,15 +49,21 @@ class PairPlacement:
     length: int
     module: int
     k_channels: tuple[int, ...]
-    k_row0: int
-    k_rows: int
+    k_row_map: tuple[int, ...]
     v_slices: tuple[tuple[int, ...], ...]
-    v_row0: int
-    v_rows: int
+    v_row_map: tuple[int, ...]
 
     @property
     def v_channels(self) -> tuple[int, ...]:
         return tuple(c for s in self.v_slices for c in s)
+
+    @property
+    def k_rows(self) -> int:
+        return len(self.k_row_map)
+
+    @property
+    def v_rows(self) -> int:
+        return len(self.v_row_map)
 
 
 class Partition(abc.ABC):
@@ -103,7 +110,8 @@ class Partition(abc.ABC):
                 k0 = self._take(cursor[module], kch, k_rows, r, h, module)
                 vch = [c for s in slices for c in s]
                 v0 = self._take(cursor[module], vch, v_rows, r, h, module)
-                out.append(PairPlacement(r, h, length, module, kch, k0, k_rows, slices, v0, v_rows))
+                out.append(PairPlacement(r, h, length, module, kch, tuple(range(k0, k0 + k_rows)), slices,
+                                         tuple(range(v0, v0 + v_rows))))
         return out
 
     def _take(self, cursor: np.ndarray, chans, n_rows: int, r: int, h: int, module: int) -> int:
@@ -124,7 +132,7 @@ class Partition(abc.ABC):
         lanes = len(p.k_channels) * nb
         lane, i = t % lanes, t // lanes
         return {"module": np.full_like(t, p.module), "channel": np.asarray(p.k_channels)[lane // nb],
-                "bank": lane % nb, "row": p.k_row0 + i // self.kpr,
+                "bank": lane % nb, "row": np.asarray(p.k_row_map)[i // self.kpr],
                 "column": (i % self.kpr) * self.head_dim}
 
     def locate_v(self, p: PairPlacement, t: np.ndarray, dim: np.ndarray) -> dict[str, np.ndarray]:
@@ -135,10 +143,22 @@ class Partition(abc.ABC):
         s, local = u % s_count, u // s_count
         slices = np.asarray(p.v_slices)
         return {"module": np.full_like(t, p.module), "channel": slices[s, dim // w], "bank": dim % w,
-                "row": p.v_row0 + local // org.bursts_per_row,
+                "row": np.asarray(p.v_row_map)[local // org.bursts_per_row],
                 "column": (local % org.bursts_per_row) * w + t % w}
 
     # -- packing (vectorised writes of whole rows) ---------------------------------------------------
+
+    def store(self, channels, p: PairPlacement, k: np.ndarray, v: np.ndarray) -> None:
+        """Write a pair's K and V into a :class:`~pimphony.model.channel.ChannelArray` (back door)."""
+        for rows, chans, data in ((p.k_row_map, p.k_channels, self.pack_k(p, k)),
+                                  (p.v_row_map, p.v_channels, self.pack_v(p, v))):
+            start = 0
+            while start < len(rows):                      # one write per run of consecutive rows
+                end = start + 1
+                while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                    end += 1
+                channels.write_rows(np.asarray(chans), rows[start], data[start:end])
+                start = end
 
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
         """K (T, d) -> bf16 bits (rows, channels, banks, kpr*d) as :meth:`locate_k` places them."""

@@ -26,8 +26,7 @@ def test_packed_rows_hold_every_element_where_locate_says(name, d):
         k = to_bf16(rng.standard_normal((p.length, d)))
         v = to_bf16(rng.standard_normal((p.length, d)))
         data[(p.request, p.kv_head)] = (k, v)
-        chans.write_rows(np.asarray(p.k_channels), p.k_row0, part.pack_k(p, k))
-        chans.write_rows(np.asarray(p.v_channels), p.v_row0, part.pack_v(p, v))
+        part.store(chans, p, k, v)
     for p in places:
         k, v = data[(p.request, p.kv_head)]
         t = np.arange(p.length)
