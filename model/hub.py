@@ -21,7 +21,7 @@ import numpy as np
 
 from .channel import ChannelArray
 from .config import ModuleOrg
-from .isa import Instruction, Opcode, to_commands, unroll
+from .isa import CHANNEL_OPCODES, Instruction, Opcode, to_commands, unroll
 from .numerics import to_bf16
 from .program import GPR_ZERO, AttentionUnit, Program
 
@@ -147,7 +147,7 @@ class PimHub:
         self.channels = ChannelArray(org, obuf_entries)
         self.gpr = Gpr(org)
         self.epu = Epu(scale=scale)
-        self.commands = np.zeros((org.channels, len(Opcode)), dtype=np.int64)
+        self.commands = np.zeros((org.channels, CHANNEL_OPCODES), dtype=np.int64)
         """Commands issued per channel and opcode."""
 
     def execute(self, ins: Instruction) -> None:

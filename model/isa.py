@@ -28,6 +28,19 @@ RD_OUT    OBuf entry ``obuf`` of all banks -> GPR entry ``gpr``   gpr+, obuf+
           as bf16 (bank b gives element b; RDMAC16)
 ========  =====================================================  ===========================
 
+DPA instructions (module level only; :mod:`pimphony.scheduler.dpa` defines their expansion):
+
+========  ==========================================================================================
+DYN_LOOP  repeat the next ``gpr`` instructions once per row of the current block that holds tokens
+          below the request's current length (the loop bound comes from the config buffer at run
+          time); ``gbuf`` = kind (0: K rows, QK^T; 1: V rows, SV); ``row`` = tokens per row / 16;
+          ``ch_mask`` = the pair's channels
+DYN_MODI  modify the next instruction every iteration: ``gbuf`` = what (0: row <- physical row of the
+          iteration's virtual row, through VA2PA; 1: gpr += iteration x ``row``; 2: guard: the
+          instruction touches K slot / V tile column ``row`` - 1 (0: the whole row), from which the
+          dispatcher derives its channel mask and op-size at the current length)
+========  ==========================================================================================
+
 Op-size unroll: repetition ``i`` of an instruction adds ``i`` to each "advance" field. Multicast:
 every channel in ``ch_mask`` receives the same commands, except that an ``RD_OUT`` to several
 channels *gathers*: the channel of rank ``k`` among the set bits writes GPR entries
@@ -48,7 +61,13 @@ import numpy as np
 from .config import ModuleOrg, index_bits
 
 OPCODE_BITS = 4
-"""Opcode width: 7 opcodes are defined; the rest of the space is free for the DPA instructions."""
+"""Opcode width: 9 opcodes are defined (7 channel commands, 2 DPA instructions)."""
+
+DPA_OPCODES = frozenset({7, 8})
+"""DYN_LOOP and DYN_MODI: module instructions only, never sent to a channel."""
+
+CHANNEL_OPCODES = 7
+"""Channel commands are opcodes 0 .. CHANNEL_OPCODES - 1 (tables indexed by opcode have this size)."""
 
 
 class Opcode(enum.IntEnum):
@@ -61,6 +80,8 @@ class Opcode(enum.IntEnum):
     WR_BIAS = 4
     MAC = 5
     RD_OUT = 6
+    DYN_LOOP = 7
+    DYN_MODI = 8
 
 
 ADVANCING: dict[Opcode, tuple[str, ...]] = {
@@ -71,6 +92,8 @@ ADVANCING: dict[Opcode, tuple[str, ...]] = {
     Opcode.WR_BIAS: ("obuf",),
     Opcode.MAC: ("col", "gbuf"),
     Opcode.RD_OUT: ("gpr", "obuf"),
+    Opcode.DYN_LOOP: (),
+    Opcode.DYN_MODI: (),
 }
 """Fields that advance by one per op-size repetition; opcodes with none allow only op_size 1."""
 
@@ -95,7 +118,8 @@ class Command:
 
     def __str__(self) -> str:
         used = {"ACT": ("row",), "PRE": (), "REF": (), "WR_INP": ("gpr", "gbuf"), "WR_BIAS": ("gpr", "obuf"),
-                "MAC": ("row", "col", "gbuf", "obuf"), "RD_OUT": ("obuf", "gpr")}[self.op.name]
+                "MAC": ("row", "col", "gbuf", "obuf"), "RD_OUT": ("obuf", "gpr"), "DYN_LOOP": ("gbuf", "row", "gpr"),
+                "DYN_MODI": ("gbuf", "row")}[self.op.name]
         return f"{self.op.name}(" + ", ".join(f"{k}={getattr(self, k)}" for k in used) + ")"
 
 
@@ -209,7 +233,10 @@ class Format:
 
     def decode_command(self, word: int) -> Command:
         raw = self._unpack(self.command_fields(), word, "command")
-        return Command(op=_opcode(raw, word, "command"), **raw)
+        op = _opcode(raw, word, "command")
+        if op >= CHANNEL_OPCODES:
+            raise IsaError(f"command {word:#x}: {op.name} is not a channel command")
+        return Command(op=op, **raw)
 
     def encode_instruction(self, ins: Instruction) -> int:
         check_instruction(ins, self)
@@ -258,6 +285,17 @@ def check_instruction(ins: Instruction, fmt: Format) -> None:
         raise IsaError(f"instruction {ins}: {ins.op.name} takes op_size 1")
 
 
+def dyn_loop(kind: int, row_tokens: int, body: int, ch_mask: int) -> Instruction:
+    """DYN_LOOP over K (kind 0) or V (kind 1) rows of ``row_tokens`` tokens; the body is the next
+    ``body`` instructions."""
+    return Instruction(Opcode.DYN_LOOP, ch_mask, gbuf=kind, row=row_tokens // 16, gpr=body)
+
+
+def dyn_modi(what: int, value: int = 0) -> Instruction:
+    """DYN_MODI of the next instruction: 0 row via VA2PA, 1 gpr stride ``value``, 2 guard ``value``."""
+    return Instruction(Opcode.DYN_MODI, 1, gbuf=what, row=value)
+
+
 def unroll(ins: Instruction) -> dict[int, np.ndarray]:
     """The instruction sequencer: channel -> commands (:data:`COMMAND_DTYPE`), in issue order.
 
@@ -270,6 +308,8 @@ def unroll(ins: Instruction) -> dict[int, np.ndarray]:
     step = np.arange(n, dtype=np.int32)
     for name in ("row", "col", "gbuf", "obuf", "gpr"):
         base[name] = getattr(ins, name) + (step if name in ADVANCING[ins.op] else 0)
+    if ins.op in DPA_OPCODES:
+        raise IsaError(f"{ins.op.name} is a DPA instruction: the dispatcher expands it, no channel receives it")
     out = {}
     for rank, ch in enumerate(ins.channels()):
         cmds = base.copy()
@@ -293,5 +333,22 @@ def from_commands(cmds: list[Command]) -> np.ndarray:
     return out
 
 
-__all__ = ["ADVANCING", "COMMAND_DTYPE", "IO_OPCODES", "OPCODE_BITS", "Command", "Format", "Instruction",
-           "IsaError", "Opcode", "check_instruction", "from_commands", "to_commands", "unroll"]
+__all__ = [
+    "ADVANCING",
+    "CHANNEL_OPCODES",
+    "COMMAND_DTYPE",
+    "DPA_OPCODES",
+    "IO_OPCODES",
+    "OPCODE_BITS",
+    "Command",
+    "Format",
+    "Instruction",
+    "IsaError",
+    "Opcode",
+    "check_instruction",
+    "dyn_loop",
+    "dyn_modi",
+    "from_commands",
+    "to_commands",
+    "unroll",
+]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import TimingPreset
-from .isa import Opcode
+from .isa import CHANNEL_OPCODES, Opcode
 
 ACT, PRE, REF = Opcode.ACT, Opcode.PRE, Opcode.REF
 WR_INP, WR_BIAS, MAC, RD_OUT = Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT
@@ -104,7 +104,7 @@ def latencies(preset: TimingPreset) -> dict[Opcode, int]:
 
 def gap_matrix(preset: TimingPreset, obuf_dual_port: bool = False) -> np.ndarray:
     """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
-    g = np.zeros((len(Opcode), len(Opcode)), dtype=np.int64)
+    g = np.zeros((CHANNEL_OPCODES, CHANNEL_OPCODES), dtype=np.int64)
     for r in rules(preset, obuf_dual_port):
         for p in r.prev:
             for n in r.next:

@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from pimphony.model.config import TimingPreset, index_bits
-from pimphony.model.isa import Format, Opcode
+from pimphony.model.isa import CHANNEL_OPCODES, Format, Opcode
 from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
 
@@ -80,7 +80,7 @@ class DcsQueue(wiring.Component):
         self.config = config
         self.gap = gap_matrix(timing, config.obuf_dual_port)
         lat = latencies(timing)
-        self.lat = [lat[Opcode(k)] for k in range(len(Opcode))]
+        self.lat = [lat[Opcode(k)] for k in range(CHANNEL_OPCODES)]
         self.cmd_layout = command_layout(fmt)
         out_layout = data.StructLayout({"cmd": self.cmd_layout, "seq": SEQ_BITS, "refresh": 1})
         stall = data.StructLayout(dict.fromkeys(STALL_CAUSES, 32))
@@ -88,7 +88,7 @@ class DcsQueue(wiring.Component):
             "cmd_in": In(stream.Signature(self.cmd_layout)),
             "cmd_out": Out(stream.Signature(out_layout)),
             "mode": In(2),
-            "issued": Out(data.ArrayLayout(32, len(Opcode))),
+            "issued": Out(data.ArrayLayout(32, CHANNEL_OPCODES)),
             "refreshes": Out(32),
             "stall": Out(stall),
         })
@@ -150,7 +150,7 @@ class DcsQueue(wiring.Component):
             return ~d.valid | ~(unissued(d) | incomplete(d.seq))
 
         # -- timing counters generated from the rule table: cycles until each opcode may issue ------
-        n_ops = len(Opcode)
+        n_ops = CHANNEL_OPCODES
         cnt_width = index_bits(int(self.gap.max()) + 1)
         allow = [Signal(cnt_width, name=f"wait_{Opcode(k).name.lower()}") for k in range(n_ops)]
         allow_arr = Array(allow)

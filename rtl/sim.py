@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from pimphony.model.isa import Opcode
+from pimphony.model.isa import CHANNEL_OPCODES, Opcode
 
 from .dcs import DcsQueue
 from .layouts import OpcodeShape
@@ -62,7 +62,7 @@ def simulate_queue(dut: DcsQueue, stream: np.ndarray, mode: int, ready_pattern=N
             cycle += 1
         res.counters = {"refreshes": ctx.get(dut.refreshes),
                         **{k: ctx.get(getattr(dut.stall, k)) for k in ("idle", "dependency", "timing", "backpressure")},
-                        **{f"issued_{Opcode(k).name}": ctx.get(dut.issued[k]) for k in range(len(Opcode))}}
+                        **{f"issued_{Opcode(k).name}": ctx.get(dut.issued[k]) for k in range(CHANNEL_OPCODES)}}
 
     sim = Simulator(dut)
     sim.add_clock(1e-9)

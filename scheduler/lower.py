@@ -329,9 +329,10 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
 
     A controller's I/O queue is in order, so an RD-OUT that waits for the last MAC of its chain would
     hold up the next chain's initialisation; placed one chain later, the next chain starts while
-    this one drains. An RD-OUT never moves past an instruction that touches its OBuf entries, past
-    another RD-OUT, a row command (so every row is self-contained, as a DPA loop body must be) or an
-    instruction with a different channel mask, so the program computes exactly the same.
+    this one drains. An RD-OUT never moves past an instruction that touches its OBuf entries (on any
+    channel they share), past another RD-OUT, or past a row command (so every row is self-contained, as
+    a DPA loop body must be); channels are independent and RD-OUT destinations are never read within
+    a phase, so the program computes exactly the same.
     """
     out = list(ins)
     i = 0
@@ -344,7 +345,7 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
         j, seen_bias = i + 1, False
         while j < len(out):
             nxt = out[j]
-            if nxt.op in (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE) or nxt.ch_mask != rd.ch_mask:
+            if nxt.op in (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE):
                 break
             if entries & set(_obuf_range(nxt)):
                 break

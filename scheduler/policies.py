@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import TimingPreset
-from pimphony.model.isa import Opcode
+from pimphony.model.isa import CHANNEL_OPCODES, Opcode
 from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
 
@@ -99,7 +99,7 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
         raise ValueError(f"an OBuf index lies outside 0..{cfg.obuf_entries - 1}")
     dep_g, dep_o = dependencies(ops, gbuf, obuf, cfg)
     lat_map = latencies(timing)
-    lat = np.array([lat_map[Opcode(k)] for k in range(len(Opcode))], dtype=np.int64)
+    lat = np.array([lat_map[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
     static = cfg.policy == Policy.STATIC
     if static:
         klass = np.zeros(len(ops), dtype=np.int64)

@@ -218,7 +218,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
     per_channel = cmds.sum(axis=1)
     print(f"commands per channel (last layer): min {per_channel.min()}, mean {per_channel.mean():.0f}, "
           f"max {per_channel.max()}")
-    print("  by opcode (total): " + ", ".join(f"{op.name} {int(cmds[:, op].sum())}" for op in Opcode))
+    by_op = ", ".join(f"{Opcode(k).name} {int(cmds[:, k].sum())}" for k in range(cmds.shape[1]))
+    print(f"  by opcode (total): {by_op}")
     n = run.commands.shape[0] * run.commands.shape[1]
     print(f"channel activity: QK^T {int((run.phase_macs['qk'] > 0).sum())}/{n} ({run.activity('qk'):.0%}), "
           f"SV {int((run.phase_macs['sv'] > 0).sum())}/{n} ({run.activity('sv'):.0%}); "

@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 from pimphony.model.config import ModuleOrg
 from pimphony.model.isa import (
     ADVANCING,
+    CHANNEL_OPCODES,
     COMMAND_DTYPE,
     Command,
     Format,
     Instruction,
     IsaError,
     Opcode,
+    dyn_loop,
+    dyn_modi,
     from_commands,
     to_commands,
     unroll,
@@ -34,7 +37,7 @@ def test_widths_follow_the_organisation():
 
 def commands(fmt):
     return st.builds(
-        Command, op=st.sampled_from(list(Opcode)),
+        Command, op=st.sampled_from(list(Opcode)[:CHANNEL_OPCODES]),
         row=st.integers(0, (1 << fmt.row_bits) - 1), col=st.integers(0, (1 << fmt.col_bits) - 1),
         gbuf=st.integers(0, (1 << fmt.gbuf_bits) - 1), obuf=st.integers(0, (1 << fmt.obuf_bits) - 1),
         gpr=st.integers(0, (1 << fmt.gpr_bits) - 1))
@@ -83,6 +86,18 @@ def test_encoding_errors():
         FMT.encode_instruction(Instruction(Opcode.MAC, ch_mask=1, op_size=65))
     with pytest.raises(IsaError, match=r"ch_mask 0x0 must select 1..16 channels"):
         FMT.encode_instruction(Instruction(Opcode.MAC, ch_mask=0))
+
+
+def test_dpa_instructions_are_not_channel_commands():
+    loop = dyn_loop(0, 2048, 90, 0xFFFF)
+    assert FMT.decode_instruction(FMT.encode_instruction(loop)) == loop
+    assert (loop.gbuf, loop.row, loop.gpr) == (0, 128, 90)
+    modi = dyn_modi(1, 512)
+    assert FMT.decode_instruction(FMT.encode_instruction(modi)) == modi
+    with pytest.raises(IsaError, match=r"DYN_MODI is not a channel command"):
+        FMT.decode_command(int(Opcode.DYN_MODI))
+    with pytest.raises(IsaError, match=r"DYN_LOOP is a DPA instruction: the dispatcher expands it"):
+        unroll(loop)
 
 
 def test_vectorised_encode_matches_scalar():

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from ..config import TimingPreset
-from ..isa import COMMAND_DTYPE, Opcode
+from ..isa import CHANNEL_OPCODES, COMMAND_DTYPE, Opcode
 from ..timing import check_trace, latencies
 
 
@@ -99,7 +99,7 @@ def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssuePolicy, ch
     all_ops = np.concatenate([ops, np.full(len(refresh), int(Opcode.REF))])
     all_cycles = np.concatenate([cycles, refresh])
     lat = latencies(timing)
-    lat_arr = np.array([lat[Opcode(k)] for k in range(len(Opcode))])
+    lat_arr = np.array([lat[Opcode(k)] for k in range(CHANNEL_OPCODES)])
     total = int((all_cycles + lat_arr[all_ops]).max())
     n_mac = int((ops == Opcode.MAC).sum())
     violations = check_trace(all_ops, all_cycles, timing, issue.obuf_dual_port) if check else []

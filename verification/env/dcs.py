@@ -20,7 +20,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModuleOrg, TimingPreset
-from pimphony.model.isa import Format, Opcode, to_commands
+from pimphony.model.isa import CHANNEL_OPCODES, Format, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits, to_bf16
 from pimphony.model.queue import IO_OPS, Policy, QueueConfig
 from pimphony.model.timing import TimingChecker, latencies
@@ -128,7 +128,7 @@ class Scoreboard:
         dcs_cfg = QueueConfig(policy=Policy.DCS, gbuf_entries=cfg.gbuf_entries, obuf_entries=cfg.obuf_entries)
         self.deps = dependencies(self.ops, stream["gbuf"], stream["obuf"], dcs_cfg)
         lat = latencies(timing)
-        self.lat = [lat[Opcode(k)] for k in range(len(Opcode))]
+        self.lat = [lat[Opcode(k)] for k in range(CHANNEL_OPCODES)]
         self.checker = TimingChecker(timing, cfg.obuf_dual_port)
         self.bfm = GoldenChannelBfm(workload.org, workload.rows, workload.gpr)
         self.issue_cycle = np.full(self.n, -1, dtype=np.int64)
