@@ -15,7 +15,7 @@ Both produce bit-identical results (tested), because both call the same channel 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -215,3 +215,85 @@ class PimHub:
             if progress is not None:
                 progress(i + 1, len(program.steps))
         return outputs
+
+
+class DpaDispatcher:
+    """Golden model of DPA's instruction decoder: expands a :class:`DpaProgram` for a request's current
+    length and VA2PA mapping into plain instructions for the sequencer.
+
+    Expansion of a DYN_LOOP of kind K (V) over the rows of block ``[t0, t1)``: iteration ``r`` handles
+    the block's ``r``-th K (V) row, virtual row ``v``. Each body instruction is copied with its
+    DYN_MODI prefixes applied — ``row`` becomes the physical row of ``v`` (``translate``), ``gpr``
+    advances by ``r`` strides — and is then *guarded* by the length: a K-slot guard keeps the channels
+    whose lanes hold a token of that slot below ``t1``; a V-tile guard trims the op-size to the bursts
+    holding tokens below ``t1``; a row-level guard keeps the channels (slices) with any such token. An
+    instruction left with no channel or no repetition is dropped.
+
+    Geometry (TCP): ``banks`` lanes per channel, ``keys_per_row`` keys per bank row, V slices of
+    ``head_dim / 16`` channels in loop-channel order, ``bursts_per_row`` bursts of 16 tokens per row.
+    """
+
+    def __init__(self, org: ModuleOrg, head_dim: int):
+        self.org = org
+        self.kb = head_dim // org.burst_elements
+        self.kpr = org.bursts_per_row // self.kb
+
+    def expand(self, program, translate: Callable[[int, int], int],
+               length: int) -> list[tuple[list[Instruction], list[Instruction]]]:
+        """(QK^T instructions, SV instructions) of every block; ``translate(kind, virtual_row)``."""
+        out = []
+        for t0 in range(0, length, program.block_tokens):
+            t1 = min(length, t0 + program.block_tokens)
+            qk = list(program.prologue) + self._loop(program.qk, translate, t0, t1)
+            out.append((qk, self._loop(program.sv, translate, t0, t1)))
+        return out
+
+    def _loop(self, code: list[Instruction], translate, t0: int, t1: int) -> list[Instruction]:
+        loop = code[0]
+        if loop.op != Opcode.DYN_LOOP or len(code) != 1 + loop.gpr:
+            raise ValueError("a DPA loop is a DYN_LOOP followed by exactly its body")
+        kind, row_tokens, chans = loop.gbuf, loop.row * 16, loop.channels()
+        out = []
+        for r, v in enumerate(range(t0 // row_tokens, (t1 - 1) // row_tokens + 1)):
+            modis: list[Instruction] = []
+            for ins in code[1:]:
+                if ins.op == Opcode.DYN_MODI:
+                    modis.append(ins)
+                    continue
+                row, gpr, guard = ins.row, ins.gpr, -1
+                for m in modis:
+                    if m.gbuf == 0:
+                        row = translate(kind, v)
+                    elif m.gbuf == 1:
+                        gpr += r * m.row
+                    else:
+                        guard = m.row - 1
+                modis = []
+                mask, size = self._guard(kind, ins, guard, chans, v, t1)
+                if mask and size:
+                    out.append(replace(ins, ch_mask=mask, op_size=size, row=row, gpr=gpr))
+        return out
+
+    def _guard(self, kind: int, ins: Instruction, guard: int, chans: list[int], v: int, t1: int) -> tuple[int, int]:
+        nb, bpr, w = self.org.banks, self.org.bursts_per_row, self.org.burst_elements
+        mask = 0
+        if kind == 0:
+            lanes = len(chans) * nb
+            first = (v * self.kpr + max(guard, 0)) * lanes
+            for pos, c in enumerate(chans):
+                if first + pos * nb < t1:
+                    mask |= 1 << c
+            return mask & ins.ch_mask, ins.op_size
+        slices = [chans[i:i + self.kb] for i in range(0, len(chans), self.kb)]
+        bursts = -(-t1 // w)
+        size = ins.op_size
+        for s, members in enumerate(slices):
+            valid_end = -(-(bursts - s) // len(slices)) if bursts > s else 0   # local bursts < this hold tokens
+            lo = v * bpr + max(guard, 0)
+            keep = valid_end > (lo if guard >= 0 else v * bpr)
+            if guard >= 0 and any(ins.ch_mask >> c & 1 for c in members):
+                size = max(0, min(ins.op_size, valid_end - lo))
+            if keep:
+                for c in members:
+                    mask |= 1 << c
+        return mask & ins.ch_mask, size

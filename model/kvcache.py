@@ -200,6 +200,14 @@ class DpaAllocator:
         per = self.k_tokens if kv == 0 else self.v_tokens
         return Status.OK, req.table[kv][segment][token // per], token % per
 
+    def row_of(self, request: int, segment: int, kv: int, virtual_row: int) -> int:
+        """VA2PA at row granularity: the physical row of a segment's ``virtual_row`` (K: kv 0, V: 1)."""
+        rpc = self.layout.rows_per_chunk
+        chunks = self.requests[request].table[kv][segment]
+        if not 0 <= virtual_row < len(chunks) * rpc:
+            raise IndexError(f"request {request}: virtual row {virtual_row} is past its {len(chunks)} chunks")
+        return chunks[virtual_row // rpc] * rpc + virtual_row % rpc
+
     def _grow(self, req: _Request, k: int, v: int) -> None:
         free = self.free
         for kv, (have, want) in enumerate(((req.k_chunks, k), (req.v_chunks, v))):

@@ -85,3 +85,22 @@ class Program:
             out.extend(step.qk)
             out.extend(step.sv)
         return out
+
+
+@dataclass
+class DpaProgram:
+    """A (request, KV head)'s attention program in DPA form: its size does not depend on the context.
+
+    For every block of ``block_tokens`` tokens that the request's current length reaches, the
+    dispatcher issues ``prologue`` (the query load), then expands the ``qk`` loop (a DYN_LOOP over K
+    rows and its body) and the ``sv`` loop (over V rows).
+    """
+
+    block_tokens: int
+    prologue: list[Instruction]
+    qk: list[Instruction]
+    sv: list[Instruction]
+
+    def size(self) -> int:
+        """Instructions in the program."""
+        return len(self.prologue) + len(self.qk) + len(self.sv)
