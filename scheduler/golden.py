@@ -16,10 +16,12 @@ import numpy as np
 
 from pimphony.model.attention import Reference, check_shapes, decode_attention
 from pimphony.model.config import ModelConfig, ModuleOrg
-from pimphony.model.hub import PimHub
+from pimphony.model.hub import DpaDispatcher, PimHub
 from pimphony.model.isa import Opcode
+from pimphony.model.kvcache import ChunkLayout, DpaAllocator
 from pimphony.model.numerics import scale_for
 
+from .dpa import dpa_block, lower_dpa, place_dpa
 from .lower import AttentionLowering
 from .partition import make_partition
 
@@ -94,6 +96,21 @@ class AttentionInputs:
                    v.astype(np.float32).astype(BF16), lengths.astype(np.int64))
 
 
+def _expand_dpa(program, placements, lowering, allocator, org, model) -> None:
+    """Replace each step's instructions by the dispatcher's expansion of the pair's DPA program."""
+    dispatcher = DpaDispatcher(org, model.head_dim)
+    steps = iter(program.steps)
+    for p in placements:
+        code = lower_dpa(lowering, p, lowering.block_tokens)
+
+        def translate(kind: int, row: int, p=p) -> int:
+            return allocator.row_of(p.request, p.kv_head, kind, row)
+
+        for qk, sv in dispatcher.expand(code, translate, p.length):
+            step = next(steps)
+            step.qk, step.sv = qk, sv
+
+
 @dataclass
 class AttentionRun:
     """Result of one layer on the golden model."""
@@ -126,9 +143,16 @@ class AttentionRun:
 
 def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionInputs, partition: str = "tcp",
                          modules: int = 1, obuf_entries: int | None = None, mode: str = "instructions",
-                         block_tokens: int | None = None, check: bool = True,
+                         block_tokens: int | None = None, check: bool = True, allocation: str = "contiguous",
                          progress: Callable[[int, int], None] | None = None) -> AttentionRun:
-    """Run one layer of decode attention on ``modules`` golden PIM modules."""
+    """Run one layer of decode attention on ``modules`` golden PIM modules.
+
+    ``allocation="dpa"`` (TCP, one module) places the KV cache in chunks handed out by a
+    :class:`~pimphony.model.kvcache.DpaAllocator` and runs every pair through its DPA program, expanded
+    by the golden :class:`~pimphony.model.hub.DpaDispatcher` for the pair's length and VA2PA mapping.
+    """
+    if allocation not in ("contiguous", "dpa"):
+        raise ValueError(f"allocation must be 'contiguous' or 'dpa', got {allocation!r}")
     q, k, v, lengths = inputs.q, inputs.k, inputs.v, inputs.lengths
     check_shapes(q, k, v, lengths)
     if q.shape[1] != model.heads or k.shape[1] != model.kv_heads or q.shape[2] != model.head_dim:
@@ -136,11 +160,20 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
     obuf = org.obuf_entries if obuf_entries is None else obuf_entries
     start = time.perf_counter()
     part = make_partition(partition, org, model.head_dim, modules)
-    placements = part.place(lengths, model.kv_heads)
+    lowering = AttentionLowering(part, model.group, obuf, block_tokens=block_tokens)
+    if allocation == "dpa":
+        allocator = DpaAllocator(ChunkLayout(org, model.head_dim), segments=model.kv_heads,
+                                 max_requests=len(lengths))
+        placements = place_dpa(part, allocator, lengths, model.kv_heads)
+        lowering.block_tokens = block_tokens or dpa_block(lowering, placements[0])
+    else:
+        placements = part.place(lengths, model.kv_heads)
     hubs = [PimHub(org, scale_for(model.head_dim), obuf_entries=obuf, mode=mode) for _ in range(modules)]
     for p in placements:
         part.store(hubs[p.module].channels, p, k[p.request, p.kv_head], v[p.request, p.kv_head])
-    programs = AttentionLowering(part, model.group, obuf, block_tokens=block_tokens).lower(placements)
+    programs = lowering.lower(placements)
+    if allocation == "dpa":
+        _expand_dpa(programs[0], placements, lowering, allocator, org, model)
     g = model.group
     q32 = q.astype(np.float32)
 

@@ -110,7 +110,6 @@ class AttentionLowering:
         self.sv_tile = max(1, self.org.gbuf_entries // 2)
         """SV probability tiles use half the GBuf, alternating halves, so loading one overlaps MACs on the other."""
         self._e = 0
-        self._tile = 0
 
     def _obuf(self, n: int) -> int:
         """First of ``n`` consecutive OBuf entries, round robin."""
@@ -120,12 +119,14 @@ class AttentionLowering:
         self._e = (self._e + n) % self.obuf_entries
         return e
 
-    def _next_tile_base(self) -> int:
-        """Tiles rotate over the GBuf regions of ``sv_tile`` entries (two halves by default)."""
+    def _tile_base(self, s: int, chunk: range, tile: int, j: int) -> int:
+        """GBuf base of the probability tile of slice ``s``, head ``chunk[j]``, tile ``tile`` of a row:
+        tiles rotate over GBuf regions of ``sv_tile`` entries (two halves by default) in emission order,
+        computed from the position so that a row with tiles left out keeps the others' places."""
         regions = max(1, self.org.gbuf_entries // self.sv_tile)
-        base = (self._tile % regions) * self.sv_tile
-        self._tile += 1
-        return base
+        tiles = ceil_div(self.org.bursts_per_row, self._tile_size())
+        index = s * tiles * self.g + chunk.start * tiles + tile * len(chunk) + j
+        return (index % regions) * self.sv_tile
 
     def _head_chunks(self, heads: range) -> list[range]:
         """Heads in chunks that fit the OBuf (each head's chain needs its own entry)."""
@@ -270,8 +271,7 @@ class AttentionLowering:
         part_entry, part_head, part_dim0 = [], [], []
         rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
         for row_i in rows:
-            self._e = 0                                           # every row uses the OBuf and GBuf alike
-            self._tile = 0
+            self._e = 0                                           # every row uses the OBuf alike
             probs_base = frame.probs + (row_i - rows.start) * frame.probs_row
             part_base = frame.partials + (row_i - rows.start) * frame.partials_row
             r_lo, r_hi = row_i * bpr, row_i * bpr + bpr - 1
@@ -293,7 +293,7 @@ class AttentionLowering:
                         n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
                             src = probs_base + ((s * ceil_div(bpr, tile) + (c0 - r_lo) // tile) * self.g + h) * tile
-                            base = self._next_tile_base()
+                            base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
                             ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
                             ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,
                                                    obuf=e + j))

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--partition", choices=["tcp", "hfp"], default="tcp",
                      help="token-centric (PIMphony) or head-first (baseline)")
     att.add_argument("--modules", type=_positive, default=1, help="PIM modules")
+    att.add_argument("--alloc", choices=["contiguous", "dpa"], default="contiguous",
+                     help="KV placement: contiguous rows, or 1 MiB DPA chunks with every pair run through its "
+                          "Dyn-Loop/Dyn-Modi program (TCP, one module)")
     att.add_argument("--obuf-entries", type=_positive,
                      help="OBuf entries per bank (default: the module's obuf_entries)")
     att.add_argument("--layers", type=_positive, default=1, help="layers, each with fresh random data")
@@ -197,7 +200,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
         inputs = None
     print(f"pimphony attention: {model.name} ({model.heads} heads, {model.kv_heads} KV heads, d={model.head_dim}, "
           f"g={model.group}) on {args.modules} x {org.name} ({org.channels} ch x {org.banks} banks), "
-          f"partition {args.partition}")
+          f"partition {args.partition}, {args.alloc} KV placement")
     shown = lengths if len(lengths) <= 8 else [*lengths[:8], "..."]
     print(f"batch {len(lengths)}, lengths {shown}, layers {args.layers}, seed {args.seed}")
     outs, refs, worst = [], [], 0.0
@@ -206,7 +209,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
         inp = inputs[0] if inputs else AttentionInputs.random(model, lengths, seed=args.seed + layer)
         bar = Progress(f"layer {layer}", enabled=not args.quiet)
         run = run_golden_attention(model, org, inp, partition=args.partition, modules=args.modules,
-                                   obuf_entries=args.obuf_entries, progress=bar)
+                                   obuf_entries=args.obuf_entries, allocation=args.alloc, progress=bar)
         ratio = run.error_ratio()
         worst = max(worst, ratio)
         print(f"layer {layer}: max |error| {run.max_error:.3e}, worst error / bound {ratio:.3g} "
