@@ -212,10 +212,6 @@ class TimingPreset(_Config):
     nCWLGB: int = _spec(0, 100_000, "GBuf write latency")
     nWPRE: int = _spec(0, 100_000, "write preamble")
 
-    @property
-    def tck_ns(self) -> float:
-        return self.tck_ps / 1000.0
-
 
 @dataclass(frozen=True, kw_only=True)
 class ModuleOrg(_Config):
@@ -373,11 +369,6 @@ class WorkloadConfig(_Config):
     def _check(self, where: str) -> None:
         if not self.min <= self.mean <= self.max:
             raise ConfigError(where, "values.mean", f"{self.mean} must lie in [min, max] = [{self.min}, {self.max}]")
-
-
-def kv_bytes_per_token(model: ModelConfig, element_bytes: int = 2) -> int:
-    """K and V bytes per token over all layers."""
-    return 2 * model.layers * model.kv_heads * model.head_dim * element_bytes
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -67,7 +67,6 @@ class Epu:
 
     scale: float
     state: dict[tuple[int, int], _PairState] = field(default_factory=dict)
-    elementwise_ops: int = 0
 
     def softmax_block(self, gpr: Gpr, unit: AttentionUnit) -> None:
         """Scores in GPR -> bf16 probability tiles in GPR; remembers the block's max and sum."""
@@ -86,7 +85,6 @@ class Epu:
         valid = unit.probs.index >= 0
         tiles[valid] = p.reshape(-1)[unit.probs.index[valid]]
         gpr.write(unit.probs.gpr, tiles, "softmax probabilities")
-        self.elementwise_ops += 3 * g * n
 
     def reduce_block(self, gpr: Gpr, unit: AttentionUnit) -> np.ndarray | None:
         """Sum the SV partials of the block, merge into the pair; the output (g, d) after the last block."""
@@ -102,7 +100,6 @@ class Epu:
         st.acc = st.acc * old[:, None] + acc_b.reshape(g, d) * new[:, None]
         st.total = st.total * old + st.block_total * new
         st.m = m_new
-        self.elementwise_ops += int(valid.sum()) + 2 * g * d
         if not unit.last:
             return None
         del self.state[(unit.request, unit.kv_head)]

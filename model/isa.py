@@ -63,13 +63,6 @@ from .config import ModuleOrg, index_bits
 OPCODE_BITS = 4
 """Opcode width: 9 opcodes are defined (7 channel commands, 2 DPA instructions)."""
 
-DPA_OPCODES = frozenset({7, 8})
-"""DYN_LOOP and DYN_MODI: module instructions only, never sent to a channel."""
-
-CHANNEL_OPCODES = 7
-"""Channel commands are opcodes 0 .. CHANNEL_OPCODES - 1 (tables indexed by opcode have this size)."""
-
-
 class Opcode(enum.IntEnum):
     """Command and instruction opcodes (4 bits; see the module docstring)."""
 
@@ -83,6 +76,13 @@ class Opcode(enum.IntEnum):
     DYN_LOOP = 7
     DYN_MODI = 8
 
+
+DPA_OPCODES = frozenset({Opcode.DYN_LOOP, Opcode.DYN_MODI})
+"""DYN_LOOP and DYN_MODI: module instructions only, never sent to a channel."""
+
+CHANNEL_OPCODES = min(DPA_OPCODES)
+"""Channel commands are opcodes 0 .. CHANNEL_OPCODES - 1 (tables indexed by opcode have this size)."""
+assert all(op < CHANNEL_OPCODES for op in Opcode if op not in DPA_OPCODES)
 
 ADVANCING: dict[Opcode, tuple[str, ...]] = {
     Opcode.ACT: (),
@@ -118,8 +118,7 @@ class Command:
 
     def __str__(self) -> str:
         used = {"ACT": ("row",), "PRE": (), "REF": (), "WR_INP": ("gpr", "gbuf"), "WR_BIAS": ("gpr", "obuf"),
-                "MAC": ("row", "col", "gbuf", "obuf"), "RD_OUT": ("obuf", "gpr"), "DYN_LOOP": ("gbuf", "row", "gpr"),
-                "DYN_MODI": ("gbuf", "row")}[self.op.name]
+                "MAC": ("row", "col", "gbuf", "obuf"), "RD_OUT": ("obuf", "gpr")}[self.op.name]
         return f"{self.op.name}(" + ", ".join(f"{k}={getattr(self, k)}" for k in used) + ")"
 
 
@@ -196,10 +195,6 @@ class Format:
         return sum(w for _, w in self.command_fields())
 
     @property
-    def instruction_bits(self) -> int:
-        return sum(w for _, w in self.instruction_fields())
-
-    @property
     def max_op_size(self) -> int:
         return 1 << self.op_size_bits
 
@@ -251,19 +246,6 @@ class Format:
         ins = Instruction(op=op, **raw)
         check_instruction(ins, self)
         return ins
-
-    def encode_commands(self, stream: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`encode_command` of a :data:`COMMAND_DTYPE` array (Python ints, object array)."""
-        word = np.zeros(len(stream), dtype=object)
-        shift = 0
-        for name, width in self.command_fields():
-            col = stream[name].astype(np.int64)
-            if len(col) and (col.min() < 0 or col.max() >= (1 << width)):
-                bad = int(col[(col < 0) | (col >= (1 << width))][0])
-                raise IsaError(f"command stream: field {name}={bad} does not fit in {width} bits")
-            word = word + (col.astype(object) << shift)
-            shift += width
-        return word
 
 
 def _opcode(raw: dict[str, int], word: int, what: str) -> Opcode:

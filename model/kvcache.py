@@ -87,9 +87,6 @@ class ChunkLayout:
         kb = self.head_dim // self.org.burst_elements
         return (self.org.channels // kb) * self.rows_per_chunk * self.org.columns
 
-    def first_row(self, chunk: int) -> int:
-        return chunk * self.rows_per_chunk
-
 
 @dataclass
 class _Request:

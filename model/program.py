@@ -35,10 +35,6 @@ class GprMap:
     gpr: np.ndarray
     index: np.ndarray
 
-    @classmethod
-    def empty(cls, width: int) -> GprMap:
-        return cls(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64))
-
 
 @dataclass
 class AttentionUnit:

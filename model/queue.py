@@ -19,7 +19,6 @@ class Policy(enum.IntEnum):
     DCS = 2
 
 
-IO_OPS = frozenset({Opcode.WR_INP, Opcode.WR_BIAS, Opcode.RD_OUT})
 GBUF_USERS = frozenset({Opcode.WR_INP, Opcode.MAC})
 OBUF_USERS = frozenset({Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT})
 

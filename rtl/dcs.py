@@ -14,8 +14,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from pimphony.model.config import TimingPreset, index_bits
-from pimphony.model.isa import CHANNEL_OPCODES, Format, Opcode
-from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig
+from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode
+from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
 
 from .layouts import OpcodeShape, command_layout
@@ -226,7 +226,7 @@ class DcsQueue(wiring.Component):
 
         # -- dispatch and the D-Table ---------------------------------------------------------------
         inp = self.cmd_in.payload
-        in_io = op_in(inp.op, IO_OPS)
+        in_io = op_in(inp.op, IO_OPCODES)
         cls = Signal()
         m.d.comb += cls.eq(~static & ~in_io)
         space = Mux(cls, counts[1] < depths[1], counts[0] < depths[0])

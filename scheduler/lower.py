@@ -148,12 +148,10 @@ class AttentionLowering:
         for p in placements:
             block = self.block_tokens or self.default_block()
             while True:
-                saved = self._e
                 try:
                     steps = self._lower_pair(p, block)
                     break
                 except _GprFull:
-                    self._e = saved
                     if block <= self.org.burst_elements:
                         raise LoweringError(
                             f"request {p.request}, KV head {p.kv_head}: a block of {block} tokens does not fit "

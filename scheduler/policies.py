@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, Opcode
-from pimphony.model.queue import GBUF_USERS, IO_OPS, OBUF_USERS, Policy, QueueConfig
+from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Opcode
+from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
 
 
@@ -101,12 +101,11 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     lat_map = latencies(timing)
     lat = np.array([lat_map[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
     static = cfg.policy == Policy.STATIC
+    depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
     if static:
         klass = np.zeros(len(ops), dtype=np.int64)
-        depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
     else:
-        klass = np.where(np.isin(ops, [int(o) for o in IO_OPS]), 0, 1).astype(np.int64)
-        depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
+        klass = np.where(np.isin(ops, [int(o) for o in IO_OPCODES]), 0, 1).astype(np.int64)
     gap = gap_matrix(timing, cfg.obuf_dual_port)
     issue, refresh, n_ref = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, static,
                                     timing.nREFI, int(Opcode.REF), int(Opcode.PRE))
@@ -121,11 +120,9 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
     # per-class member lists: queue k holds members[k][head[k]:tail[k]]
     members = np.empty((2, n), dtype=np.int64)
     count = np.zeros(2, dtype=np.int64)
-    pos = np.empty(n, dtype=np.int64)
     for i in range(n):
         k = klass[i]
         members[k, count[k]] = i
-        pos[i] = count[k]
         count[k] += 1
     head = np.zeros(2, dtype=np.int64)
     tail = np.zeros(2, dtype=np.int64)

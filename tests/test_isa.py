@@ -100,14 +100,13 @@ def test_dpa_instructions_are_not_channel_commands():
         unroll(loop)
 
 
-def test_vectorised_encode_matches_scalar():
+def test_command_arrays_round_trip():
     rng = np.random.default_rng(3)
     cmds = [Command(Opcode(int(rng.integers(0, 7))), row=int(rng.integers(0, 16384)), col=int(rng.integers(0, 64)),
                     gbuf=int(rng.integers(0, 64)), obuf=int(rng.integers(0, 16)), gpr=int(rng.integers(0, 16384)))
             for _ in range(200)]
     stream = from_commands(cmds)
     assert stream.dtype == COMMAND_DTYPE and to_commands(stream) == cmds
-    assert list(FMT.encode_commands(stream)) == [FMT.encode_command(c) for c in cmds]
 
 
 def test_unroll_advances_fields_and_gathers_rd_out():

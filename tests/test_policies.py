@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, Command, Opcode, to_commands
+from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, IO_OPCODES, Command, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits
 from pimphony.model.perf.channel import CATEGORIES, run_channel
-from pimphony.model.queue import IO_OPS, Policy, QueueConfig
+from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import latencies
 from pimphony.scheduler.lower import AttentionLowering, command_streams
 from pimphony.scheduler.partition import make_partition
@@ -58,7 +58,7 @@ def check_guarantees(stream: np.ndarray, cfg: QueueConfig):
     if cfg.policy == Policy.STATIC:
         assert (np.diff(t) >= lat[ops[:-1]]).all()                           # in order, each after completion
     else:
-        for q in (np.isin(ops, list(IO_OPS)), ~np.isin(ops, list(IO_OPS))):
+        for q in (np.isin(ops, list(IO_OPCODES)), ~np.isin(ops, list(IO_OPCODES))):
             assert (np.diff(t[q]) > 0).all()                                 # in order inside each queue
         dg, do = dependencies(ops, g, o, QueueConfig(policy=Policy.DCS, gbuf_entries=cfg.gbuf_entries,
                                                      obuf_entries=cfg.obuf_entries))

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimphony.model.config import ModuleOrg, TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, Command, Format, Opcode, from_commands
-from pimphony.model.queue import IO_OPS, Policy, QueueConfig
+from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, IO_OPCODES, Command, Format, Opcode, from_commands
+from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
 from pimphony.rtl.dcs import DcsQueue
 from pimphony.rtl.layouts import OpcodeShape, command_layout
@@ -109,7 +109,7 @@ def test_backpressure_keeps_every_guarantee(policy):
     cmd = [(c, s, o) for c, s, o, r in zip(rtl.cycles, rtl.seqs, rtl.ops, rtl.refresh, strict=True) if not r]
     assert sorted(s for _, s, _ in cmd) == list(range(len(stream)))            # nothing lost or duplicated
     assert check_trace(np.array(rtl.ops), np.array(rtl.cycles), AIM, obuf_dual_port=True) == []  # legal
-    io = [s for _, s, o in cmd if policy == Policy.STATIC or Opcode(o) in IO_OPS]
+    io = [s for _, s, o in cmd if policy == Policy.STATIC or Opcode(o) in IO_OPCODES]
     assert io == sorted(io)                                                    # in order inside a queue
     assert rtl.counters["backpressure"] > 0
     ops = stream["op"][[s for _, s, _ in cmd]]

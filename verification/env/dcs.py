@@ -20,9 +20,9 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModuleOrg, TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, Format, Opcode, to_commands
+from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits, to_bf16
-from pimphony.model.queue import IO_OPS, Policy, QueueConfig
+from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import TimingChecker, latencies
 from pimphony.scheduler.policies import dependencies
 
@@ -152,7 +152,7 @@ class Scoreboard:
         expected = to_commands(self.workload.stream[i:i + 1])[0]
         if cmd != expected:
             self.errors.append(f"cycle {cycle}: seq {seq} issued as {cmd}, offered as {expected}")
-        queue = 0 if self.policy == Policy.STATIC or cmd.op in IO_OPS else 1
+        queue = 0 if self.policy == Policy.STATIC or cmd.op in IO_OPCODES else 1
         if i < self.last_in_queue[queue]:
             self.errors.append(f"cycle {cycle}: seq {seq} overtook command {self.last_in_queue[queue]} in its queue")
         self.last_in_queue[queue] = i
