@@ -20,7 +20,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from pimphony.model.config import ceil_div
 from pimphony.model.isa import Instruction, Opcode, dyn_loop, dyn_modi
 from pimphony.model.kvcache import DpaAllocator, Status
 from pimphony.model.program import DpaProgram
@@ -36,7 +35,6 @@ def place_dpa(partition: TokenCentricPartition, allocator: DpaAllocator, lengths
     """Open every request (id = its index) in ``allocator`` and place its KV heads in the chunks it got."""
     if not isinstance(partition, TokenCentricPartition) or partition.modules != 1:
         raise LoweringError("DPA placement is defined for TCP on one module")
-    org = partition.org
     out = []
     for r, length in enumerate(np.asarray(lengths).tolist()):
         status = allocator.open(r, length)
@@ -44,9 +42,8 @@ def place_dpa(partition: TokenCentricPartition, allocator: DpaAllocator, lengths
             raise LoweringError(f"request {r} ({length} tokens) was not admitted: {status.name}")
         for h in range(kv_heads):
             seg = layer * kv_heads + h
-            module, k_channels, v_slices = partition._assign(r * kv_heads + h)
-            k_rows = ceil_div(ceil_div(length, len(k_channels) * org.banks), partition.kpr)
-            v_rows = ceil_div(ceil_div(ceil_div(length, org.burst_elements), len(v_slices)), org.bursts_per_row)
+            module, k_channels, v_slices = partition.assign(r * kv_heads + h)
+            k_rows, v_rows = partition.rows_needed(length, k_channels, v_slices)
             k_map = tuple(allocator.row_of(r, seg, 0, i) for i in range(k_rows))
             v_map = tuple(allocator.row_of(r, seg, 1, i) for i in range(v_rows))
             out.append(PairPlacement(r, h, length, module, k_channels, k_map, v_slices, v_map))
@@ -54,15 +51,9 @@ def place_dpa(partition: TokenCentricPartition, allocator: DpaAllocator, lengths
 
 
 def dpa_block(lowering: AttentionLowering, p: PairPlacement) -> int:
-    """The largest default block that is whole K rows and whole V rows (so every block starts a row)."""
-    org = lowering.org
-    k_row = len(p.k_channels) * org.banks * lowering.part.kpr
-    v_row = len(p.v_slices) * org.bursts_per_row * org.burst_elements
-    unit = math.lcm(k_row, v_row)
-    block = lowering.default_block() // unit * unit
-    if block == 0:
-        raise LoweringError(f"the GPR holds less than one {unit}-token row group; DPA needs whole rows per block")
-    return block
+    """The largest block that is whole K rows and whole V rows (so every block starts a row) and whose
+    GPR frame fits."""
+    return lowering.largest_block(p, math.lcm(*lowering.part.row_tokens(p.k_channels, p.v_slices)))
 
 
 def lower_dpa(lowering: AttentionLowering, p: PairPlacement, block: int | None = None) -> DpaProgram:
@@ -70,10 +61,8 @@ def lower_dpa(lowering: AttentionLowering, p: PairPlacement, block: int | None =
     if lowering.heads_per_pass < lowering.g:
         raise LoweringError("DPA programs need every query head of a group in the GBuf at once")
     block = dpa_block(lowering, p) if block is None else block
-    org = lowering.org
     frame = lowering.frame(p, block)
-    k_row = len(p.k_channels) * org.banks * lowering.part.kpr
-    v_row = len(p.v_slices) * org.bursts_per_row * org.burst_elements
+    k_row, v_row = lowering.part.row_tokens(p.k_channels, p.v_slices)
     k_tmpl = replace(p, length=k_row, k_row_map=(0,), v_row_map=(0,))
     v_tmpl = replace(p, length=v_row, k_row_map=(0,), v_row_map=(0,))
     qk, _ = lowering._lower_qk(k_tmpl, 0, k_row, frame)

@@ -48,10 +48,6 @@ class LoweringError(ValueError):
     """The workload cannot be lowered (e.g. a block does not fit the GPR)."""
 
 
-class _GprFull(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class GprFrame:
     """Fixed GPR regions of one block, so that every row of a block uses the same offsets (the
@@ -87,7 +83,7 @@ class AttentionLowering:
     obuf_entries:
         OBuf entries per bank that the program may use (round robin).
     block_tokens:
-        Tokens per block; default: the largest block whose scores and probabilities fit the GPR.
+        Tokens per block; default: the largest whole number of K rows whose GPR frame fits.
     """
 
     def __init__(self, partition: Partition, group: int, obuf_entries: int, block_tokens: int | None = None):
@@ -124,7 +120,7 @@ class AttentionLowering:
         tiles rotate over GBuf regions of ``sv_tile`` entries (two halves by default) in emission order,
         computed from the position so that a row with tiles left out keeps the others' places."""
         regions = max(1, self.org.gbuf_entries // self.sv_tile)
-        tiles = ceil_div(self.org.bursts_per_row, self._tile_size())
+        tiles = self._tiles_per_row()
         index = s * tiles * self.g + chunk.start * tiles + tile * len(chunk) + j
         return (index % regions) * self.sv_tile
 
@@ -133,31 +129,26 @@ class AttentionLowering:
         c = min(len(heads), self.obuf_entries)
         return [range(h, min(heads.stop, h + c)) for h in range(heads.start, heads.stop, c)]
 
-    def default_block(self) -> int:
-        """Block size that keeps scores + probabilities (2 * g/16 entries per token) in the GPR."""
-        free = self.org.gpr_entries - 1 - self.g * self.kb - 64
-        tokens = int(free / (self.g * 2 / self.org.burst_elements) / 1.15)
-        unit = self.org.lanes * self.part.kpr
-        if tokens >= unit:
-            return tokens // unit * unit
-        return max(self.org.burst_elements, tokens // self.org.burst_elements * self.org.burst_elements)
+    def largest_block(self, p: PairPlacement, unit: int) -> int:
+        """The largest multiple of ``unit`` tokens whose GPR frame (:meth:`frame`) fits."""
+        if self._frame_end(p, unit) > self.org.gpr_entries:
+            raise LoweringError(f"the GPR ({self.org.gpr_entries} entries) cannot hold the frame of a "
+                                f"{unit}-token block")
+        n = 1
+        while self._frame_end(p, 2 * n * unit) <= self.org.gpr_entries:
+            n *= 2
+        lo, hi = n, 2 * n                                 # fits at lo, not at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self._frame_end(p, mid * unit) <= self.org.gpr_entries else (lo, mid)
+        return lo * unit
 
     def lower(self, placements: list[PairPlacement]) -> list[Program]:
         """One program per module, steps in placement order."""
         programs = [Program(module=m) for m in range(self.part.modules)]
         for p in placements:
-            block = self.block_tokens or self.default_block()
-            while True:
-                try:
-                    steps = self._lower_pair(p, block)
-                    break
-                except _GprFull:
-                    if block <= self.org.burst_elements:
-                        raise LoweringError(
-                            f"request {p.request}, KV head {p.kv_head}: a block of {block} tokens does not fit "
-                            f"the GPR ({self.org.gpr_entries} entries)") from None
-                    block = max(self.org.burst_elements, block // 2)
-            programs[p.module].steps.extend(steps)
+            block = self.block_tokens or self.largest_block(p, self.part.row_tokens(p.k_channels, p.v_slices)[0])
+            programs[p.module].steps.extend(self._lower_pair(p, block))
         return programs
 
     def _lower_pair(self, p: PairPlacement, block: int) -> list[Step]:
@@ -169,39 +160,47 @@ class AttentionLowering:
             qk, scores = self._lower_qk(p, t0, t1, frame)
             sv, probs, partials = self._lower_sv(p, t0, t1, frame)
             qk, sv = sink_rd_out(qk), sink_rd_out(sv)
-            query_gpr = frame.query
             unit = AttentionUnit(request=p.request, kv_head=p.kv_head, t0=t0, t1=t1, group=self.g,
-                                 head_dim=self.d, query_gpr=query_gpr, scores=scores, probs=probs,
+                                 head_dim=self.d, query_gpr=frame.query, scores=scores, probs=probs,
                                  partials=partials, first=j == 0, last=j == len(starts) - 1)
             steps.append(Step(unit=unit, qk=qk, sv=sv))
         return steps
 
     # -- QK^T ---------------------------------------------------------------------------------------
 
-    def frame(self, p: PairPlacement, block: int) -> GprFrame:
-        """GPR regions for blocks of ``block`` tokens of pair ``p``; raises _GprFull if they do not fit."""
-        org, w = self.org, self.org.burst_elements
-        nch = len(p.k_channels)
-        k_row_tokens = nch * org.banks * self.part.kpr
+    def _frame(self, p: PairPlacement, block: int) -> GprFrame:
+        k_row_tokens, v_row_tokens = self.part.row_tokens(p.k_channels, p.v_slices)
         s_count = len(p.v_slices)
-        v_row_tokens = s_count * org.bursts_per_row * w
-        tiles = ceil_div(org.bursts_per_row, self._tile_size())
-        k_rows = ceil_div(block, k_row_tokens) + 1
+        k_rows = ceil_div(block, k_row_tokens) + 1            # + 1: a block may start inside a row
         v_rows = ceil_div(block, v_row_tokens) + 1
         query = GPR_ZERO + 1
         qk = query + self.g * self.kb
-        qk_row = self.part.kpr * self.g * nch
+        qk_row = self.part.kpr * self.g * len(p.k_channels)
         probs = qk + k_rows * qk_row
-        probs_row = s_count * tiles * self.g * self._tile_size()
+        probs_row = s_count * self._tiles_per_row() * self.g * self._tile_size()
         partials = probs + v_rows * probs_row
         partials_row = s_count * self.g * self.kb
-        end = partials + v_rows * partials_row
-        if end > self.org.gpr_entries:
-            raise _GprFull
-        return GprFrame(query, qk, qk_row, probs, probs_row, partials, partials_row, end)
+        return GprFrame(query, qk, qk_row, probs, probs_row, partials, partials_row,
+                        partials + v_rows * partials_row)
+
+    def _frame_end(self, p: PairPlacement, block: int) -> int:
+        return self._frame(p, block).end
+
+    def frame(self, p: PairPlacement, block: int) -> GprFrame:
+        """GPR regions for blocks of ``block`` tokens of pair ``p``."""
+        frame = self._frame(p, block)
+        if frame.end > self.org.gpr_entries:
+            largest = self.largest_block(p, self.part.row_tokens(p.k_channels, p.v_slices)[0])
+            raise LoweringError(f"request {p.request}, KV head {p.kv_head}: blocks of {block} tokens need "
+                                f"{frame.end} GPR entries, the GPR has {self.org.gpr_entries}; at most {largest} "
+                                f"tokens per block fit")
+        return frame
 
     def _tile_size(self) -> int:
         return min(self.org.bursts_per_row, self.sv_tile, self.fmt.max_op_size)
+
+    def _tiles_per_row(self) -> int:
+        return ceil_div(self.org.bursts_per_row, self._tile_size())
 
     def _lower_qk(self, p: PairPlacement, t0: int, t1: int, frame: GprFrame):
         nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
@@ -290,7 +289,7 @@ class AttentionLowering:
                     for c0 in range(a, b + 1, tile):
                         n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
-                            src = probs_base + ((s * ceil_div(bpr, tile) + (c0 - r_lo) // tile) * self.g + h) * tile
+                            src = probs_base + ((s * self._tiles_per_row() + (c0 - r_lo) // tile) * self.g + h) * tile
                             base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
                             ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
                             ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,

@@ -90,8 +90,21 @@ class Partition(abc.ABC):
     # -- to be chosen by subclasses ------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _assign(self, pair_index: int) -> tuple[int, tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    def assign(self, pair_index: int) -> tuple[int, tuple[int, ...], tuple[tuple[int, ...], ...]]:
         """(module, K channels, V slices) of the ``pair_index``-th pair."""
+
+    # -- geometry of a pair --------------------------------------------------------------------------
+
+    def row_tokens(self, k_channels, v_slices) -> tuple[int, int]:
+        """Tokens held by one K row and by one V row of a pair with these channels."""
+        org = self.org
+        return len(k_channels) * org.banks * self.kpr, len(v_slices) * org.bursts_per_row * org.burst_elements
+
+    def rows_needed(self, length: int, k_channels, v_slices) -> tuple[int, int]:
+        """K rows and V rows that ``length`` tokens of a pair occupy."""
+        org = self.org
+        return (ceil_div(ceil_div(length, len(k_channels) * org.banks), self.kpr),
+                ceil_div(ceil_div(ceil_div(length, org.burst_elements), len(v_slices)), org.bursts_per_row))
 
     # -- placement -----------------------------------------------------------------------------------
 
@@ -104,9 +117,8 @@ class Partition(abc.ABC):
             if length < 1:
                 raise PartitionError(f"request {r}: length {length} must be at least 1")
             for h in range(kv_heads):
-                module, kch, slices = self._assign(r * kv_heads + h)
-                k_rows = ceil_div(ceil_div(length, len(kch) * org.banks), self.kpr)
-                v_rows = ceil_div(ceil_div(ceil_div(length, org.burst_elements), len(slices)), org.bursts_per_row)
+                module, kch, slices = self.assign(r * kv_heads + h)
+                k_rows, v_rows = self.rows_needed(length, kch, slices)
                 k0 = self._take(cursor[module], kch, k_rows, r, h, module)
                 vch = [c for s in slices for c in s]
                 v0 = self._take(cursor[module], vch, v_rows, r, h, module)
@@ -185,7 +197,7 @@ class HeadFirstPartition(Partition):
 
     name = "hfp"
 
-    def _assign(self, pair_index: int):
+    def assign(self, pair_index: int):
         c = self.org.channels
         module, kch = divmod(pair_index % (self.modules * c), c)
         slot = kch % (c // self.kb)
@@ -197,7 +209,7 @@ class TokenCentricPartition(Partition):
 
     name = "tcp"
 
-    def _assign(self, pair_index: int):
+    def assign(self, pair_index: int):
         c = self.org.channels
         module = pair_index % self.modules
         slices = tuple(tuple(range(s * self.kb, (s + 1) * self.kb)) for s in range(c // self.kb))

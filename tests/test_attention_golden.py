@@ -8,6 +8,8 @@ from pimphony.model.attention import decode_attention
 from pimphony.model.config import ModelConfig, ModuleOrg
 from pimphony.model.isa import Opcode
 from pimphony.scheduler.golden import AttentionInputs, run_golden_attention
+from pimphony.scheduler.lower import AttentionLowering, LoweringError
+from pimphony.scheduler.partition import TokenCentricPartition
 
 ORG = ModuleOrg.load("aimx-16ch")
 
@@ -56,11 +58,25 @@ def test_blocks_merge_like_one_softmax():
     """Small blocks force the EPU's running-max merge over many blocks."""
     m = SHAPES["gqa4-d128"]
     inp = AttentionInputs.random(m, [3000, 4100], seed=3)
-    whole = run_golden_attention(m, ORG, inp, block_tokens=1 << 20)
+    whole = run_golden_attention(m, ORG, inp)                     # the default block holds 4100 tokens
     split = run_golden_attention(m, ORG, inp, block_tokens=300)
     check(whole)
     check(split)
     assert not np.array_equal(whole.out, split.out)    # the blocking really changed the computation
+
+
+def test_default_block_is_the_largest_frame_that_fits_and_too_large_a_block_is_refused():
+    m = SHAPES["gqa4-d128"]
+    part = TokenCentricPartition(ORG, 128)
+    p = part.place(np.array([50000]), 1)[0]
+    lowering = AttentionLowering(part, m.group, ORG.obuf_entries)
+    block = lowering.largest_block(p, 2048)
+    assert block == 28672                                      # 14 K rows of 2048 tokens
+    assert lowering.frame(p, block).end <= ORG.gpr_entries
+    with pytest.raises(LoweringError, match=r"blocks of 30720 tokens need 17441 GPR entries, the GPR has 16384; "
+                                            r"at most 28672 tokens per block fit"):
+        lowering.frame(p, block + 2048)
+    assert [s.unit.t1 - s.unit.t0 for s in lowering.lower([p])[0].steps] == [28672, 50000 - 28672]
 
 
 def test_instruction_and_command_modes_are_bit_identical():
