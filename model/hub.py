@@ -21,7 +21,7 @@ import numpy as np
 
 from .channel import ChannelArray
 from .config import ModuleOrg
-from .isa import CHANNEL_OPCODES, Instruction, Opcode, to_commands, unroll
+from .isa import CHANNEL_OPCODES, Command, Instruction, Opcode, to_commands, unroll
 from .numerics import to_bf16
 from .program import GPR_ZERO, AttentionUnit, Program
 
@@ -146,6 +146,8 @@ class PimHub:
         self.epu = Epu(scale=scale)
         self.commands = np.zeros((org.channels, CHANNEL_OPCODES), dtype=np.int64)
         """Commands issued per channel and opcode."""
+        self.phase_macs = {"qk": np.zeros(org.channels, np.int64), "sv": np.zeros(org.channels, np.int64)}
+        """MAC commands per channel in the QK^T and SV phases of :meth:`run`."""
 
     def execute(self, ins: Instruction) -> None:
         """Run one instruction through the sequencer and multicast network."""
@@ -179,14 +181,19 @@ class PimHub:
 
     def _execute_commands(self, ins: Instruction) -> None:
         for ch, stream in unroll(ins).items():
-            view = self.channels.channel(ch)
             for cmd in to_commands(stream):
-                if cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS):
-                    view.execute(cmd, self.gpr.read(np.array([cmd.gpr]), str(cmd))[0])
-                elif cmd.op == Opcode.RD_OUT:
-                    self.gpr.write(np.array([cmd.gpr]), view.execute(cmd)[None], str(cmd))
-                else:
-                    view.execute(cmd)
+                self.execute_command(ch, cmd)
+
+    def execute_command(self, channel: int, cmd: Command) -> None:
+        """One channel command with its GPR traffic (WR-INP / WR-BIAS read the GPR, RD-OUT writes it);
+        what a bus-functional model of a channel behind a controller does."""
+        view = self.channels.channel(channel)
+        if cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS):
+            view.execute(cmd, self.gpr.read(np.array([cmd.gpr]), str(cmd))[0])
+        elif cmd.op == Opcode.RD_OUT:
+            self.gpr.write(np.array([cmd.gpr]), view.execute(cmd)[None], str(cmd))
+        else:
+            view.execute(cmd)
 
     def run(self, program: Program, query: Callable[[int, int], np.ndarray],
             progress: Callable[[int, int], None] | None = None) -> dict[tuple[int, int], np.ndarray]:
@@ -201,11 +208,13 @@ class PimHub:
             u = step.unit
             q = query(u.request, u.kv_head)
             self.gpr.write(u.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
-            for ins in step.qk:
-                self.execute(ins)
-            self.epu.softmax_block(self.gpr, u)
-            for ins in step.sv:
-                self.execute(ins)
+            for phase, instructions in (("qk", step.qk), ("sv", step.sv)):
+                before = self.commands[:, Opcode.MAC].copy()
+                for ins in instructions:
+                    self.execute(ins)
+                self.phase_macs[phase] += self.commands[:, Opcode.MAC] - before
+                if phase == "qk":
+                    self.epu.softmax_block(self.gpr, u)
             out = self.epu.reduce_block(self.gpr, u)
             if out is not None:
                 outputs[(u.request, u.kv_head)] = out

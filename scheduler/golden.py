@@ -183,13 +183,7 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
     total = sum(len(prog.steps) for prog in programs)
     done = 0
     out = np.zeros(q.shape, dtype=np.float32)
-    phase_macs = {"qk": np.zeros((modules, org.channels), np.int64), "sv": np.zeros((modules, org.channels), np.int64)}
     for m, prog in enumerate(programs):
-        for step in prog.steps:
-            for phase, instrs in (("qk", step.qk), ("sv", step.sv)):
-                for ins in instrs:
-                    if ins.op == Opcode.MAC:
-                        phase_macs[phase][m, ins.channel_array] += ins.op_size
 
         def tick(i: int, n: int, offset: int = done) -> None:
             if progress is not None:
@@ -201,5 +195,6 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
             out[r, h * g:(h + 1) * g] = o
     seconds = time.perf_counter() - start
     ref = decode_attention(q.astype(np.float32), k, v, lengths) if check else None
+    phase_macs = {phase: np.stack([hb.phase_macs[phase] for hb in hubs]) for phase in ("qk", "sv")}
     return AttentionRun(out=out, reference=ref, commands=np.stack([hb.commands for hb in hubs]),
                         phase_macs=phase_macs, mac_ops=sum(hb.channels.mac_ops for hb in hubs), seconds=seconds)

@@ -18,8 +18,8 @@ import dataclasses
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.hub import PimHub
 from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits, to_bf16
 from pimphony.model.queue import Policy, QueueConfig
@@ -30,22 +30,23 @@ SEQ_MASK = (1 << 16) - 1
 
 
 class GoldenChannelBfm:
-    """A golden PIM channel with a GPR file: executes each command as it is issued, data included."""
+    """A golden PIM channel (channel 0 of a :class:`~pimphony.model.hub.PimHub`) with the HUB's GPR file:
+    executes each command as it is issued, data included."""
 
     def __init__(self, org: ModuleOrg, rows: dict[int, np.ndarray], gpr: np.ndarray):
-        self.channels = ChannelArray(org)
+        self.hub = PimHub(org, scale=1.0)
         for row, data in rows.items():
-            self.channels.write_rows(np.array([0]), row, data[None, None])
-        self.view = self.channels.channel(0)
-        self.gpr = gpr.copy()
+            self.hub.channels.write_rows(np.array([0]), row, data[None, None])
+        self.hub.gpr.data[:len(gpr)] = gpr
+        self.entries = len(gpr)
 
     def execute(self, cmd) -> None:
-        if cmd.op in (Opcode.WR_INP, Opcode.WR_BIAS):
-            self.view.execute(cmd, self.gpr[cmd.gpr])
-        elif cmd.op == Opcode.RD_OUT:
-            self.gpr[cmd.gpr] = self.view.execute(cmd)
-        else:
-            self.view.execute(cmd)
+        self.hub.execute_command(0, cmd)
+
+    @property
+    def gpr(self) -> np.ndarray:
+        """The GPR entries the workload uses."""
+        return self.hub.gpr.data[:self.entries]
 
 
 class Workload:
