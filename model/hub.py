@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .channel import ChannelArray
-from .config import ModuleOrg
+from .config import ModuleOrg, ceil_div
 from .isa import CHANNEL_OPCODES, Command, Instruction, Opcode, to_commands, unroll
 from .numerics import to_bf16
 from .program import GPR_ZERO, AttentionUnit, Program
@@ -291,15 +291,13 @@ class DpaDispatcher:
                     mask |= 1 << c
             return mask & ins.ch_mask, ins.op_size
         slices = [chans[i:i + self.kb] for i in range(0, len(chans), self.kb)]
-        bursts = -(-t1 // w)
+        bursts = ceil_div(t1, w)                                    # bursts holding tokens below t1
+        first = v * bpr + max(guard, 0)                             # first local burst the instruction touches
         size = ins.op_size
         for s, members in enumerate(slices):
-            valid_end = -(-(bursts - s) // len(slices)) if bursts > s else 0   # local bursts < this hold tokens
-            lo = v * bpr + max(guard, 0)
-            keep = valid_end > (lo if guard >= 0 else v * bpr)
+            end = ceil_div(bursts - s, len(slices)) if bursts > s else 0   # this slice's local bursts below t1
+            if end > first:
+                mask |= sum(1 << c for c in members)
             if guard >= 0 and any(ins.ch_mask >> c & 1 for c in members):
-                size = max(0, min(ins.op_size, valid_end - lo))
-            if keep:
-                for c in members:
-                    mask |= 1 << c
+                size = max(0, min(ins.op_size, end - first))
         return mask & ins.ch_mask, size

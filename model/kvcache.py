@@ -136,6 +136,12 @@ class DpaAllocator:
         """(K, V) chunks per segment that ``length`` tokens need."""
         return ceil_div(length, self.k_tokens), ceil_div(length, self.v_tokens)
 
+    def growth_chunks(self, length: int, tokens: int) -> int:
+        """Chunks a request of ``length`` tokens takes when it grows by ``tokens``."""
+        k0, v0 = self._chunks_for(length)
+        k1, v1 = self._chunks_for(length + tokens)
+        return (k1 - k0 + v1 - v0) * self.segments
+
     def reserved_tokens(self, length: int) -> int:
         """Tokens a request of ``length`` holds room for (DPA: up to the end of its last chunks)."""
         return length
@@ -249,6 +255,12 @@ class StaticAllocator(DpaAllocator):
         if t_max < 1:
             raise ValueError(f"t_max must be at least 1, got {t_max}")
         self.t_max = t_max
+
+    def growth_chunks(self, length: int, tokens: int) -> int:
+        """Chunks a request of ``length`` tokens takes when it grows by ``tokens``."""
+        k0, v0 = self._chunks_for(length)
+        k1, v1 = self._chunks_for(length + tokens)
+        return (k1 - k0 + v1 - v0) * self.segments
 
     def reserved_tokens(self, length: int) -> int:
         return self.t_max

@@ -22,7 +22,8 @@ from .partition import make_partition
 from .policies import issuer
 
 PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig18_max_ratio": 1.4,
-         "mac_util_target": 0.85}
+         "table_bytes": 576}
+"""The paper's figures these experiments reproduce (REFERENCE.md d.4: R6, R7, R8, R23)."""
 
 
 def _stream(instructions, channel: int) -> np.ndarray:

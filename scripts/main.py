@@ -305,7 +305,7 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
     if args.no_cocotb:
         return 0
     from pimphony.rtl.build import write_verilog
-    from pimphony.verification.runner import SIMULATORS, available, run
+    from pimphony.verification.runner import SIMULATORS, available, run_suite
 
     print("cocotb block suite of the DCS queue (4 tests; target <= 3 min on 2 cores):")
     verilog = write_verilog("dcs", Path("build/rtl"))
@@ -315,8 +315,7 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
             print(f"  {sim:<9} skipped: {missing}")
             continue
         t0 = time.perf_counter()
-        run(sim, verilog, "dcs_queue", "pimphony.verification.tests.tb_dcs", Path("build/sim"),
-            extra_env={"PIMPHONY_SEED": "1"}, quiet=True)
+        run_suite("dcs", sim, verilog, Path("build/sim"), seed=1, quiet=True)
         print(f"  {sim:<9} {time.perf_counter() - t0:6.1f} s (build included; seed 1)")
     return 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pimphony.rtl.build import write_verilog
-from pimphony.verification.runner import SIMULATORS, available, run
+from pimphony.verification.runner import SIMULATORS, available, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,6 @@ def test_dcs_block_testbench(sim, dcs_verilog, tmp_path):
         pytest.skip(missing)
     seed = int(os.environ.get("PIMPHONY_SEED") or random.randrange(1 << 31))
     print(f"replay with PIMPHONY_SEED={seed}")
-    results = run(sim, dcs_verilog, "dcs_queue", "pimphony.verification.tests.tb_dcs", ROOT / "build" / "sim",
-                  extra_env={"PIMPHONY_SEED": str(seed)})
+    results = run_suite("dcs", sim, dcs_verilog, ROOT / "build" / "sim", seed)
     text = results.read_text()
     assert text.count("<testcase") == 4 and "<failure" not in text

@@ -94,3 +94,15 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
         where = logs.get("test", results)
         raise RuntimeError(f"{failed} of {total} cocotb tests failed on {sim}; see {where}")
     return Path(results)
+
+
+SUITES = {"dcs": "pimphony.verification.tests.tb_dcs"}
+"""The cocotb test module of each RTL block (top names: :data:`pimphony.rtl.build.TOP_NAMES`)."""
+
+
+def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False) -> Path:
+    """Run ``block``'s cocotb suite on ``sim`` with ``PIMPHONY_SEED=seed`` (see :func:`run`)."""
+    from pimphony.rtl.build import TOP_NAMES
+
+    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, extra_env={"PIMPHONY_SEED": str(seed)},
+               quiet=quiet)

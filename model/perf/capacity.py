@@ -20,6 +20,9 @@ import numpy as np
 from ..config import ModelConfig, ModuleOrg, WorkloadConfig
 from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 
+PAPER = {"static_low": 0.310, "static_high": 0.405, "static_average": 0.362, "dpa_average": 0.756}
+"""The paper's capacity utilisation (REFERENCE.md d.4: R11, R12)."""
+
 
 def sample_lengths(workload: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` context lengths: normal(mean, std) clipped to [min, max], rounded to whole tokens."""
@@ -53,15 +56,14 @@ def capacity_run(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, k
         alloc: DpaAllocator = StaticAllocator(layout, segs, max_requests, t_max, chunks=chunks)
     else:
         alloc = DpaAllocator(layout, segs, max_requests, chunks=chunks)
-    admitted = []
+    admitted, reserve = [], 0                     # reserve: chunks the admitted requests will still take
     for r, length in enumerate(lengths.tolist()):
-        if policy == "dpa":
-            k = -(-(length + generate) // layout.k_tokens) - -(-length // layout.k_tokens)
-            v = -(-(length + generate) // layout.v_tokens) - -(-length // layout.v_tokens)
-            alloc.headroom = (k + v) * segs + sum(_growth(alloc, q, generate) for q in admitted)
+        growth = alloc.growth_chunks(length, generate) if policy == "dpa" else 0
+        alloc.headroom = reserve + growth
         if alloc.open(r, length) != Status.OK:
             break
         admitted.append(r)
+        reserve += growth
     alloc.headroom = 0
     util, peak = [], alloc.held_chunks()
     for _ in range(generate):
@@ -83,10 +85,3 @@ def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig
                           float(np.mean([r.utilisation for r in runs])), runs[0].naive,
                           max(r.chunks_used for r in runs), runs[0].chunks)
 
-
-def _growth(alloc: DpaAllocator, request: int, generate: int) -> int:
-    """Chunks an admitted request still needs to grow by ``generate`` tokens from its current length."""
-    req = alloc.requests[request]
-    k = -(-(req.length + generate) // alloc.k_tokens) - req.k_chunks
-    v = -(-(req.length + generate) // alloc.v_tokens) - req.v_chunks
-    return (max(k, 0) + max(v, 0)) * alloc.segments
