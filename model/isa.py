@@ -54,6 +54,7 @@ Widths come from the module organisation (:class:`~pimphony.model.config.ModuleO
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -141,13 +142,21 @@ class Instruction:
 
     @property
     def channel_array(self) -> np.ndarray:
-        """Channel indices in the mask, in rank order, as an int64 array (computed once; a plain
-        ``__dict__`` cache, because Python 3.11's ``cached_property`` takes a lock on every access)."""
-        cached = self.__dict__.get("_channel_array")
-        if cached is None:
-            cached = np.array([c for c in range(self.ch_mask.bit_length()) if self.ch_mask >> c & 1], dtype=np.int64)
-            self.__dict__["_channel_array"] = cached
-        return cached
+        """Channel indices in the mask, in rank order, as a read-only int64 array (shared per mask)."""
+        return mask_channels(self.ch_mask)
+
+
+def channel_mask(channels) -> int:
+    """The mask of a set of channel indices (the inverse of :func:`mask_channels`)."""
+    return sum(1 << int(c) for c in set(channels))
+
+
+@functools.lru_cache(maxsize=4096)
+def mask_channels(mask: int) -> np.ndarray:
+    """Set bits of a channel mask, lowest first; cached, since a program uses a handful of masks."""
+    out = np.array([c for c in range(mask.bit_length()) if mask >> c & 1], dtype=np.int64)
+    out.flags.writeable = False
+    return out
 
 
 COMMAND_DTYPE = np.dtype([("op", np.uint8), ("row", np.int32), ("col", np.int32), ("gbuf", np.int32),
@@ -327,10 +336,12 @@ __all__ = [
     "Instruction",
     "IsaError",
     "Opcode",
+    "channel_mask",
     "check_instruction",
     "dyn_loop",
     "dyn_modi",
     "from_commands",
+    "mask_channels",
     "to_commands",
     "unroll",
 ]

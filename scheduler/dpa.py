@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from pimphony.model.isa import Instruction, Opcode, dyn_loop, dyn_modi
+from pimphony.model.isa import Instruction, Opcode, channel_mask, dyn_loop, dyn_modi
 from pimphony.model.kvcache import DpaAllocator, Status
 from pimphony.model.program import DpaProgram
 
@@ -73,15 +73,13 @@ def lower_dpa(lowering: AttentionLowering, p: PairPlacement, block: int | None =
     kb = lowering.kb
     qk_code = _annotate(qk_body, {Opcode.RD_OUT: frame.qk_row}, _k_slots(qk_body, kb))
     sv_code = _annotate(sv, {Opcode.WR_INP: frame.probs_row, Opcode.RD_OUT: frame.partials_row}, _v_tiles(sv))
-    k_mask = _mask(p.k_channels)
-    v_mask = _mask(p.v_channels)
+    k_mask = channel_mask(p.k_channels)
+    v_mask = channel_mask(p.v_channels)
     return DpaProgram(block_tokens=block, prologue=prologue,
                       qk=[dyn_loop(0, k_row, len(qk_code), k_mask), *qk_code],
                       sv=[dyn_loop(1, v_row, len(sv_code), v_mask), *sv_code])
 
 
-def _mask(channels) -> int:
-    return sum(1 << int(c) for c in channels)
 
 
 def _annotate(body: list[Instruction], gpr_strides: dict[Opcode, int], guards: list[int]) -> list[Instruction]:

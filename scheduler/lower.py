@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import ModuleOrg, ceil_div
-from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, unroll
+from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, channel_mask, unroll
 from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step
 
 from .partition import PairPlacement, Partition
@@ -64,11 +64,6 @@ class GprFrame:
     end: int
 
 
-def _mask(channels) -> int:
-    m = 0
-    for c in channels:
-        m |= 1 << int(c)
-    return m
 
 
 class AttentionLowering:
@@ -206,7 +201,7 @@ class AttentionLowering:
         nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
         kch = np.asarray(p.k_channels)
         lanes = len(kch) * nb
-        all_mask = _mask(kch)
+        all_mask = channel_mask(kch)
         ins: list[Instruction] = []
         rec_entry, rec_i, rec_h, rec_pos = [], [], [], []
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
@@ -226,10 +221,10 @@ class AttentionLowering:
                     lo = i * lanes + first_tok
                     pos = np.nonzero((lo < t1) & (lo + nb > t0))[0]
                     per_slot.append((i, pos))
-                row_mask = _mask(kch[np.unique(np.concatenate([pos for _, pos in per_slot]))])
+                row_mask = channel_mask(kch[np.unique(np.concatenate([pos for _, pos in per_slot]))])
                 ins.append(Instruction(Opcode.ACT, row_mask, row=row))
                 for i, pos in per_slot:
-                    mask = _mask(kch[pos])
+                    mask = channel_mask(kch[pos])
                     for chunk in self._head_chunks(heads):
                         c = len(chunk)
                         e = self._obuf(c)
@@ -275,11 +270,11 @@ class AttentionLowering:
             active = [s for s in live if w_lo[s] <= r_hi and w_hi[s] >= r_lo]
             if not active:
                 continue
-            row_mask = _mask(np.concatenate([slices[s] for s in active]))
+            row_mask = channel_mask(np.concatenate([slices[s] for s in active]))
             row = p.v_row_map[row_i]
             ins.append(Instruction(Opcode.ACT, row_mask, row=row))
             for s in active:
-                mask = _mask(slices[s])
+                mask = channel_mask(slices[s])
                 a, b = max(w_lo[s], r_lo), min(w_hi[s], r_hi)
                 for chunk in self._head_chunks(range(self.g)):
                     # one chain per head across every tile of the row: drained once per row
