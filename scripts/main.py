@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--batch", type=_positive, default=1)
     bg.add_argument("--partition", choices=["tcp", "hfp"], default="tcp")
     bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
+    bg.add_argument("--repeat", type=_positive, default=3,
+                    help="timed runs; the median is held against the target (timings on a shared machine vary)")
     bd = bsub.add_parser("dcs", help="speed of the channel cycle model (commands per second, per policy)",
                          description="Issue one channel's attention command stream (Llama-3.1-8B, TCP) repeated to "
                                      "at least --commands commands under each policy and report commands per "
@@ -264,18 +266,23 @@ def cmd_bench_golden(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     inputs = AttentionInputs.random(model, lengths, seed=0)
     gen = time.perf_counter() - t0
-    run = run_golden_attention(model, org, inputs, partition=args.partition, check=args.check)
+    runs = [run_golden_attention(model, org, inputs, partition=args.partition, check=args.check and k == 0)
+            for k in range(args.repeat)]
+    run = runs[0]
+    seconds = sorted(r.seconds for r in runs)
+    median = float(np.median(seconds))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     macs = run.mac_ops
     print(f"bench golden: {model.name}, 1 layer, batch {args.batch}, context {args.context}, "
           f"{args.partition.upper()} on {org.name}")
     print(f"  simulated MACs       {macs:.3e} (bf16 multiply-accumulates in the banks)")
-    print(f"  golden model time    {run.seconds:.2f} s   (target <= 5 s)   input generation {gen:.2f} s excluded")
-    print(f"  throughput           {macs / run.seconds / 1e6:.1f} M MAC/s")
+    print(f"  golden model time    median {median:.2f} s of {args.repeat} runs (min {seconds[0]:.2f}, "
+          f"max {seconds[-1]:.2f}; target <= 5 s); input generation {gen:.2f} s excluded")
+    print(f"  throughput           {macs / median / 1e6:.1f} M MAC/s (median)")
     print(f"  peak RSS             {rss_mb:.0f} MB  (target <= 2048 MB, whole process)")
     if args.check:
         print(f"  max |error|          {run.max_error:.3e} (worst error / bound {run.error_ratio():.3g})")
-    met = run.seconds <= 5 and rss_mb <= 2048
+    met = median <= 5 and rss_mb <= 2048
     print(f"  targets              {'met' if met else 'NOT met'}")
     return 0
 
