@@ -21,7 +21,7 @@ import numpy as np
 
 from .channel import ChannelArray
 from .config import ModuleOrg, ceil_div
-from .isa import CHANNEL_OPCODES, Command, Instruction, Opcode, to_commands, unroll
+from .isa import CHANNEL_OPCODES, LOOP_ROW_UNIT, Command, Instruction, Modi, Opcode, to_commands, unroll
 from .numerics import to_bf16
 from .program import GPR_ZERO, AttentionUnit, Program
 
@@ -258,7 +258,7 @@ class DpaDispatcher:
         loop = code[0]
         if loop.op != Opcode.DYN_LOOP or len(code) != 1 + loop.gpr:
             raise ValueError("a DPA loop is a DYN_LOOP followed by exactly its body")
-        kind, row_tokens, chans = loop.gbuf, loop.row * 16, loop.channels()
+        kind, row_tokens, chans = loop.gbuf, loop.row * LOOP_ROW_UNIT, loop.channels()
         out = []
         for r, v in enumerate(range(t0 // row_tokens, (t1 - 1) // row_tokens + 1)):
             modis: list[Instruction] = []
@@ -268,9 +268,9 @@ class DpaDispatcher:
                     continue
                 row, gpr, guard = ins.row, ins.gpr, -1
                 for m in modis:
-                    if m.gbuf == 0:
+                    if m.gbuf == Modi.ROW:
                         row = translate(kind, v)
-                    elif m.gbuf == 1:
+                    elif m.gbuf == Modi.GPR:
                         gpr += r * m.row
                     else:
                         guard = m.row - 1

@@ -204,6 +204,10 @@ class Format:
         return sum(w for _, w in self.command_fields())
 
     @property
+    def instruction_bits(self) -> int:
+        return sum(w for _, w in self.instruction_fields())
+
+    @property
     def max_op_size(self) -> int:
         return 1 << self.op_size_bits
 
@@ -276,15 +280,29 @@ def check_instruction(ins: Instruction, fmt: Format) -> None:
         raise IsaError(f"instruction {ins}: {ins.op.name} takes op_size 1")
 
 
+LOOP_ROW_UNIT = 16
+"""A DYN_LOOP's ``row`` field counts tokens per row in units of this many tokens."""
+
+
+class Modi(enum.IntEnum):
+    """What a DYN_MODI changes (its ``gbuf`` field)."""
+
+    ROW = 0
+    GPR = 1
+    GUARD = 2
+
+
 def dyn_loop(kind: int, row_tokens: int, body: int, ch_mask: int) -> Instruction:
     """DYN_LOOP over K (kind 0) or V (kind 1) rows of ``row_tokens`` tokens; the body is the next
     ``body`` instructions."""
-    return Instruction(Opcode.DYN_LOOP, ch_mask, gbuf=kind, row=row_tokens // 16, gpr=body)
+    if row_tokens % LOOP_ROW_UNIT:
+        raise IsaError(f"DYN_LOOP rows of {row_tokens} tokens: not a multiple of {LOOP_ROW_UNIT}")
+    return Instruction(Opcode.DYN_LOOP, ch_mask, gbuf=kind, row=row_tokens // LOOP_ROW_UNIT, gpr=body)
 
 
-def dyn_modi(what: int, value: int = 0) -> Instruction:
-    """DYN_MODI of the next instruction: 0 row via VA2PA, 1 gpr stride ``value``, 2 guard ``value``."""
-    return Instruction(Opcode.DYN_MODI, 1, gbuf=what, row=value)
+def dyn_modi(what: Modi, value: int = 0) -> Instruction:
+    """DYN_MODI of the next instruction: row via VA2PA, gpr stride ``value``, or guard ``value``."""
+    return Instruction(Opcode.DYN_MODI, 1, gbuf=int(what), row=value)
 
 
 def unroll(ins: Instruction) -> dict[int, np.ndarray]:
@@ -330,11 +348,13 @@ __all__ = [
     "COMMAND_DTYPE",
     "DPA_OPCODES",
     "IO_OPCODES",
+    "LOOP_ROW_UNIT",
     "OPCODE_BITS",
     "Command",
     "Format",
     "Instruction",
     "IsaError",
+    "Modi",
     "Opcode",
     "channel_mask",
     "check_instruction",

@@ -44,6 +44,9 @@ class Status(enum.IntEnum):
     PAST_END = 4
     TABLE_FULL = 5
     BAD_LENGTH = 6
+    PROGRAM_FULL = 7
+    BAD_PROGRAM = 8
+    BAD_OP = 9
 
 
 @dataclass(frozen=True)
@@ -112,12 +115,17 @@ class DpaAllocator:
         Chunks that must remain free after admitting a request (admission control, REFERENCE.md f.12).
     chunks:
         Physical chunks in the pool (default: one module's, ``layout.chunks``).
+    max_tokens:
+        Longest request the VA2PA table can map (None: no limit); longer ones get ``PAST_END``.
     """
 
     def __init__(self, layout: ChunkLayout, segments: int, max_requests: int, headroom: int = 0,
-                 chunks: int | None = None):
+                 chunks: int | None = None, max_tokens: int | None = None):
         if segments < 1 or max_requests < 1 or headroom < 0:
             raise ValueError("segments and max_requests must be at least 1 and headroom at least 0")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+        self.max_tokens = max_tokens
         self.n_chunks = layout.chunks if chunks is None else chunks
         if self.n_chunks < 1:
             raise ValueError(f"chunks must be at least 1, got {self.n_chunks}")
@@ -154,6 +162,8 @@ class DpaAllocator:
             return Status.DUPLICATE_REQUEST
         if length < 1:
             return Status.BAD_LENGTH
+        if self._too_long(length):
+            return Status.PAST_END
         if len(self.requests) >= self.max_requests:
             return Status.TABLE_FULL
         k, v = self._chunks_for(self.reserved_tokens(length))
@@ -173,6 +183,8 @@ class DpaAllocator:
         if tokens < 1:
             return Status.BAD_LENGTH
         new = req.length + tokens
+        if self._too_long(new):
+            return Status.PAST_END
         k = -(-new // self.k_tokens)
         v = -(-new // self.v_tokens)
         if k > req.k_chunks or v > req.v_chunks:
@@ -210,6 +222,9 @@ class DpaAllocator:
         if not 0 <= virtual_row < len(chunks) * rpc:
             raise IndexError(f"request {request}: virtual row {virtual_row} is past its {len(chunks)} chunks")
         return chunks[virtual_row // rpc] * rpc + virtual_row % rpc
+
+    def _too_long(self, length: int) -> bool:
+        return self.max_tokens is not None and length > self.max_tokens
 
     def _grow(self, req: _Request, k: int, v: int) -> None:
         free = self.free
@@ -251,30 +266,13 @@ class StaticAllocator(DpaAllocator):
 
     def __init__(self, layout: ChunkLayout, segments: int, max_requests: int, t_max: int, headroom: int = 0,
                  chunks: int | None = None):
-        super().__init__(layout, segments, max_requests, headroom, chunks)
         if t_max < 1:
             raise ValueError(f"t_max must be at least 1, got {t_max}")
+        super().__init__(layout, segments, max_requests, headroom, chunks, max_tokens=t_max)
         self.t_max = t_max
-
-    def growth_chunks(self, length: int, tokens: int) -> int:
-        """Chunks a request of ``length`` tokens takes when it grows by ``tokens``."""
-        k0, v0 = self._chunks_for(length)
-        k1, v1 = self._chunks_for(length + tokens)
-        return (k1 - k0 + v1 - v0) * self.segments
 
     def reserved_tokens(self, length: int) -> int:
         return self.t_max
-
-    def open(self, request: int, length: int) -> Status:
-        if length > self.t_max:
-            return Status.PAST_END
-        return super().open(request, length)
-
-    def append(self, request: int, tokens: int = 1) -> Status:
-        req = self.requests.get(request)
-        if req is not None and req.length + tokens > self.t_max:
-            return Status.PAST_END
-        return super().append(request, tokens)
 
 
 def segments_of(model: ModelConfig) -> int:

@@ -20,14 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from pimphony.model.isa import Instruction, Opcode, channel_mask, dyn_loop, dyn_modi
-from pimphony.model.kvcache import DpaAllocator, Status
+from pimphony.model.config import ModuleOrg
+from pimphony.model.isa import Instruction, Modi, Opcode, channel_mask, dyn_loop, dyn_modi
+from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status
 from pimphony.model.program import DpaProgram
 
 from .lower import AttentionLowering, LoweringError, sink_rd_out
 from .partition import PairPlacement, TokenCentricPartition
-
-ROW, GPR, GUARD = 0, 1, 2
 
 
 def place_dpa(partition: TokenCentricPartition, allocator: DpaAllocator, lengths, kv_heads: int,
@@ -80,18 +79,16 @@ def lower_dpa(lowering: AttentionLowering, p: PairPlacement, block: int | None =
                       sv=[dyn_loop(1, v_row, len(sv_code), v_mask), *sv_code])
 
 
-
-
 def _annotate(body: list[Instruction], gpr_strides: dict[Opcode, int], guards: list[int]) -> list[Instruction]:
     """Prefix every instruction with its DYN_MODIs: row (ACT, MAC), GPR stride, guard (+1; 0 = row level)."""
     out = []
     for ins, guard in zip(body, guards, strict=True):
         if ins.op in (Opcode.ACT, Opcode.MAC):
-            out.append(dyn_modi(ROW))
+            out.append(dyn_modi(Modi.ROW))
         if ins.op in gpr_strides:
-            out.append(dyn_modi(GPR, gpr_strides[ins.op]))
+            out.append(dyn_modi(Modi.GPR, gpr_strides[ins.op]))
         if guard >= 0:
-            out.append(dyn_modi(GUARD, guard + 1))
+            out.append(dyn_modi(Modi.GUARD, guard + 1))
         out.append(ins)
     return out
 
@@ -123,3 +120,11 @@ def _v_tiles(body: list[Instruction]) -> list[int]:
         else:
             out.append(-1)
     return out
+
+
+def head_program(org: ModuleOrg, group: int, head_dim: int) -> DpaProgram:
+    """The DPA program of one (request, KV head) pair with ``group`` query heads per KV head: under TCP
+    on one module it is the same for every pair and every length (only VA2PA differs)."""
+    part = TokenCentricPartition(org, head_dim)
+    place = place_dpa(part, DpaAllocator(ChunkLayout(org, head_dim), 1, 1), [1], 1)[0]
+    return lower_dpa(AttentionLowering(part, group, org.obuf_entries), place)
