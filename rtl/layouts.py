@@ -1,16 +1,19 @@
 """Amaranth shapes derived from the single ISA definition in :mod:`pimphony.model.isa`.
 
-Nothing here is typed twice: the opcode enum takes its members and width from
-:class:`~pimphony.model.isa.Opcode` and :data:`~pimphony.model.isa.OPCODE_BITS`, and the command
-layout takes its fields, order and widths from :meth:`~pimphony.model.isa.Format.command_fields`, so a
-payload's bits equal :meth:`~pimphony.model.isa.Format.encode_command` (tested).
+Nothing here is typed twice: the enums take their members and widths from
+:class:`~pimphony.model.isa.Opcode` / :data:`~pimphony.model.isa.OPCODE_BITS` and
+:class:`~pimphony.model.kvcache.Status` / :data:`~pimphony.model.dpa.STATUS_BITS`, and the command and
+instruction layouts take their fields, order and widths from :class:`~pimphony.model.isa.Format`, so a
+payload's bits equal its ``encode_*`` (tested).
 """
 
 from __future__ import annotations
 
 from amaranth.lib import data, enum
 
+from pimphony.model.dpa import STATUS_BITS
 from pimphony.model.isa import OPCODE_BITS, Format, Opcode
+from pimphony.model.kvcache import Status
 
 
 def _make_enum(name: str, members: dict[str, int], width: int):
@@ -24,9 +27,19 @@ OpcodeShape = _make_enum("Opcode", {op.name: op.value for op in Opcode}, OPCODE_
 """The opcode as an Amaranth enum with an explicit 4-bit shape."""
 
 
+def _layout(fields: list[tuple[str, int]]) -> data.StructLayout:
+    return data.StructLayout({name: OpcodeShape if name == "op" else width for name, width in fields})
+
+
 def command_layout(fmt: Format) -> data.StructLayout:
     """A channel command: fields LSB-first exactly as :meth:`Format.command_fields`."""
-    fields = {}
-    for name, width in fmt.command_fields():
-        fields[name] = OpcodeShape if name == "op" else width
-    return data.StructLayout(fields)
+    return _layout(fmt.command_fields())
+
+
+def instruction_layout(fmt: Format) -> data.StructLayout:
+    """A module instruction: fields LSB-first exactly as :meth:`Format.instruction_fields` (op-size minus one)."""
+    return _layout(fmt.instruction_fields())
+
+
+StatusShape = _make_enum("Status", {s.name: s.value for s in Status}, STATUS_BITS)
+"""The DPA response status (:class:`~pimphony.model.kvcache.Status`) with an explicit 4-bit shape."""

@@ -1,4 +1,5 @@
-"""Drive a :class:`~pimphony.rtl.dcs.DcsQueue` in amaranth.sim with a command stream."""
+"""Drive the RTL blocks in amaranth.sim: a :class:`~pimphony.rtl.dcs.DcsQueue` with a command stream, a
+:class:`~pimphony.rtl.dpa.DpaController` with management operations."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from pimphony.model.isa import CHANNEL_OPCODES, Opcode
+from pimphony.model.dpa import DpaOperation, DpaResponse
+from pimphony.model.isa import CHANNEL_OPCODES, Instruction, Opcode
+from pimphony.model.kvcache import Status
 
 from .dcs import DcsQueue
+from .dpa import DpaController
 from .layouts import OpcodeShape
 
 
@@ -72,4 +76,71 @@ def simulate_queue(dut: DcsQueue, stream: np.ndarray, mode: int, ready_pattern=N
             sim.run()
     else:
         sim.run()
+    return res
+
+
+@dataclass
+class DpaSimResult:
+    """Per operation: its response, the instructions RUN emitted (with the SV flag), the cycles from
+    offering the operation to taking its response, and the cycle of its first instruction (-1: none),
+    counted from the cycle the operation was accepted."""
+
+    responses: list[DpaResponse]
+    emitted: list[list[tuple[Instruction, bool]]]
+    cycles: list[int]
+    first_out: list[int]
+    init_cycles: int
+
+
+def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None,
+                 max_cycles: int = 10_000_000) -> DpaSimResult:
+    """Issue ``ops`` one after another (each after the previous response) and collect what comes back.
+
+    ``ready_pattern(cycle) -> bool`` drives ``ins_out.ready`` and ``resp.ready`` (always ready by
+    default). ``init_cycles`` counts the cycles until ``mgmt.ready`` first rises after reset.
+    """
+    fmt = dut.fmt
+    res = DpaSimResult([], [], [], [], 0)
+
+    async def bench(ctx):
+        cycle = 0
+        while not ctx.get(dut.mgmt.ready):
+            await ctx.tick()
+            cycle += 1
+        res.init_cycles = cycle
+        for op in ops:
+            start, sent, emitted, response, accepted, first = cycle, False, [], None, 0, -1
+            while response is None:
+                if cycle > max_cycles:
+                    raise TimeoutError(f"no response to {op} within {max_cycles} cycles")
+                ready = True if ready_pattern is None else bool(ready_pattern(cycle))
+                ctx.set(dut.ins_out.ready, int(ready))
+                ctx.set(dut.resp.ready, int(ready))
+                if not sent:
+                    ctx.set(dut.mgmt.payload, {"op": int(op.op), "request": op.request, "segment": op.segment,
+                                               "kv": op.kv, "arg": op.arg, "word": op.word})
+                    ctx.set(dut.mgmt.valid, 1)
+                    if ctx.get(dut.mgmt.ready):
+                        sent, accepted = True, cycle
+                else:
+                    ctx.set(dut.mgmt.valid, 0)
+                if ready and ctx.get(dut.ins_out.valid):
+                    first = cycle - accepted if first < 0 else first
+                    out = ctx.get(dut.ins_out.payload)
+                    emitted.append((fmt.decode_instruction(out.ins.as_value().value), bool(out.sv)))
+                if ready and ctx.get(dut.resp.valid):
+                    r = ctx.get(dut.resp.payload)
+                    response = DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset), int(r.free))
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.mgmt.valid, 0)
+            res.responses.append(response)
+            res.emitted.append(emitted)
+            res.cycles.append(cycle - start)
+            res.first_out.append(first)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
     return res
