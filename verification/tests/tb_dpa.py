@@ -1,0 +1,166 @@
+"""cocotb tests of the DPA controller (top ``dpa_controller``, built with
+:func:`pimphony.rtl.build.dpa_testbench_config`). Parameters come from the environment:
+``PIMPHONY_SEED`` (default: random, printed) and ``PIMPHONY_SCALE`` (operations per random run / 300)."""
+
+from __future__ import annotations
+
+import os
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+
+from pimphony.model.dpa import DpaConfig, DpaOp, DpaOperation, load_program
+from pimphony.model.isa import Format
+from pimphony.model.kvcache import Status
+from pimphony.rtl.build import dpa_testbench_config
+from pimphony.rtl.dpa import DpaController
+from pimphony.verification.env.dpa import DpaBench, OperationSource, error_cases, fetched_entries, testbench_program
+
+SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
+SCALE = int(os.environ.get("PIMPHONY_SCALE", "1"))
+CONFIG: DpaConfig = dpa_testbench_config()
+_RTL = DpaController(CONFIG)
+LAYOUTS = (_RTL.req_layout, _RTL.resp_layout, _RTL.ins_out.payload.shape())
+FMT = Format.for_org(CONFIG.org)
+PROGRAM = testbench_program(CONFIG)
+
+
+async def start(dut) -> None:
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await reset(dut)
+
+
+async def reset(dut) -> None:
+    """Drive every input to a defined value and hold reset for 3 cycles."""
+    dut.mgmt__valid.value = 0
+    dut.mgmt__payload.value = 0
+    dut.resp__ready.value = 0
+    dut.ins_out__ready.value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+def report(dut, bench: DpaBench, label: str) -> None:
+    sb = bench.scoreboard
+    errors = sb.errors + ([f"{len(sb.expected)} operations never answered"] if sb.expected else [])
+    dut._log.info(f"{label}: seed {SEED}, {len(sb.responses)} responses, {sb.instructions} instructions, "
+                  f"{len(errors)} errors")
+    assert not errors, f"{label} (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])
+
+
+async def no_leak(dut, bench: DpaBench, source: OperationSource) -> None:
+    """Close every request; the free list must then hold every chunk, exactly once. Shown at the pins:
+    the response's free count is the pool, and requests that take the whole pool again translate
+    their virtual chunks to a permutation of all physical chunks."""
+    await bench.run(source.close_all())
+    assert bench.scoreboard.responses[-1].free == CONFIG.n_chunks, "chunks leaked: the free count is short"
+    lay = CONFIG.layout
+    per_request = 2 * CONFIG.segments * CONFIG.max_chunks_per_segment
+    takers = CONFIG.n_chunks // per_request
+    ops = [DpaOperation(DpaOp.OPEN, 100 + i, arg=CONFIG.max_tokens) for i in range(takers)]
+    ops += [DpaOperation(DpaOp.TRANSLATE, 100 + i, seg, kv, vc * (lay.k_tokens if kv == 0 else lay.v_tokens))
+            for i in range(takers) for seg in range(CONFIG.segments) for kv in range(2)
+            for vc in range(CONFIG.max_chunks_per_segment)]
+    start = len(bench.scoreboard.responses)
+    await bench.run(ops)
+    got = bench.scoreboard.responses[start:]
+    assert all(r.status == Status.OK for r in got), "the pool could not be taken whole again"
+    chunks = sorted(r.chunk for r in got[takers:])
+    assert chunks == list(range(CONFIG.n_chunks)), "a chunk is missing or held twice"
+    await bench.run([DpaOperation(DpaOp.CLOSE, 100 + i) for i in range(takers)])
+    assert bench.scoreboard.responses[-1].free == CONFIG.n_chunks
+
+
+@cocotb.test()
+async def every_error_status(dut):
+    """Each error path answers the status the specification gives, and changes no state."""
+    await start(dut)
+    bench = DpaBench(dut, CONFIG, LAYOUTS, np.random.default_rng(SEED), idle=0.2, backpressure=0.3)
+    await bench.wait_ready(4 * CONFIG.n_chunks)
+    cases = error_cases(CONFIG)
+    await bench.run([op for op, _ in cases])
+    report(dut, bench, "error paths")
+    got = [r.status for r in bench.scoreboard.responses]
+    assert got == [s for _, s in cases], f"statuses {got}"
+    for prev, (r, (op, _)) in zip(bench.scoreboard.responses, zip(bench.scoreboard.responses[1:], cases[1:],
+                                                                   strict=True), strict=False):
+        assert r.status == Status.OK or r.free == prev.free, f"{op} failed but changed the free list"
+
+
+@cocotb.test()
+async def random_operations_with_idle_and_backpressure(dut):
+    """Random open / append / close / translate / run over many requests: at least 300 operations and
+    until the table has been full, the pool exhausted and a length refused; 20% idle operation slots,
+    30% back-pressure; then the no-leak check."""
+    await start(dut)
+    rng = np.random.default_rng(SEED)
+    bench = DpaBench(dut, CONFIG, LAYOUTS, rng, idle=0.2, backpressure=0.3)
+    init = await bench.wait_ready(4 * CONFIG.n_chunks)
+    # reset() returns one cycle after reset falls; the free list is rebuilt in one cycle per chunk
+    assert init + 1 == CONFIG.n_chunks, f"the free list took {init + 1} cycles to rebuild"
+    source = OperationSource(CONFIG, rng)
+    await bench.run(load_program(PROGRAM, FMT))
+    wanted = {Status.OK, Status.OUT_OF_CHUNKS, Status.UNKNOWN_REQUEST, Status.TABLE_FULL, Status.PAST_END}
+    ops = 0
+    while ops < 300 * SCALE or (not wanted <= {r.status for r in bench.scoreboard.responses} and ops < 2000 * SCALE):
+        await bench.run([source.next() for _ in range(50)])                # until every wanted status came
+        ops += 50
+    missing = wanted - {r.status for r in bench.scoreboard.responses}
+    assert not missing, f"{ops} random operations never answered {sorted(s.name for s in missing)}"
+    await no_leak(dut, bench, source)
+    report(dut, bench, "random operations")
+
+
+@cocotb.test()
+async def reset_in_mid_stream(dut):
+    """Resets land while a RUN streams instructions and while chunks are being allocated; the controller
+    comes back empty (every chunk free, no program) and runs clean, leaking nothing."""
+    await start(dut)
+    rng = np.random.default_rng(SEED + 1)
+    bench = DpaBench(dut, CONFIG, LAYOUTS, rng, backpressure=0.2)
+    await bench.wait_ready(4 * CONFIG.n_chunks)
+    sb = bench.scoreboard
+    long_run = [*load_program(PROGRAM, FMT), DpaOperation(DpaOp.OPEN, 1, arg=3 * CONFIG.layout.k_tokens),
+                DpaOperation(DpaOp.RUN, 1)]
+    cuts = (("a RUN", long_run, lambda: sb.instructions >= 50),                          # instructions flowing
+            ("an OPEN", [DpaOperation(DpaOp.OPEN, 2, arg=CONFIG.max_tokens)],
+             lambda: sb.expected and bench.cycle - bench.accept_cycle >= 4))               # chunks being taken
+    for label, ops, stop in cuts:
+        sb.instructions = 0
+        accepted = await bench.run(ops, stop=stop)
+        assert accepted == len(ops) and sb.expected, f"the reset must land inside {label}"
+        await reset(dut)
+        await ReadOnly()
+        assert not int(dut.ins_out__valid.value) and not int(dut.resp__valid.value), "outputs must clear on reset"
+        sb.reset()
+        await RisingEdge(dut.clk)
+        await bench.wait_ready(4 * CONFIG.n_chunks)
+        await bench.run([DpaOperation(DpaOp.RUN, 1), DpaOperation(DpaOp.OPEN, 3, arg=5)])
+        assert [r.status for r in sb.responses[-2:]] == [Status.UNKNOWN_REQUEST, Status.OK], \
+            f"after a reset inside {label}: requests must not survive, the pool must be whole"
+        assert sb.responses[-1].free == CONFIG.n_chunks - 2 * CONFIG.segments
+        await bench.run([DpaOperation(DpaOp.CLOSE, 3)])
+    source = OperationSource(CONFIG, rng)
+    await bench.run([*load_program(PROGRAM, FMT), *(source.next() for _ in range(60 * SCALE))])
+    await no_leak(dut, bench, source)
+    report(dut, bench, "reset in mid-stream")
+
+
+@cocotb.test()
+async def run_sustains_one_entry_per_cycle(dut):
+    """A long RUN with ``ready`` high decodes one buffer entry per cycle: the response comes
+    ``fetched + 4`` cycles after the operation is offered, and the first instruction 3 cycles after."""
+    await start(dut)
+    bench = DpaBench(dut, CONFIG, LAYOUTS, np.random.default_rng(SEED))
+    await bench.wait_ready(4 * CONFIG.n_chunks)
+    length = 3 * CONFIG.layout.k_tokens + 5
+    await bench.run([*load_program(PROGRAM, FMT), DpaOperation(DpaOp.OPEN, 1, arg=length)])
+    start_cycle = bench.cycle
+    await bench.run([DpaOperation(DpaOp.RUN, 1)])
+    fetched = fetched_entries(PROGRAM, PROGRAM.block_tokens, length)
+    assert bench.cycle - start_cycle == fetched + 4, f"{bench.cycle - start_cycle} cycles for {fetched} entries"
+    report(dut, bench, "throughput")
