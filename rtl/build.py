@@ -20,6 +20,7 @@ from pimphony.model.queue import QueueConfig
 from .blocks import BLOCKS, TOP_NAMES
 from .dcs import DcsQueue
 from .dpa import DpaController
+from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_testbench_config",
            "synthesize", "write_verilog"]
@@ -46,8 +47,13 @@ def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6"
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     org = ModuleOrg.load(module)
+    dpa = dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM)
     if block == "dpa":
-        return DpaController(dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM))
+        return DpaController(dpa)
+    if block == "sequencer":
+        return Sequencer(Format.for_org(org))
+    if block == "hub":
+        return PimHub(dpa, TimingPreset.load(timing), QueueConfig.rtl_default(org))
     return DcsQueue(Format.for_org(org), TimingPreset.load(timing), QueueConfig.rtl_default(org))
 
 

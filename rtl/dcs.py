@@ -50,6 +50,9 @@ class DcsQueue(wiring.Component):
         The policy (:class:`~pimphony.model.queue.Policy` encoding); change it only while idle.
     issued : Out(ArrayLayout(32, 7))
         Commands issued per opcode; ``refreshes`` counts inserted REFs.
+    idle : Out(1)
+        Nothing is queued or being offered, and every issued command has completed (its latency has
+        passed): a phase boundary may proceed.
     stall : Out(StructLayout of 32-bit counters)
         Cycles without an issue: ``idle`` (nothing queued), ``dependency`` (a head waits for a
         hazard), ``timing`` (heads wait for a timing rule, the static gap or a pending refresh),
@@ -90,6 +93,7 @@ class DcsQueue(wiring.Component):
             "mode": In(2),
             "issued": Out(data.ArrayLayout(32, CHANNEL_OPCODES)),
             "refreshes": Out(32),
+            "idle": Out(1),
             "stall": Out(stall),
         })
 
@@ -267,6 +271,11 @@ class DcsQueue(wiring.Component):
                 m.d.sync += counts[q].eq(counts[q] - 1)
         with m.If(push):
             m.d.sync += seq.eq(seq + 1)
+
+        in_flight = Const(0, 1)
+        for slot in slots:
+            in_flight = in_flight | (slot.rem != 0)
+        m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~in_flight)
 
         # -- performance counters -------------------------------------------------------------------
         with m.If(fire & is_ref):

@@ -1,5 +1,5 @@
 """Drive the RTL blocks in amaranth.sim: a :class:`~pimphony.rtl.dcs.DcsQueue` with a command stream, a
-:class:`~pimphony.rtl.dpa.DpaController` with management operations."""
+:class:`~pimphony.rtl.dpa.DpaController` or a :class:`~pimphony.rtl.hub.PimHub` with management operations."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from pimphony.model.dpa import DpaOperation, DpaResponse
-from pimphony.model.isa import CHANNEL_OPCODES, Instruction, Opcode
+from pimphony.model.isa import CHANNEL_OPCODES, Command, Instruction, Opcode
 from pimphony.model.kvcache import Status
 
 from .dcs import DcsQueue
 from .dpa import DpaController
+from .hub import PimHub
 from .layouts import OpcodeShape
 
 
@@ -140,6 +141,73 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
             res.first_out.append(first)
 
     sim = Simulator(dut)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    return res
+
+
+@dataclass
+class HubSimResult:
+    """Per operation its response; per channel the issued commands as (cycle, seq, command, refresh);
+    the cycles at which each phase barrier was passed; the total cycles."""
+
+    responses: list[DpaResponse]
+    issued: list[list[tuple[int, int, Command, bool]]]
+    syncs: list[tuple[int, int]]
+    cycles: int
+
+
+def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = 0,
+                 max_cycles: int = 10_000_000) -> HubSimResult:
+    """Issue ``ops`` one after another; after each, wait until the hub is idle. Every phase barrier
+    is acknowledged ``epu_cycles`` cycles after it is offered (the EPU's work)."""
+    fmt, n = hub.fmt, hub.fmt.channels
+    res = HubSimResult([], [[] for _ in range(n)], [], 0)
+
+    async def bench(ctx):
+        ctx.set(hub.mode, int(mode))
+        for c in range(n):
+            ctx.set(hub.cmd_out[c].ready, 1)
+        ctx.set(hub.resp.ready, 1)
+        cycle, waiting_sync = 0, 0
+        for op in ops:
+            sent, answered = False, False
+            while not (answered and ctx.get(hub.idle)):
+                if cycle > max_cycles:
+                    raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
+                if not sent:
+                    ctx.set(hub.mgmt.payload, {"op": int(op.op), "request": op.request, "segment": op.segment,
+                                               "kv": op.kv, "arg": op.arg, "word": op.word})
+                    ctx.set(hub.mgmt.valid, 1)
+                    sent = bool(ctx.get(hub.mgmt.ready))
+                else:
+                    ctx.set(hub.mgmt.valid, 0)
+                if ctx.get(hub.sync.valid):
+                    waiting_sync += 1
+                    ack = waiting_sync > epu_cycles
+                    ctx.set(hub.sync.ready, int(ack))
+                    if ack:
+                        res.syncs.append((cycle, int(ctx.get(hub.sync.payload).sv)))
+                        waiting_sync = 0
+                else:
+                    ctx.set(hub.sync.ready, 0)
+                for c in range(n):
+                    if ctx.get(hub.cmd_out[c].valid):
+                        out = ctx.get(hub.cmd_out[c].payload)
+                        word = out.cmd.as_value().value
+                        res.issued[c].append((cycle, int(out.seq), fmt.decode_command(word), bool(out.refresh)))
+                if ctx.get(hub.resp.valid):
+                    r = ctx.get(hub.resp.payload)
+                    res.responses.append(DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset),
+                                                     int(r.free)))
+                    answered = True
+                await ctx.tick()
+                cycle += 1
+            ctx.set(hub.mgmt.valid, 0)
+        res.cycles = cycle
+
+    sim = Simulator(hub)
     sim.add_clock(1e-9)
     sim.add_testbench(bench)
     sim.run()

