@@ -159,9 +159,15 @@ class HubSimResult:
 
 
 def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = 0,
-                 max_cycles: int = 10_000_000) -> HubSimResult:
+                 max_cycles: int = 10_000_000, hooks=None) -> HubSimResult:
     """Issue ``ops`` one after another; after each, wait until the hub is idle. Every phase barrier
-    is acknowledged ``epu_cycles`` cycles after it is offered (the EPU's work)."""
+    is acknowledged ``epu_cycles`` cycles after it is offered (the EPU's work).
+
+    ``hooks`` (optional) is called as the host and the channels would see it: ``before(op)`` before
+    an operation is offered, ``on_command(channel, cmd)`` for every issued command (refreshes
+    included) in issue order, ``on_sync(sv)`` when a barrier is acknowledged, ``after(op)`` once the
+    operation is answered and the hub idle (e.g. :class:`pimphony.verification.env.hub.AttentionOnHub`).
+    """
     fmt, n = hub.fmt, hub.fmt.channels
     res = HubSimResult([], [[] for _ in range(n)], [], 0)
 
@@ -173,6 +179,8 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
         cycle, waiting_sync = 0, 0
         for op in ops:
             sent, answered = False, False
+            if hooks is not None:
+                hooks.before(op)
             while not (answered and ctx.get(hub.idle)):
                 if cycle > max_cycles:
                     raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
@@ -188,15 +196,21 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
                     ack = waiting_sync > epu_cycles
                     ctx.set(hub.sync.ready, int(ack))
                     if ack:
-                        res.syncs.append((cycle, int(ctx.get(hub.sync.payload).sv)))
+                        sv = int(ctx.get(hub.sync.payload).sv)
+                        res.syncs.append((cycle, sv))
                         waiting_sync = 0
+                        if hooks is not None:
+                            hooks.on_sync(sv)
                 else:
                     ctx.set(hub.sync.ready, 0)
                 for c in range(n):
                     if ctx.get(hub.cmd_out[c].valid):
                         out = ctx.get(hub.cmd_out[c].payload)
                         word = out.cmd.as_value().value
-                        res.issued[c].append((cycle, int(out.seq), fmt.decode_command(word), bool(out.refresh)))
+                        cmd = fmt.decode_command(word)
+                        res.issued[c].append((cycle, int(out.seq), cmd, bool(out.refresh)))
+                        if hooks is not None:
+                            hooks.on_command(c, cmd)
                 if ctx.get(hub.resp.valid):
                     r = ctx.get(hub.resp.payload)
                     res.responses.append(DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset),
@@ -205,6 +219,8 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
                 await ctx.tick()
                 cycle += 1
             ctx.set(hub.mgmt.valid, 0)
+            if hooks is not None:
+                hooks.after(op)
         res.cycles = cycle
 
     sim = Simulator(hub)

@@ -39,13 +39,22 @@ def place_dpa(partition: TokenCentricPartition, allocator: DpaAllocator, lengths
         status = allocator.open(r, length)
         if status != Status.OK:
             raise LoweringError(f"request {r} ({length} tokens) was not admitted: {status.name}")
-        for h in range(kv_heads):
-            seg = layer * kv_heads + h
-            module, k_channels, v_slices = partition.assign(r * kv_heads + h)
-            k_rows, v_rows = partition.rows_needed(length, k_channels, v_slices)
-            k_map = tuple(allocator.row_of(r, seg, 0, i) for i in range(k_rows))
-            v_map = tuple(allocator.row_of(r, seg, 1, i) for i in range(v_rows))
-            out.append(PairPlacement(r, h, length, module, k_channels, k_map, v_slices, v_map))
+        out += pair_placements(partition, allocator, r, kv_heads, layer)
+    return out
+
+
+def pair_placements(partition: TokenCentricPartition, allocator: DpaAllocator, request: int, kv_heads: int,
+                    layer: int = 0) -> list[PairPlacement]:
+    """The placements of an open request's KV heads at its current length, through its VA2PA mapping."""
+    length = allocator.requests[request].length
+    out = []
+    for h in range(kv_heads):
+        seg = layer * kv_heads + h
+        module, k_channels, v_slices = partition.assign(request * kv_heads + h)
+        k_rows, v_rows = partition.rows_needed(length, k_channels, v_slices)
+        k_map = tuple(allocator.row_of(request, seg, 0, i) for i in range(k_rows))
+        v_map = tuple(allocator.row_of(request, seg, 1, i) for i in range(v_rows))
+        out.append(PairPlacement(request, h, length, module, k_channels, k_map, v_slices, v_map))
     return out
 
 

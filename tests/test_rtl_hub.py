@@ -4,6 +4,7 @@
 import dataclasses
 
 import pytest
+from helpers import model
 
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
@@ -13,6 +14,7 @@ from pimphony.model.timing import check_trace
 from pimphony.rtl.hub import PimHub
 from pimphony.rtl.sim import simulate_hub
 from pimphony.scheduler.dpa import head_program
+from pimphony.verification.env.hub import AttentionOnHub
 
 ORG4 = dataclasses.replace(ModuleOrg.load("aimx-16ch"), name="aimx-4ch", channels=4)
 AIM = TimingPreset.load("aim-gddr6")
@@ -88,3 +90,23 @@ def test_dcs_is_faster_than_static_on_the_same_workload(runs):
     cycles = {p: r.cycles for p, r in results.items()}
     assert cycles[Policy.DCS] < cycles[Policy.PINGPONG] <= cycles[Policy.STATIC], cycles
 
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "policies"), [(4, 2, (Policy.DCS, Policy.STATIC)),
+                                                             (2, 2, (Policy.DCS,))])
+def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads, policies):
+    """Two requests (odd lengths), two decode steps with an APPEND between them: golden channels execute
+    every command the RTL issues, in issue order, with data; the EPU runs at the barriers; every
+    output of every step lies within the derived error bound of the float64 reference."""
+    cycles = {}
+    for policy in policies:
+        work = AttentionOnHub(model(heads, kv_heads, 64), CONFIG, [300, 1029], steps=1, seed=3)
+        cfg = dataclasses.replace(QueueConfig.rtl_default(ORG4), policy=policy)
+        res = simulate_hub(PimHub(CONFIG, AIM, cfg), work.operations(), policy, epu_cycles=2, hooks=work)
+        assert not work.errors, work.errors[:3]
+        assert all(r.status.name == "OK" for r in res.responses)
+        ratios = work.error_ratios()
+        assert len(ratios) == 2 and max(ratios) <= 1.0, ratios
+        cycles[policy] = res.cycles
+    if len(policies) == 2:
+        assert cycles[Policy.DCS] < cycles[Policy.STATIC]

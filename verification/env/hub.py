@@ -1,0 +1,146 @@
+"""Decode attention through the RTL hub: the host's operations and the golden data side.
+
+:class:`AttentionOnHub` is simulator-independent. It plans the host's operations (load the DPA
+program, open the requests, then per decode step a RUN per (request, KV head) and an APPEND per
+request, then close them) and holds everything outside the hub: the golden PIM channels that execute
+every issued command with its data (:class:`~pimphony.model.hub.PimHub`: banks, GBuf, OBuf, GPR),
+the K/V written into the physical chunks that DPA handed out (it mirrors the controller's
+allocation with the golden model, which hands out the same chunks), the queries written into the
+GPR, and the EPU: softmax when a QK^T phase has drained, the SV reduction when an SV phase has. The
+attention outputs of every decode step are compared with the float64 reference by the test.
+
+Hooks: ``before(op)`` when an operation is about to be offered, ``on_command(channel, cmd)`` for
+every issued command in issue order, ``on_sync(sv)`` at every phase barrier, ``after(op)`` once the
+operation is answered and the hub is idle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pimphony.model.attention import Reference, decode_attention
+from pimphony.model.config import ModelConfig
+from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
+from pimphony.model.hub import PimHub
+from pimphony.model.isa import Format
+from pimphony.model.numerics import scale_for
+from pimphony.model.program import AttentionUnit
+from pimphony.scheduler.dpa import head_program, pair_placements
+from pimphony.scheduler.golden import AttentionInputs
+from pimphony.scheduler.lower import AttentionLowering
+from pimphony.scheduler.partition import TokenCentricPartition
+
+
+class AttentionOnHub:
+    """A batch of requests decoding ``steps`` further tokens, one layer, through the hub.
+
+    Parameters
+    ----------
+    model:
+        One layer's attention shape (its KV heads are the controller's segments).
+    config:
+        The DPA controller's parameters the hub was built with.
+    lengths:
+        Prompt lengths; each request appends one token per decode step.
+    steps:
+        Decode steps after the first (each: an APPEND per request, then every pair again).
+    seed:
+        Seed of the random Q, K, V.
+    """
+
+    def __init__(self, model: ModelConfig, config: DpaConfig, lengths: list[int], steps: int, seed: int):
+        if config.segments < model.kv_heads:
+            raise ValueError(f"the controller holds {config.segments} segments; {model.name} needs {model.kv_heads}")
+        org = config.org
+        self.model, self.config, self.steps = model, config, steps
+        self.lengths = list(lengths)
+        self.inputs = AttentionInputs.random(model, [n + steps for n in lengths], seed)
+        self.part = TokenCentricPartition(org, model.head_dim)
+        self.program = head_program(org, model.group, model.head_dim)
+        self.lowering = AttentionLowering(self.part, model.group, org.obuf_entries)
+        self.lowering.block_tokens = self.program.block_tokens
+        self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        self.mirror = DpaControllerModel(config)
+        self.outputs = np.zeros((steps + 1, *self.inputs.q.shape), dtype=np.float32)
+        self.errors: list[str] = []
+        self.step = 0
+        self._units: list[AttentionUnit] = []
+        self._block = 0
+        self._stage = "qk"
+
+    # -- the plan ------------------------------------------------------------------------------------
+
+    def operations(self) -> list[DpaOperation]:
+        ops = load_program(self.program, Format.for_org(self.config.org))
+        ops += [DpaOperation(DpaOp.OPEN, r, arg=n) for r, n in enumerate(self.lengths)]
+        for s in range(self.steps + 1):
+            if s:
+                ops += [DpaOperation(DpaOp.APPEND, r, arg=1) for r in range(len(self.lengths))]
+            ops += [DpaOperation(DpaOp.RUN, r, segment=h) for r in range(len(self.lengths))
+                    for h in range(self.model.kv_heads)]
+        return ops + [DpaOperation(DpaOp.CLOSE, r) for r in range(len(self.lengths))]
+
+    # -- hooks ---------------------------------------------------------------------------------------
+
+    def before(self, op: DpaOperation) -> None:
+        self.mirror.step(op)
+        if op.op != DpaOp.RUN:
+            return
+        r, h, g = op.request, op.segment, self.model.group
+        place = pair_placements(self.part, self.mirror.alloc, r, self.model.kv_heads)[h]
+        k, v = self.inputs.k[r, h, :place.length], self.inputs.v[r, h, :place.length]
+        self.part.store(self.data.channels, place, k, v)
+        self._units = [step.unit for step in self.lowering.lower([place])[0].steps]
+        self._block, self._stage = 0, "qk"
+        q = self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
+        w = self.config.org.burst_elements
+        unit = self._units[0]
+        self.data.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+        self.step = (place.length - self.lengths[r])
+
+    def on_command(self, channel: int, cmd) -> None:
+        self.data.execute_command(channel, cmd)
+
+    def on_sync(self, sv: int) -> None:
+        if not self._units:
+            return
+        if sv == 0 and self._stage == "qk":
+            self.data.epu.softmax_block(self.data.gpr, self._units[self._block])
+            self._stage = "sv"
+        elif sv == 1 and self._stage == "sv":
+            self._reduce()
+        elif not (sv == 1 and self._stage == "qk" and self._block == 0):   # the previous pair's last SV
+            self.errors.append(f"barrier after phase {'SV' if sv else 'QK^T'} while expecting {self._stage}")
+
+    def after(self, op: DpaOperation) -> None:
+        if op.op != DpaOp.RUN:
+            return
+        if self._stage == "sv":
+            self._reduce()
+        if self._block != len(self._units):
+            self.errors.append(f"{op}: {self._block} of {len(self._units)} blocks ran")
+        self._units = []
+
+    def _reduce(self) -> None:
+        unit = self._units[self._block]
+        out = self.data.epu.reduce_block(self.data.gpr, unit)
+        if out is not None:
+            g = self.model.group
+            self.outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
+        self._block += 1
+        self._stage = "qk"
+
+    # -- checking ------------------------------------------------------------------------------------
+
+    def references(self) -> list[Reference]:
+        """The float64 reference of every decode step."""
+        q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
+        return [decode_attention(q, k, v, np.array(self.lengths) + s) for s in range(self.steps + 1)]
+
+    def error_ratios(self) -> list[float]:
+        """Per decode step: max over elements of |output - reference| / the derived bound (<= 1 passes)."""
+        out = []
+        for s, ref in enumerate(self.references()):
+            err = np.abs(self.outputs[s] - ref.out).max(axis=2)
+            out.append(float((err / ref.tolerance()).max()))
+        return out
