@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -23,7 +24,7 @@ from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_testbench_config",
-           "synthesize", "write_verilog"]
+           "hub_testbench_config", "synthesize", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
@@ -41,19 +42,26 @@ class SynthesisError(RuntimeError):
     """Yosys failed or printed no statistics."""
 
 
+def hub_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
+    """The hub's parameters in its cocotb system testbench: the module cut to 4 channels (head_dim 64:
+    one V slice of 4 channels) and the DPA controller of :func:`dpa_testbench_config` scaled to it."""
+    org = dataclasses.replace(ModuleOrg.load(module), name=f"{module}-4ch", channels=4)
+    return DpaConfig(org, 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
+
+
 def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6", testbench: bool = False):
     """Elaborate one block with the default (or given) presets; ``testbench``: the parameters of its
-    cocotb block testbench (the DPA controller's :func:`dpa_testbench_config`; the DCS queue's defaults)."""
+    cocotb testbench (:func:`dpa_testbench_config`, :func:`hub_testbench_config`; the others' defaults)."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     org = ModuleOrg.load(module)
-    dpa = dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM)
     if block == "dpa":
-        return DpaController(dpa)
+        return DpaController(dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM))
     if block == "sequencer":
         return Sequencer(Format.for_org(org))
     if block == "hub":
-        return PimHub(dpa, TimingPreset.load(timing), QueueConfig.rtl_default(org))
+        dpa = hub_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM)
+        return PimHub(dpa, TimingPreset.load(timing), QueueConfig.rtl_default(dpa.org))
     return DcsQueue(Format.for_org(org), TimingPreset.load(timing), QueueConfig.rtl_default(org))
 
 

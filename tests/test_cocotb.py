@@ -1,4 +1,4 @@
-"""The cocotb block testbenches (DCS queue, DPA controller) on Icarus and Verilator, through the runner."""
+"""The cocotb testbenches (DCS queue, DPA controller, hub) on Icarus and Verilator, through the runner."""
 
 import os
 import random
@@ -10,7 +10,7 @@ from pimphony.rtl.build import write_verilog
 from pimphony.verification.runner import SIMULATORS, SUITES, available, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = {"dcs": 4, "dpa": 4}
+TESTS = {"dcs": 4, "dpa": 4, "hub": 2}
 """cocotb tests per block suite."""
 
 

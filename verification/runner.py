@@ -96,7 +96,8 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
     return Path(results)
 
 
-SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verification.tests.tb_dpa"}
+SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verification.tests.tb_dpa",
+          "hub": "pimphony.verification.tests.tb_hub"}
 """The cocotb test module of each RTL block (top names: :data:`pimphony.rtl.build.TOP_NAMES`)."""
 
 

@@ -17,6 +17,7 @@ operation is answered and the hub is idle.
 from __future__ import annotations
 
 import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.attention import Reference, decode_attention
 from pimphony.model.config import ModelConfig
@@ -25,10 +26,13 @@ from pimphony.model.hub import PimHub
 from pimphony.model.isa import Format
 from pimphony.model.numerics import scale_for
 from pimphony.model.program import AttentionUnit
+from pimphony.model.timing import TimingChecker
 from pimphony.scheduler.dpa import head_program, pair_placements
 from pimphony.scheduler.golden import AttentionInputs
 from pimphony.scheduler.lower import AttentionLowering
 from pimphony.scheduler.partition import TokenCentricPartition
+
+from .dpa import pack, unpack
 
 
 class AttentionOnHub:
@@ -144,3 +148,71 @@ class AttentionOnHub:
             err = np.abs(self.outputs[s] - ref.out).max(axis=2)
             out.append(float((err / ref.tolerance()).max()))
         return out
+
+
+class HubBench:
+    """Drives a ``pim_hub`` at its pins with an :class:`AttentionOnHub` (cocotb): the host port, the
+    EPU's barrier handshake (``epu_cycles`` after each barrier), ``ready`` on every channel's command
+    output (low with probability ``backpressure``); every transfer on a channel is executed by the
+    data side and checked by that channel's timing checker."""
+
+    def __init__(self, dut, work: AttentionOnHub, layouts, timing, dual_port: bool, rng: np.random.Generator,
+                 backpressure: float = 0.0, epu_cycles: int = 2):
+        self.dut, self.work, self.rng = dut, work, rng
+        self.req_layout, self.resp_layout, self.out_layout = layouts
+        self.fmt = Format.for_org(work.config.org)
+        self.channels = work.config.org.channels
+        self.checkers = [TimingChecker(timing, dual_port) for _ in range(self.channels)]
+        self.backpressure, self.epu_cycles = backpressure, epu_cycles
+        self.errors: list[str] = []
+        self.responses: list = []
+        self.commands = 0
+        self.cycle = 0
+
+    async def run(self, ops, max_cycles: int = 2_000_000) -> int:
+        """Run ``ops`` (each after the previous one is answered and the hub idle); returns the cycles."""
+        dut, start = self.dut, self.cycle
+        ports = [(getattr(dut, f"cmd_out__{c}__valid"), getattr(dut, f"cmd_out__{c}__payload"),
+                  getattr(dut, f"cmd_out__{c}__ready")) for c in range(self.channels)]
+        for op in ops:
+            self.work.before(op)
+            sent, answered, waited = False, False, 0
+            while True:
+                if self.cycle - start > max_cycles:
+                    self.errors.append(f"{op}: no progress within {max_cycles} cycles")
+                    return self.cycle - start
+                dut.mgmt__valid.value = int(not sent)
+                dut.mgmt__payload.value = pack(self.req_layout, vars(op)) if not sent else 0
+                dut.resp__ready.value = 1
+                ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
+                for (_, _, rdy), r in zip(ports, ready, strict=True):
+                    rdy.value = int(r)
+                dut.sync__ready.value = int(waited >= self.epu_cycles)
+                await ReadOnly()
+                if not sent and int(dut.mgmt__ready.value):
+                    sent = True
+                for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
+                    if r and int(valid.value):
+                        out = unpack(self.out_layout, int(payload.value))
+                        cmd = self.fmt.decode_command(out["cmd"])
+                        seq = -1 if out["refresh"] else out["seq"]
+                        self.errors += self.checkers[c].observe(cmd.op, self.cycle, seq)
+                        self.work.on_command(c, cmd)
+                        self.commands += 1
+                if int(dut.sync__valid.value):
+                    if waited >= self.epu_cycles:
+                        self.work.on_sync(int(dut.sync__payload.value) & 1)      # the payload is {sv}
+                        waited = 0
+                    else:
+                        waited += 1
+                if int(dut.resp__valid.value):
+                    self.responses.append(unpack(self.resp_layout, int(dut.resp__payload.value)))
+                    answered = True
+                done = answered and int(dut.idle.value)
+                await RisingEdge(dut.clk)
+                self.cycle += 1
+                if done:
+                    break
+            self.work.after(op)
+        dut.mgmt__valid.value = 0
+        return self.cycle - start
