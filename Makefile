@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/pimphony attention --model llama-3.1-8b --context 2048 --batch 2 --partition tcp
+	$(VENV)/bin/pimphony run
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2

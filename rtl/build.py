@@ -24,7 +24,7 @@ from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_testbench_config",
-           "hub_testbench_config", "synthesize", "write_verilog"]
+           "hub_testbench_config", "run_config", "synthesize", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
@@ -47,6 +47,18 @@ def hub_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
     one V slice of 4 channels) and the DPA controller of :func:`dpa_testbench_config` scaled to it."""
     org = dataclasses.replace(ModuleOrg.load(module), name=f"{module}-4ch", channels=4)
     return DpaConfig(org, 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
+
+
+def run_config(model, lengths, module: str = "aimx-16ch") -> DpaConfig:
+    """The hub's parameters for the main job (``pimphony run``): the shipped module at the model's
+    head_dim, a config buffer for the batch, a segment per KV head of one layer, and a pool with room
+    for one more chunk per segment than the requests need."""
+    org = ModuleOrg.load(module)
+    layout = DpaConfig(org, model.head_dim, segments=model.kv_heads).layout
+    per_segment = max(-(-n // min(layout.k_tokens, layout.v_tokens)) for n in lengths)
+    chunks = 2 * model.kv_heads * (per_segment * len(lengths) + 1)
+    return DpaConfig(org, model.head_dim, max_requests=len(lengths), segments=model.kv_heads,
+                     max_chunks_per_segment=per_segment + 1, chunks=min(chunks, layout.chunks))
 
 
 def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6", testbench: bool = False):

@@ -18,7 +18,7 @@ def defined_names(path: Path, cocotb: bool = False) -> set[str]:
             decorated = any(ast.unparse(d).startswith("cocotb.test") for d in node.decorator_list)
             if decorated or not cocotb:
                 names.add(node.name)
-        elif isinstance(node, ast.ClassDef):
+        elif isinstance(node, ast.ClassDef) and not cocotb:
             names.add(node.name)
         elif isinstance(node, ast.Assign) and not cocotb:
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))

@@ -184,9 +184,14 @@ class HubBench:
                 dut.mgmt__valid.value = int(not sent)
                 dut.mgmt__payload.value = pack(self.req_layout, vars(op)) if not sent else 0
                 dut.resp__ready.value = 1
-                ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
-                for (_, _, rdy), r in zip(ports, ready, strict=True):
-                    rdy.value = int(r)
+                if self.backpressure:
+                    ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
+                    for (_, _, rdy), r in zip(ports, ready, strict=True):
+                        rdy.value = int(r)
+                elif not self.cycle - start:
+                    ready = [True] * self.channels
+                    for _, _, rdy in ports:
+                        rdy.value = 1
                 dut.sync__ready.value = int(waited >= self.epu_cycles)
                 await ReadOnly()
                 if not sent and int(dut.mgmt__ready.value):

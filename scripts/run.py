@@ -1,0 +1,93 @@
+"""The main job: a model's decode-attention layer through the RTL hub in cocotb, with a short report."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from .progress import Progress
+
+TEST_MODULE = "pimphony.verification.tests.tb_run"
+
+
+def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves: bool, out: Path,
+                 progress: bool = True) -> dict:
+    """Build the hub for the workload, run :mod:`pimphony.verification.tests.tb_run` and return its report
+    (with ``seconds``, ``simulator`` and ``waveform`` added)."""
+    from amaranth.back import verilog
+
+    from pimphony.model.config import ModelConfig, TimingPreset
+    from pimphony.model.queue import QueueConfig
+    from pimphony.rtl.build import drop_zero_memory_init, run_config
+    from pimphony.rtl.hub import PimHub
+    from pimphony.verification.runner import available, run
+
+    missing = available(sim)
+    if missing:
+        raise RuntimeError(f"{sim} is not available: {missing}")
+    start = time.perf_counter()
+    model = ModelConfig.load(model_name)
+    config = run_config(model, lengths)
+    out.mkdir(parents=True, exist_ok=True)
+    source = out / "rtl" / "pim_hub.v"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    text = drop_zero_memory_init(verilog.convert(
+        PimHub(config, TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)), name="pim_hub",
+        emit_src=False, strip_internal_attrs=True))
+    if not source.is_file() or source.read_text() != text:
+        source.write_text(text)
+    report_path, progress_path = out / "report.json", out / "progress.txt"
+    for path in (report_path, progress_path):
+        path.unlink(missing_ok=True)
+    settings = {"model": model_name, "lengths": lengths, "seed": seed, "report": str(report_path.resolve()),
+                "progress": str(progress_path.resolve())}
+    failure: list[BaseException] = []
+
+    def simulate() -> None:
+        try:
+            run(sim, source, "pim_hub", TEST_MODULE, out / "sim", waves=waves,
+                extra_env={"PIMPHONY_RUN": json.dumps(settings)}, quiet=True)
+        except BaseException as exc:                 # reported by the caller, after the report if any
+            failure.append(exc)
+
+    bar = Progress(f"{model.name} through the RTL hub", enabled=progress)
+    worker = threading.Thread(target=simulate)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.5)
+        try:
+            done, total = (int(x) for x in progress_path.read_text().split())
+            bar(done, total)
+        except (OSError, ValueError):
+            pass
+    if not report_path.is_file():
+        raise RuntimeError(f"the simulation wrote no report: {failure[0] if failure else 'unknown failure'}")
+    report = json.loads(report_path.read_text())
+    build = out / "sim" / sim / "pim_hub"
+    dumps = sorted(build.glob("*.fst")) + sorted(build.glob("*.vcd"))
+    report.update(seconds=time.perf_counter() - start, simulator=sim,
+                  waveform=str(dumps[0]) if waves and dumps else None, failure=str(failure[0]) if failure else None,
+                  log=str(build / "sim.log"))
+    return report
+
+
+def print_report(r: dict) -> bool:
+    """Print the report; True when both runs are correct."""
+    s, d = r["static"], r["dcs"]
+    ok = all(x["error_ratio"] <= 1.0 and not x["errors"] and not x["failed_operations"] for x in (s, d))
+    print(f"pimphony run: {r['model']} attention layer, {len(r['lengths'])} requests {r['lengths']}, "
+          f"through the RTL hub ({r['channels']} channels) on {r['simulator']}")
+    print(f"  correct against numpy: {'yes' if ok else 'NO'}  (max |error| {d['max_abs_error']:.3e}, "
+          f"worst error / bound {max(s['error_ratio'], d['error_ratio']):.3g}; static and DCS)")
+    print(f"  cycles: static {s['cycles']}, DCS {d['cycles']}  ->  speed-up {s['cycles'] / d['cycles']:.2f}x "
+          f"({d['commands']} channel commands)")
+    print(f"  DPA: {r['chunks_used']} of {r['chunks']} chunks used (1 MiB each), capacity utilisation "
+          f"{r['capacity_utilisation']:.1%}")
+    print(f"  waveform: {r['waveform'] or 'none (pimphony run --waves writes one)'}; log: {r['log']}")
+    print(f"  {r['seconds']:.0f} s")
+    for x in (s, d):
+        for line in x["errors"]:
+            print(f"  error: {line}")
+    return ok

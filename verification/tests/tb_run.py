@@ -1,0 +1,83 @@
+"""The main job (``pimphony run``): decode attention of a model's layer through ``pim_hub`` under static
+and DCS issue. Configured by ``PIMPHONY_RUN`` (JSON: model, lengths, seed, report path, progress path,
+written by :func:`pimphony.cli.run.run_main_job`); writes the report as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from pimphony.model.config import ModelConfig, TimingPreset
+from pimphony.model.dpa import DpaOp
+from pimphony.model.queue import Policy, QueueConfig
+from pimphony.rtl.build import run_config
+from pimphony.rtl.hub import PimHub
+from pimphony.verification.env.hub import AttentionOnHub, HubBench
+
+SETTINGS = json.loads(os.environ.get("PIMPHONY_RUN", "{}"))
+
+
+class _Progress:
+    """Operations done, written to a file the CLI polls for its progress bar."""
+
+    def __init__(self, path: str | None, total: int):
+        self.path, self.total, self.done = path, total, 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.path:
+            Path(self.path).write_text(f"{self.done} {self.total}\n")
+
+
+@cocotb.test()
+async def main_job(dut):
+    """Static, then DCS, on the same workload; the outputs of both against the float64 reference."""
+    model = ModelConfig.load(SETTINGS.get("model", "llama-3.1-8b"))
+    lengths = SETTINGS.get("lengths", [2048, 2047])
+    seed = int(SETTINGS.get("seed", 0))
+    config = run_config(model, lengths)
+    timing = TimingPreset.load("aim-gddr6")
+    queue = QueueConfig.rtl_default(config.org)
+    hub = PimHub(config, timing, queue)
+    layouts = (hub.dpa.req_layout, hub.dpa.resp_layout, hub.queues[0].cmd_out.payload.shape())
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    report: dict = {"model": model.name, "lengths": lengths, "seed": seed, "channels": config.org.channels}
+    policies = (Policy.STATIC, Policy.DCS)
+    ops_per_run = len(AttentionOnHub(model, config, lengths, 0, seed).operations())
+    progress = _Progress(SETTINGS.get("progress"), ops_per_run * len(policies))
+    for policy in policies:
+        dut.mode.value = int(policy)
+        dut.mgmt__valid.value = 0
+        dut.resp__ready.value = 0
+        dut.sync__ready.value = 0
+        dut.rst.value = 1
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
+        await RisingEdge(dut.clk)
+        work = AttentionOnHub(model, config, lengths, steps=0, seed=seed)
+        bench = HubBench(dut, work, layouts, timing, queue.obuf_dual_port, np.random.default_rng(seed))
+        cycles = 0
+        held = None
+        for op in work.operations():
+            if op.op == DpaOp.CLOSE and held is None:
+                held = (work.mirror.alloc.held_chunks(), work.mirror.alloc.utilisation())
+            cycles += await bench.run([op])
+            progress.tick()
+        ratios = work.error_ratios()
+        ref = work.references()[0]
+        report[policy.name.lower()] = {
+            "cycles": cycles, "commands": bench.commands, "errors": (bench.errors + work.errors)[:10],
+            "error_ratio": max(ratios), "max_abs_error": float(np.abs(work.outputs[0] - ref.out).max()),
+            "failed_operations": sum(1 for r in bench.responses if r["status"] != 0)}
+        report["chunks_used"], report["capacity_utilisation"] = held
+        report["chunks"] = config.n_chunks
+    Path(SETTINGS.get("report", "run_report.json")).write_text(json.dumps(report, indent=1))
+    for policy in policies:
+        r = report[policy.name.lower()]
+        assert not r["errors"] and not r["failed_operations"], f"{policy.name}: {r['errors']}"
