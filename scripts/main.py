@@ -189,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--waves", action="store_true", help="write a waveform (FST) of the run")
     run.add_argument("--out", type=Path, default=Path("build/run"), help="where the Verilog, build and report go")
 
+    reg = sub.add_parser("regress", help="run a regression suite of the cocotb testbenches (verification/suites/)",
+                         description="Run every (testbench, seed) of a suite on a simulator, print a summary "
+                                     "table and write JUnit XML (build/regress/SUITE-SIM.xml). Suites: smoke (every "
+                                     "testbench once, <= 2 min), full (3-5 seeds each, longer random runs), stress "
+                                     "(long random runs with fresh seeds).",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    reg.add_argument("--suite", default="smoke", help="suite name (a file in verification/suites/)")
+    reg.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
+    reg.add_argument("--seed", type=_nonneg, help="run every testbench with this one seed instead")
+    reg.add_argument("--waves", action="store_true", help="save FST waveforms (a separate, traced build)")
+    reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
+
     rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG")
     rsub = rep.add_subparsers(dest="target", metavar="TARGET")
     rsub.required = True
@@ -436,6 +448,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if print_report(report) else 1
 
 
+def cmd_regress(args: argparse.Namespace) -> int:
+    from pimphony.verification.regress import SuiteError, load_suite, run_regression, summary
+    from pimphony.verification.runner import available
+
+    missing = available(args.sim)
+    if missing:
+        raise CliError(f"{args.sim} is not available: {missing}")
+    try:
+        runs = load_suite(args.suite, args.seed)
+    except SuiteError as exc:
+        raise CliError(str(exc)) from None
+    print(f"regress {args.suite}: {len(runs)} runs on {args.sim}, seeds " +
+          ", ".join(f"{r.block}:{r.seed}" for r in runs))
+    result = run_regression(args.suite, args.sim, args.out, args.seed, args.waves,
+                            progress=Progress(f"regress {args.suite}"))
+    print(summary(result))
+    return 0 if result.passed else 1
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce_dcs, reproduce_dpa
 
@@ -453,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"attention": cmd_attention, "presets": cmd_presets, "reproduce": cmd_reproduce,
-                "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run}
+                "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress}
     try:
         if args.command == "bench":
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa}[args.bench](args)

@@ -101,9 +101,11 @@ SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verifica
 """The cocotb test module of each RTL block (top names: :data:`pimphony.rtl.build.TOP_NAMES`)."""
 
 
-def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False) -> Path:
-    """Run ``block``'s cocotb suite on ``sim`` with ``PIMPHONY_SEED=seed`` (see :func:`run`)."""
+def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False,
+              scale: int = 1, waves: bool = False) -> Path:
+    """Run ``block``'s cocotb suite on ``sim`` with ``PIMPHONY_SEED=seed`` and ``PIMPHONY_SCALE=scale``
+    (see :func:`run`)."""
     from pimphony.rtl.build import TOP_NAMES
 
-    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, extra_env={"PIMPHONY_SEED": str(seed)},
-               quiet=quiet)
+    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, waves=waves, quiet=quiet,
+               extra_env={"PIMPHONY_SEED": str(seed), "PIMPHONY_SCALE": str(scale)})

@@ -1,0 +1,37 @@
+"""Regression suites: the files are valid, and the smoke suite passes on Icarus and Verilator."""
+
+import pytest
+
+from pimphony.cli.main import main
+from pimphony.verification.regress import SuiteError, load_suite, suite_names
+from pimphony.verification.runner import SIMULATORS, SUITES, available
+
+
+def test_every_suite_loads_and_smoke_covers_every_testbench():
+    assert {"smoke", "full", "stress"} <= set(suite_names())
+    for name in suite_names():
+        assert load_suite(name)
+    assert {r.block for r in load_suite("smoke")} == set(SUITES)
+    assert [r.seed for r in load_suite("full", seed=7)] == [7] * len(load_suite("full", seed=7))
+
+
+def test_bad_suites_name_the_problem(tmp_path, monkeypatch):
+    import pimphony.verification.regress as regress
+
+    monkeypatch.setattr(regress, "SUITE_DIR", tmp_path)
+    (tmp_path / "bad.yaml").write_text("runs:\n  - {block: nope}\n")
+    with pytest.raises(SuiteError, match=r"bad\.yaml: runs\[0\]: block must be one of"):
+        load_suite("bad")
+    with pytest.raises(SuiteError, match="no suite 'missing'; choose one of bad"):
+        load_suite("missing")
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_smoke_suite_passes(sim, tmp_path, capsys):
+    missing = available(sim)
+    if missing:
+        pytest.skip(missing)
+    code = main(["regress", "--suite", "smoke", "--sim", sim, "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "10/10 passed" in text and (tmp_path / f"smoke-{sim}.xml").is_file()
