@@ -214,7 +214,9 @@ class Format:
     # -- encode / decode ---------------------------------------------------------------------------
 
     @staticmethod
-    def _pack(layout: list[tuple[str, int]], values: dict[str, int], what: str) -> int:
+    def pack_fields(layout: list[tuple[str, int]], values: dict[str, int], what: str) -> int:
+        """Pack ``values`` LSB-first by ``layout``, checking only that each fits its width (so that
+        testbenches can build words the ISA rejects)."""
         word, shift = 0, 0
         for name, width in layout:
             value = int(values[name])
@@ -237,7 +239,7 @@ class Format:
 
     def encode_command(self, cmd: Command) -> int:
         values = {f.name: getattr(cmd, f.name) for f in fields(cmd)}
-        return self._pack(self.command_fields(), values, f"command {cmd}")
+        return self.pack_fields(self.command_fields(), values, f"command {cmd}")
 
     def decode_command(self, word: int) -> Command:
         raw = self._unpack(self.command_fields(), word, "command")
@@ -250,7 +252,7 @@ class Format:
         check_instruction(ins, self)
         values = {f.name: getattr(ins, f.name) for f in fields(ins)}
         values["op_size"] = ins.op_size - 1
-        return self._pack(self.instruction_fields(), values, f"instruction {ins}")
+        return self.pack_fields(self.instruction_fields(), values, f"instruction {ins}")
 
     def decode_instruction(self, word: int) -> Instruction:
         raw = self._unpack(self.instruction_fields(), word, "instruction")

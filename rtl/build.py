@@ -16,6 +16,7 @@ from amaranth.back import verilog
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
+from pimphony.model.kvcache import ChunkLayout
 from pimphony.model.queue import QueueConfig
 
 from .blocks import BLOCKS, TOP_NAMES
@@ -23,10 +24,15 @@ from .dcs import DcsQueue
 from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
-__all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_testbench_config",
+__all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_config", "dpa_testbench_config",
            "hub_testbench_config", "run_config", "synthesize", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
+
+
+def dpa_config(module: str = "aimx-16ch") -> DpaConfig:
+    """The DPA controller's shipped parameters (:class:`DpaConfig` defaults at :data:`DPA_HEAD_DIM`)."""
+    return DpaConfig(ModuleOrg.load(module), DPA_HEAD_DIM)
 
 
 def dpa_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
@@ -54,7 +60,7 @@ def run_config(model, lengths, module: str = "aimx-16ch") -> DpaConfig:
     head_dim, a config buffer for the batch, a segment per KV head of one layer, and a pool with room
     for one more chunk per segment than the requests need."""
     org = ModuleOrg.load(module)
-    layout = DpaConfig(org, model.head_dim, segments=model.kv_heads).layout
+    layout = ChunkLayout(org, model.head_dim)
     per_segment = max(-(-n // min(layout.k_tokens, layout.v_tokens)) for n in lengths)
     chunks = 2 * model.kv_heads * (per_segment * len(lengths) + 1)
     return DpaConfig(org, model.head_dim, max_requests=len(lengths), segments=model.kv_heads,
@@ -68,11 +74,11 @@ def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6"
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     org = ModuleOrg.load(module)
     if block == "dpa":
-        return DpaController(dpa_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM))
+        return DpaController(dpa_testbench_config(module) if testbench else dpa_config(module))
     if block == "sequencer":
         return Sequencer(Format.for_org(org))
     if block == "hub":
-        dpa = hub_testbench_config(module) if testbench else DpaConfig(org, DPA_HEAD_DIM)
+        dpa = hub_testbench_config(module) if testbench else dpa_config(module)
         return PimHub(dpa, TimingPreset.load(timing), QueueConfig.rtl_default(dpa.org))
     return DcsQueue(Format.for_org(org), TimingPreset.load(timing), QueueConfig.rtl_default(org))
 

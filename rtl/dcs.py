@@ -18,7 +18,7 @@ from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import gap_matrix, latencies
 
-from .layouts import OpcodeShape, command_layout
+from .layouts import OpcodeShape, command_layout, opcode_in
 
 SEQ_BITS = 16
 """Width of the program-order sequence numbers that name commands (compared modulo 2^16)."""
@@ -108,12 +108,6 @@ class DcsQueue(wiring.Component):
         def seq_ge(a, b):
             """a >= b in program order (differences below 2^15)."""
             return ((a - b)[:SEQ_BITS])[SEQ_BITS - 1] == 0
-
-        def op_in(op, group) -> object:
-            hit = Const(0, 1)
-            for o in group:
-                hit = hit | (op == OpcodeShape[Opcode(o).name])
-            return hit
 
         # -- the two in-order queues -----------------------------------------------------------------
         depths = [cfg.io_depth, cfg.compute_depth]
@@ -230,7 +224,7 @@ class DcsQueue(wiring.Component):
 
         # -- dispatch and the D-Table ---------------------------------------------------------------
         inp = self.cmd_in.payload
-        in_io = op_in(inp.op, IO_OPCODES)
+        in_io = opcode_in(inp.op, IO_OPCODES)
         cls = Signal()
         m.d.comb += cls.eq(~static & ~in_io)
         space = Mux(cls, counts[1] < depths[1], counts[0] < depths[0])
@@ -252,8 +246,8 @@ class DcsQueue(wiring.Component):
                 m.d.sync += [regs[region].valid.eq(1), regs[region].seq.eq(seq), regs[region].cls.eq(cls)]
             return looked
 
-        dg = table(cfg.gbuf_entries, fmt.gbuf_bits, inp.gbuf, op_in(inp.op, GBUF_USERS), "dtable_gbuf")
-        do = table(cfg.obuf_entries, fmt.obuf_bits, inp.obuf, op_in(inp.op, OBUF_USERS), "dtable_obuf")
+        dg = table(cfg.gbuf_entries, fmt.gbuf_bits, inp.gbuf, opcode_in(inp.op, GBUF_USERS), "dtable_gbuf")
+        do = table(cfg.obuf_entries, fmt.obuf_bits, inp.obuf, opcode_in(inp.op, OBUF_USERS), "dtable_obuf")
 
         for q in range(2):
             wp = wps[q]

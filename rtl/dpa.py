@@ -18,7 +18,7 @@ from pimphony.model.config import index_bits
 from pimphony.model.dpa import ARG_BITS, OP_BITS, DpaConfig, DpaOp
 from pimphony.model.isa import ADVANCING, LOOP_ROW_UNIT, Format, Modi, Opcode
 
-from .layouts import StatusShape, instruction_layout
+from .layouts import StatusShape, instruction_layout, opcode_in
 
 
 class Phase(enum.Enum, shape=2):
@@ -224,10 +224,7 @@ class DpaController(wiring.Component):
         word = self.ins_layout(req.word)
         w_op = word.op.as_value()
         op_exists = w_op < len(Opcode)
-        no_size = Const(0, 1)
-        for op in Opcode:
-            if not ADVANCING[op]:
-                no_size = no_size | (w_op == op)
+        no_size = opcode_in(word.op, [op for op in Opcode if not ADVANCING[op]])
         bad_word = ~op_exists | (word.ch_mask == 0) | (no_size & (word.op_size != 0))
         w_kind = word.gbuf
         unit = LOOP_ROW_UNIT * lay.rows_per_chunk

@@ -23,14 +23,7 @@ from pimphony.model.queue import QueueConfig
 
 from .dcs import DcsQueue
 from .dpa import DpaController
-from .layouts import OpcodeShape, command_layout, instruction_layout
-
-
-def _op_is(op, opcodes) -> object:
-    hit = Const(0, 1)
-    for o in opcodes:
-        hit = hit | (op == OpcodeShape[Opcode(o).name])
-    return hit
+from .layouts import OpcodeShape, command_layout, instruction_layout, opcode_in
 
 
 class Sequencer(wiring.Component):
@@ -86,7 +79,7 @@ class Sequencer(wiring.Component):
             m.d.sync += phase.eq(cur_sv)
 
         def advances(name):
-            return _op_is(op, [o for o in Opcode if name in ADVANCING[o]])
+            return opcode_in(op, [o for o in Opcode if name in ADVANCING[o]])
 
         fired = Signal(n)
         rank = Const(0, 1)

@@ -9,6 +9,7 @@ payload's bits equal its ``encode_*`` (tested).
 
 from __future__ import annotations
 
+from amaranth import Const
 from amaranth.lib import data, enum
 
 from pimphony.model.dpa import STATUS_BITS
@@ -25,6 +26,14 @@ def _make_enum(name: str, members: dict[str, int], width: int):
 
 OpcodeShape = _make_enum("Opcode", {op.name: op.value for op in Opcode}, OPCODE_BITS)
 """The opcode as an Amaranth enum with an explicit 4-bit shape."""
+
+
+def opcode_in(op, opcodes) -> object:
+    """1 when ``op`` (an :data:`OpcodeShape` value) is one of ``opcodes``."""
+    hit = Const(0, 1)
+    for o in opcodes:
+        hit = hit | (op == OpcodeShape[Opcode(o).name])
+    return hit
 
 
 def _layout(fields: list[tuple[str, int]]) -> data.StructLayout:

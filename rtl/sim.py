@@ -118,8 +118,7 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
                 ctx.set(dut.ins_out.ready, int(ready))
                 ctx.set(dut.resp.ready, int(ready))
                 if not sent:
-                    ctx.set(dut.mgmt.payload, {"op": int(op.op), "request": op.request, "segment": op.segment,
-                                               "kv": op.kv, "arg": op.arg, "word": op.word})
+                    ctx.set(dut.mgmt.payload, {**vars(op), "op": int(op.op)})
                     ctx.set(dut.mgmt.valid, 1)
                     if ctx.get(dut.mgmt.ready):
                         sent, accepted = True, cycle
@@ -185,8 +184,7 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
                 if cycle > max_cycles:
                     raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
                 if not sent:
-                    ctx.set(hub.mgmt.payload, {"op": int(op.op), "request": op.request, "segment": op.segment,
-                                               "kv": op.kv, "arg": op.arg, "word": op.word})
+                    ctx.set(hub.mgmt.payload, {**vars(op), "op": int(op.op)})
                     ctx.set(hub.mgmt.valid, 1)
                     sent = bool(ctx.get(hub.mgmt.ready))
                 else:

@@ -399,11 +399,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         for key in stats["dcs"]:
             print(f"  {key:<15} {sum(count[b] * stats[b][key] for b in blocks)}")
     if args.block in ("dpa", "hub"):
-        from pimphony.model.dpa import DpaConfig
-        from pimphony.rtl.build import DPA_HEAD_DIM
+        from pimphony.rtl.build import dpa_config
         from pimphony.rtl.dpa import DpaWidths
 
-        bits = DpaWidths(DpaConfig(ModuleOrg.load(args.module), DPA_HEAD_DIM)).storage_bits()
+        bits = DpaWidths(dpa_config(args.module)).storage_bits()
         total = sum(bits.values())
         print("DPA storage (bits):")
         for key, value in bits.items():

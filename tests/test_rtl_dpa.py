@@ -3,20 +3,17 @@
 
 import numpy as np
 import pytest
-from helpers import model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimphony.model.config import ModuleOrg
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.isa import Format
-from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status
+from pimphony.model.kvcache import Status
 from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
 from pimphony.rtl.sim import simulate_dpa
-from pimphony.scheduler.dpa import lower_dpa, place_dpa
-from pimphony.scheduler.lower import AttentionLowering
-from pimphony.scheduler.partition import TokenCentricPartition
+from pimphony.scheduler.dpa import head_program
 from pimphony.verification.env.dpa import OperationSource, error_cases, fetched_entries
 
 ORG = ModuleOrg.load("aimx-16ch")
@@ -28,15 +25,9 @@ def small_config(head_dim: int = 128, **kw) -> DpaConfig:
     return DpaConfig(ORG, head_dim, **args)
 
 
-def attention_program(heads: int, kv_heads: int, head_dim: int):
-    m = model(heads, kv_heads, head_dim)
-    part = TokenCentricPartition(ORG, head_dim)
-    place = place_dpa(part, DpaAllocator(ChunkLayout(ORG, head_dim), kv_heads, 1), [100], kv_heads)[0]
-    return lower_dpa(AttentionLowering(part, m.group, ORG.obuf_entries), place)
-
-
-def load_ops(program, block: int | None = None) -> list[DpaOperation]:
-    return load_program(program, FMT, block)
+def load_ops(group: int, head_dim: int = 128, block: int | None = None) -> list[DpaOperation]:
+    """Operations that load the DPA program of one attention pair with ``group`` query heads per KV head."""
+    return load_program(head_program(ORG, group, head_dim), FMT, block)
 
 
 def check_against_golden(config: DpaConfig, ops: list[DpaOperation], ready_pattern=None):
@@ -74,10 +65,9 @@ def test_default_storage_is_under_the_papers_200_kb():
 
 # -- equivalence ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("heads", "kv_heads", "head_dim"), [(8, 2, 128), (8, 8, 128), (4, 2, 64)])
-def test_attention_runs_equal_the_golden_dispatcher(heads, kv_heads, head_dim):
-    program = attention_program(heads, kv_heads, head_dim)
-    ops = load_ops(program)
+@pytest.mark.parametrize(("group", "head_dim"), [(4, 128), (1, 128), (2, 64)])
+def test_attention_runs_equal_the_golden_dispatcher(group, head_dim):
+    ops = load_ops(group, head_dim)
     for rid, length in enumerate([1, 17, 2047, 2049, 9000]):
         ops += [DpaOperation(DpaOp.OPEN, rid, arg=length), DpaOperation(DpaOp.RUN, rid, segment=rid % 2),
                 DpaOperation(DpaOp.CLOSE, rid)]
@@ -87,8 +77,8 @@ def test_attention_runs_equal_the_golden_dispatcher(heads, kv_heads, head_dim):
 
 
 def test_decoder_sustains_one_entry_per_cycle_with_two_cycles_of_latency():
-    program = attention_program(8, 2, 128)
-    ops = [*load_ops(program), DpaOperation(DpaOp.OPEN, 3, arg=12000), DpaOperation(DpaOp.RUN, 3)]
+    program = head_program(ORG, 4, 128)
+    ops = [*load_program(program, FMT), DpaOperation(DpaOp.OPEN, 3, arg=12000), DpaOperation(DpaOp.RUN, 3)]
     rtl = simulate_dpa(DpaController(small_config()), ops)
     fetched = fetched_entries(program, program.block_tokens, 12000)
     assert fetched > 500
@@ -121,9 +111,8 @@ operation = st.one_of(
 @given(ops=st.lists(operation, min_size=1, max_size=25), block=st.sampled_from([None, 2048, 3000, 6144]),
        seed=st.integers(0, 2**16))
 def test_random_operation_sequences_equal_the_golden_model(ops, block, seed):
-    program = attention_program(8, 2, 128)
     print(f"replay: ready-pattern seed {seed}")
-    check_against_golden(small_config(), load_ops(program, block) + ops, random_ready(seed))
+    check_against_golden(small_config(), load_ops(4, block=block) + ops, random_ready(seed))
 
 
 # -- every error path, with the status the specification gives ---------------------------------------------
@@ -144,7 +133,7 @@ def test_many_requests_come_and_go_without_leaking():
     cfg = dpa_testbench_config()
     rng = np.random.default_rng(7)
     source = OperationSource(cfg, rng)
-    ops = load_ops(attention_program(8, 2, 128), 4096) + [source.next() for _ in range(400)] + source.close_all()
+    ops = load_ops(4, block=4096) + [source.next() for _ in range(400)] + source.close_all()
     rtl, gold = check_against_golden(cfg, ops, random_ready(7))
     statuses = {r.status for r in rtl.responses}
     assert {Status.OK, Status.OUT_OF_CHUNKS, Status.UNKNOWN_REQUEST, Status.TABLE_FULL} <= statuses
@@ -157,7 +146,7 @@ def test_default_configuration_runs_attention():
     """The shipped parameters (16 requests, 32 segments, 8192 chunks): the free list is rebuilt in one
     cycle per chunk after reset, and a head_dim-128 program runs as the golden model says."""
     cfg = DpaConfig(ORG, 128)
-    ops = [*load_ops(attention_program(8, 8, 128)), DpaOperation(DpaOp.OPEN, 9, arg=5000), DpaOperation(DpaOp.RUN, 9, segment=31), DpaOperation(DpaOp.CLOSE, 9)]
+    ops = [*load_ops(1), DpaOperation(DpaOp.OPEN, 9, arg=5000), DpaOperation(DpaOp.RUN, 9, segment=31), DpaOperation(DpaOp.CLOSE, 9)]
     rtl, _ = check_against_golden(cfg, ops)
     assert rtl.init_cycles == cfg.n_chunks
     assert rtl.responses[-1].free == cfg.n_chunks and rtl.emitted[-2]

@@ -9,8 +9,9 @@ from pimphony.verification.runner import available
 
 
 def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
-    if available("icarus"):
-        pytest.skip(available("icarus"))
+    missing = available("icarus")
+    if missing:
+        pytest.skip(missing)
     model = tmp_path / "small.yaml"
     model.write_text("name: small\nvalues:\n  layers: 1\n  heads: 2\n  kv_heads: 1\n  head_dim: 128\n  context: 4096\n")
     out = tmp_path / "run"

@@ -101,7 +101,8 @@ def _cases(xml: Path, run: SuiteRun) -> list[CaseResult]:
         if failure is None:
             failure = case.find("error")
         props = {q.get("name"): q.get("value") for q in case.iter("property")}
-        sim_ns = float(props.get("sim_time_duration") or 0) * (1 if props.get("sim_time_unit") == "ns" else 1e-3)
+        scale = {"ps": 1e-3, "ns": 1.0, "us": 1e3, "ms": 1e6}.get(props.get("sim_time_unit", "ns"), 1.0)
+        sim_ns = float(props.get("sim_time_duration") or 0) * scale
         out.append(CaseResult(run.block, run.seed, case.get("name", "?"), failure is None, sim_ns,
                               float(case.get("time", 0) or 0),
                               "" if failure is None else (failure.get("message") or "failed")[:200]))

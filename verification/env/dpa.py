@@ -46,12 +46,10 @@ def fetched_entries(program: DpaProgram, block: int, length: int) -> int:
 
 def raw_instruction(fmt: Format, op: int, ch_mask: int = 1, op_size_m1: int = 0, **fields) -> int:
     """An instruction word assembled field by field, so that malformed words can be built."""
-    values = {"op": op, "ch_mask": ch_mask, "op_size": op_size_m1} | fields
-    word, shift = 0, 0
-    for name, width in fmt.instruction_fields():
-        word |= values.get(name, 0) << shift
-        shift += width
-    return word
+    layout = fmt.instruction_fields()
+    values = dict.fromkeys((name for name, _ in layout), 0) | fields | {"op": op, "ch_mask": ch_mask,
+                                                                       "op_size": op_size_m1}
+    return fmt.pack_fields(layout, values, "raw instruction")
 
 
 def error_cases(config: DpaConfig) -> list[tuple[DpaOperation, Status]]:

@@ -33,6 +33,7 @@ from pimphony.scheduler.lower import AttentionLowering
 from pimphony.scheduler.partition import TokenCentricPartition
 
 from .dpa import pack, unpack
+from .reset import hold_reset
 
 
 class AttentionOnHub:
@@ -150,6 +151,13 @@ class AttentionOnHub:
         return out
 
 
+async def reset_hub(dut, channels: int, policy: int) -> None:
+    """Idle every input of a ``pim_hub``, set the issue policy, reset, and return one cycle after."""
+    idle = {"mode": int(policy), "mgmt__valid": 0, "mgmt__payload": 0, "resp__ready": 0, "sync__ready": 0}
+    await hold_reset(dut, idle | {f"cmd_out__{c}__ready": 0 for c in range(channels)})
+    await RisingEdge(dut.clk)
+
+
 class HubBench:
     """Drives a ``pim_hub`` at its pins with an :class:`AttentionOnHub` (cocotb): the host port, the
     EPU's barrier handshake (``epu_cycles`` after each barrier), ``ready`` on every channel's command
@@ -174,6 +182,9 @@ class HubBench:
         dut, start = self.dut, self.cycle
         ports = [(getattr(dut, f"cmd_out__{c}__valid"), getattr(dut, f"cmd_out__{c}__payload"),
                   getattr(dut, f"cmd_out__{c}__ready")) for c in range(self.channels)]
+        ready = [True] * self.channels                 # without back-pressure: set once, held
+        for _, _, rdy in ports:
+            rdy.value = 1
         for op in ops:
             self.work.before(op)
             sent, answered, waited = False, False, 0
@@ -188,10 +199,6 @@ class HubBench:
                     ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
                     for (_, _, rdy), r in zip(ports, ready, strict=True):
                         rdy.value = int(r)
-                elif not self.cycle - start:
-                    ready = [True] * self.channels
-                    for _, _, rdy in ports:
-                        rdy.value = 1
                 dut.sync__ready.value = int(waited >= self.epu_cycles)
                 await ReadOnly()
                 if not sent and int(dut.mgmt__ready.value):

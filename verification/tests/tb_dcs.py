@@ -8,7 +8,7 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Command, Opcode, from_commands, unroll
@@ -17,6 +17,7 @@ from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams, lower_gemv
 from pimphony.scheduler.policies import issue_cycles
 from pimphony.verification.env.dcs import DcsBench, Workload
+from pimphony.verification.env.reset import hold_reset
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")
@@ -34,13 +35,7 @@ async def reset(dut, policy: Policy = Policy.DCS) -> None:
     """Drive every input to a defined value and hold reset for 3 cycles; return right after the last
     reset edge, so that the next cycle is cycle 0 of the reference engine (its refresh timer starts
     there)."""
-    dut.mode.value = int(policy)
-    dut.cmd_in__valid.value = 0
-    dut.cmd_in__payload.value = 0
-    dut.cmd_out__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await hold_reset(dut, {"mode": int(policy), "cmd_in__valid": 0, "cmd_in__payload": 0, "cmd_out__ready": 0})
 
 
 def report(dut, bench: DcsBench, label: str) -> None:

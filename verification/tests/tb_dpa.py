@@ -9,7 +9,7 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.dpa import DpaConfig, DpaOp, DpaOperation, load_program
 from pimphony.model.isa import Format
@@ -17,6 +17,7 @@ from pimphony.model.kvcache import Status
 from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
 from pimphony.verification.env.dpa import DpaBench, OperationSource, error_cases, fetched_entries, testbench_program
+from pimphony.verification.env.reset import hold_reset
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 SCALE = int(os.environ.get("PIMPHONY_SCALE", "1"))
@@ -34,13 +35,7 @@ async def start(dut) -> None:
 
 async def reset(dut) -> None:
     """Drive every input to a defined value and hold reset for 3 cycles."""
-    dut.mgmt__valid.value = 0
-    dut.mgmt__payload.value = 0
-    dut.resp__ready.value = 0
-    dut.ins_out__ready.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    await hold_reset(dut, {"mgmt__valid": 0, "mgmt__payload": 0, "resp__ready": 0, "ins_out__ready": 0})
     await RisingEdge(dut.clk)
 
 

@@ -8,13 +8,12 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from pimphony.model.config import ModelConfig, TimingPreset
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
-from pimphony.verification.env.hub import AttentionOnHub, HubBench
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, reset_hub
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 CONFIG = hub_testbench_config()
@@ -30,23 +29,9 @@ def layer(heads: int, kv_heads: int) -> ModelConfig:
         "hub testbench")
 
 
-async def reset(dut, policy: Policy) -> None:
-    dut.mode.value = int(policy)
-    dut.mgmt__valid.value = 0
-    dut.mgmt__payload.value = 0
-    dut.resp__ready.value = 0
-    dut.sync__ready.value = 0
-    for c in range(CONFIG.org.channels):
-        getattr(dut, f"cmd_out__{c}__ready").value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
 async def attention(dut, heads: int, kv_heads: int, policy: Policy, backpressure: float) -> int:
     """Two requests of odd lengths, a decode step with an APPEND between two rounds of RUNs."""
-    await reset(dut, policy)
+    await reset_hub(dut, CONFIG.org.channels, policy)
     rng = np.random.default_rng(SEED)
     work = AttentionOnHub(layer(heads, kv_heads), CONFIG, [301, 1029], steps=1, seed=SEED)
     bench = HubBench(dut, work, LAYOUTS, AIM, QUEUE.obuf_dual_port, rng, backpressure=backpressure)

@@ -11,14 +11,13 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
 from pimphony.model.config import ModelConfig, TimingPreset
 from pimphony.model.dpa import DpaOp
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import run_config
 from pimphony.rtl.hub import PimHub
-from pimphony.verification.env.hub import AttentionOnHub, HubBench
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, reset_hub
 
 SETTINGS = json.loads(os.environ.get("PIMPHONY_RUN", "{}"))
 
@@ -52,14 +51,7 @@ async def main_job(dut):
     ops_per_run = len(AttentionOnHub(model, config, lengths, 0, seed).operations())
     progress = _Progress(SETTINGS.get("progress"), ops_per_run * len(policies))
     for policy in policies:
-        dut.mode.value = int(policy)
-        dut.mgmt__valid.value = 0
-        dut.resp__ready.value = 0
-        dut.sync__ready.value = 0
-        dut.rst.value = 1
-        await ClockCycles(dut.clk, 3)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        await reset_hub(dut, config.org.channels, policy)
         work = AttentionOnHub(model, config, lengths, steps=0, seed=seed)
         bench = HubBench(dut, work, layouts, timing, queue.obuf_dual_port, np.random.default_rng(seed))
         cycles = 0
@@ -76,7 +68,7 @@ async def main_job(dut):
             "error_ratio": max(ratios), "max_abs_error": float(np.abs(work.outputs[0] - ref.out).max()),
             "failed_operations": sum(1 for r in bench.responses if r["status"] != 0)}
         report["chunks_used"], report["capacity_utilisation"] = held
-        report["chunks"] = config.n_chunks
+    report["chunks"] = config.n_chunks
     Path(SETTINGS.get("report", "run_report.json")).write_text(json.dumps(report, indent=1))
     for policy in policies:
         r = report[policy.name.lower()]
