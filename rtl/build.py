@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -25,7 +26,8 @@ from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_config", "dpa_testbench_config",
-           "hub_testbench_config", "run_config", "synthesize", "write_verilog"]
+           "hub_testbench_config", "merge_identical_modules", "run_config", "synthesize", "to_verilog",
+           "write_cached_verilog", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
@@ -87,10 +89,34 @@ def write_verilog(block: str, out_dir: Path, **options) -> Path:
     """Write ``<out_dir>/<top>.v`` (no timescale; simulators get one from the runner)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     top = TOP_NAMES[block]
-    text = verilog.convert(build_block(block, **options), name=top, emit_src=False, strip_internal_attrs=True)
-    text = drop_zero_memory_init(text)
+    text = to_verilog(build_block(block, **options), top)
     path = out_dir / f"{top}.v"
     path.write_text(text)
+    return path
+
+
+def to_verilog(component, top: str) -> str:
+    """Verilog text of ``component`` with module name ``top``: Amaranth's output without source
+    locations, all-zero memory initialisers dropped (:func:`drop_zero_memory_init`) and identical
+    submodules emitted once (:func:`merge_identical_modules`)."""
+    text = verilog.convert(component, name=top, emit_src=False, strip_internal_attrs=True)
+    return merge_identical_modules(drop_zero_memory_init(text))
+
+
+def write_cached_verilog(component, top: str, path: Path, parameters: tuple) -> Path:
+    """Write :func:`to_verilog` of ``component`` to ``path`` unless the file there was made from the
+    same ``parameters`` (the configs it was built from) and the same RTL and model sources; the key is
+    kept beside it in ``<path>.key``. Elaborating and converting the 16-channel hub takes ~20 s."""
+    digest = hashlib.sha256(repr(parameters).encode())
+    package = Path(__file__).resolve().parents[1]
+    for source in sorted([*package.glob("rtl/*.py"), *package.glob("model/**/*.py")]):
+        digest.update(source.read_bytes())
+    key, stamp = digest.hexdigest(), path.with_suffix(path.suffix + ".key")
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_verilog(component, top))
+    stamp.write_text(key)
     return path
 
 
@@ -105,6 +131,40 @@ def drop_zero_memory_init(text: str) -> str:
     it (the DPA controller rebuilds its free list after reset), so the zeros carry no meaning.
     """
     return _ZERO_INIT.sub(r"\1", text)
+
+
+_MODULE = re.compile(r"^module (\\?\S+) ?\((.*?)^endmodule\n", re.S | re.M)
+_BACKEND_COUNTER = re.compile(r"dump_module\$\d+")
+
+
+def merge_identical_modules(text: str) -> str:
+    """Emit each distinct module once and instantiate it wherever a copy was.
+
+    Amaranth writes one module per instance, so the hub's N DCS queues become N identical modules
+    (``pim_hub.queue0`` ... ``queue15``) that differ only in the numbering of Yosys' time-0 trigger
+    register. The copies are replaced by one module named after their common prefix, as a plain
+    identifier (``pim_hub_queue``), so that Verilator can build it once as a hierarchical block (see
+    :func:`pimphony.verification.runner.run`); instance names, and so hierarchical paths in
+    waveforms, are unchanged.
+    """
+    groups: dict[str, list[str]] = {}
+    bodies = {}
+    for match in _MODULE.finditer(text):
+        name, body = match.group(1), match.group(2)
+        bodies[name] = match.group(0)
+        groups.setdefault(_BACKEND_COUNTER.sub("dump_module$", body), []).append(name)
+    for names in groups.values():
+        if len(names) < 2:
+            continue
+        stem = re.sub(r"\d+$", "", names[0])
+        plain = re.sub(r"\W", "_", stem.lstrip("\\"))
+        shared = plain if all(re.sub(r"\d+$", "", n) == stem for n in names) and plain not in bodies else names[0]
+        text = text.replace(bodies[names[0]], bodies[names[0]].replace(f"module {names[0]} ", f"module {shared} ", 1))
+        for name in names[1:]:
+            text = text.replace(bodies[name], "")
+        instance = re.compile(rf"^(\s+)(?:{'|'.join(re.escape(n) for n in names)})(\s+\w+ \()", re.M)
+        text = instance.sub(lambda m, shared=shared: f"{m[1]}{shared}{m[2]}", text)
+    return text
 
 
 def synthesize(verilog_path: Path, top: str) -> dict:

@@ -16,11 +16,9 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
                  progress: bool = True) -> dict:
     """Build the hub for the workload, run :mod:`pimphony.verification.tests.tb_run` and return its report
     (with ``seconds``, ``simulator`` and ``waveform`` added)."""
-    from amaranth.back import verilog
-
     from pimphony.model.config import ModelConfig, TimingPreset
     from pimphony.model.queue import QueueConfig
-    from pimphony.rtl.build import drop_zero_memory_init, run_config
+    from pimphony.rtl.build import run_config, write_cached_verilog
     from pimphony.rtl.hub import PimHub
     from pimphony.verification.runner import available, run
 
@@ -31,13 +29,9 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     model = ModelConfig.load(model_name)
     config = run_config(model, lengths)
     out.mkdir(parents=True, exist_ok=True)
-    source = out / "rtl" / "pim_hub.v"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    text = drop_zero_memory_init(verilog.convert(
-        PimHub(config, TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)), name="pim_hub",
-        emit_src=False, strip_internal_attrs=True))
-    if not source.is_file() or source.read_text() != text:
-        source.write_text(text)
+    timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
+    source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
+                                  (config, timing, queue))
     report_path, progress_path = out / "report.json", out / "progress.txt"
     for path in (report_path, progress_path):
         path.unlink(missing_ok=True)

@@ -110,3 +110,19 @@ def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads,
         cycles[policy] = res.cycles
     if len(policies) == 2:
         assert cycles[Policy.DCS] < cycles[Policy.STATIC]
+
+
+def test_hub_verilog_holds_one_queue_module_for_every_channel(tmp_path):
+    """Identical submodules are emitted once (Verilator then builds the queue once, as a hierarchical block)."""
+    from pimphony.rtl.build import write_verilog
+    from pimphony.verification.runner import hierarchical_blocks, repeated_modules
+
+    text = write_verilog("hub", tmp_path, testbench=True).read_text()
+    assert text.count("\nmodule pim_hub_queue (") == 1
+    assert [f"queue{c}" for c in range(4)] == sorted(
+        line.split()[1] for line in text.splitlines() if line.startswith("  pim_hub_queue "))
+    assert text.count("\nmodule \\pim_hub.dpa ") == 1 and text.count("\nmodule \\pim_hub.sequencer ") == 1
+    assert repeated_modules(text) == ["pim_hub_queue"]
+    control = hierarchical_blocks(tmp_path / "pim_hub.v", tmp_path / "hier.vlt")
+    assert control.read_text() == '`verilator_config\nhier_block -module "pim_hub_queue"\n'
+    assert hierarchical_blocks(write_verilog("dcs", tmp_path / "dcs"), tmp_path / "none.vlt") is None

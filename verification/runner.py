@@ -63,6 +63,31 @@ def icarus_time0_trigger(verilog: Path, out: Path) -> Path:
     return out
 
 
+_INSTANCE = re.compile(r"^\s+(\\?\S+)\s+\w+ \(", re.M)
+
+
+def repeated_modules(text: str) -> list[str]:
+    """Names of the modules that ``text`` instantiates more than once."""
+    declared = set(re.findall(r"^module (\\?\S+?) ?\(", text, re.M))
+    names = [m for m in _INSTANCE.findall(text) if m in declared]
+    return sorted({m for m in names if names.count(m) > 1})
+
+
+def hierarchical_blocks(verilog: Path, out: Path) -> Path | None:
+    """A Verilator control file that builds every repeated module once as a hierarchical block
+    (``hier_block``), or None if no module repeats. Verilator otherwise generates code per instance:
+    for the 16-channel hub, 23 MB of C++ and ~2 minutes of compilation on 2 cores instead of 7 MB and
+    ~35 s. Only the top's ports stay visible to cocotb, which is all our testbenches use."""
+    blocks = repeated_modules(verilog.read_text())
+    if not blocks:
+        return None
+    text = "`verilator_config\n" + "".join(f'hier_block -module "{name}"\n' for name in blocks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.is_file() or out.read_text() != text:
+        out.write_text(text)
+    return out
+
+
 def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, waves: bool = False,
         extra_env: dict[str, str] | None = None, testcase: list[str] | None = None, quiet: bool = False) -> Path:
     """Build ``verilog`` for ``sim`` (cached per top and simulator) and run ``test_module``.
@@ -80,12 +105,17 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
     build_dir = build_root / sim / top
     if sim == "icarus":
         verilog = icarus_time0_trigger(Path(verilog), build_dir / "src" / Path(verilog).name)
+    sources = [verilog]
     build_args = ["-Wno-lint", "-Wno-style"] if sim == "verilator" else []
+    control = hierarchical_blocks(Path(verilog), build_dir / "src" / "hier.vlt") if sim == "verilator" else None
+    if control is not None:
+        sources.insert(0, control)
+        build_args.append("--hierarchical")
     if sim == "verilator" and waves:
         build_args.append("--trace-fst")
     logs = {"build": build_dir / "build.log", "test": build_dir / "sim.log"} if quiet else {}
     build_dir.mkdir(parents=True, exist_ok=True)
-    runner.build(sources=[verilog], hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
                  timescale=("1ns", "1ps"), build_args=build_args, log_file=logs.get("build"))
     results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
                           waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=logs.get("test"))

@@ -11,6 +11,7 @@ Random choices come from one seeded generator (printed by the tests), so every r
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -181,16 +182,23 @@ class OperationSource:
         return ops
 
 
+@functools.cache
+def _fields(layout: data.StructLayout) -> tuple[tuple[str, int, int], ...]:
+    """(name, offset, mask) of every field; computed once per layout (Amaranth derives a field's width
+    from its shape on every access, which dominated the testbench's time per command)."""
+    return tuple((name, fld.offset, (1 << fld.width) - 1) for name, fld in layout)
+
+
 def pack(layout: data.StructLayout, values: dict[str, int]) -> int:
     """The bits of a payload of ``layout`` (fields LSB first, as Amaranth lays them out)."""
     word = 0
-    for name, fld in layout:
-        word |= (int(values.get(name, 0)) & ((1 << fld.width) - 1)) << fld.offset
+    for name, offset, mask in _fields(layout):
+        word |= (int(values.get(name, 0)) & mask) << offset
     return word
 
 
 def unpack(layout: data.StructLayout, word: int) -> dict[str, int]:
-    return {name: (word >> fld.offset) & ((1 << fld.width) - 1) for name, fld in layout}
+    return {name: (word >> offset) & mask for name, offset, mask in _fields(layout)}
 
 
 class DpaScoreboard:

@@ -185,24 +185,28 @@ class HubBench:
         ready = [True] * self.channels                 # without back-pressure: set once, held
         for _, _, rdy in ports:
             rdy.value = 1
+        dut.resp__ready.value = 1
+        sync_ready = False
+        dut.sync__ready.value = 0
         for op in ops:
             self.work.before(op)
             sent, answered, waited = False, False, 0
+            dut.mgmt__valid.value = 1
+            dut.mgmt__payload.value = pack(self.req_layout, vars(op))
             while True:
                 if self.cycle - start > max_cycles:
                     self.errors.append(f"{op}: no progress within {max_cycles} cycles")
                     return self.cycle - start
-                dut.mgmt__valid.value = int(not sent)
-                dut.mgmt__payload.value = pack(self.req_layout, vars(op)) if not sent else 0
-                dut.resp__ready.value = 1
                 if self.backpressure:
                     ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
                     for (_, _, rdy), r in zip(ports, ready, strict=True):
                         rdy.value = int(r)
-                dut.sync__ready.value = int(waited >= self.epu_cycles)
+                if (waited >= self.epu_cycles) != sync_ready:
+                    sync_ready = not sync_ready
+                    dut.sync__ready.value = int(sync_ready)
                 await ReadOnly()
-                if not sent and int(dut.mgmt__ready.value):
-                    sent = True
+                accepted = not sent and int(dut.mgmt__ready.value)
+                sent = sent or accepted
                 for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
                     if r and int(valid.value):
                         out = unpack(self.out_layout, int(payload.value))
@@ -222,6 +226,9 @@ class HubBench:
                     answered = True
                 done = answered and int(dut.idle.value)
                 await RisingEdge(dut.clk)
+                if accepted:
+                    dut.mgmt__valid.value = 0
+                    dut.mgmt__payload.value = 0
                 self.cycle += 1
                 if done:
                     break
