@@ -19,8 +19,14 @@ class Policy(enum.IntEnum):
     DCS = 2
 
 
-GBUF_USERS = frozenset({Opcode.WR_INP, Opcode.MAC})
-OBUF_USERS = frozenset({Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT})
+BUFFER_ACCESS = {
+    "gbuf": {"writes": frozenset({Opcode.WR_INP}), "reads": frozenset({Opcode.MAC})},
+    "obuf": {"writes": frozenset({Opcode.WR_BIAS, Opcode.MAC}), "reads": frozenset({Opcode.MAC, Opcode.RD_OUT})},
+}
+"""Which commands write and read each buffer's entries (a MAC accumulates: it reads and writes its OBuf
+entry); the D-Table tracks the last accessor of every entry a command uses."""
+GBUF_USERS = BUFFER_ACCESS["gbuf"]["writes"] | BUFFER_ACCESS["gbuf"]["reads"]
+OBUF_USERS = BUFFER_ACCESS["obuf"]["writes"] | BUFFER_ACCESS["obuf"]["reads"]
 
 
 @dataclass(frozen=True)

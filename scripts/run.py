@@ -70,11 +70,15 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
 def print_report(r: dict) -> bool:
     """Print the report; True when both runs are correct."""
     s, d = r["static"], r["dcs"]
-    ok = all(x["error_ratio"] <= 1.0 and not x["errors"] and not x["failed_operations"] for x in (s, d))
+    ok = all(x["error_ratio"] <= 1.0 and not x["errors"] and not x["failed_operations"]
+             and x["golden_mismatches"] == 0 for x in (s, d))
     print(f"pimphony run: {r['model']} attention layer, {len(r['lengths'])} requests {r['lengths']}, "
           f"through the RTL hub ({r['channels']} channels) on {r['simulator']}")
     print(f"  correct against numpy: {'yes' if ok else 'NO'}  (max |error| {d['max_abs_error']:.3e}, "
           f"worst error / bound {max(s['error_ratio'], d['error_ratio']):.3g}; static and DCS)")
+    print(f"  bit-exact against the golden model's in-order execution: "
+          f"{'yes' if s['golden_mismatches'] == d['golden_mismatches'] == 0 else 'NO'} "
+          f"({s['golden_mismatches']} + {d['golden_mismatches']} outputs differ)")
     print(f"  cycles: static {s['cycles']}, DCS {d['cycles']}  ->  speed-up {s['cycles'] / d['cycles']:.2f}x "
           f"({d['commands']} channel commands)")
     print(f"  DPA: {r['chunks_used']} of {r['chunks']} chunks used (1 MiB each), capacity utilisation "

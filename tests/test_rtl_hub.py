@@ -97,7 +97,8 @@ def test_dcs_is_faster_than_static_on_the_same_workload(runs):
 def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads, policies):
     """Two requests (odd lengths), two decode steps with an APPEND between them: golden channels execute
     every command the RTL issues, in issue order, with data; the EPU runs at the barriers; every
-    output of every step lies within the derived error bound of the float64 reference."""
+    output of every step equals, bit for bit, the golden model's in-order execution of the golden DPA
+    controller's instructions and lies within the derived error bound of the float64 reference."""
     cycles = {}
     for policy in policies:
         work = AttentionOnHub(model(heads, kv_heads, 64), CONFIG, [300, 1029], steps=1, seed=3)
@@ -105,6 +106,7 @@ def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads,
         res = simulate_hub(PimHub(CONFIG, AIM, cfg), work.operations(), policy, epu_cycles=2, hooks=work)
         assert not work.errors, work.errors[:3]
         assert all(r.status.name == "OK" for r in res.responses)
+        assert work.mismatches() == 0
         ratios = work.error_ratios()
         assert len(ratios) == 2 and max(ratios) <= 1.0, ratios
         cycles[policy] = res.cycles

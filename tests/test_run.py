@@ -19,6 +19,7 @@ def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "correct against numpy: yes" in text and "speed-up" in text and "chunks used" in text
+    assert "bit-exact against the golden model's in-order execution: yes (0 + 0 outputs differ)" in text
     report = json.loads((out / "report.json").read_text())
     assert report["dcs"]["cycles"] < report["static"]["cycles"]
     assert report["chunks_used"] == 2 * 2 * 1          # K and V, one chunk each, per request and KV head

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from .env.coverage import merge
+from .env.coverage import summary as coverage_summary
+
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 KEYS = {"block", "seeds", "count", "scale"}
 
@@ -50,6 +53,8 @@ class SuiteResult:
     seconds: float = 0.0
     junit: Path | None = None
     waveforms: list[Path] = field(default_factory=list)
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    coverage_file: Path | None = None
 
     @property
     def passed(self) -> bool:
@@ -121,14 +126,18 @@ def run_regression(name: str, sim: str, build_root: Path, seed: int | None = Non
     start = time.perf_counter()
     root = build_root / ("waves" if waves else "plain")
     sources = {}
+    covered = []
     for i, run in enumerate(runs):
         if run.block not in sources:
             sources[run.block] = write_verilog(run.block, root / "rtl" / run.block, testbench=True)
         build = root / "sim" / sim / TOP_NAMES[run.block]
         began = time.time()
+        cover = root / "coverage" / sim / f"{run.block}-{run.seed}-{i}.yml"
         with contextlib.suppress(RuntimeError):            # failures are read from the results file
             run_suite(run.block, sim, sources[run.block], root / "sim", run.seed, quiet=True, scale=run.scale,
-                      waves=waves)
+                      waves=waves, coverage=cover)
+        if cover.is_file():
+            covered.append(cover)
         fresh = [x for x in build.glob("*.xml") if x.stat().st_mtime >= began - 1]
         cases = _cases(max(fresh, key=lambda x: x.stat().st_mtime), run) if fresh else []
         result.cases += cases or [CaseResult(run.block, run.seed, "(no results)", False, 0, 0,
@@ -139,6 +148,9 @@ def run_regression(name: str, sim: str, build_root: Path, seed: int | None = Non
             progress(i + 1, len(runs))
     result.seconds = time.perf_counter() - start
     result.junit = write_junit(result, build_root / f"{name}-{sim}.xml")
+    result.coverage = merge(covered)
+    result.coverage_file = build_root / f"{name}-{sim}-coverage.yml"
+    result.coverage_file.write_text(yaml.safe_dump(result.coverage, sort_keys=True))
     return result
 
 
@@ -165,6 +177,8 @@ def summary(result: SuiteResult) -> str:
                      f"{c.sim_ns / 1000:>10.1f}us {c.seconds:>6.1f}s")
         if c.message:
             lines.append(f"         {c.message}")
+    lines.append(f"  functional coverage (cocotb-coverage, merged over the runs; {result.coverage_file}):")
+    lines.append(coverage_summary(result.coverage))
     lines.append(f"  JUnit: {result.junit}")
     for w in result.waveforms:
         lines.append(f"  waveform: {w}")

@@ -117,8 +117,12 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
     build_dir.mkdir(parents=True, exist_ok=True)
     runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
                  timescale=("1ns", "1ps"), build_args=build_args, log_file=logs.get("build"))
-    results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
-                          waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=logs.get("test"))
+    try:
+        results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
+                              waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=logs.get("test"))
+    except SystemExit as exc:          # cocotb's runner exits on a failure under pytest or a simulator crash
+        where = logs.get("test", build_dir)
+        raise RuntimeError(f"cocotb tests failed on {sim} (exit code {exc.code}); see {where}") from None
     total, failed = get_results(results)
     if failed:
         where = logs.get("test", results)
@@ -132,10 +136,13 @@ SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verifica
 
 
 def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False,
-              scale: int = 1, waves: bool = False) -> Path:
+              scale: int = 1, waves: bool = False, coverage: Path | None = None) -> Path:
     """Run ``block``'s cocotb suite on ``sim`` with ``PIMPHONY_SEED=seed`` and ``PIMPHONY_SCALE=scale``
-    (see :func:`run`)."""
+    (see :func:`run`); with ``coverage``, the functional coverage is written there (YAML)."""
     from pimphony.rtl.build import TOP_NAMES
 
-    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, waves=waves, quiet=quiet,
-               extra_env={"PIMPHONY_SEED": str(seed), "PIMPHONY_SCALE": str(scale)})
+    env = {"PIMPHONY_SEED": str(seed), "PIMPHONY_SCALE": str(scale)}
+    if coverage is not None:
+        coverage.unlink(missing_ok=True)
+        env["PIMPHONY_COVERAGE"] = str(coverage.resolve())
+    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, waves=waves, quiet=quiet, extra_env=env)

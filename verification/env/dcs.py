@@ -26,7 +26,11 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import TimingChecker, latencies
 from pimphony.scheduler.policies import dependencies
 
+from . import coverage
+
 SEQ_MASK = (1 << 16) - 1
+ENOUGH_ERRORS = 20
+"""A run stops once its scoreboard has found this many errors (a broken design fails fast)."""
 
 
 class GoldenChannelBfm:
@@ -84,9 +88,12 @@ class CommandDriver:
         self.dut.cmd_in__valid.value = int(self.offering)
         self.dut.cmd_in__payload.value = self.words[self.next] if self.offering else 0
 
-    def sample(self) -> None:
+    def sample(self) -> int | None:
+        """The index of the command accepted in this cycle, if any."""
         if self.offering and int(self.dut.cmd_in__ready.value):
             self.next += 1
+            return self.next - 1
+        return None
 
 
 class Backpressure:
@@ -133,6 +140,7 @@ class Scoreboard:
         self.checker = TimingChecker(timing, cfg.obuf_dual_port)
         self.bfm = GoldenChannelBfm(workload.org, workload.rows, workload.gpr)
         self.issue_cycle = np.full(self.n, -1, dtype=np.int64)
+        self.accept_cycle = np.full(self.n, -1, dtype=np.int64)      # set by the bench (for coverage)
         self.base = 0                                  # seq offset of this stream (after a reset: new run)
         self.errors: list[str] = []
         self.last_in_queue = {0: -1, 1: -1}
@@ -157,10 +165,15 @@ class Scoreboard:
         if i < self.last_in_queue[queue]:
             self.errors.append(f"cycle {cycle}: seq {seq} overtook command {self.last_in_queue[queue]} in its queue")
         self.last_in_queue[queue] = i
-        for dep in self.deps:
+        for buffer, dep in zip(("gbuf", "obuf"), self.deps, strict=True):
             d = int(dep[i])
-            if d >= 0 and (self.issue_cycle[d] < 0 or cycle < self.issue_cycle[d] + self.lat[self.ops[d]]):
+            if d < 0:
+                continue
+            done = self.issue_cycle[d] + self.lat[self.ops[d]]
+            if self.issue_cycle[d] < 0 or cycle < done:
                 self.errors.append(f"cycle {cycle}: {cmd} (seq {seq}) issued across a hazard on command {d}")
+            elif self.accept_cycle[i] < done:          # the queue held it back: a live hazard
+                coverage.sample_hazard(self.ops[d], self.ops[i], buffer, self.policy)
         self.issue_cycle[i] = cycle
         self.issued += 1
         self.bfm.execute(cmd)
@@ -194,23 +207,38 @@ class DcsBench:
         self.scoreboard = Scoreboard(workload, timing, policy, cfg)
         self.cycles: list[int] = []
         self.policy = policy
+        self.depth = (cfg.io_depth, cfg.compute_depth)
+        self.occupancy = [0, 0]
+
+    def queue_of(self, op: int) -> int:
+        """0: the I/O queue (every command under static), 1: the compute queue."""
+        return 0 if self.policy == Policy.STATIC or op in IO_OPCODES else 1
 
     async def run(self, max_cycles: int, stop_after: int | None = None) -> int:
-        """Run until every command issued (or ``stop_after`` cycles); returns the cycles used."""
+        """Run until every command issued (or ``stop_after`` cycles, or the scoreboard holds
+        :data:`ENOUGH_ERRORS` errors); returns the cycles used."""
         self.dut.mode.value = int(self.policy)
         cycle = 0
-        while self.scoreboard.issued < self.scoreboard.n and cycle < max_cycles:
+        while (self.scoreboard.issued < self.scoreboard.n and cycle < max_cycles
+               and len(self.scoreboard.errors) < ENOUGH_ERRORS):
             if stop_after is not None and cycle >= stop_after:
                 break
             self.driver.drive()
             self.ready.drive()
             await ReadOnly()
-            self.driver.sample()
+            accepted = self.driver.sample()
             got = self.monitor.sample(cycle, self.ready.ready)
             if got is not None:
+                op, refresh = got[2].op, got[3]
+                q = self.queue_of(op)
+                coverage.sample_issue(op, self.policy, self.occupancy[q], self.depth[q], refresh)
                 self.scoreboard.observe(*got)
-                if not got[3]:
+                if not refresh:
                     self.cycles.append(cycle)
+                    self.occupancy[q] -= 1
+            if accepted is not None:
+                self.scoreboard.accept_cycle[accepted] = cycle
+                self.occupancy[self.queue_of(int(self.scoreboard.ops[accepted]))] += 1
             await RisingEdge(self.dut.clk)
             cycle += 1
         self.dut.cmd_in__valid.value = 0

@@ -26,6 +26,8 @@ from pimphony.model.kvcache import Status
 from pimphony.model.program import DpaProgram
 from pimphony.scheduler.dpa import head_program
 
+from . import coverage
+
 
 def testbench_program(config: DpaConfig) -> DpaProgram:
     """The program the block testbench loads: one GQA (g = 4) attention pair at the config's head_dim."""
@@ -230,6 +232,7 @@ class DpaScoreboard:
             self.errors.append(f"cycle {cycle}: response {got} to no operation")
             return
         op, want, left = self.expected.popleft()
+        coverage.sample_response(op.op, got.status)
         if left:
             self.errors.append(f"cycle {cycle}: {op} answered with {len(left)} instructions still to come")
         if got != want:

@@ -26,12 +26,14 @@ from pimphony.model.hub import PimHub
 from pimphony.model.isa import Format
 from pimphony.model.numerics import scale_for
 from pimphony.model.program import AttentionUnit
+from pimphony.model.queue import Policy
 from pimphony.model.timing import TimingChecker
 from pimphony.scheduler.dpa import head_program, pair_placements
 from pimphony.scheduler.golden import AttentionInputs
 from pimphony.scheduler.lower import AttentionLowering
 from pimphony.scheduler.partition import TokenCentricPartition
 
+from . import coverage
 from .dpa import pack, unpack
 from .reset import hold_reset
 
@@ -65,8 +67,10 @@ class AttentionOnHub:
         self.lowering = AttentionLowering(self.part, model.group, org.obuf_entries)
         self.lowering.block_tokens = self.program.block_tokens
         self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        self.golden = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
         self.mirror = DpaControllerModel(config)
         self.outputs = np.zeros((steps + 1, *self.inputs.q.shape), dtype=np.float32)
+        self.expected = np.zeros_like(self.outputs)
         self.errors: list[str] = []
         self.step = 0
         self._units: list[AttentionUnit] = []
@@ -88,20 +92,38 @@ class AttentionOnHub:
     # -- hooks ---------------------------------------------------------------------------------------
 
     def before(self, op: DpaOperation) -> None:
-        self.mirror.step(op)
+        _, emitted = self.mirror.step(op)
         if op.op != DpaOp.RUN:
             return
         r, h, g = op.request, op.segment, self.model.group
         place = pair_placements(self.part, self.mirror.alloc, r, self.model.kv_heads)[h]
         k, v = self.inputs.k[r, h, :place.length], self.inputs.v[r, h, :place.length]
-        self.part.store(self.data.channels, place, k, v)
         self._units = [step.unit for step in self.lowering.lower([place])[0].steps]
         self._block, self._stage = 0, "qk"
         q = self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
         w = self.config.org.burst_elements
         unit = self._units[0]
-        self.data.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+        for hub in (self.data, self.golden):
+            self.part.store(hub.channels, place, k, v)
+            hub.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
         self.step = (place.length - self.lengths[r])
+        self._run_golden(emitted)
+
+    def _run_golden(self, emitted) -> None:
+        """The RUN's instructions from the golden DPA model, in program order on the golden hub, with the
+        EPU where the phase changes (the sequencer's barriers): the outputs the RTL must reproduce bit
+        for bit, since the queues reorder only commands without a hazard between them."""
+        block, stage = 0, "qk"
+        for ins, sv in emitted:
+            if sv and stage == "qk":
+                self.golden.epu.softmax_block(self.golden.gpr, self._units[block])
+                stage = "sv"
+            elif not sv and stage == "sv":
+                self._reduce_into(self.golden, self.expected, self._units[block])
+                block, stage = block + 1, "qk"
+            self.golden.execute(ins)
+        if stage == "sv":
+            self._reduce_into(self.golden, self.expected, self._units[block])
 
     def on_command(self, channel: int, cmd) -> None:
         self.data.execute_command(channel, cmd)
@@ -127,13 +149,15 @@ class AttentionOnHub:
         self._units = []
 
     def _reduce(self) -> None:
-        unit = self._units[self._block]
-        out = self.data.epu.reduce_block(self.data.gpr, unit)
-        if out is not None:
-            g = self.model.group
-            self.outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
+        self._reduce_into(self.data, self.outputs, self._units[self._block])
         self._block += 1
         self._stage = "qk"
+
+    def _reduce_into(self, hub: PimHub, outputs: np.ndarray, unit: AttentionUnit) -> None:
+        out = hub.epu.reduce_block(hub.gpr, unit)
+        if out is not None:
+            g = self.model.group
+            outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
 
     # -- checking ------------------------------------------------------------------------------------
 
@@ -141,6 +165,10 @@ class AttentionOnHub:
         """The float64 reference of every decode step."""
         q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
         return [decode_attention(q, k, v, np.array(self.lengths) + s) for s in range(self.steps + 1)]
+
+    def mismatches(self) -> int:
+        """Output elements that differ (bitwise) from the golden model's in-order execution."""
+        return int(np.count_nonzero(self.outputs.view(np.uint32) != self.expected.view(np.uint32)))
 
     def error_ratios(self) -> list[float]:
         """Per decode step: max over elements of |output - reference| / the derived bound (<= 1 passes)."""
@@ -212,12 +240,16 @@ class HubBench:
                         out = unpack(self.out_layout, int(payload.value))
                         cmd = self.fmt.decode_command(out["cmd"])
                         seq = -1 if out["refresh"] else out["seq"]
+                        if out["refresh"]:
+                            coverage.sample_issue(cmd.op, Policy(int(dut.mode.value)), 0, 0, refresh=True)
                         self.errors += self.checkers[c].observe(cmd.op, self.cycle, seq)
                         self.work.on_command(c, cmd)
                         self.commands += 1
                 if int(dut.sync__valid.value):
                     if waited >= self.epu_cycles:
-                        self.work.on_sync(int(dut.sync__payload.value) & 1)      # the payload is {sv}
+                        sv = int(dut.sync__payload.value) & 1                    # the payload is {sv}
+                        coverage.sample_barrier(bool(sv), Policy(int(dut.mode.value)))
+                        self.work.on_sync(sv)
                         waited = 0
                     else:
                         waited += 1

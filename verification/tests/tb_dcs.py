@@ -16,6 +16,7 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams, lower_gemv
 from pimphony.scheduler.policies import issue_cycles
+from pimphony.verification.env import coverage
 from pimphony.verification.env.dcs import DcsBench, Workload
 from pimphony.verification.env.reset import hold_reset
 
@@ -42,17 +43,24 @@ def report(dut, bench: DcsBench, label: str) -> None:
     errors = bench.scoreboard.final()
     dut._log.info(f"{label}: seed {SEED}, {bench.scoreboard.issued} commands, {bench.scoreboard.refreshes} refreshes, "
                   f"{len(errors)} errors")
+    coverage.export()
     assert not errors, f"{label} (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])
 
 
 def random_stream(rng: np.random.Generator, chains: int) -> np.ndarray:
+    """Accumulation chains on random OBuf entries over random GBuf entries; some writes are overwritten
+    before they are read (a WAW on the entry), some GBuf entries are reused without a new write."""
     cmds = [Command(Opcode.ACT, row=7)]
     for _ in range(chains):
         e = int(rng.integers(0, ORG.obuf_entries))
+        if rng.random() < 0.15:
+            cmds.append(Command(Opcode.WR_BIAS, obuf=e, gpr=int(rng.integers(1, 200))))
         cmds.append(Command(Opcode.WR_BIAS, obuf=e, gpr=0))
         for _ in range(int(rng.integers(1, 6))):
             g = int(rng.integers(0, ORG.gbuf_entries))
             if rng.random() < 0.7:
+                if rng.random() < 0.15:
+                    cmds.append(Command(Opcode.WR_INP, gbuf=g, gpr=int(rng.integers(1, 200))))
                 cmds.append(Command(Opcode.WR_INP, gbuf=g, gpr=int(rng.integers(1, 200))))
             cmds.append(Command(Opcode.MAC, row=7, col=int(rng.integers(0, 64)), gbuf=g, obuf=e))
         cmds.append(Command(Opcode.RD_OUT, obuf=e, gpr=int(rng.integers(200, 400))))
@@ -101,16 +109,18 @@ async def gemv_every_policy(dut):
 
 @cocotb.test()
 async def random_traffic_with_idle_and_backpressure(dut):
-    """Random chains, 30% idle input cycles, 40% back-pressure, every policy."""
+    """Random chains under every policy, twice: 30% idle input cycles and 40% back-pressure (the queues
+    fill), then 85% idle input cycles (they run nearly empty)."""
     rng = np.random.default_rng(SEED)
     await start(dut)
     for policy in Policy:
-        await reset(dut, policy)
-        stream = random_stream(rng, 60 * SCALE)
-        bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, SEED), SEED + int(policy), idle=0.3,
-                         backpressure=0.4)
-        await bench.run(max_cycles=2_000_000)
-        report(dut, bench, f"random traffic {policy.name}")
+        for chains, idle, backpressure in ((60, 0.3, 0.4), (15, 0.85, 0.0)):
+            await reset(dut, policy)
+            stream = random_stream(rng, chains * SCALE)
+            bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, SEED), SEED + int(policy), idle=idle,
+                             backpressure=backpressure)
+            await bench.run(max_cycles=2_000_000)
+            report(dut, bench, f"random traffic {policy.name}, {idle:.0%} idle")
 
 
 @cocotb.test()

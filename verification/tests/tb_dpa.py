@@ -12,10 +12,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.dpa import DpaConfig, DpaOp, DpaOperation, load_program
-from pimphony.model.isa import Format
+from pimphony.model.isa import LOOP_ROW_UNIT, Format
 from pimphony.model.kvcache import Status
 from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
+from pimphony.verification.env import coverage
 from pimphony.verification.env.dpa import DpaBench, OperationSource, error_cases, fetched_entries, testbench_program
 from pimphony.verification.env.reset import hold_reset
 
@@ -44,6 +45,7 @@ def report(dut, bench: DpaBench, label: str) -> None:
     errors = sb.errors + ([f"{len(sb.expected)} operations never answered"] if sb.expected else [])
     dut._log.info(f"{label}: seed {SEED}, {len(sb.responses)} responses, {sb.instructions} instructions, "
                   f"{len(errors)} errors")
+    coverage.export()
     assert not errors, f"{label} (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])
 
 
@@ -143,6 +145,32 @@ async def reset_in_mid_stream(dut):
     await bench.run([*load_program(PROGRAM, FMT), *(source.next() for _ in range(60 * SCALE))])
     await no_leak(dut, bench, source)
     report(dut, bench, "reset in mid-stream")
+
+
+def guard_lengths(config: DpaConfig) -> list[int]:
+    """Request lengths at the Dyn-Loop guards' edges: one below, at and above multiples of a bank's
+    tokens (the K guard: a channel's first token against the end), of a burst (the V guard) and of a
+    loop row's tokens, up to two chunks."""
+    org, row = config.org, PROGRAM.qk[0].row * LOOP_ROW_UNIT
+    steps = sorted({org.banks, org.burst_elements, org.banks * org.channels, row})
+    edges = {n * k + d for n in steps for k in (1, 2, 3, 7) for d in (-1, 0, 1)}
+    return sorted(x for x in edges if 0 < x <= 2 * config.layout.k_tokens)
+
+
+@cocotb.test()
+async def run_at_guard_edges(dut):
+    """RUN requests whose lengths sit at the edges of the K and V guards (:func:`guard_lengths`), with
+    30% back-pressure: every instruction's channel mask and size equal the golden decoder's."""
+    await start(dut)
+    bench = DpaBench(dut, CONFIG, LAYOUTS, np.random.default_rng(SEED), backpressure=0.3)
+    await bench.wait_ready(4 * CONFIG.n_chunks)
+    await bench.run(load_program(PROGRAM, FMT))
+    lengths = guard_lengths(CONFIG)
+    for n in lengths:
+        await bench.run([DpaOperation(DpaOp.OPEN, 1, arg=n), DpaOperation(DpaOp.RUN, 1, segment=n % CONFIG.segments),
+                         DpaOperation(DpaOp.CLOSE, 1)])
+    assert [r.status for r in bench.scoreboard.responses[-3 * len(lengths):]] == [Status.OK] * 3 * len(lengths)
+    report(dut, bench, f"guard edges ({len(lengths)} lengths)")
 
 
 @cocotb.test()

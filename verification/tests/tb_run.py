@@ -17,6 +17,7 @@ from pimphony.model.dpa import DpaOp
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import run_config
 from pimphony.rtl.hub import PimHub
+from pimphony.verification.env import coverage
 from pimphony.verification.env.hub import AttentionOnHub, HubBench, reset_hub
 
 SETTINGS = json.loads(os.environ.get("PIMPHONY_RUN", "{}"))
@@ -66,10 +67,13 @@ async def main_job(dut):
         report[policy.name.lower()] = {
             "cycles": cycles, "commands": bench.commands, "errors": (bench.errors + work.errors)[:10],
             "error_ratio": max(ratios), "max_abs_error": float(np.abs(work.outputs[0] - ref.out).max()),
+            "golden_mismatches": work.mismatches(),
             "failed_operations": sum(1 for r in bench.responses if r["status"] != 0)}
         report["chunks_used"], report["capacity_utilisation"] = held
     report["chunks"] = config.n_chunks
     Path(SETTINGS.get("report", "run_report.json")).write_text(json.dumps(report, indent=1))
+    coverage.export()
     for policy in policies:
         r = report[policy.name.lower()]
         assert not r["errors"] and not r["failed_operations"], f"{policy.name}: {r['errors']}"
+        assert r["golden_mismatches"] == 0, f"{policy.name}: {r['golden_mismatches']} outputs differ from the golden"

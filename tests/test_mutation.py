@@ -1,0 +1,58 @@
+"""The mutation check: the catalogue applies to the current RTL, a mutant changes the generated
+Verilog and nothing else, and one mutant goes through the smoke suite and is caught."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pimphony.cli.main import main
+from pimphony.verification.mutation import CATALOGUE, MODULES, Mutant, MutationError, mutant, run_mutants, source_of
+from pimphony.verification.runner import available
+
+
+def test_catalogue_has_ten_realistic_faults_over_every_block():
+    assert len(CATALOGUE) >= 10
+    assert {m.block for m in CATALOGUE} == set(MODULES)
+    assert len({m.name for m in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize("m", CATALOGUE, ids=lambda m: m.name)
+def test_every_mutant_applies_once_and_compiles(m):
+    path, text = source_of(m)
+    assert m.mutated in text and m.original != m.mutated
+    compile(text, path, "exec")
+
+
+def test_stale_mutant_is_an_error_naming_the_snippet():
+    stale = Mutant("stale", "dcs", "gone", "this text is not in the source", "x")
+    with pytest.raises(MutationError, match=r"occurs 0 times in .*dcs\.py \(must be once\)"):
+        source_of(stale)
+    with pytest.raises(MutationError, match="no mutant 'nope'; choose from timing-gap-short"):
+        mutant("nope")
+
+
+def test_mutated_verilog_differs_and_the_shipped_rtl_does_not_change(tmp_path):
+    """In a fresh process the mutant's block is built from the faulty source; this process's RTL is intact."""
+    script = ("import sys; from pimphony.verification.mutation import apply, mutant; "
+              "apply(mutant('queue-overflow')); from pimphony.rtl.build import write_verilog; "
+              "write_verilog('dcs', __import__('pathlib').Path(sys.argv[1]), testbench=True)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "bad")], check=True)
+    from pimphony.rtl.build import write_verilog
+
+    good = write_verilog("dcs", tmp_path / "good", testbench=True).read_text()
+    bad = (tmp_path / "bad" / "dcs_queue.v").read_text()
+    assert good != bad and len(good.splitlines()) == pytest.approx(len(bad.splitlines()), rel=0.01)
+
+
+def test_cli_lists_the_catalogue(capsys):
+    assert main(["mutate", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(m.name in out for m in CATALOGUE)
+
+
+@pytest.mark.skipif(available("icarus") is not None, reason="Icarus Verilog not installed")
+def test_a_dropped_command_is_caught_by_the_smoke_suite(tmp_path):
+    [result] = run_mutants(["drop-under-backpressure"], "icarus", tmp_path)
+    assert result.caught, result.caught_by
+    assert result.caught_by == "tb_dcs seed 1"
