@@ -167,6 +167,9 @@ class DpaControllerModel:
         self.entries = 0
         self.marks: list[int] = []                               # entries before each DYN_LOOP
         self.pending = False
+        self.fetched: list[tuple[Instruction | None, bool]] = []
+        """The last RUN's buffer entries in the decoder's fetch order, with their phase (``sv``);
+        ``None`` where the guard dropped the instruction."""
 
     # -- operations ---------------------------------------------------------------------------------
 
@@ -252,10 +255,9 @@ class DpaControllerModel:
         if program is None:
             return Status.BAD_PROGRAM
         blocks = self.dispatcher.expand(program, lambda kind, row: self.alloc.row_of(request, segment, kind, row),
-                                        req.length)
-        for qk, sv in blocks:
-            emitted.extend((ins, False) for ins in qk)
-            emitted.extend((ins, True) for ins in sv)
+                                        req.length, dropped=True)
+        self.fetched = [(ins, sv) for qk, svs in blocks for sv, part in ((False, qk), (True, svs)) for ins in part]
+        emitted.extend((ins, sv) for ins, sv in self.fetched if ins is not None)
         return Status.OK
 
 

@@ -245,16 +245,18 @@ class DpaDispatcher:
         self.kpr = org.bursts_per_row // self.kb
 
     def expand(self, program, translate: Callable[[int, int], int],
-               length: int) -> list[tuple[list[Instruction], list[Instruction]]]:
-        """(QK^T instructions, SV instructions) of every block; ``translate(kind, virtual_row)``."""
+               length: int, dropped: bool = False) -> list[tuple[list[Instruction], list[Instruction]]]:
+        """(QK^T instructions, SV instructions) of every block; ``translate(kind, virtual_row)``. With
+        ``dropped``, every buffer entry the decoder fetches is listed, ``None`` where the guard drops
+        its instruction (the decoder spends a cycle on it all the same)."""
         out = []
         for t0 in range(0, length, program.block_tokens):
             t1 = min(length, t0 + program.block_tokens)
-            qk = list(program.prologue) + self._loop(program.qk, translate, t0, t1)
-            out.append((qk, self._loop(program.sv, translate, t0, t1)))
+            qk = list(program.prologue) + self._loop(program.qk, translate, t0, t1, dropped)
+            out.append((qk, self._loop(program.sv, translate, t0, t1, dropped)))
         return out
 
-    def _loop(self, code: list[Instruction], translate, t0: int, t1: int) -> list[Instruction]:
+    def _loop(self, code: list[Instruction], translate, t0: int, t1: int, dropped: bool = False) -> list:
         loop = code[0]
         if loop.op != Opcode.DYN_LOOP or len(code) != 1 + loop.gpr:
             raise ValueError("a DPA loop is a DYN_LOOP followed by exactly its body")
@@ -278,6 +280,8 @@ class DpaDispatcher:
                 mask, size = self._guard(kind, ins, guard, chans, v, t1)
                 if mask and size:
                     out.append(replace(ins, ch_mask=mask, op_size=size, row=row, gpr=gpr))
+                elif dropped:
+                    out.append(None)
         return out
 
     def _guard(self, kind: int, ins: Instruction, guard: int, chans: list[int], v: int, t1: int) -> tuple[int, int]:

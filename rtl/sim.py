@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -149,12 +149,14 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
 @dataclass
 class HubSimResult:
     """Per operation its response; per channel the issued commands as (cycle, seq, command, refresh);
-    the cycles at which each phase barrier was passed; the total cycles."""
+    the cycles at which each phase barrier was passed; the total cycles; per operation the cycle it
+    was first offered and the cycle after it finished (answered and the hub idle)."""
 
     responses: list[DpaResponse]
     issued: list[list[tuple[int, int, Command, bool]]]
     syncs: list[tuple[int, int]]
     cycles: int
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = 0,
@@ -177,7 +179,7 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
         ctx.set(hub.resp.ready, 1)
         cycle, waiting_sync = 0, 0
         for op in ops:
-            sent, answered = False, False
+            sent, answered, begun = False, False, cycle
             if hooks is not None:
                 hooks.before(op)
             while not (answered and ctx.get(hub.idle)):
@@ -217,6 +219,7 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
                 await ctx.tick()
                 cycle += 1
             ctx.set(hub.mgmt.valid, 0)
+            res.spans.append((begun, cycle))
             if hooks is not None:
                 hooks.after(op)
         res.cycles = cycle

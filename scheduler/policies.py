@@ -81,15 +81,28 @@ def _last_accessor_py(uses, region, n_regions):
 
 @dataclass
 class IssueResult:
-    """Issue cycle of every stream command, and the cycles of the refreshes the controller inserted."""
+    """Issue cycle of every stream command, the cycles of the refreshes the controller inserted, and the
+    cycle from which the next refresh is due."""
 
     cycles: np.ndarray
     refresh: np.ndarray
+    ref_due: int = 0
+    earliest: np.ndarray | None = None
+    """Per opcode, the first cycle the timing rules allow it after the stream, a refresh that was
+    pending at its end included (the controller issues it even with its queues empty)."""
 
 
 def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset,
-                 cfg: QueueConfig) -> IssueResult:
-    """Issue cycles of one channel's stream (program order) under ``cfg.policy``, with refresh."""
+                 cfg: QueueConfig, arrive: np.ndarray | None = None, start: int = 0,
+                 ref_due: int | None = None, earliest: np.ndarray | None = None) -> IssueResult:
+    """Issue cycles of one channel's stream (program order) under ``cfg.policy``, with refresh.
+
+    By default the stream starts at cycle 0 after reset and a command can arrive in any cycle. For a
+    stream that is one phase of a longer run: ``start`` is the cycle it begins (absolute), ``arrive``
+    the earliest cycle each command can arrive (the sequencer's pace), and ``ref_due`` and ``earliest``
+    the refresh and timing state the previous phase left (:attr:`IssueResult.ref_due`,
+    :attr:`IssueResult.earliest`; default: due at the next multiple of nREFI after reset, no rule
+    pending)."""
     ops = np.asarray(ops, dtype=np.int64)
     gbuf = np.asarray(gbuf, dtype=np.int64)
     obuf = np.asarray(obuf, dtype=np.int64)
@@ -107,13 +120,21 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     else:
         klass = np.where(np.isin(ops, [int(o) for o in IO_OPCODES]), 0, 1).astype(np.int64)
     gap = gap_matrix(timing, cfg.obuf_dual_port)
-    issue, refresh, n_ref = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, static,
-                                    timing.nREFI, int(Opcode.REF), int(Opcode.PRE))
-    return IssueResult(issue, refresh[:n_ref].copy())
+    arrive = np.zeros(len(ops), dtype=np.int64) if arrive is None else np.asarray(arrive, dtype=np.int64)
+    due = timing.nREFI * (start // timing.nREFI + 1) if ref_due is None else int(ref_due)
+    rules = np.zeros(gap.shape[0], dtype=np.int64) if earliest is None else np.asarray(earliest, dtype=np.int64)
+    issue, refresh, n_ref, due, after = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, static, timing.nREFI,
+                                                int(Opcode.REF), int(Opcode.PRE), arrive, int(start), due, rules)
+    return IssueResult(issue, refresh[:n_ref].copy(), int(due), after)
 
 
-def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op, pre_op):
-    """The cycle loop of the module docstring, on arrays (compiled with numba when available)."""
+def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op, pre_op, arrive, start, ref_due,
+               earliest0):
+    """The cycle loop of the module docstring, on arrays (compiled with numba when available); from
+    cycle ``start``, command ``p`` arriving no earlier than ``arrive[p]``, the next refresh due at
+    ``ref_due``, each opcode allowed from ``earliest0``. Returns the issue cycles, the refresh cycles
+    (the first ``n_ref``), ``n_ref``, the next due cycle and the rules' state after the stream (with
+    a refresh still pending at its end issued)."""
     n = ops.shape[0]
     n_ops = gap.shape[0]
     n_q = 1 if static else 2
@@ -129,13 +150,12 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
     issue = np.full(n, -1, dtype=np.int64)
     done = np.zeros(n, dtype=np.int64)
     enter = np.zeros(n, dtype=np.int64)
-    earliest = np.zeros(n_ops, dtype=np.int64)
+    earliest = earliest0.copy()
     refresh = np.empty(n // 2 + 2, dtype=np.int64)
     n_ref = 0
-    ref_due = n_refi
-    prev_done = 0
+    prev_done = start
     big = 1 << 62
-    t = 0
+    t = start
     p = 0
     issued = 0
     ref_pending = False
@@ -166,6 +186,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
                 best_q = q
         if ref_pending:
             next_ready = min(next_ready, earliest[ref_op])
+
         if ref_now:
             if n_ref == refresh.shape[0]:
                 grown = np.empty(2 * n_ref, dtype=np.int64)
@@ -198,7 +219,10 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
         if p < n:
             k = klass[p]
             occupancy = tail[k] - head[k] + (1 if popped == k else 0)
-            if occupancy < depth[k]:
+            if arrive[p] > t:
+                if tail[k] - head[k] < depth[k]:
+                    next_ready = min(next_ready, arrive[p])       # wake when it arrives
+            elif occupancy < depth[k]:
                 tail[k] += 1
                 enter[p] = t
                 p += 1
@@ -208,7 +232,13 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
             t += 1
         else:
             t = next_ready
-    return issue, refresh, n_ref
+    if ref_pending:                                    # issued after the stream, before anything else
+        t = max(t, earliest[ref_op])
+        ref_due += n_refi * (1 + (t - ref_due) // n_refi)
+        for k in range(n_ops):
+            if t + gap[ref_op, k] > earliest[k]:
+                earliest[k] = t + gap[ref_op, k]
+    return issue, refresh, n_ref, ref_due, earliest
 
 
 try:

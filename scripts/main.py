@@ -226,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--module", default="aimx-16ch")
     rd.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
     rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
+    rv = rsub.add_parser("validation", help="the hub and channel cycle models against the RTL (>= 30 points)",
+                         description="Run attention pairs through the RTL hub in amaranth.sim over head_dim, context, "
+                                     "GQA group, policy and channel count; predict each with the hub model; write "
+                                     "validation.md (per-point table, MAE, R², channel-level equality) and "
+                                     "validation.png. About 3 minutes on 2 cores.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rv.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rv.add_argument("--quick", action="store_true", help="3 points instead of the full sweep")
+    rv.add_argument("--jobs", type=_positive, default=2, help="points simulated at once")
     rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
                          description="Sample request lengths from the paper's Table II workloads, admit a decode "
                                      "batch under static T_max reservation and under DPA, and write dpa.md with "
@@ -505,7 +514,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce_dcs, reproduce_dpa
 
     t0 = time.perf_counter()
-    if args.target == "dpa":
+    if args.target == "validation":
+        from .validation import reproduce_validation
+
+        path = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
+                                    progress=Progress("validation points"))
+        print((args.out / "validation.md").read_text().split("\n\n")[2])
+    elif args.target == "dpa":
         path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,
                              trials=args.trials, seed=args.seed)
     else:

@@ -1,0 +1,169 @@
+"""``pimphony reproduce validation``: the performance model's cycles against the RTL's.
+
+Every point runs one attention pair (one request, one KV head) through the RTL hub in amaranth.sim
+(:func:`pimphony.rtl.sim.simulate_hub`): the program is loaded, the request opened, and the RUN's
+cycles measured from its offer until the hub is idle. The hub model
+(:func:`pimphony.model.perf.hub.predict_run`) predicts the same RUN from the golden DPA controller's
+fetch sequence, starting at the cycle the RTL offered it (the refresh timers count from reset).
+At channel level, channel 0's command stream of the RUN goes through the RTL queue alone
+(:func:`pimphony.rtl.sim.simulate_queue`) and through the channel cycle model
+(:func:`pimphony.scheduler.policies.issue_cycles`): every issue cycle must be equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+EPU_CYCLES = 2
+"""Cycles the EPU takes to acknowledge a phase barrier, in both the RTL bench and the model."""
+
+
+@dataclass(frozen=True)
+class Point:
+    channels: int
+    head_dim: int
+    group: int
+    length: int
+    policy: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.channels}ch d{self.head_dim} g{self.group} L{self.length} {self.policy}"
+
+
+@dataclass
+class Outcome:
+    point: Point
+    rtl: int
+    model: int
+    channel_commands: int
+    channel_exact: bool
+
+    @property
+    def error(self) -> float:
+        return (self.model - self.rtl) / self.rtl
+
+
+def sweep(quick: bool = False) -> list[Point]:
+    """The validation points: 4 channels at head_dim 64 (g = 1, 2, 4) and 8 channels at head_dim 128
+    (g = 1, 4), contexts from one partial row to two blocks' worth, every policy; ``quick``: 3 points."""
+    policies = ("STATIC", "PINGPONG", "DCS")
+    points = [Point(4, 64, g, n, p) for g in (1, 2, 4) for n in (300, 1029, 2048) for p in policies]
+    points += [Point(8, 128, g, n, p) for g in (1, 4) for n in (517, 2048) for p in policies]
+    return [Point(4, 64, 2, 300, p) for p in policies] if quick else points
+
+
+def _config(p: Point):
+    from pimphony.model.config import ModuleOrg
+    from pimphony.model.dpa import DpaConfig
+    from pimphony.model.kvcache import ChunkLayout
+
+    base = ModuleOrg.load("aimx-16ch")
+    org = dataclasses.replace(base, name=f"{base.name}-{p.channels}ch", channels=p.channels)
+    layout = ChunkLayout(org, p.head_dim)
+    per_segment = math.ceil(p.length / min(layout.k_tokens, layout.v_tokens)) + 1
+    return DpaConfig(org, p.head_dim, max_requests=2, segments=1, max_chunks_per_segment=per_segment,
+                     chunks=2 * per_segment + 2)
+
+
+def run_point(p: Point) -> Outcome:
+    """Measure ``p`` on the RTL (hub and channel 0's queue) and predict it with the models."""
+    from pimphony.model.config import TimingPreset
+    from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_program
+    from pimphony.model.isa import Format, unroll
+    from pimphony.model.perf.hub import predict_run
+    from pimphony.model.queue import Policy, QueueConfig
+    from pimphony.rtl.dcs import DcsQueue
+    from pimphony.rtl.hub import PimHub
+    from pimphony.rtl.sim import simulate_hub, simulate_queue
+    from pimphony.scheduler.dpa import head_program
+    from pimphony.scheduler.policies import issue_cycles
+
+    timing = TimingPreset.load("aim-gddr6")
+    config = _config(p)
+    fmt = Format.for_org(config.org)
+    policy = Policy[p.policy]
+    queue = dataclasses.replace(QueueConfig.rtl_default(config.org), policy=policy)
+    ops = load_program(head_program(config.org, p.group, p.head_dim), fmt)
+    ops += [DpaOperation(DpaOp.OPEN, 1, arg=p.length), DpaOperation(DpaOp.RUN, 1)]
+    res = simulate_hub(PimHub(config, timing, queue), ops, policy, epu_cycles=EPU_CYCLES)
+    begun, done = res.spans[-1]
+    golden = DpaControllerModel(config)
+    for op in ops:
+        golden.step(op)
+    predicted = predict_run(golden.fetched, config.org.channels, timing, queue, start=begun, epu_cycles=EPU_CYCLES)
+    stream = np.concatenate([unroll(ins)[0] for ins, _ in golden.fetched if ins is not None and ins.ch_mask & 1])
+    rtl_queue = simulate_queue(DcsQueue(fmt, timing, queue), stream, policy)
+    model = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], timing, queue)
+    issued = sorted(c for c, r in zip(rtl_queue.cycles, rtl_queue.refresh, strict=True) if not r)
+    refreshes = sorted(c for c, r in zip(rtl_queue.cycles, rtl_queue.refresh, strict=True) if r)
+    exact = issued == sorted(model.cycles.tolist()) and refreshes == sorted(model.refresh.tolist())
+    return Outcome(p, done - begun, predicted.cycles, len(stream), exact)
+
+
+def validate(points: list[Point], jobs: int = 2, progress=None) -> list[Outcome]:
+    out: list[Outcome] = []
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for outcome in pool.map(run_point, points):
+            out.append(outcome)
+            if progress is not None:
+                progress(len(out), len(points))
+    return out
+
+
+def statistics(outcomes: list[Outcome]) -> dict[str, float]:
+    """MAE (mean |relative error|), the largest |relative error|, R² of model against RTL cycles."""
+    rtl = np.array([o.rtl for o in outcomes], dtype=float)
+    model = np.array([o.model for o in outcomes], dtype=float)
+    rel = np.abs(model - rtl) / rtl
+    r2 = 1.0 - float(((model - rtl) ** 2).sum() / ((rtl - rtl.mean()) ** 2).sum()) if len(rtl) > 1 else 1.0
+    return {"mae": float(rel.mean()), "max": float(rel.max()), "r2": r2}
+
+
+def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress=None) -> Path:
+    """Write ``validation.md`` and ``validation.png`` into ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outcomes = validate(sweep(quick), jobs, progress)
+    stats = statistics(outcomes)
+    exact = sum(o.channel_exact for o in outcomes)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Cycle-model validation against the RTL", "",
+             "Each point: one attention pair through the RTL hub (amaranth.sim; DPA controller, sequencer, one "
+             "DCS queue per channel) and through the hub model (`pimphony.model.perf.hub`, composed of the channel "
+             "cycle model and the DPA/sequencer pipeline). Channel level: channel 0's stream through the RTL "
+             "queue alone and through the channel cycle model. Regenerate with `pimphony reproduce validation`.",
+             "", f"- **Hub level: MAE {stats['mae']:.2%}, largest error {stats['max']:.2%}, R² {stats['r2']:.5f} "
+             f"over {len(outcomes)} points** (target: MAE <= 2%)",
+             f"- **Channel level: {exact}/{len(outcomes)} points equal cycle for cycle** "
+             f"({sum(o.channel_commands for o in outcomes)} commands)", "",
+             "| point | RTL cycles | model cycles | error | channel 0: commands, equal |",
+             "|---|---:|---:|---:|---|"]
+    for o in outcomes:
+        lines.append(f"| {o.point.label} | {o.rtl} | {o.model} | {o.error:+.2%} | {o.channel_commands}, "
+                     f"{'yes' if o.channel_exact else 'NO'} |")
+    path = out / "validation.md"
+    path.write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for policy, marker in (("STATIC", "s"), ("PINGPONG", "^"), ("DCS", "o")):
+        sel = [o for o in outcomes if o.point.policy == policy]
+        ax.scatter([o.rtl for o in sel], [o.model for o in sel], marker=marker, label=policy.lower())
+    top = max(max(o.rtl, o.model) for o in outcomes) * 1.05
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8)
+    ax.set_xlabel("RTL cycles (amaranth.sim)")
+    ax.set_ylabel("model cycles")
+    ax.set_title(f"hub model vs RTL: MAE {stats['mae']:.2%}, R² {stats['r2']:.4f}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "validation.png", dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,47 @@
+"""Cycle-model validation: the hub model against the RTL hub, the channel model against the RTL queue."""
+
+import numpy as np
+import pytest
+
+from pimphony.cli.main import main
+from pimphony.cli.validation import Outcome, Point, run_point, statistics, sweep
+from pimphony.model.isa import Instruction, Opcode
+from pimphony.model.perf.hub import phases_of
+
+
+def test_sweep_has_at_least_30_points_over_every_axis():
+    points = sweep()
+    assert len(points) >= 30
+    for axis in ("channels", "head_dim", "group", "length", "policy"):
+        assert len({getattr(p, axis) for p in points}) >= 2, axis
+
+
+def test_phases_cut_where_sv_changes_and_keep_dropped_entries():
+    act = Instruction(Opcode.ACT, ch_mask=1)
+    assert phases_of([(act, False), (None, False), (act, True), (None, True), (act, False)]) == [
+        [act, None], [act, None], [act]]
+
+
+def test_statistics():
+    p = Point(4, 64, 1, 300, "DCS")
+    stats = statistics([Outcome(p, 100, 102, 1, True), Outcome(p, 200, 198, 1, True), Outcome(p, 300, 300, 1, True)])
+    assert stats["mae"] == pytest.approx((0.02 + 0.01) / 3)
+    assert stats["max"] == pytest.approx(0.02)
+    assert stats["r2"] == pytest.approx(1 - 8 / 20000)
+
+
+@pytest.mark.parametrize("point", [Point(4, 64, 2, 300, "STATIC"), Point(4, 64, 1, 1029, "DCS"),
+                                   Point(8, 128, 4, 517, "PINGPONG")], ids=lambda p: p.label)
+def test_model_predicts_the_rtl_within_2_percent_and_the_channel_exactly(point):
+    o = run_point(point)
+    assert o.channel_exact, f"{point.label}: the channel model and the RTL queue differ"
+    assert abs(o.error) <= 0.02, f"{point.label}: RTL {o.rtl} cycles, model {o.model}"
+    assert np.isfinite(o.error) and o.channel_commands > 0
+
+
+def test_cli_writes_the_table_and_plot(tmp_path, capsys):
+    assert main(["reproduce", "validation", "--quick", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "validation.md").read_text()
+    assert "Hub level: MAE" in text and "Channel level: 3/3 points equal cycle for cycle" in text
+    assert text.count("| 4ch d64 g2 L300 ") == 3 and (tmp_path / "validation.png").is_file()
+    assert "Hub level: MAE" in capsys.readouterr().out
