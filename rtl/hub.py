@@ -1,7 +1,8 @@
 """``PimHub``: the orchestrator's top — DPA controller -> sequencer / multicast -> one DCS queue per channel.
 
 The hub turns host operations into timed channel commands: the :class:`~pimphony.rtl.dpa.DpaController`
-expands DPA programs into physical module instructions, the :class:`Sequencer` unrolls each
+expands DPA programs into physical module instructions (plain instructions, e.g. a head-first
+program, come from the host on ``ins`` instead), the :class:`Sequencer` unrolls each
 instruction's op-size and multicasts it to the channels of its mask (as
 :func:`pimphony.model.isa.unroll` defines, RD-OUT gather included), and a
 :class:`~pimphony.rtl.dcs.DcsQueue` per channel issues the commands under the timing rules. The data
@@ -53,8 +54,9 @@ class Sequencer(wiring.Component):
         self.fmt = fmt
         self.ins_layout = instruction_layout(fmt)
         self.cmd_layout = command_layout(fmt)
+        self.ins_in_layout = data.StructLayout({"ins": self.ins_layout, "sv": 1})
         super().__init__({
-            "ins_in": In(stream.Signature(data.StructLayout({"ins": self.ins_layout, "sv": 1}))),
+            "ins_in": In(stream.Signature(self.ins_in_layout)),
             "cmd_out": Out(stream.Signature(self.cmd_layout)).array(fmt.channels),
             "drained": In(fmt.channels),
             "sync": Out(stream.Signature(data.StructLayout({"sv": 1}))),
@@ -121,6 +123,11 @@ class PimHub(wiring.Component):
     -----
     mgmt, resp :
         The DPA controller's host port (:class:`~pimphony.rtl.dpa.DpaController`).
+    ins : In(stream of {ins, sv})
+        Plain module instructions from the host, in program order (``sv``: the instruction belongs to
+        the SV phase), for programs the DPA controller does not run (head-first partitioning). The
+        DPA controller's instructions have priority: ``ready`` is low while it offers one, so send
+        plain instructions only outside a RUN.
     sync :
         The sequencer's phase barrier (:class:`Sequencer`): the EPU runs between the phases.
     cmd_out : Out(stream).array(channels)
@@ -147,6 +154,7 @@ class PimHub(wiring.Component):
         super().__init__({
             "mgmt": dpa_ports["mgmt"],
             "resp": dpa_ports["resp"],
+            "ins": In(stream.Signature(self.sequencer.ins_in_layout)),
             "sync": self.sequencer.signature.members["sync"],
             "cmd_out": Out(queue_ports["cmd_out"].signature).array(self.fmt.channels),
             "mode": In(2),
@@ -159,7 +167,13 @@ class PimHub(wiring.Component):
         m.submodules.sequencer = seq = self.sequencer
         connect(m, flipped(self.mgmt), self.dpa.mgmt)
         connect(m, self.dpa.resp, flipped(self.resp))
-        connect(m, self.dpa.ins_out, seq.ins_in)
+        dpa_ins = self.dpa.ins_out
+        with m.If(dpa_ins.valid):
+            m.d.comb += [seq.ins_in.valid.eq(1), seq.ins_in.payload.eq(dpa_ins.payload),
+                         dpa_ins.ready.eq(seq.ins_in.ready)]
+        with m.Else():
+            m.d.comb += [seq.ins_in.valid.eq(self.ins.valid), seq.ins_in.payload.eq(self.ins.payload),
+                         self.ins.ready.eq(seq.ins_in.ready)]
         connect(m, seq.sync, flipped(self.sync))
         drained = []
         for c, q in enumerate(self.queues):

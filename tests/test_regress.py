@@ -34,7 +34,7 @@ def test_smoke_suite_passes(sim, tmp_path, capsys):
     code = main(["regress", "--suite", "smoke", "--sim", sim, "--out", str(tmp_path)])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "11/11 passed" in text and (tmp_path / f"smoke-{sim}.xml").is_file()
+    assert "12/12 passed" in text and (tmp_path / f"smoke-{sim}.xml").is_file()
     coverage = {line.split()[0]: line.split()[1] for line in text.splitlines()[-8:] if line.startswith("  d")}
     assert coverage["dpa.response"] == "26/26" and coverage["dcs.hazard"] == "14/14", text
     assert (tmp_path / f"smoke-{sim}-coverage.yml").is_file()

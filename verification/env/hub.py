@@ -16,6 +16,9 @@ operation is answered and the hub is idle.
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
+
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
@@ -23,7 +26,7 @@ from pimphony.model.attention import Reference, decode_attention
 from pimphony.model.config import ModelConfig
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.hub import PimHub
-from pimphony.model.isa import Format
+from pimphony.model.isa import Format, Instruction
 from pimphony.model.numerics import scale_for
 from pimphony.model.program import AttentionUnit
 from pimphony.model.queue import Policy
@@ -31,7 +34,7 @@ from pimphony.model.timing import TimingChecker
 from pimphony.scheduler.dpa import head_program, pair_placements
 from pimphony.scheduler.golden import AttentionInputs
 from pimphony.scheduler.lower import AttentionLowering
-from pimphony.scheduler.partition import TokenCentricPartition
+from pimphony.scheduler.partition import TokenCentricPartition, make_partition
 
 from . import coverage
 from .dpa import pack, unpack
@@ -179,9 +182,104 @@ class AttentionOnHub:
         return out
 
 
+@dataclass(frozen=True)
+class PlainJob:
+    """One step of a plain program for the hub's ``ins`` port: its instructions with their phase."""
+
+    step: int
+    instructions: tuple[tuple[Instruction, bool], ...]
+
+
+class PlainAttentionOnHub:
+    """Decode attention of a batch through the hub's plain instruction port (``ins``), lowered without
+    DPA — head-first partitioning (HFP) by default, or TCP with contiguous placement.
+
+    Per step of the program (one block of one pair) the host writes the group's queries into the GPR
+    and sends the step's QK^T and SV instructions; golden channels execute every issued command; the
+    EPU runs softmax at the barrier and the block's reduction when the step is over. The expected
+    outputs are the golden hub's execution of the same program in order (bit for bit).
+    """
+
+    def __init__(self, model: ModelConfig, org, lengths: list[int], seed: int, partition: str = "hfp"):
+        self.model, self.lengths = model, list(lengths)
+        self.inputs = AttentionInputs.random(model, lengths, seed)
+        part = make_partition(partition, org, model.head_dim)
+        placements = part.place(lengths, model.kv_heads)
+        self.program = AttentionLowering(part, model.group, org.obuf_entries).lower(placements)[0]
+        self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        golden = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        for p in placements:
+            k, v = self.inputs.k[p.request, p.kv_head], self.inputs.v[p.request, p.kv_head]
+            part.store(self.data.channels, p, k, v)
+            part.store(golden.channels, p, k, v)
+        self.outputs = np.zeros((1, *self.inputs.q.shape), dtype=np.float32)
+        self.expected = np.zeros_like(self.outputs)
+        g = model.group
+        for (r, h), out in golden.run(self.program, self._query).items():
+            self.expected[0, r, h * g:(h + 1) * g] = out
+        self.errors: list[str] = []
+        self._unit: AttentionUnit | None = None
+        self._stage = "qk"
+
+    def _query(self, r: int, h: int) -> np.ndarray:
+        g = self.model.group
+        return self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
+
+    def operations(self) -> list[PlainJob]:
+        return [PlainJob(i, tuple([(ins, False) for ins in step.qk] + [(ins, True) for ins in step.sv]))
+                for i, step in enumerate(self.program.steps)]
+
+    def before(self, job: PlainJob) -> None:
+        unit = self.program.steps[job.step].unit
+        q = self._query(unit.request, unit.kv_head)
+        w = self.data.org.burst_elements
+        self.data.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+        self._unit, self._stage = unit, "qk"
+
+    def on_command(self, channel: int, cmd) -> None:
+        self.data.execute_command(channel, cmd)
+
+    def on_sync(self, sv: int) -> None:
+        if sv == 0 and self._stage == "qk" and self._unit is not None:
+            self.data.epu.softmax_block(self.data.gpr, self._unit)
+            self._stage = "sv"
+        elif not (sv == 1 and self._stage == "qk"):      # sv = 1 in "qk": the previous step's SV ended
+            self.errors.append(f"barrier after phase {'SV' if sv else 'QK^T'} while expecting {self._stage}")
+
+    def after(self, job: PlainJob) -> None:
+        if self._stage != "sv" or self._unit is None:
+            self.errors.append(f"step {job.step} ended without its SV phase")
+            return
+        out = self.data.epu.reduce_block(self.data.gpr, self._unit)
+        if out is not None:
+            g, u = self.model.group, self._unit
+            self.outputs[0, u.request, u.kv_head * g:(u.kv_head + 1) * g] = out
+        self._unit = None
+
+    def mismatches(self) -> int:
+        return int(np.count_nonzero(self.outputs.view(np.uint32) != self.expected.view(np.uint32)))
+
+    def references(self) -> list[Reference]:
+        q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
+        return [decode_attention(q, k, v, np.array(self.lengths))]
+
+    def error_ratios(self) -> list[float]:
+        ref = self.references()[0]
+        err = np.abs(self.outputs[0] - ref.out).max(axis=2)
+        return [float((err / ref.tolerance()).max())]
+
+
+def port_layouts(hub) -> tuple:
+    """The payload layouts of an RTL :class:`pimphony.rtl.hub.PimHub`'s ports, as :class:`HubBench` takes
+    them: host request, response, a channel's issued command, plain instruction."""
+    return (hub.dpa.req_layout, hub.dpa.resp_layout, hub.queues[0].cmd_out.payload.shape(),
+            hub.sequencer.ins_in_layout)
+
+
 async def reset_hub(dut, channels: int, policy: int) -> None:
     """Idle every input of a ``pim_hub``, set the issue policy, reset, and return one cycle after."""
-    idle = {"mode": int(policy), "mgmt__valid": 0, "mgmt__payload": 0, "resp__ready": 0, "sync__ready": 0}
+    idle = {"mode": int(policy), "mgmt__valid": 0, "mgmt__payload": 0, "resp__ready": 0, "sync__ready": 0,
+            "ins__valid": 0, "ins__payload": 0}
     await hold_reset(dut, idle | {f"cmd_out__{c}__ready": 0 for c in range(channels)})
     await RisingEdge(dut.clk)
 
@@ -192,12 +290,12 @@ class HubBench:
     output (low with probability ``backpressure``); every transfer on a channel is executed by the
     data side and checked by that channel's timing checker."""
 
-    def __init__(self, dut, work: AttentionOnHub, layouts, timing, dual_port: bool, rng: np.random.Generator,
-                 backpressure: float = 0.0, epu_cycles: int = 2):
+    def __init__(self, dut, work: AttentionOnHub | PlainAttentionOnHub, layouts, timing, dual_port: bool,
+                 rng: np.random.Generator, backpressure: float = 0.0, epu_cycles: int = 2):
         self.dut, self.work, self.rng = dut, work, rng
-        self.req_layout, self.resp_layout, self.out_layout = layouts
-        self.fmt = Format.for_org(work.config.org)
-        self.channels = work.config.org.channels
+        self.req_layout, self.resp_layout, self.out_layout, self.ins_layout = layouts
+        self.fmt = Format.for_org(work.data.org)
+        self.channels = work.data.org.channels
         self.checkers = [TimingChecker(timing, dual_port) for _ in range(self.channels)]
         self.backpressure, self.epu_cycles = backpressure, epu_cycles
         self.errors: list[str] = []
@@ -206,7 +304,9 @@ class HubBench:
         self.cycle = 0
 
     async def run(self, ops, max_cycles: int = 2_000_000) -> int:
-        """Run ``ops`` (each after the previous one is answered and the hub idle); returns the cycles."""
+        """Run ``ops`` (each after the previous one is finished and the hub idle); returns the cycles. An
+        op is a :class:`DpaOperation` for the host port (finished when answered) or a
+        :class:`PlainJob` for the ``ins`` port (finished when every instruction was taken)."""
         dut, start = self.dut, self.cycle
         ports = [(getattr(dut, f"cmd_out__{c}__valid"), getattr(dut, f"cmd_out__{c}__payload"),
                   getattr(dut, f"cmd_out__{c}__ready")) for c in range(self.channels)]
@@ -218,9 +318,14 @@ class HubBench:
         dut.sync__ready.value = 0
         for op in ops:
             self.work.before(op)
-            sent, answered, waited = False, False, 0
-            dut.mgmt__valid.value = 1
-            dut.mgmt__payload.value = pack(self.req_layout, vars(op))
+            plain = isinstance(op, PlainJob)
+            pending = deque(op.instructions) if plain else deque()
+            sent, answered, waited = plain, plain, 0
+            if plain:
+                self._offer(pending)
+            else:
+                dut.mgmt__valid.value = 1
+                dut.mgmt__payload.value = pack(self.req_layout, vars(op))
             while True:
                 if self.cycle - start > max_cycles:
                     self.errors.append(f"{op}: no progress within {max_cycles} cycles")
@@ -235,6 +340,7 @@ class HubBench:
                 await ReadOnly()
                 accepted = not sent and int(dut.mgmt__ready.value)
                 sent = sent or accepted
+                took = bool(pending) and int(dut.ins__ready.value)
                 for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
                     if r and int(valid.value):
                         out = unpack(self.out_layout, int(payload.value))
@@ -256,14 +362,24 @@ class HubBench:
                 if int(dut.resp__valid.value):
                     self.responses.append(unpack(self.resp_layout, int(dut.resp__payload.value)))
                     answered = True
-                done = answered and int(dut.idle.value)
+                done = answered and not pending and int(dut.idle.value)
                 await RisingEdge(dut.clk)
                 if accepted:
                     dut.mgmt__valid.value = 0
                     dut.mgmt__payload.value = 0
+                if took:
+                    pending.popleft()
+                    self._offer(pending)
                 self.cycle += 1
                 if done:
                     break
             self.work.after(op)
         dut.mgmt__valid.value = 0
         return self.cycle - start
+
+    def _offer(self, pending: deque) -> None:
+        """Drive ``ins`` with the first pending plain instruction (valid low when none is left)."""
+        self.dut.ins__valid.value = int(bool(pending))
+        if pending:
+            ins, sv = pending[0]
+            self.dut.ins__payload.value = pack(self.ins_layout, {"ins": self.fmt.encode_instruction(ins), "sv": sv})

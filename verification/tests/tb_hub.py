@@ -14,14 +14,14 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
 from pimphony.verification.env import coverage
-from pimphony.verification.env.hub import AttentionOnHub, HubBench, reset_hub
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, PlainAttentionOnHub, port_layouts, reset_hub
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 CONFIG = hub_testbench_config()
 AIM = TimingPreset.load("aim-gddr6")
 QUEUE = QueueConfig.rtl_default(CONFIG.org)
 _HUB = PimHub(CONFIG, AIM, QUEUE)
-LAYOUTS = (_HUB.dpa.req_layout, _HUB.dpa.resp_layout, _HUB.queues[0].cmd_out.payload.shape())
+LAYOUTS = port_layouts(_HUB)
 
 
 def layer(heads: int, kv_heads: int) -> ModelConfig:
@@ -30,15 +30,20 @@ def layer(heads: int, kv_heads: int) -> ModelConfig:
         "hub testbench")
 
 
-async def attention(dut, heads: int, kv_heads: int, policy: Policy, backpressure: float) -> int:
-    """Two requests of odd lengths, a decode step with an APPEND between two rounds of RUNs."""
+async def attention(dut, heads: int, kv_heads: int, policy: Policy, backpressure: float,
+                    partition: str = "tcp-dpa", lengths: tuple[int, ...] = (301, 1029), steps: int = 1) -> int:
+    """Two requests of odd lengths. ``tcp-dpa``: through the DPA controller, with decode steps and an
+    APPEND between rounds of RUNs; ``hfp`` or ``tcp``: the plain lowering through the ``ins`` port."""
     await reset_hub(dut, CONFIG.org.channels, policy)
     rng = np.random.default_rng(SEED)
-    work = AttentionOnHub(layer(heads, kv_heads), CONFIG, [301, 1029], steps=1, seed=SEED)
+    if partition == "tcp-dpa":
+        work = AttentionOnHub(layer(heads, kv_heads), CONFIG, list(lengths), steps=steps, seed=SEED)
+    else:
+        work = PlainAttentionOnHub(layer(heads, kv_heads), CONFIG.org, list(lengths), SEED, partition)
     bench = HubBench(dut, work, LAYOUTS, AIM, QUEUE.obuf_dual_port, rng, backpressure=backpressure)
     cycles = await bench.run(work.operations())
     ratios = work.error_ratios()
-    label = f"h={heads} kv={kv_heads} {policy.name}"
+    label = f"h={heads} kv={kv_heads} {partition} {policy.name}"
     dut._log.info(f"{label}: seed {SEED}, {cycles} cycles, {bench.commands} commands, error/bound "
                   f"{max(ratios):.3g}, {work.mismatches()} outputs differ from the golden model, "
                   f"{len(bench.errors + work.errors)} errors")
@@ -68,3 +73,18 @@ async def mha_attention_with_backpressure(dut):
     """MHA decode attention through the hub under DCS with 30% back-pressure on every channel."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     await attention(dut, 2, 2, Policy.DCS, 0.3)
+
+
+@cocotb.test()
+async def hfp_and_tcp_on_the_same_workload(dut):
+    """GQA (g = 2) decode attention, head-first (plain instructions on ``ins``) under static and DCS
+    issue, and token-centric (DPA) under DCS, on the same requests: every output bit-exact against the
+    golden model and within the bound; TCP, which keeps every channel busy, is the fastest."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    lengths = (301, 517)
+    cycles = {(part, p): await attention(dut, 4, 2, p, 0.0, part, lengths, steps=0)
+              for part, p in (("hfp", Policy.STATIC), ("hfp", Policy.DCS), ("tcp-dpa", Policy.DCS))}
+    dut._log.info("cycles: " + ", ".join(f"{part} {p.name} {c}" for (part, p), c in cycles.items())
+                  + f"; TCP+DCS over HFP+static {cycles['hfp', Policy.STATIC] / cycles['tcp-dpa', Policy.DCS]:.2f}x")
+    assert cycles["hfp", Policy.DCS] < cycles["hfp", Policy.STATIC]
+    assert cycles["tcp-dpa", Policy.DCS] < cycles["hfp", Policy.DCS]

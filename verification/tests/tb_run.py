@@ -18,7 +18,7 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import run_config
 from pimphony.rtl.hub import PimHub
 from pimphony.verification.env import coverage
-from pimphony.verification.env.hub import AttentionOnHub, HubBench, reset_hub
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, port_layouts, reset_hub
 
 SETTINGS = json.loads(os.environ.get("PIMPHONY_RUN", "{}"))
 
@@ -45,7 +45,7 @@ async def main_job(dut):
     timing = TimingPreset.load("aim-gddr6")
     queue = QueueConfig.rtl_default(config.org)
     hub = PimHub(config, timing, queue)
-    layouts = (hub.dpa.req_layout, hub.dpa.resp_layout, hub.queues[0].cmd_out.payload.shape())
+    layouts = port_layouts(hub)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     report: dict = {"model": model.name, "lengths": lengths, "seed": seed, "channels": config.org.channels}
     policies = (Policy.STATIC, Policy.DCS)
