@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim", choices=["icarus", "verilator"], default="verilator",
                      help="Verilator compiles the 16-channel hub once (~50 s on 2 cores, cached in --out) and then "
                           "simulates ~10x faster than Icarus")
-    run.add_argument("--waves", action="store_true", help="write a waveform (FST) of the run")
+    run.add_argument("--waves", action="store_true",
+                     help="write a waveform of the run (FST on Icarus; VCD on Verilator, from a flat, slower build)")
     run.add_argument("--out", type=Path, default=Path("build/run"), help="where the Verilog, build and report go")
 
     reg = sub.add_parser("regress", help="run a regression suite of the cocotb testbenches (verification/suites/)",
@@ -198,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--suite", default="smoke", help="suite name (a file in verification/suites/)")
     reg.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
     reg.add_argument("--seed", type=_nonneg, help="run every testbench with this one seed instead")
-    reg.add_argument("--waves", action="store_true", help="save FST waveforms (a separate, traced build)")
+    reg.add_argument("--waves", action="store_true",
+                     help="save waveforms (a separate, traced build: FST on Icarus, VCD on Verilator)")
     reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
 
     mut = sub.add_parser("mutate", help="inject RTL faults one at a time and check that the smoke suite catches each",

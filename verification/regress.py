@@ -143,7 +143,8 @@ def run_regression(name: str, sim: str, build_root: Path, seed: int | None = Non
         result.cases += cases or [CaseResult(run.block, run.seed, "(no results)", False, 0, 0,
                                              f"the simulation wrote no results; see {build / 'sim.log'}")]
         if waves:
-            result.waveforms += sorted((root / "sim" / sim / TOP_NAMES[run.block]).glob("*.fst"))
+            build_dir = root / "sim" / sim / TOP_NAMES[run.block]
+            result.waveforms += sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))
         if progress is not None:
             progress(i + 1, len(runs))
     result.seconds = time.perf_counter() - start

