@@ -102,6 +102,12 @@ def latencies(preset: TimingPreset) -> dict[Opcode, int]:
             MAC: 1, RD_OUT: preset.nCLREG + preset.nBL}
 
 
+def latency_table(preset: TimingPreset) -> np.ndarray:
+    """:func:`latencies` as an array indexed by channel opcode."""
+    lat = latencies(preset)
+    return np.array([lat[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
+
+
 def gap_matrix(preset: TimingPreset, obuf_dual_port: bool = False) -> np.ndarray:
     """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
     g = np.zeros((CHANNEL_OPCODES, CHANNEL_OPCODES), dtype=np.int64)

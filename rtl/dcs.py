@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from pimphony.model.config import TimingPreset, index_bits
 from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
-from pimphony.model.timing import gap_matrix, latencies
+from pimphony.model.timing import gap_matrix, latency_table
 
 from .layouts import OpcodeShape, command_layout, opcode_in
 
@@ -82,8 +82,7 @@ class DcsQueue(wiring.Component):
         self.timing = timing
         self.config = config
         self.gap = gap_matrix(timing, config.obuf_dual_port)
-        lat = latencies(timing)
-        self.lat = [lat[Opcode(k)] for k in range(CHANNEL_OPCODES)]
+        self.lat = latency_table(timing).tolist()
         self.cmd_layout = command_layout(fmt)
         out_layout = data.StructLayout({"cmd": self.cmd_layout, "seq": SEQ_BITS, "refresh": 1})
         stall = data.StructLayout(dict.fromkeys(STALL_CAUSES, 32))

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Opcode
+from pimphony.model.isa import IO_OPCODES, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
-from pimphony.model.timing import gap_matrix, latencies
+from pimphony.model.timing import gap_matrix, latency_table
 
 
 def dependencies(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
@@ -86,8 +86,8 @@ class IssueResult:
 
     cycles: np.ndarray
     refresh: np.ndarray
-    ref_due: int = 0
-    earliest: np.ndarray | None = None
+    ref_due: int
+    earliest: np.ndarray
     """Per opcode, the first cycle the timing rules allow it after the stream, a refresh that was
     pending at its end included (the controller issues it even with its queues empty)."""
 
@@ -111,8 +111,7 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     if len(ops) and (obuf.min() < 0 or obuf.max() >= cfg.obuf_entries):
         raise ValueError(f"an OBuf index lies outside 0..{cfg.obuf_entries - 1}")
     dep_g, dep_o = dependencies(ops, gbuf, obuf, cfg)
-    lat_map = latencies(timing)
-    lat = np.array([lat_map[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
+    lat = latency_table(timing)
     static = cfg.policy == Policy.STATIC
     depth = np.array([cfg.io_depth, cfg.compute_depth], dtype=np.int64)
     if static:
@@ -186,7 +185,6 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
                 best_q = q
         if ref_pending:
             next_ready = min(next_ready, earliest[ref_op])
-
         if ref_now:
             if n_ref == refresh.shape[0]:
                 grown = np.empty(2 * n_ref, dtype=np.int64)

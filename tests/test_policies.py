@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from pimphony.model.channel import ChannelArray
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
-from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, IO_OPCODES, Command, Opcode, to_commands
+from pimphony.model.isa import COMMAND_DTYPE, IO_OPCODES, Command, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits
 from pimphony.model.perf.channel import CATEGORIES, run_channel
 from pimphony.model.queue import Policy, QueueConfig
-from pimphony.model.timing import latencies
+from pimphony.model.timing import latencies, latency_table
 from pimphony.scheduler.lower import AttentionLowering, command_streams
 from pimphony.scheduler.partition import make_partition
 from pimphony.scheduler.policies import dependencies, issue_cycles, issuer
@@ -54,7 +54,7 @@ def check_guarantees(stream: np.ndarray, cfg: QueueConfig):
     res = issue_cycles(ops, g, o, AIM, cfg)
     t = res.cycles
     assert (t >= 1).all() and len(np.unique(t)) == len(t)                    # one command per cycle
-    lat = np.array([LAT[Opcode(k)] for k in range(CHANNEL_OPCODES)])
+    lat = latency_table(AIM)
     if cfg.policy == Policy.STATIC:
         assert (np.diff(t) >= lat[ops[:-1]]).all()                           # in order, each after completion
     else:

@@ -45,3 +45,27 @@ def test_cli_writes_the_table_and_plot(tmp_path, capsys):
     assert "Hub level: MAE" in text and "Channel level: 3/3 points equal cycle for cycle" in text
     assert text.count("| 4ch d64 g2 L300 ") == 3 and (tmp_path / "validation.png").is_file()
     assert "Hub level: MAE" in capsys.readouterr().out
+
+
+def test_prediction_follows_the_documented_pipeline():
+    """One ACT in QK^T, one PRE in SV on one channel: the first fetch 1 cycle after the offer, the
+    instruction presented 2 cycles later and its command arriving the cycle after; the SV phase's
+    first arrival ``epu_cycles + barrier`` cycles after the ACT completed (latency 1); the PRE waits
+    for the ACT's nRAS, carried across the barrier."""
+    import dataclasses
+
+    from pimphony.model.config import ModuleOrg, TimingPreset
+    from pimphony.model.perf.hub import HubPipeline, predict_run
+    from pimphony.model.queue import Policy, QueueConfig
+
+    aim = TimingPreset.load("aim-gddr6")
+    org = dataclasses.replace(ModuleOrg.load("aimx-16ch"), channels=1)
+    cfg = dataclasses.replace(QueueConfig.rtl_default(org), policy=Policy.DCS)
+    fetched = [(Instruction(Opcode.ACT, ch_mask=1), False), (Instruction(Opcode.PRE, ch_mask=1), True)]
+    p = predict_run(fetched, 1, aim, cfg, start=0, epu_cycles=2)
+    pipe = HubPipeline()
+    arrive = pipe.run_to_fetch + pipe.fetch_to_present + 1
+    assert p.phases[0] == (arrive, arrive + 1 + 1)                 # issued the cycle after arrival, latency 1
+    assert p.phases[1][0] == p.phases[0][1] + 2 + pipe.barrier
+    assert p.phases[1][1] >= arrive + 1 + aim.nRAS                  # PRE no earlier than nRAS after the ACT
+    assert p.cycles == p.phases[1][1] + pipe.finish

@@ -20,8 +20,8 @@ from typing import Protocol
 import numpy as np
 
 from ..config import TimingPreset
-from ..isa import CHANNEL_OPCODES, COMMAND_DTYPE, Opcode
-from ..timing import check_trace, latencies
+from ..isa import COMMAND_DTYPE, Opcode
+from ..timing import check_trace, latencies, latency_table
 
 
 class IssuePolicy(Protocol):
@@ -98,9 +98,7 @@ def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssuePolicy, ch
         return ChannelTrace(stream, cycles, refresh, 0, 0, dict.fromkeys(CATEGORIES, 0), [])
     all_ops = np.concatenate([ops, np.full(len(refresh), int(Opcode.REF))])
     all_cycles = np.concatenate([cycles, refresh])
-    lat = latencies(timing)
-    lat_arr = np.array([lat[Opcode(k)] for k in range(CHANNEL_OPCODES)])
-    total = int((all_cycles + lat_arr[all_ops]).max())
+    total = int((all_cycles + latency_table(timing)[all_ops]).max())
     n_mac = int((ops == Opcode.MAC).sum())
     violations = check_trace(all_ops, all_cycles, timing, issue.obuf_dual_port) if check else []
     return ChannelTrace(stream, cycles, refresh, total, n_mac * timing.nCCDS,

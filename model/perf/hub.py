@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import TimingPreset
-from ..isa import CHANNEL_OPCODES, Instruction, Opcode, unroll
+from ..isa import Instruction, unroll
 from ..queue import QueueConfig
-from ..timing import latencies
+from ..timing import latency_table
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,6 @@ class HubPipeline:
 class HubRunPrediction:
     cycles: int
     phases: list[tuple[int, int]]        # (first arrival, last completion) per phase, absolute
-    ref_due: list[int]                   # per channel: the next refresh's due cycle after the run
 
 
 def phases_of(fetched: list[tuple[Instruction | None, bool]]) -> list[list[Instruction | None]]:
@@ -68,15 +67,14 @@ def phases_of(fetched: list[tuple[Instruction | None, bool]]) -> list[list[Instr
 
 
 def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, timing: TimingPreset,
-                cfg: QueueConfig, start: int = 0, epu_cycles: int = 2, ref_due: list[int] | None = None,
+                cfg: QueueConfig, start: int = 0, epu_cycles: int = 2,
                 pipeline: HubPipeline = HubPipeline()) -> HubRunPrediction:
     """Cycles of one RUN whose decoder fetches ``fetched`` (:attr:`DpaControllerModel.fetched`), offered
     at absolute cycle ``start`` (the refresh timers count from reset), issued under ``cfg.policy``."""
     from pimphony.scheduler.policies import issue_cycles
 
-    lat_map = latencies(timing)
-    lat = np.array([lat_map[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
-    due = list(ref_due) if ref_due is not None else [timing.nREFI * (start // timing.nREFI + 1)] * channels
+    lat = latency_table(timing)
+    due = [timing.nREFI * (start // timing.nREFI + 1)] * channels
     rules: list[np.ndarray | None] = [None] * channels
     fetch = start + pipeline.run_to_fetch          # the next entry's fetch cycle
     seq_free = 0                                   # the sequencer takes its next instruction from here
@@ -111,4 +109,4 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
             end = max(end, int((res.cycles + lat[ops]).max()))
         spans.append((begin, end))
         phase_start = end + epu_cycles + pipeline.barrier
-    return HubRunPrediction(end + pipeline.finish - start, spans, due)
+    return HubRunPrediction(end + pipeline.finish - start, spans)

@@ -20,10 +20,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.hub import PimHub
-from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode, to_commands
+from pimphony.model.isa import IO_OPCODES, Format, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits, to_bf16
 from pimphony.model.queue import Policy, QueueConfig
-from pimphony.model.timing import TimingChecker, latencies
+from pimphony.model.timing import TimingChecker, latency_table
 from pimphony.scheduler.policies import dependencies
 
 from . import coverage
@@ -135,8 +135,7 @@ class Scoreboard:
         self.policy = policy
         dcs_cfg = QueueConfig(policy=Policy.DCS, gbuf_entries=cfg.gbuf_entries, obuf_entries=cfg.obuf_entries)
         self.deps = dependencies(self.ops, stream["gbuf"], stream["obuf"], dcs_cfg)
-        lat = latencies(timing)
-        self.lat = [lat[Opcode(k)] for k in range(CHANNEL_OPCODES)]
+        self.lat = latency_table(timing)
         self.checker = TimingChecker(timing, cfg.obuf_dual_port)
         self.bfm = GoldenChannelBfm(workload.org, workload.rows, workload.gpr)
         self.issue_cycle = np.full(self.n, -1, dtype=np.int64)
