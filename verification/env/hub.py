@@ -41,7 +41,60 @@ from .dpa import pack, unpack
 from .reset import hold_reset
 
 
-class AttentionOnHub:
+class HubAttention:
+    """What both data sides share: the inputs, a golden hub the RTL's commands execute on (``data``) and
+    one that runs the same program in order (``golden``), the outputs of both, and the checks."""
+
+    def __init__(self, model: ModelConfig, org, lengths: list[int], steps: int, seed: int):
+        self.model, self.steps, self.lengths = model, steps, list(lengths)
+        self.inputs = AttentionInputs.random(model, [n + steps for n in lengths], seed)
+        self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        self.golden = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
+        self.outputs = np.zeros((steps + 1, *self.inputs.q.shape), dtype=np.float32)
+        self.expected = np.zeros_like(self.outputs)
+        self.errors: list[str] = []
+        self.step = 0
+
+    def _query(self, r: int, h: int) -> np.ndarray:
+        """The queries of request ``r``'s group ``h`` (float32, g x d)."""
+        g = self.model.group
+        return self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
+
+    def _load_query(self, hub: PimHub, unit: AttentionUnit) -> None:
+        q = self._query(unit.request, unit.kv_head)
+        w = hub.org.burst_elements
+        hub.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+
+    def _reduce_into(self, hub: PimHub, outputs: np.ndarray, unit: AttentionUnit) -> None:
+        out = hub.epu.reduce_block(hub.gpr, unit)
+        if out is not None:
+            g = self.model.group
+            outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
+
+    def on_command(self, channel: int, cmd) -> None:
+        self.data.execute_command(channel, cmd)
+
+    # -- checking ------------------------------------------------------------------------------------
+
+    def references(self) -> list[Reference]:
+        """The float64 reference of every decode step."""
+        q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
+        return [decode_attention(q, k, v, np.array(self.lengths) + s) for s in range(self.steps + 1)]
+
+    def mismatches(self) -> int:
+        """Output elements that differ (bitwise) from the golden model's in-order execution."""
+        return int(np.count_nonzero(self.outputs.view(np.uint32) != self.expected.view(np.uint32)))
+
+    def error_ratios(self) -> list[float]:
+        """Per decode step: max over elements of |output - reference| / the derived bound (<= 1 passes)."""
+        out = []
+        for s, ref in enumerate(self.references()):
+            err = np.abs(self.outputs[s] - ref.out).max(axis=2)
+            out.append(float((err / ref.tolerance()).max()))
+        return out
+
+
+class AttentionOnHub(HubAttention):
     """A batch of requests decoding ``steps`` further tokens, one layer, through the hub.
 
     Parameters
@@ -61,21 +114,14 @@ class AttentionOnHub:
     def __init__(self, model: ModelConfig, config: DpaConfig, lengths: list[int], steps: int, seed: int):
         if config.segments < model.kv_heads:
             raise ValueError(f"the controller holds {config.segments} segments; {model.name} needs {model.kv_heads}")
+        super().__init__(model, config.org, lengths, steps, seed)
         org = config.org
-        self.model, self.config, self.steps = model, config, steps
-        self.lengths = list(lengths)
-        self.inputs = AttentionInputs.random(model, [n + steps for n in lengths], seed)
+        self.config = config
         self.part = TokenCentricPartition(org, model.head_dim)
         self.program = head_program(org, model.group, model.head_dim)
         self.lowering = AttentionLowering(self.part, model.group, org.obuf_entries)
         self.lowering.block_tokens = self.program.block_tokens
-        self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
-        self.golden = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
         self.mirror = DpaControllerModel(config)
-        self.outputs = np.zeros((steps + 1, *self.inputs.q.shape), dtype=np.float32)
-        self.expected = np.zeros_like(self.outputs)
-        self.errors: list[str] = []
-        self.step = 0
         self._units: list[AttentionUnit] = []
         self._block = 0
         self._stage = "qk"
@@ -98,17 +144,14 @@ class AttentionOnHub:
         _, emitted = self.mirror.step(op)
         if op.op != DpaOp.RUN:
             return
-        r, h, g = op.request, op.segment, self.model.group
+        r, h = op.request, op.segment
         place = pair_placements(self.part, self.mirror.alloc, r, self.model.kv_heads)[h]
         k, v = self.inputs.k[r, h, :place.length], self.inputs.v[r, h, :place.length]
         self._units = [step.unit for step in self.lowering.lower([place])[0].steps]
         self._block, self._stage = 0, "qk"
-        q = self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
-        w = self.config.org.burst_elements
-        unit = self._units[0]
         for hub in (self.data, self.golden):
             self.part.store(hub.channels, place, k, v)
-            hub.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
+            self._load_query(hub, self._units[0])
         self.step = (place.length - self.lengths[r])
         self._run_golden(emitted)
 
@@ -127,9 +170,6 @@ class AttentionOnHub:
             self.golden.execute(ins)
         if stage == "sv":
             self._reduce_into(self.golden, self.expected, self._units[block])
-
-    def on_command(self, channel: int, cmd) -> None:
-        self.data.execute_command(channel, cmd)
 
     def on_sync(self, sv: int) -> None:
         if not self._units:
@@ -156,31 +196,6 @@ class AttentionOnHub:
         self._block += 1
         self._stage = "qk"
 
-    def _reduce_into(self, hub: PimHub, outputs: np.ndarray, unit: AttentionUnit) -> None:
-        out = hub.epu.reduce_block(hub.gpr, unit)
-        if out is not None:
-            g = self.model.group
-            outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
-
-    # -- checking ------------------------------------------------------------------------------------
-
-    def references(self) -> list[Reference]:
-        """The float64 reference of every decode step."""
-        q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
-        return [decode_attention(q, k, v, np.array(self.lengths) + s) for s in range(self.steps + 1)]
-
-    def mismatches(self) -> int:
-        """Output elements that differ (bitwise) from the golden model's in-order execution."""
-        return int(np.count_nonzero(self.outputs.view(np.uint32) != self.expected.view(np.uint32)))
-
-    def error_ratios(self) -> list[float]:
-        """Per decode step: max over elements of |output - reference| / the derived bound (<= 1 passes)."""
-        out = []
-        for s, ref in enumerate(self.references()):
-            err = np.abs(self.outputs[s] - ref.out).max(axis=2)
-            out.append(float((err / ref.tolerance()).max()))
-        return out
-
 
 @dataclass(frozen=True)
 class PlainJob:
@@ -190,7 +205,7 @@ class PlainJob:
     instructions: tuple[tuple[Instruction, bool], ...]
 
 
-class PlainAttentionOnHub:
+class PlainAttentionOnHub(HubAttention):
     """Decode attention of a batch through the hub's plain instruction port (``ins``), lowered without
     DPA — head-first partitioning (HFP) by default, or TCP with contiguous placement.
 
@@ -201,43 +216,27 @@ class PlainAttentionOnHub:
     """
 
     def __init__(self, model: ModelConfig, org, lengths: list[int], seed: int, partition: str = "hfp"):
-        self.model, self.lengths = model, list(lengths)
-        self.inputs = AttentionInputs.random(model, lengths, seed)
+        super().__init__(model, org, lengths, 0, seed)
         part = make_partition(partition, org, model.head_dim)
         placements = part.place(lengths, model.kv_heads)
         self.program = AttentionLowering(part, model.group, org.obuf_entries).lower(placements)[0]
-        self.data = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
-        golden = PimHub(org, scale_for(model.head_dim), obuf_entries=org.obuf_entries)
         for p in placements:
             k, v = self.inputs.k[p.request, p.kv_head], self.inputs.v[p.request, p.kv_head]
             part.store(self.data.channels, p, k, v)
-            part.store(golden.channels, p, k, v)
-        self.outputs = np.zeros((1, *self.inputs.q.shape), dtype=np.float32)
-        self.expected = np.zeros_like(self.outputs)
+            part.store(self.golden.channels, p, k, v)
         g = model.group
-        for (r, h), out in golden.run(self.program, self._query).items():
+        for (r, h), out in self.golden.run(self.program, self._query).items():
             self.expected[0, r, h * g:(h + 1) * g] = out
-        self.errors: list[str] = []
         self._unit: AttentionUnit | None = None
         self._stage = "qk"
-
-    def _query(self, r: int, h: int) -> np.ndarray:
-        g = self.model.group
-        return self.inputs.q[r, h * g:(h + 1) * g].astype(np.float32)
 
     def operations(self) -> list[PlainJob]:
         return [PlainJob(i, tuple([(ins, False) for ins in step.qk] + [(ins, True) for ins in step.sv]))
                 for i, step in enumerate(self.program.steps)]
 
     def before(self, job: PlainJob) -> None:
-        unit = self.program.steps[job.step].unit
-        q = self._query(unit.request, unit.kv_head)
-        w = self.data.org.burst_elements
-        self.data.gpr.write(unit.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
-        self._unit, self._stage = unit, "qk"
-
-    def on_command(self, channel: int, cmd) -> None:
-        self.data.execute_command(channel, cmd)
+        self._unit, self._stage = self.program.steps[job.step].unit, "qk"
+        self._load_query(self.data, self._unit)
 
     def on_sync(self, sv: int) -> None:
         if sv == 0 and self._stage == "qk" and self._unit is not None:
@@ -250,23 +249,8 @@ class PlainAttentionOnHub:
         if self._stage != "sv" or self._unit is None:
             self.errors.append(f"step {job.step} ended without its SV phase")
             return
-        out = self.data.epu.reduce_block(self.data.gpr, self._unit)
-        if out is not None:
-            g, u = self.model.group, self._unit
-            self.outputs[0, u.request, u.kv_head * g:(u.kv_head + 1) * g] = out
+        self._reduce_into(self.data, self.outputs, self._unit)
         self._unit = None
-
-    def mismatches(self) -> int:
-        return int(np.count_nonzero(self.outputs.view(np.uint32) != self.expected.view(np.uint32)))
-
-    def references(self) -> list[Reference]:
-        q, k, v = self.inputs.q.astype(np.float32), self.inputs.k, self.inputs.v
-        return [decode_attention(q, k, v, np.array(self.lengths))]
-
-    def error_ratios(self) -> list[float]:
-        ref = self.references()[0]
-        err = np.abs(self.outputs[0] - ref.out).max(axis=2)
-        return [float((err / ref.tolerance()).max())]
 
 
 def port_layouts(hub) -> tuple:
