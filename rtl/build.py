@@ -25,9 +25,9 @@ from .dcs import DcsQueue
 from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
-__all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "dpa_config", "dpa_testbench_config",
-           "hub_testbench_config", "merge_identical_modules", "run_config", "synthesize", "to_verilog",
-           "write_cached_verilog", "write_verilog"]
+__all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "cut_module", "dpa_config",
+           "dpa_testbench_config", "hub_testbench_config", "merge_identical_modules", "run_config", "synthesize",
+           "to_verilog", "workload_config", "write_cached_verilog", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
@@ -50,23 +50,31 @@ class SynthesisError(RuntimeError):
     """Yosys failed or printed no statistics."""
 
 
+def cut_module(module: str, channels: int) -> ModuleOrg:
+    """Module preset ``module`` with only ``channels`` channels (smaller hubs for simulation)."""
+    return dataclasses.replace(ModuleOrg.load(module), name=f"{module}-{channels}ch", channels=channels)
+
+
 def hub_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
     """The hub's parameters in its cocotb system testbench: the module cut to 4 channels (head_dim 64:
     one V slice of 4 channels) and the DPA controller of :func:`dpa_testbench_config` scaled to it."""
-    org = dataclasses.replace(ModuleOrg.load(module), name=f"{module}-4ch", channels=4)
-    return DpaConfig(org, 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
+    return DpaConfig(cut_module(module, 4), 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
+
+
+def workload_config(org: ModuleOrg, head_dim: int, segments: int, lengths: list[int]) -> DpaConfig:
+    """A DPA controller sized for one workload: a config buffer for the batch, ``segments`` segments
+    (a layer's KV heads), and a pool with room for one more chunk per segment than the requests need."""
+    layout = ChunkLayout(org, head_dim)
+    per_segment = max(-(-n // min(layout.k_tokens, layout.v_tokens)) for n in lengths)
+    chunks = 2 * segments * (per_segment * len(lengths) + 1)
+    return DpaConfig(org, head_dim, max_requests=len(lengths), segments=segments,
+                     max_chunks_per_segment=per_segment + 1, chunks=min(chunks, layout.chunks))
 
 
 def run_config(model, lengths, module: str = "aimx-16ch") -> DpaConfig:
     """The hub's parameters for the main job (``pimphony run``): the shipped module at the model's
-    head_dim, a config buffer for the batch, a segment per KV head of one layer, and a pool with room
-    for one more chunk per segment than the requests need."""
-    org = ModuleOrg.load(module)
-    layout = ChunkLayout(org, model.head_dim)
-    per_segment = max(-(-n // min(layout.k_tokens, layout.v_tokens)) for n in lengths)
-    chunks = 2 * model.kv_heads * (per_segment * len(lengths) + 1)
-    return DpaConfig(org, model.head_dim, max_requests=len(lengths), segments=model.kv_heads,
-                     max_chunks_per_segment=per_segment + 1, chunks=min(chunks, layout.chunks))
+    head_dim, sized for the batch with a segment per KV head of one layer (:func:`workload_config`)."""
+    return workload_config(ModuleOrg.load(module), model.head_dim, model.kv_heads, lengths)
 
 
 def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6", testbench: bool = False):

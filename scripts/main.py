@@ -519,9 +519,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.target == "validation":
         from .validation import reproduce_validation
 
-        path = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
-                                    progress=Progress("validation points"))
-        print((args.out / "validation.md").read_text().split("\n\n")[2])
+        path, summary = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
+                                             progress=Progress("validation points"))
+        print(summary)
     elif args.target == "dpa":
         path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,
                              trials=args.trials, seed=args.seed)

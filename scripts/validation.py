@@ -13,7 +13,6 @@ At channel level, channel 0's command stream of the RUN goes through the RTL que
 from __future__ import annotations
 
 import dataclasses
-import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +58,6 @@ def sweep(quick: bool = False) -> list[Point]:
     return [Point(4, 64, 2, 300, p) for p in policies] if quick else points
 
 
-def _config(p: Point):
-    from pimphony.model.config import ModuleOrg
-    from pimphony.model.dpa import DpaConfig
-    from pimphony.model.kvcache import ChunkLayout
-
-    base = ModuleOrg.load("aimx-16ch")
-    org = dataclasses.replace(base, name=f"{base.name}-{p.channels}ch", channels=p.channels)
-    layout = ChunkLayout(org, p.head_dim)
-    per_segment = math.ceil(p.length / min(layout.k_tokens, layout.v_tokens)) + 1
-    return DpaConfig(org, p.head_dim, max_requests=2, segments=1, max_chunks_per_segment=per_segment,
-                     chunks=2 * per_segment + 2)
-
-
 def run_point(p: Point) -> Outcome:
     """Measure ``p`` on the RTL (hub and channel 0's queue) and predict it with the models."""
     from pimphony.model.config import TimingPreset
@@ -79,6 +65,7 @@ def run_point(p: Point) -> Outcome:
     from pimphony.model.isa import Format, unroll
     from pimphony.model.perf.hub import predict_run
     from pimphony.model.queue import Policy, QueueConfig
+    from pimphony.rtl.build import cut_module, workload_config
     from pimphony.rtl.dcs import DcsQueue
     from pimphony.rtl.hub import PimHub
     from pimphony.rtl.sim import simulate_hub, simulate_queue
@@ -86,12 +73,12 @@ def run_point(p: Point) -> Outcome:
     from pimphony.scheduler.policies import issue_cycles
 
     timing = TimingPreset.load("aim-gddr6")
-    config = _config(p)
+    config = workload_config(cut_module("aimx-16ch", p.channels), p.head_dim, 1, [p.length])
     fmt = Format.for_org(config.org)
     policy = Policy[p.policy]
     queue = dataclasses.replace(QueueConfig.rtl_default(config.org), policy=policy)
     ops = load_program(head_program(config.org, p.group, p.head_dim), fmt)
-    ops += [DpaOperation(DpaOp.OPEN, 1, arg=p.length), DpaOperation(DpaOp.RUN, 1)]
+    ops += [DpaOperation(DpaOp.OPEN, 0, arg=p.length), DpaOperation(DpaOp.RUN, 0)]
     res = simulate_hub(PimHub(config, timing, queue), ops, policy, epu_cycles=EPU_CYCLES)
     begun, done = res.spans[-1]
     golden = DpaControllerModel(config)
@@ -126,8 +113,9 @@ def statistics(outcomes: list[Outcome]) -> dict[str, float]:
     return {"mae": float(rel.mean()), "max": float(rel.max()), "r2": r2}
 
 
-def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress=None) -> Path:
-    """Write ``validation.md`` and ``validation.png`` into ``out``."""
+def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress=None) -> tuple[Path, str]:
+    """Write ``validation.md`` and ``validation.png`` into ``out``; returns the report's path and its
+    summary (the hub-level and channel-level figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,15 +125,16 @@ def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress
     stats = statistics(outcomes)
     exact = sum(o.channel_exact for o in outcomes)
     out.mkdir(parents=True, exist_ok=True)
+    summary = (f"- **Hub level: MAE {stats['mae']:.2%}, largest error {stats['max']:.2%}, R² {stats['r2']:.5f} "
+               f"over {len(outcomes)} points** (target: MAE <= 2%)\n"
+               f"- **Channel level: {exact}/{len(outcomes)} points equal cycle for cycle** "
+               f"({sum(o.channel_commands for o in outcomes)} commands)")
     lines = ["# Cycle-model validation against the RTL", "",
              "Each point: one attention pair through the RTL hub (amaranth.sim; DPA controller, sequencer, one "
              "DCS queue per channel) and through the hub model (`pimphony.model.perf.hub`, composed of the channel "
              "cycle model and the DPA/sequencer pipeline). Channel level: channel 0's stream through the RTL "
              "queue alone and through the channel cycle model. Regenerate with `pimphony reproduce validation`.",
-             "", f"- **Hub level: MAE {stats['mae']:.2%}, largest error {stats['max']:.2%}, R² {stats['r2']:.5f} "
-             f"over {len(outcomes)} points** (target: MAE <= 2%)",
-             f"- **Channel level: {exact}/{len(outcomes)} points equal cycle for cycle** "
-             f"({sum(o.channel_commands for o in outcomes)} commands)", "",
+             "", summary, "",
              "| point | RTL cycles | model cycles | error | channel 0: commands, equal |",
              "|---|---:|---:|---:|---|"]
     for o in outcomes:
@@ -166,4 +155,4 @@ def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress
     fig.tight_layout()
     fig.savefig(out / "validation.png", dpi=120)
     plt.close(fig)
-    return path
+    return path, summary

@@ -6,19 +6,20 @@ import dataclasses
 import pytest
 from helpers import model
 
-from pimphony.model.config import ModuleOrg, TimingPreset
-from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
+from pimphony.model.config import TimingPreset
+from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.isa import Format, to_commands, unroll
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
+from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
 from pimphony.rtl.sim import simulate_hub
 from pimphony.scheduler.dpa import head_program
 from pimphony.verification.env.hub import AttentionOnHub
 
-ORG4 = dataclasses.replace(ModuleOrg.load("aimx-16ch"), name="aimx-4ch", channels=4)
+CONFIG = hub_testbench_config()
+ORG4 = CONFIG.org
 AIM = TimingPreset.load("aim-gddr6")
-CONFIG = DpaConfig(ORG4, 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
 FMT = Format.for_org(ORG4)
 
 
