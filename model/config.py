@@ -211,6 +211,12 @@ class TimingPreset(_Config):
     nCWLREG: int = _spec(0, 100_000, "MAC register write latency")
     nCWLGB: int = _spec(0, 100_000, "GBuf write latency")
     nWPRE: int = _spec(0, 100_000, "write preamble")
+    nRDHUB: int = _spec(0, 100_000, "RD-OUT until its data is at the HUB: what a blocking in-order controller waits")
+
+    def _check(self, where: str) -> None:
+        if self.nRDHUB < self.nCLREG + self.nBL:
+            raise ConfigError(where, "values.nRDHUB", f"{self.nRDHUB} must be at least nCLREG + nBL "
+                                                      f"({self.nCLREG + self.nBL}): the data leaves the OBuf first")
 
 
 @dataclass(frozen=True, kw_only=True)

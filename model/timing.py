@@ -108,6 +108,17 @@ def latency_table(preset: TimingPreset) -> np.ndarray:
     return np.array([lat[Opcode(k)] for k in range(CHANNEL_OPCODES)], dtype=np.int64)
 
 
+def blocking_table(preset: TimingPreset) -> np.ndarray:
+    """What the static (conventional, in-order) controller waits for after each command before it
+    issues the next: the :func:`latency_table`, except that RD-OUT is a *blocking read* — the
+    controller waits until its data is at the HUB (``nRDHUB``), as AiM's in-order controller blocks
+    RD_MAC until executed (REFERENCE.md c.3). Ping-pong and DCS drain the OBuf through its own port
+    and wait only for the hazards of :func:`latency_table`."""
+    table = latency_table(preset)
+    table[Opcode.RD_OUT] = preset.nRDHUB
+    return table
+
+
 def gap_matrix(preset: TimingPreset, obuf_dual_port: bool = False) -> np.ndarray:
     """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
     g = np.zeros((CHANNEL_OPCODES, CHANNEL_OPCODES), dtype=np.int64)

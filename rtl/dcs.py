@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from pimphony.model.config import TimingPreset, index_bits
 from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
-from pimphony.model.timing import gap_matrix, latency_table
+from pimphony.model.timing import blocking_table, gap_matrix, latency_table
 
 from .layouts import OpcodeShape, command_layout, opcode_in
 
@@ -52,7 +52,7 @@ class DcsQueue(wiring.Component):
         Commands issued per opcode; ``refreshes`` counts inserted REFs.
     idle : Out(1)
         Nothing is queued or being offered, and every issued command has completed (its latency has
-        passed): a phase boundary may proceed.
+        passed; under static, a RD-OUT's data has reached the HUB): a phase boundary may proceed.
     stall : Out(StructLayout of 32-bit counters)
         Cycles without an issue: ``idle`` (nothing queued), ``dependency`` (a head waits for a
         hazard), ``timing`` (heads wait for a timing rule, the static gap or a pending refresh),
@@ -83,6 +83,7 @@ class DcsQueue(wiring.Component):
         self.config = config
         self.gap = gap_matrix(timing, config.obuf_dual_port)
         self.lat = latency_table(timing).tolist()
+        self.block = blocking_table(timing).tolist()
         self.cmd_layout = command_layout(fmt)
         out_layout = data.StructLayout({"cmd": self.cmd_layout, "seq": SEQ_BITS, "refresh": 1})
         stall = data.StructLayout(dict.fromkeys(STALL_CAUSES, 32))
@@ -151,7 +152,7 @@ class DcsQueue(wiring.Component):
         cnt_width = index_bits(int(self.gap.max()) + 1)
         allow = [Signal(cnt_width, name=f"wait_{Opcode(k).name.lower()}") for k in range(n_ops)]
         allow_arr = Array(allow)
-        static_wait = Signal(range(max(self.lat) + 1))
+        static_wait = Signal(range(max(self.block) + 1))
 
         # -- refresh --------------------------------------------------------------------------------
         n_refi = self.timing.nREFI
@@ -205,7 +206,7 @@ class DcsQueue(wiring.Component):
             imposed = Mux(fire, row[op], 0)
             worst = Mux(allow[k] > imposed, allow[k], imposed)
             m.d.sync += allow[k].eq(Mux(worst == 0, 0, worst - 1))
-        lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.lat)
+        lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.block)
         with m.If(fire & ~is_ref):
             m.d.sync += static_wait.eq(lat_arr[op])
         with m.Elif(static_wait != 0):
@@ -268,7 +269,8 @@ class DcsQueue(wiring.Component):
         in_flight = Const(0, 1)
         for slot in slots:
             in_flight = in_flight | (slot.rem != 0)
-        m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~in_flight)
+        blocked = static & (static_wait != 0)               # a blocking RD-OUT's data is still on its way
+        m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~in_flight & ~blocked)
 
         # -- performance counters -------------------------------------------------------------------
         with m.If(fire & is_ref):

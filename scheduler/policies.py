@@ -8,7 +8,9 @@ policy     queues                   hazards tracked per                 a comman
 =========  =======================  ==================================  ==================================
 static     one, in order            --                                  the previous command has completed
                                                                         (fixed gaps t_WR-INP, t_MAC,
-                                                                        t_RD-OUT = the command latencies)
+                                                                        t_RD-OUT = the command latencies;
+                                                                        a RD-OUT blocks until its data
+                                                                        is at the HUB, nRDHUB)
 ping-pong  I/O + compute            buffer half (GBuf and OBuf split    the last accessor of its half(s)
                                     into two regions)                   has completed
 DCS        I/O + compute            entry                               the last accessor of its entry(s)
@@ -28,8 +30,9 @@ Cycle semantics (what the RTL implements):
 * **Issue.** In each cycle at most one command issues: a queue head is *ready* when it has been in
   the queue for a cycle, every dependency has issued and completed (issue cycle + latency <= now;
   the status table, S-Table, holds the completion cycles), and every timing rule allows it. Static
-  additionally waits for the previous command's completion. If both heads are ready the older in
-  program order issues.
+  additionally waits for the previous command's completion, a RD-OUT's data at the HUB included
+  (:func:`~pimphony.model.timing.blocking_table`). If both heads are ready the older in program
+  order issues.
 * **Refresh.** A refresh falls due at every multiple of nREFI cycles. A PRE issued while one is due
   makes a REF pending (a postponed refresh, as DRAM allows); a pending REF issues, before any queued
   command, in the first cycle the rules allow it (nRP after the PRE). The next ACT then waits nRFC.
@@ -48,7 +51,7 @@ import numpy as np
 from pimphony.model.config import TimingPreset
 from pimphony.model.isa import IO_OPCODES, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
-from pimphony.model.timing import gap_matrix, latency_table
+from pimphony.model.timing import blocking_table, gap_matrix, latency_table
 
 
 def dependencies(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
@@ -122,12 +125,14 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     arrive = np.zeros(len(ops), dtype=np.int64) if arrive is None else np.asarray(arrive, dtype=np.int64)
     due = timing.nREFI * (start // timing.nREFI + 1) if ref_due is None else int(ref_due)
     rules = np.zeros(gap.shape[0], dtype=np.int64) if earliest is None else np.asarray(earliest, dtype=np.int64)
-    issue, refresh, n_ref, due, after = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, static, timing.nREFI,
+    block = blocking_table(timing)
+    issue, refresh, n_ref, due, after = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, block, static,
+                                                timing.nREFI,
                                                 int(Opcode.REF), int(Opcode.PRE), arrive, int(start), due, rules)
     return IssueResult(issue, refresh[:n_ref].copy(), int(due), after)
 
 
-def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op, pre_op, arrive, start, ref_due,
+def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi, ref_op, pre_op, arrive, start, ref_due,
                earliest0):
     """The cycle loop of the module docstring, on arrays (compiled with numba when available); from
     cycle ``start``, command ``p`` arriving no earlier than ``arrive[p]``, the next refresh due at
@@ -205,7 +210,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, static, n_refi, ref_op
             popped = best_q
             issue[best] = t
             done[best] = t + lat[op]
-            prev_done = t + max(1, lat[op])
+            prev_done = t + max(1, block[op])
             for k in range(n_ops):
                 if t + gap[op, k] > earliest[k]:
                     earliest[k] = t + gap[op, k]

@@ -12,7 +12,7 @@ from pimphony.model.isa import COMMAND_DTYPE, IO_OPCODES, Command, Opcode, to_co
 from pimphony.model.numerics import bf16_bits
 from pimphony.model.perf.channel import CATEGORIES, run_channel
 from pimphony.model.queue import Policy, QueueConfig
-from pimphony.model.timing import latencies, latency_table
+from pimphony.model.timing import blocking_table, latencies, latency_table
 from pimphony.scheduler.lower import AttentionLowering, command_streams
 from pimphony.scheduler.partition import make_partition
 from pimphony.scheduler.policies import dependencies, issue_cycles, issuer
@@ -56,7 +56,10 @@ def check_guarantees(stream: np.ndarray, cfg: QueueConfig):
     assert (t >= 1).all() and len(np.unique(t)) == len(t)                    # one command per cycle
     lat = latency_table(AIM)
     if cfg.policy == Policy.STATIC:
-        assert (np.diff(t) >= lat[ops[:-1]]).all()                           # in order, each after completion
+        block = blocking_table(AIM)
+        assert (np.diff(t) >= block[ops[:-1]]).all()                         # in order, each after completion
+        rd = np.nonzero(ops[:-1] == Opcode.RD_OUT)[0]
+        assert (t[rd + 1] - t[rd] >= AIM.nRDHUB).all()                       # a RD-OUT blocks until at the HUB
     else:
         for q in (np.isin(ops, list(IO_OPCODES)), ~np.isin(ops, list(IO_OPCODES))):
             assert (np.diff(t[q]) > 0).all()                                 # in order inside each queue
