@@ -56,6 +56,11 @@ def _spec(lo: int, hi: int, doc: str) -> Any:
     return field(metadata={"range": (lo, hi), "doc": doc})
 
 
+def _optional(lo: int, hi: int, doc: str) -> Any:
+    """An optional integer field; 0 means "not given" (a consumer that needs it says so)."""
+    return field(default=0, metadata={"range": (lo, hi), "doc": doc, "optional": True})
+
+
 T = TypeVar("T", bound="_Config")
 
 
@@ -115,9 +120,10 @@ class _Config:
                 value, basis, source = entry, "user", where
             parsed[key] = _check_int(value, specs[key], where, f"values.{key}")
             prov[key] = Provenance(source=source, basis=basis)
-        missing = [k for k in specs if k not in parsed]
+        required = [k for k, f in specs.items() if not f.metadata.get("optional")]
+        missing = [k for k in required if k not in parsed]
         if missing:
-            raise ConfigError(where, f"values.{missing[0]}", f"missing; required keys: {', '.join(specs)}")
+            raise ConfigError(where, f"values.{missing[0]}", f"missing; required keys: {', '.join(required)}")
         config = cls(name=name, description=description, provenance=prov, **parsed)
         config._check(where)
         return config
@@ -142,7 +148,8 @@ class _Config:
         rows = []
         for key in self.value_fields():
             prov = self.provenance.get(key, Provenance("", ""))
-            rows.append((key, getattr(self, key), prov.basis, prov.source))
+            if key in self.provenance or getattr(self, key):
+                rows.append((key, getattr(self, key), prov.basis, prov.source))
         return rows
 
 
@@ -284,6 +291,9 @@ class ModelConfig(_Config):
     kv_heads: int = _spec(1, 1024, "key/value heads (GQA when fewer than heads)")
     head_dim: int = _spec(16, 4096, "elements per head; a multiple of 16")
     context: int = _spec(1, 1 << 24, "maximum context length in tokens")
+    hidden: int = _optional(16, 1 << 20, "model width d_model (FC layers; the system model needs it)")
+    intermediate: int = _optional(16, 1 << 22, "FFN width of the gated MLP (the system model needs it)")
+    vocab: int = _optional(1, 1 << 24, "vocabulary size of the LM head (the system model needs it)")
 
     def _check(self, where: str) -> None:
         if self.heads % self.kv_heads:
@@ -299,6 +309,34 @@ class ModelConfig(_Config):
         """GQA group size g: query heads per KV head (1 = MHA)."""
         return self.heads // self.kv_heads
 
+    FC_FIELDS: ClassVar[tuple[str, ...]] = ("hidden", "intermediate", "vocab")
+
+    def require_fc(self) -> None:
+        """Raise :class:`ConfigError` unless the FC shape (hidden, intermediate, vocab) is given."""
+        missing = [k for k in self.FC_FIELDS if not getattr(self, k)]
+        if missing:
+            raise ConfigError(f"model {self.name}", f"values.{missing[0]}",
+                              f"missing; the system model needs {', '.join(self.FC_FIELDS)} "
+                              "(Hugging Face: hidden_size, intermediate_size, vocab_size)")
+
+    @property
+    def layer_params(self) -> int:
+        """Weights of one decoder layer: Q, K, V, O projections and a gated MLP (gate, up, down)."""
+        self.require_fc()
+        qkv = self.hidden * (self.heads + 2 * self.kv_heads) * self.head_dim
+        return qkv + self.heads * self.head_dim * self.hidden + 3 * self.hidden * self.intermediate
+
+    @property
+    def head_params(self) -> int:
+        """Weights of the LM head (run once per decode step; the embedding lookup reads one row)."""
+        self.require_fc()
+        return self.hidden * self.vocab
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token over every layer and KV head, 2-byte elements."""
+        return 2 * 2 * self.layers * self.kv_heads * self.head_dim
+
     @classmethod
     def load(cls, name_or_path: str | Path) -> ModelConfig:
         """A preset name, a YAML file, or a Hugging Face ``config.json``."""
@@ -311,8 +349,9 @@ class ModelConfig(_Config):
         """Read the attention shape from a Hugging Face ``config.json``.
 
         Uses ``num_attention_heads``, ``num_key_value_heads`` (default: the head count),
-        ``head_dim`` (default ``hidden_size / num_attention_heads``), ``num_hidden_layers`` and
-        ``max_position_embeddings`` (default 4096). Nested ``text_config`` is followed.
+        ``head_dim`` (default ``hidden_size / num_attention_heads``), ``num_hidden_layers``,
+        ``max_position_embeddings`` (default 4096) and, when present, ``hidden_size``,
+        ``intermediate_size`` and ``vocab_size``. Nested ``text_config`` is followed.
         """
         text, where = _read("models", path)
         try:
@@ -354,7 +393,12 @@ class ModelConfig(_Config):
             },
         }
         keymap = {"layers": "num_hidden_layers", "heads": "num_attention_heads", "kv_heads": "num_key_value_heads",
-                  "head_dim": "head_dim", "context": "max_position_embeddings"}
+                  "head_dim": "head_dim", "context": "max_position_embeddings", "hidden": "hidden_size",
+                  "intermediate": "intermediate_size", "vocab": "vocab_size"}
+        for ours in cls.FC_FIELDS:
+            if keymap[ours] in raw:
+                mapping["values"][ours] = {"value": raw[keymap[ours]], "basis": "user",
+                                           "source": f"{where} {keymap[ours]}"}
         try:
             return cls.from_mapping(mapping, where)
         except ConfigError as exc:
@@ -375,6 +419,27 @@ class WorkloadConfig(_Config):
     def _check(self, where: str) -> None:
         if not self.min <= self.mean <= self.max:
             raise ConfigError(where, "values.mean", f"{self.mean} must lie in [min, max] = [{self.min}, {self.max}]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemConfig(_Config):
+    """A multi-module PIM system (REFERENCE.md d.3): what runs the FC layers and how modules talk.
+
+    ``fc_on_pim`` = 1 is the PIM-only system (CENT): FC layers run as GEMVs on the PIM channels and the
+    module's processing units (PNM) do softmax; 0 is xPU+PIM (NeuPIMs): FC layers run on the xPU's
+    matrix units, attention on PIM. The module organisation is a separate preset.
+    """
+
+    KIND: ClassVar[str] = "systems"
+    fc_on_pim: int = _spec(0, 1, "1: FC layers on PIM (PIM-only); 0: on the xPU (xPU+PIM)")
+    xpu_gflops: int = _spec(1, 1 << 30, "xPU / PNM compute per module, GFLOPS")
+    xpu_mem_gbps: int = _spec(1, 1 << 30, "bandwidth at which the xPU reads weights from its module, GB/s")
+    softmax_per_ns: int = _spec(1, 1 << 20, "softmax throughput of a module's EPU/PNM, score elements per ns")
+    link_gbps: int = _spec(1, 1 << 30, "module-to-module link bandwidth, GB/s")
+    link_ns: int = _spec(0, 1 << 30, "module-to-module transfer latency, ns")
+    pim_tck_ps: int = _spec(1, 100_000, "PIM command clock of this system (cycle counts from the timing preset)")
+    interleave_batch: int = _spec(0, 1 << 20, "smallest batch that overlaps FC and attention by sub-batch "
+                                              "interleaving (0: never)")
 
 
 def ceil_div(a: int, b: int) -> int:

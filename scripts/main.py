@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import sys
 import time
@@ -14,11 +16,13 @@ from pimphony.model.config import (
     ConfigError,
     ModelConfig,
     ModuleOrg,
+    SystemConfig,
     TimingPreset,
     WorkloadConfig,
     preset_names,
 )
 from pimphony.model.isa import Opcode
+from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, PerfError, Techniques
 from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_attention
 from pimphony.scheduler.lower import LoweringError
@@ -26,7 +30,8 @@ from pimphony.scheduler.partition import PartitionError
 
 from .progress import Progress
 
-PRESET_KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig}
+PRESET_KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig,
+                "systems": SystemConfig}
 
 EPILOG = """\
 examples:
@@ -111,6 +116,55 @@ def build_parser() -> argparse.ArgumentParser:
                           "(with --layers > 1 both get a leading layer axis)")
     att.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    perf = sub.add_parser(
+        "perf", help="decode throughput of a model on a PIM system (the system performance model)",
+        description="Evaluate one configuration point of the system model: the batch that fits the capacity, the "
+                    "best tensor/pipeline split, and the time of a decode step from the channel cycle model. "
+                    "Techniques default to PIMphony's (TCP + DCS + DPA); the paper's baseline is "
+                    "--partition hfp --schedule static --alloc static.",
+        epilog="examples:\n"
+               "  pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa\n"
+               "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule static --alloc static\n"
+               "  pimphony perf --model llama-3.1-70b --system neupims --capacity 512GB --context 1048576 --json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    perf.add_argument("--model", required=True, help="model preset name or a YAML / Hugging Face config.json file")
+    perf.add_argument("--system", default="cent", help="cent (PIM-only), neupims (xPU+PIM) or a system YAML file")
+    perf.add_argument("--capacity", default="128GB", help="total PIM capacity, e.g. 128GB, 512GB, 1TB")
+    where = perf.add_mutually_exclusive_group(required=True)
+    where.add_argument("--workload", help="request lengths from a Table II workload: multifieldqa, qmsum, musique, "
+                                          "loogle-sd, or a YAML file")
+    where.add_argument("--context", type=_positive, help="mean context T: prompts normal(T, T/3) clipped to [1, 2T]; "
+                                                         "static reserves 2T + the generated tokens")
+    perf.add_argument("--partition", choices=PARTITIONS, default=Techniques.partition)
+    perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
+    perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
+    perf.add_argument("--module", help="module organisation preset (default: the system's)")
+    perf.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
+    perf.add_argument("--t-max", type=_positive, help="static reservation per request (default: the model's context)")
+    perf.add_argument("--generate", type=_positive, default=512, help="tokens generated per request")
+    perf.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled request lengths")
+    perf.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    swp = sub.add_parser(
+        "sweep", help="run a grid of system-model points into a CSV or Parquet table",
+        description="Evaluate every point of SPEC.yaml (keys base and grid; see pimphony.cli.sweep) with the "
+                    "system model, in parallel on local processes or on an existing Dask cluster. Results are "
+                    "cached by the hash of the point, its config files and the model sources, so a repeated "
+                    "sweep is instant; a point that cannot run becomes a row with an error.",
+        epilog="example spec:\n"
+               "  base: {system: cent, capacity: 128GB, workload: multifieldqa}\n"
+               "  grid:\n"
+               "    model: [llama-3.1-8b, qwen1.5-7b]\n"
+               "    partition: [hfp, tcp]\n"
+               "    seed: [0, 1, 2]\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    swp.add_argument("spec", type=Path, help="sweep spec YAML")
+    swp.add_argument("--out", type=Path, default=Path("build/sweep.csv"),
+                     help="table to write: .csv or .parquet (default: build/sweep.csv)")
+    swp.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="local worker processes")
+    swp.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (e.g. tcp://host:8786)")
+    swp.add_argument("--no-cache", action="store_true", help="evaluate every point again")
+
     pre = sub.add_parser("presets", help="print the shipped presets with the source and basis of every value",
                          description="Print presets: timing, module organisations, LLMs and workloads. Every value "
                                      "carries its source and a basis (paper, public-model, derived, assumed).")
@@ -141,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
     bd.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
+    bpf = bsub.add_parser("perf", help="speed of the system model: one point, a 72B model at 1M tokens on 512 GB",
+                          description="Time one evaluation of the system model (target: at most 1 s) — by default "
+                                      "llama-3.1-70b, a 1M-token context, 512 GB of CENT — with the kernel costs "
+                                      "already measured (their first measurement is timed separately).",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bpf.add_argument("--model", default="llama-3.1-70b")
+    bpf.add_argument("--system", default="cent")
+    bpf.add_argument("--capacity", default="512GB")
+    bpf.add_argument("--context", type=_positive, default=1 << 20)
+    bpf.add_argument("--repeat", type=_positive, default=5, help="evaluations timed; the median is reported")
     bp = bsub.add_parser("dpa", help="speed of the golden DPA allocator (appends per second)",
                          description="Open a batch of Llama-3.1-8B requests (256 segments each) and append one "
                                      "token to each, round robin, for --steps decode steps; report appends per "
@@ -217,9 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument("--jobs", type=_positive, default=2, help="mutants checked at once")
     mut.add_argument("--out", type=Path, default=Path("build/mutate"), help="builds and results go here")
 
-    rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG")
+    rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG",
+                         description="Without a target: every number of the paper the project computes, into "
+                                     "reports/reproduction.md with PNG plots (paper | pimphony | ratio, and the "
+                                     "assumption behind every gap over 25%%). A target runs one experiment.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rep.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
     rsub = rep.add_subparsers(dest="target", metavar="TARGET")
-    rsub.required = True
+    rall = rsub.add_parser("all", help="every target (the default)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rall.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rall.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
     rd = rsub.add_parser("dcs", help="Fig. 7, Fig. 8, Fig. 18 and the MAC-utilisation table of DCS",
                          description="Run the DCS experiments on the channel cycle model and write dcs.md with "
                                      "dcs_fig7.png, dcs_fig8.png and dcs_fig18.png.",
@@ -300,6 +373,80 @@ def cmd_attention(args: argparse.Namespace) -> int:
             raise CliError(f"{args.save}: cannot write: {exc.strerror or exc}") from None
         print(f"saved out and reference to {args.save}")
     return 0 if worst <= 1 else 1
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from .perf import PointSpec, describe, run_point
+
+    try:
+        spec = PointSpec(model=args.model, system=args.system, capacity=args.capacity, workload=args.workload,
+                         context=args.context, partition=args.partition, schedule=args.schedule, alloc=args.alloc,
+                         module=args.module, timing=args.timing, seed=args.seed, generate=args.generate,
+                         t_max=args.t_max)
+        result = run_point(spec)
+    except PerfError as exc:
+        raise CliError(str(exc)) from None
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result.summary(), indent=1))
+    else:
+        print(describe(result))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepError, load_spec, run_sweep, write_table
+
+    if args.out.suffix not in (".csv", ".parquet"):
+        raise CliError(f"--out {args.out}: the table must end in .csv or .parquet")
+    try:
+        points = load_spec(args.spec)
+    except SweepError as exc:
+        raise CliError(str(exc)) from None
+    where = f"Dask scheduler {args.scheduler}" if args.scheduler else f"{args.jobs} local process(es)"
+    print(f"{len(points)} points on {where}")
+    t0 = time.perf_counter()
+    try:
+        rows = run_sweep(points, jobs=args.jobs, scheduler=args.scheduler, use_cache=not args.no_cache,
+                         progress=Progress("sweep points"))
+    except OSError as exc:
+        raise CliError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
+    path = write_table(rows, args.out)
+    failed = sum(1 for r in rows if r.get("error"))
+    print(f"wrote {path}: {len(rows)} rows ({failed} with an error) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_bench_perf(args: argparse.Namespace) -> int:
+    from pimphony.model.perf.system import evaluate
+    from pimphony.scheduler.costs import kernel_costs
+
+    from .perf import PointSpec, build_point
+
+    spec = PointSpec(model=args.model, system=args.system, capacity=args.capacity, context=args.context)
+    point = build_point(spec)
+    t0 = time.perf_counter()
+    costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
+    t_costs = time.perf_counter() - t0
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        try:
+            result = evaluate(point, costs)
+        except PerfError as exc:
+            raise CliError(str(exc)) from None
+        times.append(time.perf_counter() - t0)
+    median = float(np.median(times))
+    print(f"system model: {point.model.name}, {args.context:,}-token context, {point.capacity_bytes / 2**30:.0f} GB "
+          f"{point.system.name} ({point.modules} modules, {len(result.plans)} TP x PP plans, batch "
+          f"{result.admission.batch}): {result.tokens_per_s:,.1f} tokens/s")
+    print(f"  one point: {1000 * median:.1f} ms median of {args.repeat} (target <= 1000 ms): "
+          f"{'met' if median <= 1.0 else 'NOT met'}")
+    print(f"  kernel costs: {t_costs:.2f} s (measured once per module, head_dim and group, then cached)")
+    return 0 if median <= 1.0 else 1
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -516,7 +663,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce_dcs, reproduce_dpa
 
     t0 = time.perf_counter()
-    if args.target == "validation":
+    if args.target in (None, "all"):
+        from .reproduction import reproduce_all
+
+        try:
+            path = reproduce_all(args.out, trials=args.trials, progress=Progress("reproduction points"))
+        except PerfError as exc:
+            raise CliError(str(exc)) from None
+    elif args.target == "validation":
         from .validation import reproduce_validation
 
         path, summary = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
@@ -534,12 +688,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"attention": cmd_attention, "presets": cmd_presets, "reproduce": cmd_reproduce,
+    handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
                 "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
-                "mutate": cmd_mutate}
+                "mutate": cmd_mutate, "sweep": cmd_sweep}
     try:
         if args.command == "bench":
-            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa}[args.bench](args)
+            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
+                    "perf": cmd_bench_perf}[args.bench](args)
         return handlers[args.command](args)
     except (ConfigError, InputError, PartitionError, LoweringError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)

@@ -10,12 +10,14 @@ from pimphony.model.config import (
     ConfigError,
     ModelConfig,
     ModuleOrg,
+    SystemConfig,
     TimingPreset,
     WorkloadConfig,
     preset_names,
 )
 
-KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig}
+KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig,
+         "systems": SystemConfig}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -77,6 +77,54 @@ def capacity_run(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, k
                           peak, chunks)
 
 
+@dataclass
+class Admission(CapacityResult):
+    """:func:`admit`'s answer: a :class:`CapacityResult` plus the admitted prompt lengths."""
+
+    lengths: np.ndarray | None = None
+
+
+def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str, seed: int,
+          generate: int = 512, t_max: int | None = None, max_requests: int = 4096,
+          chunk_bytes: int = MIB) -> Admission:
+    """The closed form of :func:`capacity_run`: the same batch, lengths and utilisation, vectorised.
+
+    Static reserves ``T_max`` for every segment, so the batch is the pool over one reservation. DPA
+    admits requests in arrival order while the chunks of all admitted requests at their final length
+    (prompt + ``generate``) fit — exactly the admission :func:`capacity_run` plays through the
+    allocator. A test holds the two equal.
+    """
+    if policy not in ("static", "dpa"):
+        raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
+    t_max = model.context if t_max is None else t_max
+    layout = ChunkLayout(org, model.head_dim, chunk_bytes)
+    kt, vt, segs = layout.k_tokens, layout.v_tokens, segments_of(model)
+    chunks = kv_bytes // chunk_bytes
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(sample_lengths(workload, max_requests, rng), t_max - generate)
+    steps = np.arange(1, generate + 1)
+    if policy == "static":
+        per = segs * (-(-t_max // kt) + -(-t_max // vt))
+        batch = min(max_requests, chunks // per)
+        held = np.full(batch, per)
+    else:
+        final = lengths + generate
+        need = np.cumsum(segs * (-(-final // kt) + -(-final // vt)))
+        batch = int(np.searchsorted(need, chunks, side="right"))
+        held = segs * (-(-final[:batch] // kt) + -(-final[:batch] // vt))
+    admitted = lengths[:batch]
+    util = 1.0 if generate else 0.0                   # the allocator's reading of an empty pool
+    if batch and generate:
+        live = 2 * segs * (admitted.sum() + batch * steps)                 # after each decode step
+        if policy == "static":
+            reserved = segs * batch * (-(-t_max // kt) * kt + -(-t_max // vt) * vt)
+        else:
+            grown = admitted[:, None] + steps[None, :]
+            reserved = segs * ((-(-grown // kt)) * kt + (-(-grown // vt)) * vt).sum(axis=0)
+        util = float(np.mean(live / reserved))
+    return Admission(policy, batch, util, workload.mean / t_max, int(held.sum()), chunks, admitted)
+
+
 def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,
                     seed: int, trials: int = 10, **kw) -> CapacityResult:
     """:func:`capacity_run` over ``trials`` batches (seeds ``seed .. seed + trials - 1``), averaged."""

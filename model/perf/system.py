@@ -1,0 +1,315 @@
+"""System performance model: decode throughput of an LLM on a system of PIM modules.
+
+One decode *step* produces one token for every request of the batch. Its time is built from parts,
+each from one place:
+
+* **batch and lengths** — :func:`~pimphony.model.perf.capacity.admit`: the KV capacity left after the
+  weights, static T_max reservation or DPA chunks, request lengths drawn from the workload (Table II,
+  a seeded clipped normal). Requests are evaluated at their mean decode position, prompt + generate/2.
+* **attention on PIM** — per layer and module, the cycles of the busiest channel
+  (:class:`KernelCosts`, measured on the channel cycle model by :mod:`pimphony.scheduler.costs`).
+  HFP puts a (request, KV head) pair's keys on channel ``k mod C`` and its V on the slice of that
+  channel (the partition's own rule); TCP spreads every pair over all channels. Time per cycle: the
+  system's ``pim_tck_ps``.
+* **softmax** on the module's EPU/PNM at ``softmax_per_ns`` score elements per ns; it overlaps the PIM
+  work of other pairs, so a layer's attention takes the longer of the two.
+* **FC layers** — PIM-only (``fc_on_pim``): GEMVs on every channel of the module at the measured
+  cycles per weight byte, once per request (a GEMV does not reuse weights across requests);
+  xPU+PIM: a GEMM on the xPU, the longer of reading the weights and computing.
+* **tensor parallelism** over ``t`` modules: a module holds 1/t of every layer's weights and KV heads;
+  two ring all-reduces of the activations per layer. **Pipeline parallelism** over ``p`` stages:
+  ceil(layers / p) layers per stage, ``m = min(batch, p)`` micro-batches; because a request's next token
+  needs its previous one through every stage, a step takes ``max(m, p)`` stage times.
+* **overlap** — FC and attention share the PIM channels on PIM-only, so they add; on xPU+PIM they
+  overlap by sub-batch interleaving once the batch reaches ``interleave_batch``.
+
+:func:`evaluate` searches every (TP, PP) with TP x PP = modules, TP dividing the KV-head count and PP at
+most the layer count, and returns the best. Constants that are not in REFERENCE.md are the ``assumed``
+values of the system presets (``pimphony presets``), listed in one place by :func:`assumptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from .capacity import Admission, admit
+
+PARTITIONS = ("hfp", "tcp")
+SCHEDULES = ("static", "pingpong", "dcs")
+ALLOCS = ("static", "dpa")
+MODULES = {"cent": "cent-32ch", "neupims": "neupims"}
+"""The module organisation preset of each shipped system."""
+
+
+@dataclass(frozen=True)
+class PhaseCurve:
+    """Busiest-channel cycles of QK^T and SV for one (request, KV head) against its length."""
+
+    lengths: tuple[int, ...]
+    qk: tuple[int, ...]
+    sv: tuple[int, ...]
+
+    def __call__(self, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(length, dtype=np.float64)
+        return self._eval(x, self.qk), self._eval(x, self.sv)
+
+    def _eval(self, x: np.ndarray, ys: tuple[int, ...]) -> np.ndarray:
+        xs, y = np.asarray(self.lengths, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        slope = (y[-1] - y[-2]) / (xs[-1] - xs[-2])
+        inside = np.interp(x, xs, y)
+        return np.where(x > xs[-1], y[-1] + slope * (x - xs[-1]), inside)
+
+
+@dataclass(frozen=True)
+class KernelCosts:
+    """What the channel cycle model says a channel spends on attention and on GEMVs."""
+
+    channels: int
+    banks: int
+    head_dim: int
+    group: int
+    attention: dict[tuple[str, str], PhaseCurve]
+    gemv_cycles_per_byte: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {"channels": self.channels, "banks": self.banks, "head_dim": self.head_dim, "group": self.group,
+                "attention": [{"partition": p, "schedule": s, "lengths": list(c.lengths), "qk": list(c.qk),
+                               "sv": list(c.sv)} for (p, s), c in self.attention.items()],
+                "gemv_cycles_per_byte": self.gemv_cycles_per_byte}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> KernelCosts:
+        curves = {(c["partition"], c["schedule"]): PhaseCurve(tuple(c["lengths"]), tuple(c["qk"]), tuple(c["sv"]))
+                  for c in raw["attention"]}
+        return cls(raw["channels"], raw["banks"], raw["head_dim"], raw["group"], curves,
+                   {k: float(v) for k, v in raw["gemv_cycles_per_byte"].items()})
+
+
+@dataclass(frozen=True)
+class Techniques:
+    """Which of PIMphony's techniques are on: the paper's ablation axes."""
+
+    partition: str = "tcp"
+    schedule: str = "dcs"
+    alloc: str = "dpa"
+
+    def __post_init__(self):
+        for name, allowed in (("partition", PARTITIONS), ("schedule", SCHEDULES), ("alloc", ALLOCS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.partition}+{self.schedule}+{self.alloc}"
+
+
+BASELINE = Techniques("hfp", "static", "static")
+ABLATION = (("baseline (HFP)", BASELINE), ("+TCP", Techniques("tcp", "static", "static")),
+            ("+DCS", Techniques("tcp", "dcs", "static")), ("+DPA", Techniques("tcp", "dcs", "dpa")))
+"""The paper's Fig. 13/14 bars: HFP baseline, then TCP, DCS and DPA added one by one."""
+
+
+class PerfError(ValueError):
+    """A configuration point cannot run (the weights do not fit, no request fits, ...)."""
+
+
+@dataclass
+class Point:
+    """One configuration point of the system model."""
+
+    model: ModelConfig
+    system: SystemConfig
+    org: ModuleOrg
+    timing: TimingPreset
+    capacity_bytes: int
+    workload: WorkloadConfig
+    techniques: Techniques = field(default_factory=Techniques)
+    t_max: int | None = None
+    seed: int = 0
+    generate: int = 512
+    chunk_bytes: int = 1 << 20
+
+    @property
+    def modules(self) -> int:
+        return self.capacity_bytes // self.org.bytes
+
+
+
+@dataclass
+class Plan:
+    """Throughput of one (TP, PP) choice and where a step's time goes."""
+
+    tp: int
+    pp: int
+    micro_batches: int
+    step_ns: float
+    tokens_per_s: float
+    parts_ns: dict[str, float]
+    mac_utilisation: float
+
+
+@dataclass
+class PerfResult:
+    point: Point
+    admission: Admission
+    best: Plan
+    plans: list[Plan]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.best.tokens_per_s
+
+    def summary(self) -> dict:
+        """Plain data for ``--json``, the sweep table and the report."""
+        p, a, b = self.point, self.admission, self.best
+        return {"model": p.model.name, "system": p.system.name, "capacity_gb": p.capacity_bytes / 2**30,
+                "modules": p.modules, "workload": p.workload.name, "partition": p.techniques.partition,
+                "schedule": p.techniques.schedule, "alloc": p.techniques.alloc, "seed": p.seed,
+                "tokens_per_s": b.tokens_per_s, "step_ms": b.step_ns / 1e6, "tp": b.tp, "pp": b.pp,
+                "batch": a.batch, "micro_batches": b.micro_batches, "mean_length": float(np.mean(a.lengths)),
+                "mac_utilisation": b.mac_utilisation, "capacity_utilisation": a.utilisation,
+                **{f"time_{k}": v / b.step_ns for k, v in b.parts_ns.items()}}
+
+
+def weight_bytes(model: ModelConfig, org: ModuleOrg) -> int:
+    """Bytes of all weights: every layer, the embedding and the LM head."""
+    return org.element_bytes * (model.layers * model.layer_params + 2 * model.head_params)
+
+
+def channel_cycles(partition: str, curve: PhaseCurve, lengths: np.ndarray, heads: int, channels: int, banks: int,
+                   slice_channels: int) -> np.ndarray:
+    """Attention cycles of every channel of a module for one layer: ``heads`` KV heads of each request.
+
+    The busy set follows the partitions of :mod:`pimphony.scheduler.partition`: HFP deals pairs
+    (request-major) to channel ``k mod C`` for K and to that channel's V slice; TCP gives channel
+    ``c`` K work once a pair has more than ``c x banks`` tokens and V work once it has more than
+    ``16 x (c div slice_channels)`` tokens. A busy channel is charged the busiest channel's cost
+    (:class:`PhaseCurve`), so TCP's loads are an upper bound within one burst per channel.
+    """
+    qk, sv = curve(lengths)
+    load = np.zeros(channels)
+    chan = np.arange(channels)
+    if partition == "tcp":
+        x = np.asarray(lengths, dtype=np.float64)[:, None]
+        k_busy = x > chan[None, :] * banks
+        v_busy = x > (chan[None, :] // slice_channels) * banks
+        load += heads * ((k_busy * qk[:, None]).sum(axis=0) + (v_busy * sv[:, None]).sum(axis=0))
+        return load
+    pair = np.arange(len(lengths) * heads)
+    k_chan = pair % channels
+    np.add.at(load, k_chan, np.repeat(qk, heads))
+    slot = k_chan % (channels // slice_channels)
+    for j in range(slice_channels):
+        np.add.at(load, slot * slice_channels + j, np.repeat(sv, heads))
+    return load
+
+
+def _plan(point: Point, costs: KernelCosts, lengths: np.ndarray, tp: int, pp: int) -> Plan:
+    m, s, org, tech = point.model, point.system, point.org, point.techniques
+    C, ns = org.channels, s.pim_tck_ps / 1000.0
+    batch = len(lengths)
+    heads = m.kv_heads // tp                                 # KV heads per module
+    layers = -(-m.layers // pp)
+    micro = min(batch, pp)
+    groups = [lengths[k::micro] for k in range(micro)]
+    curve = costs.attention[(tech.partition, tech.schedule)]
+    kb = m.head_dim // org.burst_elements
+    worst: dict[str, float] | None = None
+    for g in groups:
+        attention = float(channel_cycles(tech.partition, curve, g, heads, C, org.banks, kb).max()) * ns
+        softmax = heads * m.group * float(g.sum()) / s.softmax_per_ns
+        fc_bytes = org.element_bytes * m.layer_params / tp
+        head_bytes = org.element_bytes * m.head_params / tp
+        if s.fc_on_pim:
+            per_byte = costs.gemv_cycles_per_byte[tech.schedule] * ns / C
+            fc, lm = len(g) * fc_bytes * per_byte, len(g) * head_bytes * per_byte
+        else:
+            def gemm(nbytes: float, n: int = len(g)) -> float:
+                return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)   # 2 FLOP per 2-byte weight
+            fc, lm = gemm(fc_bytes), gemm(head_bytes)
+        act = len(g) * m.hidden * org.element_bytes
+        tp_comm = 0.0 if tp == 1 else 2 * (2 * (tp - 1) * s.link_ns + 2 * (tp - 1) / tp * act / s.link_gbps)
+        attn = max(attention, softmax)
+        overlap = bool(s.interleave_batch) and batch >= s.interleave_batch
+        layer = (max(attn, fc) if overlap else attn + fc) + tp_comm
+        pp_comm = 0.0 if pp == 1 else s.link_ns + act / s.link_gbps
+        parts = {"attention": layers * attention, "softmax": layers * max(0.0, softmax - attention),
+                 "fc": layers * fc + lm, "tp_comm": layers * tp_comm, "pp_comm": pp_comm,
+                 "overlap": -layers * min(attn, fc) if overlap else 0.0}
+        stage = layers * layer + lm + pp_comm
+        if worst is None or stage > worst["stage"]:
+            worst = {**parts, "stage": stage}
+    assert worst is not None
+    stage = worst.pop("stage")
+    rounds = max(micro, pp)
+    step = rounds * stage
+    parts_ns = {k: micro * v for k, v in worst.items() if v}
+    if rounds > micro:
+        parts_ns["pipeline_idle"] = (rounds - micro) * stage
+    return Plan(tp, pp, micro, step, batch / step * 1e9, parts_ns,
+                _mac_utilisation(point, lengths, step))
+
+
+def _mac_utilisation(point: Point, lengths: np.ndarray, step_ns: float) -> float:
+    """MAC-busy time of all channels over their time: attention (QK^T and SV, every query head) and, on
+    PIM-only, the FC GEMVs; a MAC command does one burst in every bank and keeps the unit busy nCCDS."""
+    m, org, s = point.model, point.org, point.system
+    per_mac = org.banks * org.burst_elements
+    macs = 2 * m.layers * m.heads * m.head_dim * float(lengths.sum()) / per_mac
+    if s.fc_on_pim:
+        macs += len(lengths) * (m.layers * m.layer_params + m.head_params) / per_mac
+    busy = macs * point.timing.nCCDS * s.pim_tck_ps / 1000.0
+    return busy / (point.modules * org.channels * step_ns)
+
+
+def parallel_plans(model: ModelConfig, modules: int) -> list[tuple[int, int]]:
+    """Every (TP, PP) with TP x PP = modules, TP dividing the KV-head count, PP at most the layers."""
+    return [(t, modules // t) for t in range(1, modules + 1)
+            if modules % t == 0 and model.kv_heads % t == 0 and modules // t <= model.layers]
+
+
+def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
+    """Tokens/s of ``point`` at its best (TP, PP)."""
+    m, org = point.model, point.org
+    m.require_fc()
+    if (costs.channels, costs.banks, costs.head_dim, costs.group) != (org.channels, org.banks, m.head_dim, m.group):
+        raise PerfError("kernel costs were measured for another module, head_dim or GQA group")
+    modules = point.modules
+    if modules < 1:
+        raise PerfError(f"capacity {point.capacity_bytes / 2**30:.0f} GiB is less than one {org.name} module "
+                        f"({org.bytes / 2**30:.0f} GiB)")
+    kv = modules * org.bytes - weight_bytes(m, org)
+    if kv <= 0:
+        raise PerfError(f"the weights of {m.name} ({weight_bytes(m, org) / 2**30:.1f} GiB) do not fit in "
+                        f"{modules} x {org.name} ({modules * org.bytes / 2**30:.0f} GiB)")
+    t_max = point.t_max or m.context
+    if t_max <= point.generate:
+        raise PerfError(f"T_max ({t_max}) must exceed the generated tokens ({point.generate})")
+    adm = admit(m, org, point.workload, kv, point.techniques.alloc, point.seed, point.generate, t_max,
+                chunk_bytes=point.chunk_bytes)
+    if adm.batch == 0:
+        raise PerfError(f"no request fits: {kv / 2**30:.0f} GiB of KV space under {point.techniques.alloc} "
+                        f"allocation (T_max {t_max}) for {m.name}")
+    lengths = adm.lengths.astype(np.float64) + point.generate / 2
+    plans = [_plan(point, costs, lengths, t, p) for t, p in parallel_plans(m, modules)]
+    if not plans:
+        raise PerfError(f"no (TP, PP) for {modules} modules: TP must divide {m.kv_heads} KV heads "
+                        f"and PP must not exceed {m.layers} layers")
+    best = max(plans, key=lambda plan: plan.tokens_per_s)
+    return PerfResult(point, adm, best, plans)
+
+
+def context_workload(context: int) -> WorkloadConfig:
+    """The Fig. 17 workload at context ``L``: "3 sigma context variation" read as normal(L, L/3) clipped
+    to [1, 2L] (REFERENCE.md f.16) for the prompts; static allocation reserves T_max = 2L + the generated
+    tokens."""
+    return WorkloadConfig.from_mapping({"name": f"context-{context}", "values": {
+        "mean": context, "std": max(context // 3, 0), "max": 2 * context, "min": 1}}, f"--context {context}")
+
+
+def assumptions(system: SystemConfig) -> list[tuple[str, int, str]]:
+    """(key, value, source) of every system constant that REFERENCE.md does not give."""
+    return [(k, v, src) for k, v, basis, src in system.describe() if basis == "assumed"]

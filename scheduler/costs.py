@@ -1,0 +1,123 @@
+"""Kernel costs for the system model, measured on the channel cycle model.
+
+The system model (:mod:`pimphony.model.perf.system`) needs, per decode step, the cycles a channel
+spends on attention and on FC GEMVs. It takes them from here, and everything here comes from the
+lowering (:mod:`.lower`), the issue policies (:mod:`.policies`) and the timing table — no second set of
+constants:
+
+* **attention**: the cycles of the busiest channel for the QK^T and for the SV part of one
+  (request, KV head) of ``L`` tokens with its ``g`` query heads (GQA row reuse), per partition (HFP,
+  TCP) and issue policy. Measured at a grid of lengths (:data:`ATTENTION_GRID`); between grid points
+  the cost is interpolated linearly and beyond the last point it is extrapolated from the last two
+  (a long stream is a repetition of whole rows, so the cost is affine there). A test holds both
+  within 2% of the cycle model off the grid.
+* **GEMV**: cycles per weight byte on one channel, from a 1024-wide GEMV in CENT's layout.
+
+Measuring takes a few seconds per (module, timing, head_dim, group); results are cached on disk
+(``$PIMPHONY_CACHE`` or ``~/.cache/pimphony``) under a key made of the inputs and the sources they
+come from, so a changed lowering or policy is re-measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
+from pimphony.model.isa import COMMAND_DTYPE, unroll
+from pimphony.model.perf.channel import run_channel
+from pimphony.model.perf.system import KernelCosts, PhaseCurve
+from pimphony.model.queue import Policy, QueueConfig
+
+from .lower import AttentionLowering, lower_gemv
+from .partition import make_partition
+from .policies import issuer
+
+ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
+                  "tcp": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144)}
+"""Context lengths (tokens of one request) at which attention is measured, per partition: a channel
+holds all of an HFP pair's keys but only 1/C of a TCP pair's, so TCP needs longer contexts to reach
+the affine regime."""
+GEMV_SHAPE = (1024, 2048)
+"""(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
+SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
+           "model/timing.py", "model/isa.py", "model/queue.py", "model/program.py", "model/perf/channel.py")
+
+
+def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: TimingPreset) -> int:
+    parts = [unroll(i)[channel] for i in instructions if channel in i.channels()]
+    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=COMMAND_DTYPE)
+    return run_channel(stream, timing, issuer(cfg), check=False).total_cycles
+
+
+def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,
+                     group: int, length: int) -> tuple[int, int]:
+    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens.
+
+    Channel 0 is the busiest in both partitions: HFP puts pair 0's keys and its V slice there; TCP
+    deals tokens round robin from channel 0, so channel 0 holds the most.
+    """
+    cfg = QueueConfig.for_org(org, policy)
+    model = ModelConfig.from_mapping({"name": "cost", "values": {
+        "layers": 1, "heads": group, "kv_heads": 1, "head_dim": head_dim, "context": length}}, "kernel cost")
+    part = make_partition(partition, org, head_dim)
+    program = AttentionLowering(part, model.group, cfg.obuf_entries).lower(part.place(np.array([length]), 1))[0]
+    qk = [i for step in program.steps for i in step.qk]
+    sv = [i for step in program.steps for i in step.sv]
+    return _channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing)
+
+
+def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, policy: Policy) -> float:
+    """Channel cycles per weight byte of a GEMV (:data:`GEMV_SHAPE`) in CENT's layout."""
+    cfg = QueueConfig.for_org(org, policy)
+    n_in, n_out = GEMV_SHAPE
+    cycles = _channel_cycles(lower_gemv(org, n_in, n_out, cfg.obuf_entries), 0, cfg, timing)
+    return cycles / (n_in * n_out * org.element_bytes)
+
+
+def _key(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> str:
+    digest = hashlib.sha256(repr((org.describe(), timing.describe(), head_dim, group,
+                                  ATTENTION_GRID, GEMV_SHAPE)).encode())
+    root = Path(__file__).resolve().parents[1]
+    for source in SOURCES:
+        digest.update((root / source).read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PIMPHONY_CACHE") or Path.home() / ".cache" / "pimphony")
+
+
+def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> KernelCosts:
+    """Measure every curve on the cycle model (a few seconds)."""
+    curves = {}
+    for partition in ("hfp", "tcp"):
+        for policy in Policy:
+            grid = ATTENTION_GRID[partition]
+            pts = [attention_cycles(org, timing, partition, policy, head_dim, group, n) for n in grid]
+            curves[(partition, policy.name.lower())] = PhaseCurve(grid, tuple(p[0] for p in pts),
+                                                                  tuple(p[1] for p in pts))
+    gemv = {policy.name.lower(): gemv_cycles_per_byte(org, timing, policy) for policy in Policy}
+    return KernelCosts(org.channels, org.banks, head_dim, group, curves, gemv)
+
+
+def kernel_costs(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int,
+                 use_cache: bool = True) -> KernelCosts:
+    """:func:`measure`, through the on-disk cache."""
+    path = cache_dir() / f"costs-{_key(org, timing, head_dim, group)}.json"
+    if use_cache and path.is_file():
+        try:
+            return KernelCosts.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            pass                                   # a damaged cache entry is measured again
+    costs = measure(org, timing, head_dim, group)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(costs.to_json()))
+        tmp.replace(path)
+    return costs

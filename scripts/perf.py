@@ -1,0 +1,98 @@
+"""``pimphony perf``: one configuration point of the system model, and the helpers the sweep and the
+reproduction share (loading a point from names, sizes like ``128GB``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from pimphony.model.config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from pimphony.model.perf.system import MODULES, PerfResult, Point, Techniques, context_workload, evaluate
+from pimphony.scheduler.costs import kernel_costs
+
+UNITS = {"": 1 << 30, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``128GB``, ``512 GiB``, ``1TB`` or a bare number of GB -> bytes. Capacities follow the paper's
+    module sizes (a 16 GB CENT module holds 2^34 bytes), so GB means 2^30 bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in UNITS:
+        raise ValueError(f"{text!r} is not a capacity; write e.g. 128GB, 512GiB or 1TB")
+    value = float(match.group(1)) * UNITS[unit]
+    if value < 1:
+        raise ValueError(f"capacity {text!r} must be positive")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """A configuration point by names: what the CLI and a sweep spec give (hashable, for the cache)."""
+
+    model: str
+    system: str = "cent"
+    capacity: str = "128GB"
+    workload: str | None = None
+    context: int | None = None
+    partition: str = "tcp"
+    schedule: str = "dcs"
+    alloc: str = "dpa"
+    module: str | None = None
+    timing: str = "aim-gddr6"
+    seed: int = 0
+    generate: int = 512
+    t_max: int | None = None
+
+    def __post_init__(self):
+        if (self.workload is None) == (self.context is None):
+            raise ValueError("give exactly one of workload and context")
+        Techniques(self.partition, self.schedule, self.alloc)
+
+    def key(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def build_point(spec: PointSpec) -> Point:
+    """Load every config of ``spec`` (presets by name or files by path)."""
+    model = ModelConfig.load(spec.model)
+    system = SystemConfig.load(spec.system)
+    module = spec.module or MODULES.get(system.name)
+    if module is None:
+        raise ValueError(f"system {system.name!r} has no default module; give --module")
+    org, timing = ModuleOrg.load(module), TimingPreset.load(spec.timing)
+    if spec.context is not None:
+        workload, t_max = context_workload(spec.context), spec.t_max or 2 * spec.context + spec.generate
+    else:
+        workload, t_max = WorkloadConfig.load(spec.workload), spec.t_max
+    return Point(model, system, org, timing, parse_size(spec.capacity), workload,
+                 Techniques(spec.partition, spec.schedule, spec.alloc), t_max, spec.seed, spec.generate)
+
+
+def run_point(spec: PointSpec) -> PerfResult:
+    point = build_point(spec)
+    costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
+    return evaluate(point, costs)
+
+
+def describe(result: PerfResult) -> str:
+    """The human-readable answer of ``pimphony perf``."""
+    p, a, b = result.point, result.admission, result.best
+    t = p.techniques
+    lines = [
+        f"{p.model.name} on {p.system.name} ({p.modules} x {p.org.name}, {p.capacity_bytes / 2**30:.0f} GB), "
+        f"workload {p.workload.name}, {t.partition.upper()} + {t.schedule} scheduling + {t.alloc} allocation",
+        f"  throughput          {b.tokens_per_s:12,.1f} tokens/s   (step {b.step_ns / 1e6:.3f} ms)",
+        f"  batch               {a.batch:12d}   (mean context {a.lengths.mean():,.0f} + {p.generate} generated)",
+        f"  parallelism         TP {b.tp} x PP {b.pp}, {b.micro_batches} micro-batch(es)",
+        f"  MAC utilisation     {100 * b.mac_utilisation:11.1f}%   of the PIM MAC roofline",
+        f"  capacity use        {100 * a.utilisation:11.1f}%   live KV / reserved KV",
+        "  time per step:",
+    ]
+    for k, v in sorted(b.parts_ns.items(), key=lambda kv: -abs(kv[1])):
+        lines.append(f"    {k:<16} {v / 1e6:10.3f} ms  {100 * v / b.step_ns:6.1f}%")
+    others = sorted(result.plans, key=lambda q: -q.tokens_per_s)[1:4]
+    if others:
+        lines.append("  next best: " + ", ".join(f"TP {q.tp} x PP {q.pp} {q.tokens_per_s:,.1f}" for q in others))
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""``pimphony sweep SPEC.yaml``: a grid of system-model points into one CSV or Parquet table.
+
+A spec is YAML::
+
+    base:                 # fields shared by every point (any PointSpec field)
+      system: cent
+      capacity: 128GB
+    grid:                 # every combination of these values
+      model: [llama-3.1-8b, qwen1.5-7b]
+      workload: [multifieldqa]
+      partition: [hfp, tcp]
+      schedule: [static, dcs]
+      seed: [0, 1, 2]
+
+Fields: model, system, capacity, workload or context, partition, schedule, alloc, module, timing, seed,
+generate, t_max. Points run in parallel on local processes (``--jobs``) or on an existing Dask cluster
+(``--scheduler tcp://host:8786``). Every result is cached under a hash of the point, the contents of the
+config files it names and the model's sources, so a repeated sweep reads the cache. A point that cannot
+run (weights do not fit, a bad preset name) becomes a row with an ``error`` and no numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pimphony.model.config import ConfigError
+from pimphony.model.perf.system import PerfError
+from pimphony.scheduler.costs import cache_dir
+
+from .perf import PointSpec, run_point
+
+FIELDS = {f.name for f in dataclasses.fields(PointSpec)}
+FILE_FIELDS = ("model", "system", "workload", "module", "timing")
+
+
+class SweepError(ValueError):
+    """A spec that cannot be read; the message names the file and the key."""
+
+
+def load_spec(path: Path) -> list[PointSpec]:
+    """The points of a spec file, in grid order (the last grid key varies fastest)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{path}: broken YAML: {exc}") from None
+    if not isinstance(raw, dict) or set(raw) - {"base", "grid"}:
+        raise SweepError(f"{path}: expected a mapping with keys base and grid")
+    base, grid = raw.get("base") or {}, raw.get("grid") or {}
+    if not isinstance(base, dict) or not isinstance(grid, dict):
+        raise SweepError(f"{path}: base and grid must be mappings")
+    for where, keys in (("base", base), ("grid", grid)):
+        for key in keys:
+            if key not in FIELDS:
+                raise SweepError(f"{path}: {where}.{key}: unknown field; allowed: {', '.join(sorted(FIELDS))}")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{path}: grid.{key}: must be a non-empty list")
+    points = []
+    for combo in itertools.product(*grid.values()):
+        fields = {**base, **dict(zip(grid, combo, strict=True))}
+        try:
+            points.append(PointSpec(**fields))
+        except (TypeError, ValueError) as exc:
+            raise SweepError(f"{path}: point {fields}: {exc}") from None
+    if not points:
+        raise SweepError(f"{path}: the grid is empty")
+    return points
+
+
+@lru_cache(maxsize=1)
+def _source_digest() -> str:
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for source in sorted([*root.glob("model/**/*.py"), *root.glob("model/presets/*/*.yaml"),
+                          *root.glob("scheduler/*.py"), root / "scripts" / "perf.py"]):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def point_key(spec: PointSpec) -> str:
+    """Hash of the point, the config files it names (by content) and the model's sources."""
+    digest = hashlib.sha256(spec.key().encode())
+    for name in FILE_FIELDS:
+        value = getattr(spec, name)
+        if value and Path(str(value)).is_file():
+            digest.update(Path(str(value)).read_bytes())
+    digest.update(_source_digest().encode())
+    return digest.hexdigest()[:32]
+
+
+def evaluate_spec(spec: PointSpec, use_cache: bool = True) -> dict[str, Any]:
+    """One row of the table (cached); runs in a worker process or on a Dask worker."""
+    path = cache_dir() / "perf" / f"{point_key(spec)}.json"
+    if use_cache and path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass
+    row: dict[str, Any] = {k: v for k, v in dataclasses.asdict(spec).items()}
+    try:
+        row.update(run_point(spec).summary())
+        row["error"] = ""
+    except (PerfError, ConfigError, ValueError) as exc:
+        row["error"] = str(exc)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{id(row)}")
+        tmp.write_text(json.dumps(row))
+        tmp.replace(path)
+    return row
+
+
+def run_sweep(points: list[PointSpec], jobs: int = 1, scheduler: str | None = None, use_cache: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``points`` (in order) locally or on the Dask cluster at ``scheduler``."""
+    rows: list[dict[str, Any] | None] = [None] * len(points)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(points))
+
+    if scheduler:
+        from distributed import Client, as_completed
+
+        with Client(scheduler) as client:
+            futures = client.map(evaluate_spec, points, use_cache=use_cache, pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for future in as_completed(futures):
+                rows[index[future.key]] = future.result()
+                tick()
+    elif jobs > 1 and len(points) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, row in enumerate(pool.map(evaluate_spec, points, [use_cache] * len(points), chunksize=4)):
+                rows[i] = row
+                tick()
+    else:
+        for i, spec in enumerate(points):
+            rows[i] = evaluate_spec(spec, use_cache)
+            tick()
+    return [r for r in rows if r is not None]
+
+
+def write_table(rows: list[dict[str, Any]], out: Path) -> Path:
+    """CSV, or Parquet when ``out`` ends in ``.parquet``; columns in first-seen order."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    return out
