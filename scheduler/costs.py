@@ -38,10 +38,11 @@ from .partition import make_partition
 from .policies import issuer
 
 ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
+                  "hfp-cent": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144),
                   "tcp": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144)}
 """Context lengths (tokens of one request) at which attention is measured, per partition: a channel
-holds all of an HFP pair's keys but only 1/C of a TCP pair's, so TCP needs longer contexts to reach
-the affine regime."""
+holds all of an HFP pair's keys but only a slice's or the module's share of the others', so they
+need longer contexts to reach the affine regime."""
 GEMV_SHAPE = (1024, 2048)
 """(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
 SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
@@ -58,8 +59,8 @@ def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, polic
                      group: int, length: int) -> tuple[int, int]:
     """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens.
 
-    Channel 0 is the busiest in both partitions: HFP puts pair 0's keys and its V slice there; TCP
-    deals tokens round robin from channel 0, so channel 0 holds the most.
+    Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
+    and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
     """
     cfg = QueueConfig.for_org(org, policy)
     model = ModelConfig.from_mapping({"name": "cost", "values": {
@@ -95,7 +96,7 @@ def cache_dir() -> Path:
 def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> KernelCosts:
     """Measure every curve on the cycle model (a few seconds)."""
     curves = {}
-    for partition in ("hfp", "tcp"):
+    for partition in ATTENTION_GRID:
         for policy in Policy:
             grid = ATTENTION_GRID[partition]
             pts = [attention_cycles(org, timing, partition, policy, head_dim, group, n) for n in grid]

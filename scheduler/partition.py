@@ -14,6 +14,9 @@ over the pair's ``S`` slices: burst ``u = t div 16`` goes to slice ``u mod S`` a
 
 * :class:`HeadFirstPartition` (the baseline): a pair's K sits in one channel (``L`` = its banks) and
   its V in one slice; pairs are dealt round robin over channels and slices of all modules.
+* :class:`CentHeadPartition` (the baseline with CENT's layouts, REFERENCE.md b.4, f.20): a pair's V
+  sits in one slice — the ``d/16`` channels that CENT gives a head — and its K round robin over the
+  same slice's banks; pairs are dealt round robin over the slices of all modules.
 * :class:`TokenCentricPartition` (PIMphony): a pair's K spans every bank of its module
   (``L = channels x banks``) and its V every slice (``S = channels div (d/16)``); pairs are dealt
   round robin over modules. With 16 x 16 banks every channel has QK^T work once a request holds more
@@ -204,6 +207,19 @@ class HeadFirstPartition(Partition):
         return module, (kch,), (tuple(range(slot * self.kb, (slot + 1) * self.kb)),)
 
 
+class CentHeadPartition(Partition):
+    """HFP with CENT's layouts: each (request, KV head) on one V slice for K and V (CENT: 8 channels of
+    a head at d_h = 128, K round robin over their banks)."""
+
+    name = "hfp-cent"
+
+    def assign(self, pair_index: int):
+        slots = self.org.channels // self.kb
+        module, slot = divmod(pair_index % (self.modules * slots), slots)
+        chans = tuple(range(slot * self.kb, (slot + 1) * self.kb))
+        return module, chans, (chans,)
+
+
 class TokenCentricPartition(Partition):
     """TCP: each (request, KV head) spans every bank of its module for K and every slice for V."""
 
@@ -216,11 +232,11 @@ class TokenCentricPartition(Partition):
         return module, tuple(range(c)), slices
 
 
-PARTITIONS = {"hfp": HeadFirstPartition, "tcp": TokenCentricPartition}
+PARTITIONS = {"hfp": HeadFirstPartition, "hfp-cent": CentHeadPartition, "tcp": TokenCentricPartition}
 
 
 def make_partition(name: str, org: ModuleOrg, head_dim: int, modules: int = 1) -> Partition:
-    """``hfp`` or ``tcp``."""
+    """``hfp``, ``hfp-cent`` or ``tcp``."""
     try:
         cls = PARTITIONS[name]
     except KeyError:

@@ -22,11 +22,12 @@ from pimphony.model.config import (
     preset_names,
 )
 from pimphony.model.isa import Opcode
-from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, PerfError, Techniques
+from pimphony.model.perf.system import ALLOCS, SCHEDULES, PerfError, Techniques
+from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_attention
 from pimphony.scheduler.lower import LoweringError
-from pimphony.scheduler.partition import PartitionError
+from pimphony.scheduler.partition import PARTITIONS, PartitionError
 
 from .progress import Progress
 
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--lengths", type=_lengths,
                      help="per-request lengths, e.g. 1000,37,4099 (overrides --context and --batch)")
     att.add_argument("--batch", type=_positive, default=1, help="requests")
-    att.add_argument("--partition", choices=["tcp", "hfp"], default="tcp",
+    att.add_argument("--partition", choices=list(PARTITIONS), default="tcp",
                      help="token-centric (PIMphony) or head-first (baseline)")
     att.add_argument("--modules", type=_positive, default=1, help="PIM modules")
     att.add_argument("--alloc", choices=["contiguous", "dpa"], default="contiguous",
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "loogle-sd, or a YAML file")
     where.add_argument("--context", type=_positive, help="mean context T: prompts normal(T, T/3) clipped to [1, 2T]; "
                                                          "static reserves 2T + the generated tokens")
-    perf.add_argument("--partition", choices=PARTITIONS, default=Techniques.partition)
+    perf.add_argument("--partition", choices=SYSTEM_PARTITIONS, default=Techniques.partition)
     perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
     perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
     perf.add_argument("--module", help="module organisation preset (default: the system's)")
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--module", default="aimx-16ch")
     bg.add_argument("--context", type=_positive, default=131072)
     bg.add_argument("--batch", type=_positive, default=1)
-    bg.add_argument("--partition", choices=["tcp", "hfp"], default="tcp")
+    bg.add_argument("--partition", choices=list(PARTITIONS), default="tcp")
     bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
     bg.add_argument("--repeat", type=_positive, default=3,
                     help="timed runs; the median is held against the target (timings on a shared machine vary)")

@@ -38,7 +38,7 @@ def check(run):
 
 @pytest.mark.parametrize("lengths", LENGTHS, ids=list(LENGTHS))
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("partition", ["tcp", "hfp"])
+@pytest.mark.parametrize("partition", ["tcp", "hfp", "hfp-cent"])
 def test_matches_reference(partition, shape, lengths):
     m = SHAPES[shape]
     inp = AttentionInputs.random(m, LENGTHS[lengths], seed=hash((partition, shape, lengths)) % 1000)

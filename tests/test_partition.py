@@ -13,7 +13,7 @@ from pimphony.scheduler.partition import PartitionError, make_partition
 ORG = ModuleOrg.load("aimx-16ch")
 
 
-@pytest.mark.parametrize("name", ["tcp", "hfp"])
+@pytest.mark.parametrize("name", ["tcp", "hfp", "hfp-cent"])
 @pytest.mark.parametrize("d", [64, 80, 96, 128, 256])
 def test_packed_rows_hold_every_element_where_locate_says(name, d):
     part = make_partition(name, ORG, d)
@@ -42,7 +42,7 @@ def test_packed_rows_hold_every_element_where_locate_says(name, d):
         assert np.array_equal(got, v[tt, dims])
 
 
-@pytest.mark.parametrize("name", ["tcp", "hfp"])
+@pytest.mark.parametrize("name", ["tcp", "hfp", "hfp-cent"])
 def test_no_two_tokens_share_a_location(name):
     part = make_partition(name, ORG, 128)
     places = part.place(np.array([5000, 777]), kv_heads=8)

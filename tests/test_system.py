@@ -113,10 +113,28 @@ def test_tcp_never_leaves_a_channel_idle_where_hfp_had_it_busy(gqa4_costs, lengt
     x = np.array(lengths, dtype=np.float64)
     if x.min() <= o.lanes:
         x = x + o.lanes
-    hfp = channel_cycles("hfp", gqa4_costs.attention[("hfp", "static")], x, heads, o.channels, o.banks, 8)
     tcp = channel_cycles("tcp", gqa4_costs.attention[("tcp", "static")], x, heads, o.channels, o.banks, 8)
-    assert ((tcp > 0) | (hfp == 0)).all()
     assert (tcp > 0).all()
+    for hfp_kind in ("hfp", "hfp-cent"):
+        hfp = channel_cycles(hfp_kind, gqa4_costs.attention[(hfp_kind, "static")], x, heads, o.channels, o.banks, 8)
+        assert ((tcp > 0) | (hfp == 0)).all()
+        assert (hfp == 0).any() == (len(lengths) * heads < o.channels // 8)     # fewer pairs than V slices
+
+
+def test_hfp_busy_channels_follow_the_partition(gqa4_costs):
+    """The system model's busy channels are the partition's: 3 pairs of 300 tokens on a 16-channel module."""
+    from pimphony.scheduler.partition import make_partition
+
+    org = ModuleOrg.load("aimx-16ch")
+    for kind in ("hfp", "hfp-cent", "tcp"):
+        part = make_partition(kind, org, 128)
+        used = set()
+        for p in part.place(np.array([300, 300, 300]), 1):
+            t = np.arange(p.length)
+            used |= set(part.locate_k(p, t)["channel"].tolist())
+            used |= set(part.locate_v(p, np.repeat(t, 128), np.tile(np.arange(128), p.length))["channel"].tolist())
+        load = channel_cycles(kind, gqa4_costs.attention[(kind, "static")], np.array([300.0] * 3), 1, 16, 16, 8)
+        assert set(np.nonzero(load)[0].tolist()) == used, kind
 
 
 def test_step_parts_add_up_and_plans_obey_the_rules():

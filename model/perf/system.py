@@ -37,7 +37,7 @@ import numpy as np
 from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
 from .capacity import Admission, admit
 
-PARTITIONS = ("hfp", "tcp")
+PARTITIONS = ("hfp", "hfp-cent", "tcp")
 SCHEDULES = ("static", "pingpong", "dcs")
 ALLOCS = ("static", "dpa")
 MODULES = {"cent": "cent-32ch", "neupims": "neupims"}
@@ -107,6 +107,8 @@ class Techniques:
 
 
 BASELINE = Techniques("hfp", "static", "static")
+BASELINES = {"HFP": BASELINE, "HFP-CENT": Techniques("hfp-cent", "static", "static")}
+"""Two readings of the paper's baseline: a pair's keys on one channel (Fig. 6), or CENT's layouts."""
 ABLATION = (("baseline (HFP)", BASELINE), ("+TCP", Techniques("tcp", "static", "static")),
             ("+DCS", Techniques("tcp", "dcs", "static")), ("+DPA", Techniques("tcp", "dcs", "dpa")))
 """The paper's Fig. 13/14 bars: HFP baseline, then TCP, DCS and DPA added one by one."""
@@ -184,14 +186,22 @@ def channel_cycles(partition: str, curve: PhaseCurve, lengths: np.ndarray, heads
     """Attention cycles of every channel of a module for one layer: ``heads`` KV heads of each request.
 
     The busy set follows the partitions of :mod:`pimphony.scheduler.partition`: HFP deals pairs
-    (request-major) to channel ``k mod C`` for K and to that channel's V slice; TCP gives channel
-    ``c`` K work once a pair has more than ``c x banks`` tokens and V work once it has more than
-    ``16 x (c div slice_channels)`` tokens. A busy channel is charged the busiest channel's cost
-    (:class:`PhaseCurve`), so TCP's loads are an upper bound within one burst per channel.
+    (request-major) to channel ``k mod C`` for K and to that channel's V slice; HFP-CENT deals pairs to
+    slice ``k mod (C / slice_channels)``, whose ``j``-th channel has K work once a pair has more than
+    ``j x banks`` tokens; TCP gives channel ``c`` K work once a pair has more than ``c x banks`` tokens
+    and V work once it has more than ``16 x (c div slice_channels)`` tokens. A busy channel is charged
+    the busiest channel's cost (:class:`PhaseCurve`), an upper bound within one burst per channel.
     """
     qk, sv = curve(lengths)
     load = np.zeros(channels)
     chan = np.arange(channels)
+    if partition == "hfp-cent":
+        slot = np.arange(len(lengths) * heads) % (channels // slice_channels)
+        x = np.repeat(np.asarray(lengths, dtype=np.float64), heads)
+        for j in range(slice_channels):
+            np.add.at(load, slot * slice_channels + j,
+                      np.where(x > j * banks, np.repeat(qk, heads), 0.0) + np.repeat(sv, heads))
+        return load
     if partition == "tcp":
         x = np.asarray(lengths, dtype=np.float64)[:, None]
         k_busy = x > chan[None, :] * banks
