@@ -106,10 +106,15 @@ def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> 
     return KernelCosts(org.channels, org.banks, head_dim, group, curves, gemv)
 
 
+def cache_path(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> Path:
+    """Where :func:`kernel_costs` keeps the costs of these inputs."""
+    return cache_dir() / f"costs-{_key(org, timing, head_dim, group)}.json"
+
+
 def kernel_costs(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int,
                  use_cache: bool = True) -> KernelCosts:
     """:func:`measure`, through the on-disk cache."""
-    path = cache_dir() / f"costs-{_key(org, timing, head_dim, group)}.json"
+    path = cache_path(org, timing, head_dim, group)
     if use_cache and path.is_file():
         try:
             return KernelCosts.from_json(json.loads(path.read_text()))
