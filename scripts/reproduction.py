@@ -305,6 +305,9 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
         paper = FIG17_PAPER[sysname]
         axes[1].plot(list(paper), list(paper.values()), linestyle="--", marker="x", label=f"{sysname} (paper)")
     axes[0].set(xscale="log", xlabel="capacity (GB)", ylabel="PIMphony tokens/s", title="(a) 64K context")
+    gbs = [int(c[:-2]) for c in FIG17_CAPACITIES]
+    axes[0].set_xticks(gbs, [str(g) for g in gbs])
+    axes[0].minorticks_off()
     axes[1].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="speed-up over baseline",
                 title="(b) 512 GB")
     for ax in axes:

@@ -137,7 +137,7 @@ def run_sweep(points: list[PointSpec], jobs: int = 1, scheduler: str | None = No
     if scheduler:
         from distributed import Client, as_completed
 
-        with Client(scheduler) as client:
+        with Client(scheduler, timeout="10s") as client:
             futures = client.map(evaluate_spec, points, use_cache=use_cache, pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
             for future in as_completed(futures):
