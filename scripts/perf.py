@@ -85,7 +85,8 @@ def describe(result: PerfResult) -> str:
         f"workload {p.workload.name}, {t.partition.upper()} + {t.schedule} scheduling + {t.alloc} allocation",
         f"  throughput          {b.tokens_per_s:12,.1f} tokens/s   (step {b.step_ns / 1e6:.3f} ms)",
         f"  batch               {a.batch:12d}   (mean context {a.lengths.mean():,.0f} + {p.generate} generated)",
-        f"  parallelism         TP {b.tp} x PP {b.pp}, {b.micro_batches} micro-batch(es)",
+        f"  parallelism         TP {b.tp} x PP {b.pp} on {b.modules} of {p.modules} modules, "
+        f"{b.micro_batches} micro-batch(es)",
         f"  MAC utilisation     {100 * b.mac_utilisation:11.1f}%   of the PIM MAC roofline",
         f"  capacity use        {100 * a.utilisation:11.1f}%   live KV / reserved KV",
         "  time per step:",
@@ -94,5 +95,6 @@ def describe(result: PerfResult) -> str:
         lines.append(f"    {k:<16} {v / 1e6:10.3f} ms  {100 * v / b.step_ns:6.1f}%")
     others = sorted(result.plans, key=lambda q: -q.tokens_per_s)[1:4]
     if others:
-        lines.append("  next best: " + ", ".join(f"TP {q.tp} x PP {q.pp} {q.tokens_per_s:,.1f}" for q in others))
+        lines.append("  next best: " + ", ".join(f"TP {q.tp} x PP {q.pp} on {q.modules} {q.tokens_per_s:,.1f}"
+                                              for q in others))
     return "\n".join(lines)

@@ -248,8 +248,11 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
                     (float(np.mean(dpa_u)) / 0.756,)))
 
     # -- R13: Fig. 15 (TP, PP) with DPA --------------------------------------------------------------------
-    plans_s = {(p.tp, p.pp): p.tokens_per_s for p in run.results[fig15["static"]][0].plans}
-    plans_d = {(p.tp, p.pp): p.tokens_per_s for p in run.results[fig15["dpa"]][0].plans}
+    def all_modules(r: PerfResult) -> dict[tuple[int, int], float]:
+        return {(p.tp, p.pp): p.tokens_per_s for p in r.plans if p.modules == r.point.modules}
+
+    plans_s = all_modules(run.results[fig15["static"]][0])
+    plans_d = all_modules(run.results[fig15["dpa"]][0])
     dpa_gain = {k: plans_d[k] / plans_s[k] for k in plans_s}
     pp_best = max((k for k in dpa_gain if k[1] > 1), key=lambda k: dpa_gain[k])
     r13 = dpa_gain[pp_best] / dpa_gain[(8, 1)] - 1

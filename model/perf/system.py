@@ -23,9 +23,11 @@ each from one place:
 * **overlap** — FC and attention share the PIM channels on PIM-only, so they add; on xPU+PIM they
   overlap by sub-batch interleaving once the batch reaches ``interleave_batch``.
 
-:func:`evaluate` searches every (TP, PP) with TP x PP = modules, TP dividing the KV-head count and PP at
-most the layer count, and returns the best. Constants that are not in REFERENCE.md are the ``assumed``
-values of the system presets (``pimphony presets``), listed in one place by :func:`assumptions`.
+:func:`evaluate` searches every deployment — a number of the system's modules and a (TP, PP) with
+TP x PP = those modules, TP dividing the KV-head count and PP at most the layer count — and returns the
+best, so more capacity never lowers throughput (idle modules still count in the MAC utilisation).
+Constants that are not in REFERENCE.md are the ``assumed`` values of the system presets (``pimphony
+presets``), listed in one place by :func:`assumptions`.
 """
 
 from __future__ import annotations
@@ -142,8 +144,10 @@ class Point:
 
 @dataclass
 class Plan:
-    """Throughput of one (TP, PP) choice and where a step's time goes."""
+    """Throughput of one deployment — modules used, (TP, PP) — and where a step's time goes."""
 
+    admission: Admission
+    modules: int
     tp: int
     pp: int
     micro_batches: int
@@ -156,9 +160,13 @@ class Plan:
 @dataclass
 class PerfResult:
     point: Point
-    admission: Admission
     best: Plan
     plans: list[Plan]
+
+    @property
+    def admission(self) -> Admission:
+        """The batch of the best deployment."""
+        return self.best.admission
 
     @property
     def tokens_per_s(self) -> float:
@@ -168,7 +176,8 @@ class PerfResult:
         """Plain data for ``--json``, the sweep table and the report."""
         p, a, b = self.point, self.admission, self.best
         return {"model": p.model.name, "system": p.system.name, "capacity_gb": p.capacity_bytes / 2**30,
-                "modules": p.modules, "workload": p.workload.name, "partition": p.techniques.partition,
+                "modules": p.modules, "modules_used": b.modules, "workload": p.workload.name,
+                "partition": p.techniques.partition,
                 "schedule": p.techniques.schedule, "alloc": p.techniques.alloc, "seed": p.seed,
                 "tokens_per_s": b.tokens_per_s, "step_ms": b.step_ns / 1e6, "tp": b.tp, "pp": b.pp,
                 "batch": a.batch, "micro_batches": b.micro_batches, "mean_length": float(np.mean(a.lengths)),
@@ -217,7 +226,8 @@ def channel_cycles(partition: str, curve: PhaseCurve, lengths: np.ndarray, heads
     return load
 
 
-def _plan(point: Point, costs: KernelCosts, lengths: np.ndarray, tp: int, pp: int) -> Plan:
+def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.ndarray, modules: int, tp: int,
+          pp: int) -> Plan:
     m, s, org, tech = point.model, point.system, point.org, point.techniques
     C, ns = org.channels, s.pim_tck_ps / 1000.0
     batch = len(lengths)
@@ -259,7 +269,7 @@ def _plan(point: Point, costs: KernelCosts, lengths: np.ndarray, tp: int, pp: in
     parts_ns = {k: micro * v for k, v in worst.items() if v}
     if rounds > micro:
         parts_ns["pipeline_idle"] = (rounds - micro) * stage
-    return Plan(tp, pp, micro, step, batch / step * 1e9, parts_ns,
+    return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
                 _mac_utilisation(point, lengths, step))
 
 
@@ -282,7 +292,9 @@ def parallel_plans(model: ModelConfig, modules: int) -> list[tuple[int, int]]:
 
 
 def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
-    """Tokens/s of ``point`` at its best (TP, PP)."""
+    """Tokens/s of ``point`` at its best deployment: a number of the system's modules (all of them,
+    unless a split of fewer avoids a pipeline of more stages than requests) and a (TP, PP) on them;
+    the KV space, and so the batch, is what the used modules leave after the weights."""
     m, org = point.model, point.org
     m.require_fc()
     if (costs.channels, costs.banks, costs.head_dim, costs.group) != (org.channels, org.banks, m.head_dim, m.group):
@@ -298,18 +310,25 @@ def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
     t_max = point.t_max or m.context
     if t_max <= point.generate:
         raise PerfError(f"T_max ({t_max}) must exceed the generated tokens ({point.generate})")
-    adm = admit(m, org, point.workload, kv, point.techniques.alloc, point.seed, point.generate, t_max,
-                chunk_bytes=point.chunk_bytes)
-    if adm.batch == 0:
+    plans: list[Plan] = []
+    for used in range(1, modules + 1):
+        splits = parallel_plans(m, used)
+        kv_used = used * org.bytes - weight_bytes(m, org)
+        if not splits or kv_used <= 0:
+            continue
+        adm = admit(m, org, point.workload, kv_used, point.techniques.alloc, point.seed, point.generate, t_max,
+                    chunk_bytes=point.chunk_bytes)
+        if adm.batch:
+            lengths = adm.lengths.astype(np.float64) + point.generate / 2
+            plans += [_plan(point, costs, adm, lengths, used, t, p) for t, p in splits]
+    if not plans:
+        if not any(parallel_plans(m, used) for used in range(1, modules + 1)):
+            raise PerfError(f"no (TP, PP) for up to {modules} modules: TP must divide {m.kv_heads} KV heads "
+                            f"and PP must not exceed {m.layers} layers")
         raise PerfError(f"no request fits: {kv / 2**30:.0f} GiB of KV space under {point.techniques.alloc} "
                         f"allocation (T_max {t_max}) for {m.name}")
-    lengths = adm.lengths.astype(np.float64) + point.generate / 2
-    plans = [_plan(point, costs, lengths, t, p) for t, p in parallel_plans(m, modules)]
-    if not plans:
-        raise PerfError(f"no (TP, PP) for {modules} modules: TP must divide {m.kv_heads} KV heads "
-                        f"and PP must not exceed {m.layers} layers")
     best = max(plans, key=lambda plan: plan.tokens_per_s)
-    return PerfResult(point, adm, best, plans)
+    return PerfResult(point, best, plans)
 
 
 def context_workload(context: int) -> WorkloadConfig:
