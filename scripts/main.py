@@ -443,7 +443,7 @@ def cmd_bench_perf(args: argparse.Namespace) -> int:
         times.append(time.perf_counter() - t0)
     median = float(np.median(times))
     print(f"system model: {point.model.name}, {args.context:,}-token context, {point.capacity_bytes / 2**30:.0f} GB "
-          f"{point.system.name} ({point.modules} modules, {len(result.plans)} TP x PP plans, batch "
+          f"{point.system.name} ({point.modules} modules, {len(result.plans)} deployments searched, batch "
           f"{result.admission.batch}): {result.tokens_per_s:,.1f} tokens/s")
     print(f"  one point: {1000 * median:.1f} ms median of {args.repeat} (target <= 1000 ms): "
           f"{'met' if median <= 1.0 else 'NOT met'}")
