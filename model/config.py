@@ -440,6 +440,10 @@ class SystemConfig(_Config):
     pim_tck_ps: int = _spec(1, 100_000, "PIM command clock of this system (cycle counts from the timing preset)")
     interleave_batch: int = _spec(0, 1 << 20, "smallest batch that overlaps FC and attention by sub-batch "
                                               "interleaving (0: never)")
+    e_act_pj: int = _spec(0, 1 << 30, "energy of a row opening and closing in every bank of a channel, pJ")
+    e_mac_pj: int = _spec(0, 1 << 30, "energy of one all-bank MAC command (column reads and MACs), pJ")
+    e_io_pj: int = _spec(0, 1 << 30, "energy of one 32 B transfer between the HUB and a channel, pJ")
+    p_background_mw: int = _spec(0, 1 << 30, "background power of one channel, mW")
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
-from pimphony.model.isa import COMMAND_DTYPE, unroll
+from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
 from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.system import KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
@@ -43,6 +43,9 @@ ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
 """Context lengths (tokens of one request) at which attention is measured, per partition: a channel
 holds all of an HFP pair's keys but only a slice's or the module's share of the others', so they
 need longer contexts to reach the affine regime."""
+COMMAND_CLASSES = {Opcode.ACT: "act", Opcode.MAC: "mac", Opcode.WR_INP: "io", Opcode.WR_BIAS: "io",
+                   Opcode.RD_OUT: "io"}
+"""Commands counted for energy: a row opening (its PRE comes with it), a MAC, a 32 B transfer."""
 GEMV_SHAPE = (1024, 2048)
 """(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
 SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
@@ -57,7 +60,14 @@ def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: Timing
 
 def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,
                      group: int, length: int) -> tuple[int, int]:
-    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens.
+    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens."""
+    return attention_profile(org, timing, partition, policy, head_dim, group, length)[:2]
+
+
+def attention_profile(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,
+                      group: int, length: int) -> tuple[int, int, int, int, int]:
+    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens, and the
+    (ACT, MAC, I/O) commands it issues over all channels.
 
     Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
     and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
@@ -69,7 +79,13 @@ def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, polic
     program = AttentionLowering(part, model.group, cfg.obuf_entries).lower(part.place(np.array([length]), 1))[0]
     qk = [i for step in program.steps for i in step.qk]
     sv = [i for step in program.steps for i in step.sv]
-    return _channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing)
+    counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)
+    for i in qk + sv:
+        kind = COMMAND_CLASSES.get(i.op)
+        if kind:
+            counts[kind] += i.op_size * len(i.channels())
+    return (_channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing),
+            counts["act"], counts["mac"], counts["io"])
 
 
 def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, policy: Policy) -> float:
@@ -82,7 +98,7 @@ def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, policy: Policy) -
 
 def _key(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> str:
     digest = hashlib.sha256(repr((org.describe(), timing.describe(), head_dim, group,
-                                  ATTENTION_GRID, GEMV_SHAPE)).encode())
+                                  ATTENTION_GRID, GEMV_SHAPE, PhaseCurve.FIELDS)).encode())
     root = Path(__file__).resolve().parents[1]
     for source in SOURCES:
         digest.update((root / source).read_bytes())
@@ -99,9 +115,8 @@ def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> 
     for partition in ATTENTION_GRID:
         for policy in Policy:
             grid = ATTENTION_GRID[partition]
-            pts = [attention_cycles(org, timing, partition, policy, head_dim, group, n) for n in grid]
-            curves[(partition, policy.name.lower())] = PhaseCurve(grid, tuple(p[0] for p in pts),
-                                                                  tuple(p[1] for p in pts))
+            pts = [attention_profile(org, timing, partition, policy, head_dim, group, n) for n in grid]
+            curves[(partition, policy.name.lower())] = PhaseCurve(grid, *(tuple(p[k] for p in pts) for k in range(5)))
     gemv = {policy.name.lower(): gemv_cycles_per_byte(org, timing, policy) for policy in Policy}
     return KernelCosts(org.channels, org.banks, head_dim, group, curves, gemv)
 

@@ -89,6 +89,8 @@ def describe(result: PerfResult) -> str:
         f"{b.micro_batches} micro-batch(es)",
         f"  MAC utilisation     {100 * b.mac_utilisation:11.1f}%   of the PIM MAC roofline",
         f"  capacity use        {100 * a.utilisation:11.1f}%   live KV / reserved KV",
+        f"  attention energy    {b.attention_nj_per_token / 1000:12,.1f} uJ/token ({100 * b.background_share:.0f}% "
+        "background; placeholder energies, compare ratios)",
         "  time per step:",
     ]
     for k, v in sorted(b.parts_ns.items(), key=lambda kv: -abs(kv[1])):

@@ -83,7 +83,7 @@ def test_reproduce_writes_every_target(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path), "--trials", "1"]) == 0
     text = (tmp_path / "reproduction.md").read_text()
     for target in ("R1", "R2", "R3", "R5", "R6", "R7", "R8", "R10", "R11", "R12", "R13", "R14", "R17", "R18",
-                   "R19", "R20", "R23", "R24"):
+                   "R15", "R16", "R19", "R20", "R23", "R24"):
         assert f"| {target} |" in text
     assert "| paper | pimphony | ratio |" in text and "## Assumptions" in text
     for png in ("reproduction_fig13.png", "reproduction_fig14.png", "reproduction_fig17.png",

@@ -224,3 +224,26 @@ def test_bench_perf_meets_one_second(capsys):
     assert main(["bench", "perf", "--repeat", "2"]) == 0
     out = capsys.readouterr().out
     assert "(target <= 1000 ms): met" in out and "1,048,576-token context" in out
+
+
+def test_command_counts_follow_the_layout(gqa4_costs):
+    """Every partition and policy issues the MACs the layout implies: a MAC covers 16 bursts (one per
+    bank); a head's QK^T reads L x d/16 key bursts and its SV L x d elements = L x d/16 bursts."""
+    length = 4096
+    expected = 4 * 2 * length * 128 // 16 // 16
+    for (partition, schedule), curve in gqa4_costs.attention.items():
+        counts = curve.commands(np.array([length]))
+        assert counts["mac"][0] == expected, (partition, schedule)
+        assert counts["act"][0] > 0 and counts["io"][0] > 0
+
+
+def test_attention_energy_parts_and_ordering():
+    spec = PointSpec(model="llama-3.1-8b", system="cent", capacity="128GB", workload="multifieldqa")
+    base = run_point(PointSpec(**{**spec.__dict__, "partition": "hfp", "schedule": "static", "alloc": "static"}))
+    top = run_point(spec)
+    for r in (base, top):
+        assert set(r.best.energy_nj) == {"act", "mac", "io", "background"}
+        assert all(v > 0 for v in r.best.energy_nj.values())
+    # the same MACs per token, far less idle-channel background per token
+    assert top.best.background_share < base.best.background_share
+    assert top.best.attention_nj_per_token < base.best.attention_nj_per_token

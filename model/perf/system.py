@@ -22,6 +22,9 @@ each from one place:
   needs its previous one through every stage, a step takes ``max(m, p)`` stage times.
 * **overlap** — FC and attention share the PIM channels on PIM-only, so they add; on xPU+PIM they
   overlap by sub-batch interleaving once the batch reaches ``interleave_batch``.
+* **attention energy** — the commands each pair issues (ACT, MAC, 32 B transfers; counted on the
+  lowering) at per-command energies, plus the background power of every channel of the system for the
+  step's attention time. The constants are named placeholders (REFERENCE.md f.21): compare ratios.
 
 :func:`evaluate` searches every deployment — a number of the system's modules and a (TP, PP) with
 TP x PP = those modules, TP dividing the KV-head count and PP at most the layer count — and returns the
@@ -33,6 +36,7 @@ presets``), listed in one place by :func:`assumptions`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,15 +52,26 @@ MODULES = {"cent": "cent-32ch", "neupims": "neupims"}
 
 @dataclass(frozen=True)
 class PhaseCurve:
-    """Busiest-channel cycles of QK^T and SV for one (request, KV head) against its length."""
+    """For one (request, KV head) against its length: the busiest channel's cycles of QK^T and SV, and
+    the commands the pair issues over all channels — row commands (ACT), MACs, and I/O (WR-INP,
+    WR-BIAS, RD-OUT: one 32 B transfer each)."""
 
     lengths: tuple[int, ...]
     qk: tuple[int, ...]
     sv: tuple[int, ...]
+    act: tuple[int, ...]
+    mac: tuple[int, ...]
+    io: tuple[int, ...]
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("lengths", "qk", "sv", "act", "mac", "io")
 
     def __call__(self, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(length, dtype=np.float64)
         return self._eval(x, self.qk), self._eval(x, self.sv)
+
+    def commands(self, length: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(length, dtype=np.float64)
+        return {k: self._eval(x, getattr(self, k)) for k in ("act", "mac", "io")}
 
     def _eval(self, x: np.ndarray, ys: tuple[int, ...]) -> np.ndarray:
         xs, y = np.asarray(self.lengths, dtype=np.float64), np.asarray(ys, dtype=np.float64)
@@ -78,13 +93,13 @@ class KernelCosts:
 
     def to_json(self) -> dict:
         return {"channels": self.channels, "banks": self.banks, "head_dim": self.head_dim, "group": self.group,
-                "attention": [{"partition": p, "schedule": s, "lengths": list(c.lengths), "qk": list(c.qk),
-                               "sv": list(c.sv)} for (p, s), c in self.attention.items()],
+                "attention": [{"partition": p, "schedule": s, **{k: list(getattr(c, k)) for k in PhaseCurve.FIELDS}}
+                              for (p, s), c in self.attention.items()],
                 "gemv_cycles_per_byte": self.gemv_cycles_per_byte}
 
     @classmethod
     def from_json(cls, raw: dict) -> KernelCosts:
-        curves = {(c["partition"], c["schedule"]): PhaseCurve(tuple(c["lengths"]), tuple(c["qk"]), tuple(c["sv"]))
+        curves = {(c["partition"], c["schedule"]): PhaseCurve(*(tuple(c[k]) for k in PhaseCurve.FIELDS))
                   for c in raw["attention"]}
         return cls(raw["channels"], raw["banks"], raw["head_dim"], raw["group"], curves,
                    {k: float(v) for k, v in raw["gemv_cycles_per_byte"].items()})
@@ -155,6 +170,18 @@ class Plan:
     tokens_per_s: float
     parts_ns: dict[str, float]
     mac_utilisation: float
+    energy_nj: dict[str, float]
+    """Attention energy of a step by part: act, mac, io (commands) and background (every channel of the
+    system for the step's attention time). The constants are placeholders (REFERENCE.md f.21): read
+    ratios, not absolute values."""
+
+    @property
+    def attention_nj_per_token(self) -> float:
+        return sum(self.energy_nj.values()) / self.admission.batch
+
+    @property
+    def background_share(self) -> float:
+        return self.energy_nj["background"] / sum(self.energy_nj.values())
 
 
 @dataclass
@@ -182,6 +209,8 @@ class PerfResult:
                 "tokens_per_s": b.tokens_per_s, "step_ms": b.step_ns / 1e6, "tp": b.tp, "pp": b.pp,
                 "batch": a.batch, "micro_batches": b.micro_batches, "mean_length": float(np.mean(a.lengths)),
                 "mac_utilisation": b.mac_utilisation, "capacity_utilisation": a.utilisation,
+                "attention_nj_per_token": b.attention_nj_per_token,
+                "attention_background_share": b.background_share,
                 **{f"time_{k}": v / b.step_ns for k, v in b.parts_ns.items()}}
 
 
@@ -269,8 +298,13 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     parts_ns = {k: micro * v for k, v in worst.items() if v}
     if rounds > micro:
         parts_ns["pipeline_idle"] = (rounds - micro) * stage
+    counts = curve.commands(lengths)
+    energy = {k: m.layers * m.kv_heads * float(counts[k].sum()) * getattr(s, f"e_{k}_pj") / 1000.0
+              for k in ("act", "mac", "io")}
+    attention_time = step * parts_ns.get("attention", 0.0) / (step - parts_ns.get("pipeline_idle", 0.0))
+    energy["background"] = s.p_background_mw * 1e-3 * point.modules * C * attention_time
     return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
-                _mac_utilisation(point, lengths, step))
+                _mac_utilisation(point, lengths, step), energy)
 
 
 def _mac_utilisation(point: Point, lengths: np.ndarray, step_ns: float) -> float:
