@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
-from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
+from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.system import KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
@@ -53,9 +53,7 @@ SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.p
 
 
 def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: TimingPreset) -> int:
-    parts = [unroll(i)[channel] for i in instructions if channel in i.channels()]
-    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=COMMAND_DTYPE)
-    return run_channel(stream, timing, issuer(cfg), check=False).total_cycles
+    return run_channel(channel_stream(instructions, channel), timing, issuer(cfg), check=False).total_cycles
 
 
 def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,

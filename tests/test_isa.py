@@ -15,6 +15,7 @@ from pimphony.model.isa import (
     Instruction,
     IsaError,
     Opcode,
+    channel_stream,
     dyn_loop,
     dyn_modi,
     from_commands,
@@ -119,3 +120,15 @@ def test_unroll_advances_fields_and_gathers_rd_out():
     assert [(c.obuf, c.gpr) for c in to_commands(rd[3])] == [(4, 102), (5, 103)]
     bias = unroll(Instruction(Opcode.WR_BIAS, ch_mask=1, op_size=3, obuf=5, gpr=0))
     assert [(c.obuf, c.gpr) for c in to_commands(bias[0])] == [(5, 0), (6, 0), (7, 0)]
+
+
+@given(st.lists(instructions(FMT).filter(lambda i: i.op < CHANNEL_OPCODES), max_size=12), st.integers(0, 15))
+def test_channel_stream_is_unroll_for_one_channel(program, channel):
+    parts = [unroll(i)[channel] for i in program if channel in i.channels()]
+    expected = np.concatenate(parts) if parts else np.zeros(0, dtype=COMMAND_DTYPE)
+    assert np.array_equal(channel_stream(program, channel), expected)
+
+
+def test_channel_stream_refuses_dpa_instructions():
+    with pytest.raises(IsaError, match="a DPA instruction reached the sequencer"):
+        channel_stream([dyn_loop(0, 128, 2, 1)], 0)
