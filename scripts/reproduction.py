@@ -471,4 +471,5 @@ def _explain(rows: list[Row]) -> None:
     }
     for r in rows:
         if not r.why or r.target in ("R1", "R2"):
-            r.why += reasons.get(r.target, "")
+            more = reasons.get(r.target, "")
+            r.why += more[:1].upper() + more[1:] if r.why else more
