@@ -265,6 +265,10 @@ class PolicyIssuer:
     def obuf_dual_port(self) -> bool:
         return self.config.obuf_dual_port
 
+    @property
+    def blocking_reads(self) -> bool:
+        return self.config.policy == Policy.STATIC
+
     def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset):
         res = issue_cycles(ops, gbuf, obuf, timing, self.config)
         return res.cycles, res.refresh

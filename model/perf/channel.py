@@ -8,7 +8,8 @@ MAC utilisation is MAC-busy cycles over total cycles, a MAC keeping its unit bus
 (its cadence), so the MAC-bound roofline is 100%. The breakdown gives every cycle one cause, in the
 terms of the paper's Fig. 8: a cycle is ``MAC`` if a MAC is busy, else ``REF`` inside a refresh, else
 ``ACT/PRE`` while a row opens or closes, else ``DT-GBuf`` while a WR-INP is in flight, else
-``DT-OutReg`` while a WR-BIAS or RD-OUT is in flight, else ``pipeline penalty`` (nothing in flight:
+``DT-OutReg`` while a WR-BIAS or RD-OUT is in flight (with blocking reads, the static baseline's, until
+the RD-OUT's data is at the HUB), else ``pipeline penalty`` (nothing in flight:
 the controller is waiting on its own ordering).
 """
 
@@ -26,9 +27,11 @@ from ..timing import check_trace, latencies, latency_table
 
 class IssuePolicy(Protocol):
     """Issues a stream: (ops, gbuf, obuf, timing) -> (issue cycle of every command, inserted refreshes).
-    ``obuf_dual_port`` names the OBuf hardware, which selects the timing rules the trace must obey."""
+    ``obuf_dual_port`` names the OBuf hardware, which selects the timing rules the trace must obey;
+    ``blocking_reads`` says the controller waits for a RD-OUT's data at the HUB (the static baseline)."""
 
     obuf_dual_port: bool
+    blocking_reads: bool
 
     def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
                  timing: TimingPreset) -> tuple[np.ndarray, np.ndarray]: ...
@@ -53,9 +56,13 @@ class ChannelTrace:
         return self.mac_busy / self.total_cycles if self.total_cycles else 0.0
 
 
-def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: int) -> dict[str, int]:
-    """Cycles per cause (see the module docstring); the values add up to ``total``."""
+def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: int,
+              blocking_reads: bool = False) -> dict[str, int]:
+    """Cycles per cause (see the module docstring); the values add up to ``total``. With
+    ``blocking_reads`` a RD-OUT's transfer lasts until its data is at the HUB (``nRDHUB``)."""
     lat = latencies(timing)
+    if blocking_reads:
+        lat[Opcode.RD_OUT] = timing.nRDHUB
     level = np.zeros(total + 1, dtype=np.int64)       # index into CATEGORIES, lower = higher priority
     level[:] = len(CATEGORIES) - 1
 
@@ -102,4 +109,4 @@ def run_channel(stream: np.ndarray, timing: TimingPreset, issue: IssuePolicy, ch
     n_mac = int((ops == Opcode.MAC).sum())
     violations = check_trace(all_ops, all_cycles, timing, issue.obuf_dual_port) if check else []
     return ChannelTrace(stream, cycles, refresh, total, n_mac * timing.nCCDS,
-                        breakdown(all_ops, all_cycles, timing, total), violations)
+                        breakdown(all_ops, all_cycles, timing, total, issue.blocking_reads), violations)
