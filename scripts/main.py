@@ -40,6 +40,8 @@ examples:
   pimphony attention --model path/to/config.json --lengths 1000,37,4099 --partition hfp
   pimphony presets --kind modules
   pimphony bench golden
+  pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa
+  pimphony reproduce
 """
 
 
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG",
                          description="Without a target: every number of the paper the project computes, into "
                                      "reports/reproduction.md with PNG plots (paper | pimphony | ratio, and the "
-                                     "assumption behind every gap over 25%%). A target runs one experiment.",
+                                     "assumption behind every gap over 25 percent). A target runs one experiment.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     rep.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
