@@ -19,14 +19,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pimphony.model.config import ModuleOrg, SystemConfig, TimingPreset
-from pimphony.model.perf.system import ABLATION, BASELINE, BASELINES, PerfResult, Techniques, assumptions
+from pimphony.model.perf.system import (
+    ABLATION,
+    BASELINE,
+    BASELINES,
+    PerfResult,
+    Techniques,
+    assumptions,
+    evaluate,
+)
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import dpa_config
 from pimphony.rtl.dpa import DpaWidths
 from pimphony.scheduler import dcs_experiments as X
+from pimphony.scheduler.costs import kernel_costs
 from pimphony.scheduler.partition import make_partition
 
-from .perf import PointSpec, run_point
+from .perf import PointSpec, build_point, run_point
 
 MODELS = {  # Table I class -> (preset, workloads, capacity on which the paper runs it)
     "LLM-7B-32K": ("qwen1.5-7b", ("qmsum", "musique"), "128GB"),
@@ -423,6 +432,7 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     tail = ["## Assumptions", "", "| system | key | value | source |", "|---|---|---:|---|"]
     for sysname in SYSTEMS:
         tail += [f"| {sysname} | {k} | {v} | {src} |" for k, v, src in assumptions(SystemConfig.load(sysname))]
+    tail += ["", *_sensitivity(trials)]
     tail += ["", "Model-level choices (documented in `pimphony.model.perf.system`): requests are timed at their mean "
              "decode position; softmax overlaps other pairs' PIM work; FC GEMVs do not reuse weights across "
              "requests on PIM; PP runs min(batch, PP) micro-batches of whole requests; the xPU overlaps FC with "
@@ -430,6 +440,36 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     path = out / "reproduction.md"
     path.write_text("\n".join(head + md + tail))
     return path
+
+
+def _sensitivity(trials: int) -> list[str]:
+    """How the LLM-7B-128K / multifieldqa gain over HFP moves when one assumed constant is halved or
+    doubled (energy constants left out: they do not move throughput)."""
+    lines = ["### Sensitivity of the gain to the assumed constants", "",
+             "PIMphony over the HFP baseline, LLM-7B-128K (llama-3.1-8b) on multifieldqa at 128 GB, with one "
+             "assumed value halved or doubled.", "",
+             "| system | key | value | gain x0.5 | gain x1 | gain x2 |", "|---|---|---:|---:|---:|---:|"]
+    for sysname in SYSTEMS:
+        points = {label: build_point(_spec("llama-3.1-8b", sysname, "128GB", tech, workload="multifieldqa"))
+                  for label, tech in (("base", BASELINE), ("top", PIMPHONY))}
+        first = points["base"]
+        costs = kernel_costs(first.org, first.timing, first.model.head_dim, first.model.group)
+
+        system = first.system
+        for key, value, _ in assumptions(system):
+            if key.startswith(("e_", "p_")) or (key == "xpu_mem_gbps" and system.fc_on_pim):
+                continue
+            cells = [_gain(points, replace(system, **{key: max(1, round(value * f))}), costs, trials)
+                     for f in (0.5, 1, 2)]
+            lines.append(f"| {sysname} | {key} | {value} | " + " | ".join(_x(c) for c in cells) + " |")
+    return lines
+
+
+def _gain(points: dict, system: SystemConfig, costs, trials: int) -> float:
+    """PIMphony ("top") over the baseline ("base") on ``system``, mean tokens/s over ``trials`` seeds."""
+    tps = {label: float(np.mean([evaluate(replace(point, system=system, seed=k), costs).tokens_per_s
+                                 for k in range(trials)])) for label, point in points.items()}
+    return tps["top"] / tps["base"]
 
 
 def _activation_thresholds(org: ModuleOrg) -> tuple[int, int]:

@@ -86,6 +86,7 @@ def test_reproduce_writes_every_target(tmp_path, capsys):
                    "R15", "R16", "R19", "R20", "R23", "R24"):
         assert f"| {target} |" in text
     assert "| paper | pimphony | ratio |" in text and "## Assumptions" in text
+    assert "| cent | softmax_per_ns | 32 |" in text and "| neupims | xpu_mem_gbps | 2048 |" in text   # sensitivity
     for png in ("reproduction_fig13.png", "reproduction_fig14.png", "reproduction_fig17.png",
                 "reproduction_fig19.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
