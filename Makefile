@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/pimphony bench golden
+	$(VENV)/bin/pimphony bench perf
 
 clean:
 	rm -rf $(VENV) build reports .pytest_cache .hypothesis
