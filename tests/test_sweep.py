@@ -85,7 +85,7 @@ def test_reproduce_writes_every_target(tmp_path, capsys):
     for target in ("R1", "R2", "R3", "R5", "R6", "R7", "R8", "R10", "R11", "R12", "R13", "R14", "R17", "R18",
                    "R15", "R16", "R19", "R20", "R23", "R24"):
         assert f"| {target} |" in text
-    assert "| paper | pimphony | ratio |" in text and "## Assumptions" in text
+    assert "| paper | pimphony | ratio |" in text and "## Assumptions" in text and "| R19' |" in text
     assert "| cent | softmax_per_ns | 32 |" in text and "| neupims | xpu_mem_gbps | 2048 |" in text   # sensitivity
     for png in ("reproduction_fig13.png", "reproduction_fig14.png", "reproduction_fig17.png",
                 "reproduction_fig19.png"):
