@@ -332,11 +332,6 @@ class ModelConfig(_Config):
         self.require_fc()
         return self.hidden * self.vocab
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        """K and V of one token over every layer and KV head, 2-byte elements."""
-        return 2 * 2 * self.layers * self.kv_heads * self.head_dim
-
     @classmethod
     def load(cls, name_or_path: str | Path) -> ModelConfig:
         """A preset name, a YAML file, or a Hugging Face ``config.json``."""

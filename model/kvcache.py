@@ -29,7 +29,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from .config import ModelConfig, ModuleOrg, ceil_div
+from .config import ModelConfig, ModuleOrg
 
 MIB = 1 << 20
 
@@ -83,6 +83,10 @@ class ChunkLayout:
         """Tokens of one segment's K in a chunk: every lane holds whole keys, ``bursts_per_row // (d/16)`` per row."""
         kb = self.head_dim // self.org.burst_elements
         return self.org.lanes * self.rows_per_chunk * (self.org.bursts_per_row // kb)
+
+    def segment_chunks(self, tokens):
+        """(K, V) chunks one segment needs for ``tokens`` tokens (ints or numpy arrays alike)."""
+        return -(-tokens // self.k_tokens), -(-tokens // self.v_tokens)
 
     @property
     def v_tokens(self) -> int:
@@ -142,7 +146,7 @@ class DpaAllocator:
 
     def _chunks_for(self, length: int) -> tuple[int, int]:
         """(K, V) chunks per segment that ``length`` tokens need."""
-        return ceil_div(length, self.k_tokens), ceil_div(length, self.v_tokens)
+        return self.layout.segment_chunks(length)
 
     def growth_chunks(self, length: int, tokens: int) -> int:
         """Chunks a request of ``length`` tokens takes when it grows by ``tokens``."""
@@ -185,8 +189,7 @@ class DpaAllocator:
         new = req.length + tokens
         if self._too_long(new):
             return Status.PAST_END
-        k = -(-new // self.k_tokens)
-        v = -(-new // self.v_tokens)
+        k, v = self._chunks_for(new)
         if k > req.k_chunks or v > req.v_chunks:
             need = (k - req.k_chunks + v - req.v_chunks) * self.segments
             if need > len(self.free):

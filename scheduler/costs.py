@@ -56,34 +56,36 @@ def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: Timing
     return run_channel(channel_stream(instructions, channel), timing, issuer(cfg), check=False).total_cycles
 
 
-def attention_cycles(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,
-                     group: int, length: int) -> tuple[int, int]:
-    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens."""
-    return attention_profile(org, timing, partition, policy, head_dim, group, length)[:2]
-
-
-def attention_profile(org: ModuleOrg, timing: TimingPreset, partition: str, policy: Policy, head_dim: int,
-                      group: int, length: int) -> tuple[int, int, int, int, int]:
-    """(QK^T, SV) cycles of the busiest channel for one (request, KV head) of ``length`` tokens, and the
-    (ACT, MAC, I/O) commands it issues over all channels.
+def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, head_dim: int, group: int,
+                       length: int) -> dict[Policy, tuple[int, int, int, int, int]]:
+    """Per policy, for one (request, KV head) of ``length`` tokens: the (QK^T, SV) cycles of the busiest
+    channel and the (ACT, MAC, I/O) commands the pair issues over all channels. Policies that share an
+    OBuf size share one lowering.
 
     Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
     and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
     """
-    cfg = QueueConfig.for_org(org, policy)
     model = ModelConfig.from_mapping({"name": "cost", "values": {
         "layers": 1, "heads": group, "kv_heads": 1, "head_dim": head_dim, "context": length}}, "kernel cost")
     part = make_partition(partition, org, head_dim)
-    program = AttentionLowering(part, model.group, cfg.obuf_entries).lower(part.place(np.array([length]), 1))[0]
-    qk = [i for step in program.steps for i in step.qk]
-    sv = [i for step in program.steps for i in step.sv]
-    counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)
-    for i in qk + sv:
-        kind = COMMAND_CLASSES.get(i.op)
-        if kind:
-            counts[kind] += i.op_size * len(i.channels())
-    return (_channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing),
-            counts["act"], counts["mac"], counts["io"])
+    placed = part.place(np.array([length]), 1)
+    lowered: dict[int, tuple[list, list, dict[str, int]]] = {}
+    out = {}
+    for policy in Policy:
+        cfg = QueueConfig.for_org(org, policy)
+        if cfg.obuf_entries not in lowered:
+            program = AttentionLowering(part, model.group, cfg.obuf_entries).lower(placed)[0]
+            qk = [i for step in program.steps for i in step.qk]
+            sv = [i for step in program.steps for i in step.sv]
+            counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)
+            for i in qk + sv:
+                if i.op in COMMAND_CLASSES:
+                    counts[COMMAND_CLASSES[i.op]] += i.op_size * len(i.channels())
+            lowered[cfg.obuf_entries] = qk, sv, counts
+        qk, sv, counts = lowered[cfg.obuf_entries]
+        out[policy] = (_channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing),
+                       counts["act"], counts["mac"], counts["io"])
+    return out
 
 
 def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, policy: Policy) -> float:
@@ -107,14 +109,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PIMPHONY_CACHE") or Path.home() / ".cache" / "pimphony")
 
 
+def cache_load(path: Path) -> dict | None:
+    """A cached JSON object, or None when it is missing or damaged (then it is computed again)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cache_store(path: Path, value: dict) -> None:
+    """Write a JSON object atomically, so parallel workers never read half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+
+
 def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> KernelCosts:
     """Measure every curve on the cycle model (a few seconds)."""
     curves = {}
-    for partition in ATTENTION_GRID:
+    for partition, grid in ATTENTION_GRID.items():
+        pts = [attention_profiles(org, timing, partition, head_dim, group, n) for n in grid]
         for policy in Policy:
-            grid = ATTENTION_GRID[partition]
-            pts = [attention_profile(org, timing, partition, policy, head_dim, group, n) for n in grid]
-            curves[(partition, policy.name.lower())] = PhaseCurve(grid, *(tuple(p[k] for p in pts) for k in range(5)))
+            curves[(partition, policy.name.lower())] = PhaseCurve(
+                grid, *(tuple(p[policy][k] for p in pts) for k in range(5)))
     gemv = {policy.name.lower(): gemv_cycles_per_byte(org, timing, policy) for policy in Policy}
     return KernelCosts(org.channels, org.banks, head_dim, group, curves, gemv)
 
@@ -128,15 +146,13 @@ def kernel_costs(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int
                  use_cache: bool = True) -> KernelCosts:
     """:func:`measure`, through the on-disk cache."""
     path = cache_path(org, timing, head_dim, group)
-    if use_cache and path.is_file():
+    raw = cache_load(path) if use_cache else None
+    if raw is not None:
         try:
-            return KernelCosts.from_json(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError):
-            pass                                   # a damaged cache entry is measured again
+            return KernelCosts.from_json(raw)
+        except (KeyError, TypeError, ValueError):
+            pass                                   # an entry of another shape is measured again
     costs = measure(org, timing, head_dim, group)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(costs.to_json()))
-        tmp.replace(path)
+        cache_store(path, costs.to_json())
     return costs

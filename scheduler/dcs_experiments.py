@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
-from pimphony.model.isa import COMMAND_DTYPE, Opcode, unroll
+from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import ChannelTrace, run_channel
 from pimphony.model.program import Program
 from pimphony.model.queue import Policy, QueueConfig
@@ -26,15 +26,10 @@ PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig1
 """The paper's figures these experiments reproduce (REFERENCE.md d.4: R6, R7, R8, R23)."""
 
 
-def _stream(instructions, channel: int) -> np.ndarray:
-    parts = [unroll(i)[channel] for i in instructions if channel in i.channels()]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=COMMAND_DTYPE)
-
-
 def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, open_row: bool = False) -> ChannelTrace:
     """A square n x n GEMV on one channel; ``open_row`` drops ACT/PRE (the row is already open)."""
     cfg = QueueConfig.for_org(org, policy)
-    stream = _stream(lower_gemv(org, n, n, cfg.obuf_entries), 0)
+    stream = channel_stream(lower_gemv(org, n, n, cfg.obuf_entries), 0)
     if open_row:
         stream = stream[(stream["op"] != Opcode.ACT) & (stream["op"] != Opcode.PRE)]
     return run_channel(stream, timing, issuer(cfg))
@@ -58,7 +53,7 @@ def attention_trace(org: ModuleOrg, timing: TimingPreset, group: int, policy: Po
             ins.extend(step.qk)
         if phase in ("sv", "both"):
             ins.extend(step.sv)
-    return run_channel(_stream(ins, channel), timing, issuer(cfg))
+    return run_channel(channel_stream(ins, channel), timing, issuer(cfg))
 
 
 @dataclass

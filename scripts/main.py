@@ -387,11 +387,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
                          module=args.module, timing=args.timing, seed=args.seed, generate=args.generate,
                          t_max=args.t_max)
         result = run_point(spec)
-    except PerfError as exc:
-        raise CliError(str(exc)) from None
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
+    except (ConfigError, PerfError):
+        raise
+    except ValueError as exc:                       # a malformed capacity or point
         raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(result.summary(), indent=1))
@@ -438,10 +436,7 @@ def cmd_bench_perf(args: argparse.Namespace) -> int:
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        try:
-            result = evaluate(point, costs)
-        except PerfError as exc:
-            raise CliError(str(exc)) from None
+        result = evaluate(point, costs)
         times.append(time.perf_counter() - t0)
     median = float(np.median(times))
     print(f"system model: {point.model.name}, {args.context:,}-token context, {point.capacity_bytes / 2**30:.0f} GB "
@@ -671,10 +666,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.target in (None, "all"):
         from .reproduction import reproduce_all
 
-        try:
-            path = reproduce_all(args.out, trials=args.trials, progress=Progress("reproduction points"))
-        except PerfError as exc:
-            raise CliError(str(exc)) from None
+        path = reproduce_all(args.out, trials=args.trials, progress=Progress("reproduction points"))
     elif args.target == "validation":
         from .validation import reproduce_validation
 
@@ -701,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
                     "perf": cmd_bench_perf}[args.bench](args)
         return handlers[args.command](args)
-    except (ConfigError, InputError, PartitionError, LoweringError, CliError) as exc:
+    except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

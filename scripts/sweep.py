@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -33,9 +32,7 @@ from typing import Any
 
 import yaml
 
-from pimphony.model.config import ConfigError
-from pimphony.model.perf.system import PerfError
-from pimphony.scheduler.costs import cache_dir
+from pimphony.scheduler.costs import cache_dir, cache_load, cache_store
 
 from .perf import PointSpec, run_point
 
@@ -103,22 +100,17 @@ def point_key(spec: PointSpec) -> str:
 def evaluate_spec(spec: PointSpec, use_cache: bool = True) -> dict[str, Any]:
     """One row of the table (cached); runs in a worker process or on a Dask worker."""
     path = cache_dir() / "perf" / f"{point_key(spec)}.json"
-    if use_cache and path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            pass
-    row: dict[str, Any] = {k: v for k, v in dataclasses.asdict(spec).items()}
+    cached = cache_load(path) if use_cache else None
+    if cached is not None:
+        return cached
+    row: dict[str, Any] = dataclasses.asdict(spec)
     try:
         row.update(run_point(spec).summary())
         row["error"] = ""
-    except (PerfError, ConfigError, ValueError) as exc:
+    except ValueError as exc:                       # PerfError, ConfigError and bad sizes alike
         row["error"] = str(exc)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{id(row)}")
-        tmp.write_text(json.dumps(row))
-        tmp.replace(path)
+        cache_store(path, row)
     return row
 
 

@@ -62,7 +62,7 @@ def run_point(p: Point) -> Outcome:
     """Measure ``p`` on the RTL (hub and channel 0's queue) and predict it with the models."""
     from pimphony.model.config import TimingPreset
     from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_program
-    from pimphony.model.isa import Format, unroll
+    from pimphony.model.isa import Format, channel_stream
     from pimphony.model.perf.hub import predict_run
     from pimphony.model.queue import Policy, QueueConfig
     from pimphony.rtl.build import cut_module, workload_config
@@ -85,7 +85,7 @@ def run_point(p: Point) -> Outcome:
     for op in ops:
         golden.step(op)
     predicted = predict_run(golden.fetched, config.org.channels, timing, queue, start=begun, epu_cycles=EPU_CYCLES)
-    stream = np.concatenate([unroll(ins)[0] for ins, _ in golden.fetched if ins is not None and ins.ch_mask & 1])
+    stream = channel_stream([ins for ins, _ in golden.fetched if ins is not None], 0)
     rtl_queue = simulate_queue(DcsQueue(fmt, timing, queue), stream, policy)
     model = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], timing, queue)
     issued = sorted(c for c, r in zip(rtl_queue.cycles, rtl_queue.refresh, strict=True) if not r)

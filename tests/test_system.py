@@ -43,7 +43,7 @@ def test_attention_cost_between_and_beyond_the_grid(gqa4_costs):
     cycle model."""
     for partition, policy, length in (("tcp", Policy.DCS, 40000), ("hfp", Policy.STATIC, 40000),
                                       ("tcp", Policy.STATIC, 400000)):
-        qk, sv = C.attention_cycles(CENT, AIM, partition, policy, 128, 4, length)
+        qk, sv = C.attention_profiles(CENT, AIM, partition, 128, 4, length)[policy][:2]
         pqk, psv = gqa4_costs.attention[(partition, policy.name.lower())](np.array([length]))
         assert pqk[0] == pytest.approx(qk, rel=0.02) and psv[0] == pytest.approx(sv, rel=0.02)
 

@@ -98,31 +98,35 @@ def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes
         raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
     t_max = model.context if t_max is None else t_max
     layout = ChunkLayout(org, model.head_dim, chunk_bytes)
-    kt, vt, segs = layout.k_tokens, layout.v_tokens, segments_of(model)
+    segs = segments_of(model)
+
+    def held(tokens):
+        """Chunks, and token slots of K and V, that requests holding ``tokens`` each occupy."""
+        k, v = layout.segment_chunks(tokens)
+        return segs * (k + v), segs * (k * layout.k_tokens + v * layout.v_tokens)
+
     chunks = kv_bytes // chunk_bytes
     rng = np.random.default_rng(seed)
     lengths = np.minimum(sample_lengths(workload, max_requests, rng), t_max - generate)
     steps = np.arange(1, generate + 1)
-    if policy == "static":
-        per = segs * (-(-t_max // kt) + -(-t_max // vt))
+    if policy == "static":                           # every request holds T_max from the start
+        per = held(t_max)[0]
         batch = min(max_requests, chunks // per)
-        held = np.full(batch, per)
-    else:
-        final = lengths + generate
-        need = np.cumsum(segs * (-(-final // kt) + -(-final // vt)))
-        batch = int(np.searchsorted(need, chunks, side="right"))
-        held = segs * (-(-final[:batch] // kt) + -(-final[:batch] // vt))
+        taken = np.full(batch, per)
+    else:                                            # admitted while everyone's final chunks fit
+        final = held(lengths + generate)[0]
+        batch = int(np.searchsorted(np.cumsum(final), chunks, side="right"))
+        taken = final[:batch]
     admitted = lengths[:batch]
     util = 1.0 if generate else 0.0                   # the allocator's reading of an empty pool
     if batch and generate:
         live = 2 * segs * (admitted.sum() + batch * steps)                 # after each decode step
         if policy == "static":
-            reserved = segs * batch * (-(-t_max // kt) * kt + -(-t_max // vt) * vt)
+            reserved = batch * held(t_max)[1]
         else:
-            grown = admitted[:, None] + steps[None, :]
-            reserved = segs * ((-(-grown // kt)) * kt + (-(-grown // vt)) * vt).sum(axis=0)
+            reserved = held(admitted[:, None] + steps[None, :])[1].sum(axis=0)
         util = float(np.mean(live / reserved))
-    return Admission(policy, batch, util, workload.mean / t_max, int(held.sum()), chunks, admitted)
+    return Admission(policy, batch, util, workload.mean / t_max, int(taken.sum()), chunks, admitted)
 
 
 def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,

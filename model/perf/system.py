@@ -41,6 +41,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from ..kvcache import MIB
 from .capacity import Admission, admit
 
 PARTITIONS = ("hfp", "hfp-cent", "tcp")
@@ -118,10 +119,6 @@ class Techniques:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
-    @property
-    def label(self) -> str:
-        return f"{self.partition}+{self.schedule}+{self.alloc}"
-
 
 BASELINE = Techniques("hfp", "static", "static")
 BASELINES = {"HFP": BASELINE, "HFP-CENT": Techniques("hfp-cent", "static", "static")}
@@ -149,7 +146,7 @@ class Point:
     t_max: int | None = None
     seed: int = 0
     generate: int = 512
-    chunk_bytes: int = 1 << 20
+    chunk_bytes: int = MIB
 
     @property
     def modules(self) -> int:
@@ -266,19 +263,22 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     groups = [lengths[k::micro] for k in range(micro)]
     curve = costs.attention[(tech.partition, tech.schedule)]
     kb = m.head_dim // org.burst_elements
+    fc_bytes = org.element_bytes * m.layer_params / tp                # one module's share of a layer
+    head_bytes = org.element_bytes * m.head_params / tp
+    per_byte = costs.gemv_cycles_per_byte[tech.schedule] * ns / C     # GEMV on every channel (PIM-only)
+
+    def fc_time(nbytes: float, n: int) -> float:
+        """FC of ``n`` requests over ``nbytes`` of weights: GEMVs on PIM, or a GEMM on the xPU bound by
+        reading the weights or by 2 FLOP per 2-byte weight and request."""
+        if s.fc_on_pim:
+            return n * nbytes * per_byte
+        return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)
+
     worst: dict[str, float] | None = None
     for g in groups:
         attention = float(channel_cycles(tech.partition, curve, g, heads, C, org.banks, kb).max()) * ns
         softmax = heads * m.group * float(g.sum()) / s.softmax_per_ns
-        fc_bytes = org.element_bytes * m.layer_params / tp
-        head_bytes = org.element_bytes * m.head_params / tp
-        if s.fc_on_pim:
-            per_byte = costs.gemv_cycles_per_byte[tech.schedule] * ns / C
-            fc, lm = len(g) * fc_bytes * per_byte, len(g) * head_bytes * per_byte
-        else:
-            def gemm(nbytes: float, n: int = len(g)) -> float:
-                return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)   # 2 FLOP per 2-byte weight
-            fc, lm = gemm(fc_bytes), gemm(head_bytes)
+        fc, lm = fc_time(fc_bytes, len(g)), fc_time(head_bytes, len(g))
         act = len(g) * m.hidden * org.element_bytes
         tp_comm = 0.0 if tp == 1 else 2 * (2 * (tp - 1) * s.link_ns + 2 * (tp - 1) / tp * act / s.link_gbps)
         attn = max(attention, softmax)
@@ -298,25 +298,19 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     parts_ns = {k: micro * v for k, v in worst.items() if v}
     if rounds > micro:
         parts_ns["pipeline_idle"] = (rounds - micro) * stage
-    counts = curve.commands(lengths)
-    energy = {k: m.layers * m.kv_heads * float(counts[k].sum()) * getattr(s, f"e_{k}_pj") / 1000.0
-              for k in ("act", "mac", "io")}
+    # commands of the whole step, every layer and KV head, as the lowering counted them
+    commands = {k: m.layers * m.kv_heads * float(v.sum()) for k, v in curve.commands(lengths).items()}
+    energy = {k: n * getattr(s, f"e_{k}_pj") / 1000.0 for k, n in commands.items()}
     attention_time = step * parts_ns.get("attention", 0.0) / (step - parts_ns.get("pipeline_idle", 0.0))
     energy["background"] = s.p_background_mw * 1e-3 * point.modules * C * attention_time
-    return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
-                _mac_utilisation(point, lengths, step), energy)
-
-
-def _mac_utilisation(point: Point, lengths: np.ndarray, step_ns: float) -> float:
-    """MAC-busy time of all channels over their time: attention (QK^T and SV, every query head) and, on
-    PIM-only, the FC GEMVs; a MAC command does one burst in every bank and keeps the unit busy nCCDS."""
-    m, org, s = point.model, point.org, point.system
-    per_mac = org.banks * org.burst_elements
-    macs = 2 * m.layers * m.heads * m.head_dim * float(lengths.sum()) / per_mac
+    # MAC utilisation: MAC-busy time of every channel of the system over the step; a MAC command does a
+    # burst in every bank and keeps the unit busy nCCDS; on PIM-only the FC GEMVs are MACs too
+    macs = commands["mac"]
     if s.fc_on_pim:
-        macs += len(lengths) * (m.layers * m.layer_params + m.head_params) / per_mac
-    busy = macs * point.timing.nCCDS * s.pim_tck_ps / 1000.0
-    return busy / (point.modules * org.channels * step_ns)
+        macs += batch * (m.layers * m.layer_params + m.head_params) / (org.banks * org.burst_elements)
+    busy = macs * point.timing.nCCDS * ns
+    return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
+                busy / (point.modules * C * step), energy)
 
 
 def parallel_plans(model: ModelConfig, modules: int) -> list[tuple[int, int]]:
@@ -370,7 +364,7 @@ def context_workload(context: int) -> WorkloadConfig:
     to [1, 2L] (REFERENCE.md f.16) for the prompts; static allocation reserves T_max = 2L + the generated
     tokens."""
     return WorkloadConfig.from_mapping({"name": f"context-{context}", "values": {
-        "mean": context, "std": max(context // 3, 0), "max": 2 * context, "min": 1}}, f"--context {context}")
+        "mean": context, "std": context // 3, "max": 2 * context, "min": 1}}, f"--context {context}")
 
 
 def assumptions(system: SystemConfig) -> list[tuple[str, int, str]]:

@@ -11,7 +11,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.config import ModuleOrg, TimingPreset
-from pimphony.model.isa import Command, Opcode, from_commands, unroll
+from pimphony.model.isa import Command, Opcode, channel_stream, from_commands
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams, lower_gemv
@@ -71,7 +71,7 @@ def random_stream(rng: np.random.Generator, chains: int) -> np.ndarray:
 
 
 def channel0(instructions) -> np.ndarray:
-    return np.concatenate([unroll(i)[0] for i in instructions])
+    return channel_stream(instructions, 0)
 
 
 def attention_head(length: int) -> np.ndarray:
