@@ -35,7 +35,11 @@ class QueueConfig:
 
     policy: Policy = Policy.DCS
     io_depth: int = 16
-    compute_depth: int = 16
+    compute_depth: int = 32
+    """The compute queue holds a whole SV tile of MACs (half the 64-entry GBuf): commands are dispatched in
+    program order, so with a shorter compute queue the dispatcher waits on a tile's last MACs before it can
+    hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile. 16 + 32
+    queued commands fit the 64 tags that 6-bit tags name (REFERENCE.md f.6 proposes 16 + 16)."""
     gbuf_entries: int = 64
     obuf_entries: int = 16
     tag_bits: int = 6

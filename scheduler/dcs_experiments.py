@@ -43,9 +43,10 @@ def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int
 
 
 def attention_trace(org: ModuleOrg, timing: TimingPreset, group: int, policy: Policy, length: int,
-                    phase: str = "both", channel: int = 0, queue_depth: int = 16) -> ChannelTrace:
-    """One channel's QK^T, SV or both for one (request, KV head) of ``length`` tokens."""
-    cfg = QueueConfig.for_org(org, policy, io_depth=queue_depth, compute_depth=queue_depth)
+                    phase: str = "both", channel: int = 0, **queues: int) -> ChannelTrace:
+    """One channel's QK^T, SV or both for one (request, KV head) of ``length`` tokens; ``queues``
+    (``io_depth``, ``compute_depth``) override the :class:`QueueConfig` defaults."""
+    cfg = QueueConfig.for_org(org, policy, **queues)
     prog = attention_program(org, group, length, cfg.obuf_entries)
     ins = []
     for step in prog.steps:
@@ -96,33 +97,39 @@ def fig18(org: ModuleOrg, timing: TimingPreset, groups=(1, 2, 4, 8), length: int
     return rows
 
 
+SHALLOW_QUEUES = {"io_depth": 16, "compute_depth": 16}
+"""REFERENCE.md f.6's proposal (16 + 16), against which the default compute queue of 32 is compared."""
+
+
 def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), length: int = 32768) -> list[dict]:
-    """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group,
-    with 16-deep queues, plus DCS with 32-deep queues."""
+    """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group with
+    the default queues, DCS with :data:`SHALLOW_QUEUES`, and the row-switch bound (:func:`row_bound`)."""
     rows = []
     for g in groups:
         for phase in ("qk", "sv"):
-            row: dict = {"group": g, "phase": phase}
+            row: dict = {"group": g, "phase": phase, "bound": row_bound(org, timing, g)}
             for policy in Policy:
                 trace = attention_trace(org, timing, g, policy, length, phase)
                 row[policy.name.lower()] = trace.mac_utilisation
                 row[f"{policy.name.lower()}_violations"] = len(trace.violations)
                 if policy == Policy.DCS:
                     row["dcs_breakdown"] = {k: v / trace.total_cycles for k, v in trace.breakdown.items()}
-            deep = attention_trace(org, timing, g, Policy.DCS, length, phase, queue_depth=32)
-            row["dcs_q32"] = deep.mac_utilisation
-            row["dcs_q32_violations"] = len(deep.violations)
+            shallow = attention_trace(org, timing, g, Policy.DCS, length, phase, **SHALLOW_QUEUES)
+            row["dcs_shallow"] = shallow.mac_utilisation
+            row["dcs_shallow_violations"] = len(shallow.violations)
             rows.append(row)
     return rows
 
 
-def qk_row_bound(org: ModuleOrg, timing: TimingPreset, group: int, head_dim: int = 128,
-                 obuf_dual_port: bool = True) -> float:
-    """Upper bound of QK^T MAC utilisation from one K row, refresh aside.
+def row_bound(org: ModuleOrg, timing: TimingPreset, group: int, head_dim: int = 128,
+              obuf_dual_port: bool = True) -> float:
+    """Upper bound of the attention MAC utilisation from one K or V row, refresh aside.
 
-    A row holds ``bursts_per_row / (d/16)`` key slots; each slot costs ``g * d/16`` MACs, each an
-    nCCDS column slot, and ``g`` RD-OUTs, which take column slots too unless the OBuf is dual-ported;
-    the row costs nRCDRDMAC (ACT to first MAC) + nRTP + nRP to switch.
+    QK^T: a K row holds ``bursts_per_row / (d/16)`` key slots, each costs ``g * d/16`` MACs and ``g``
+    RD-OUTs. SV: a V row holds ``bursts_per_row`` bursts of 16 tokens, each costs ``g`` MACs (one per
+    query head), and a row's chains end in ``g`` RD-OUTs per slice, which the bound leaves out. Either
+    way a row gives ``bursts_per_row * g`` MACs, each an nCCDS column slot; RD-OUTs take column slots too
+    unless the OBuf is dual-ported; the row costs nRCDRDMAC (ACT to first MAC) + nRTP + nRP to switch.
     """
     kb = head_dim // org.burst_elements
     slots = org.bursts_per_row // kb

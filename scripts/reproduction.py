@@ -377,11 +377,13 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     md.append("")
 
     # -- hardware cost ------------------------------------------------------------------------------------------
-    table = QueueConfig.for_org(org16, Policy.DCS).table_bytes()
+    queues = QueueConfig.for_org(org16, Policy.DCS)
+    table = queues.table_bytes()
     rows.append(Row("R23", "D-Table + S-Table bytes per controller", "576 B",
                     f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)",
-                    (table["total"] / 576,), "our tables at the defaults of REFERENCE.md f.6 (6-bit tags, "
-                    "16-deep queues); the paper's 576 B is an upper bound we stay under"))
+                    (table["total"] / 576,), f"our tables at the defaults ({queues.tag_bits}-bit tags as in "
+                    f"REFERENCE.md f.6; {queues.io_depth}-deep I/O and {queues.compute_depth}-deep compute queues); "
+                    "the paper's 576 B is an upper bound we stay under"))
     dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
     rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
     # -- R15 / R16 attention energy (placeholder constants: ratios only) ----------------------------------------

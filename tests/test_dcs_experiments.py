@@ -5,7 +5,7 @@ import pytest
 from pimphony.cli.main import main
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode
-from pimphony.model.queue import Policy
+from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.lower import LoweringError, lower_gemv
 
@@ -40,12 +40,33 @@ def test_fig18_dcs_gains_over_ping_pong_grow_with_gqa():
     assert rows[0]["ratio"] > 1.0 and rows[1]["ratio"] > rows[0]["ratio"]
 
 
-def test_dcs_reaches_the_row_bound_of_qk():
-    trace = X.attention_trace(ORG, AIM, 8, Policy.DCS, 8192, phase="qk")
-    bound = X.qk_row_bound(ORG, AIM, 8)
+@pytest.mark.parametrize("group", [1, 4, 8])
+@pytest.mark.parametrize("phase", ["qk", "sv"])
+def test_dcs_reaches_the_row_bound(group, phase):
+    """Below 85% (MHA, g = 4) the row switches are the limit, not the scheduler."""
+    trace = X.attention_trace(ORG, AIM, group, Policy.DCS, 32768, phase=phase)
+    bound = X.row_bound(ORG, AIM, group)
     refresh_share = trace.breakdown["REF"] / trace.total_cycles
+    assert trace.violations == []
     assert trace.mac_utilisation <= bound
     assert trace.mac_utilisation >= bound - refresh_share - 0.03
+
+
+@pytest.mark.parametrize("phase", ["qk", "sv"])
+def test_dcs_reaches_85_percent_with_gqa_8_over_a_long_context(phase):
+    """Issue 3's target at the default queues: one channel's share of 32K tokens, d_h = 128."""
+    trace = X.attention_trace(ORG, AIM, 8, Policy.DCS, 32768, phase=phase)
+    assert trace.violations == []
+    assert trace.mac_utilisation >= 0.85
+
+
+def test_a_compute_queue_shorter_than_an_sv_tile_stalls_the_mac_unit():
+    """With 16 + 16 queues the in-order dispatcher holds the next tile's WR-INPs behind the MACs."""
+    deep = X.attention_trace(ORG, AIM, 8, Policy.DCS, 8192, phase="sv")
+    shallow = X.attention_trace(ORG, AIM, 8, Policy.DCS, 8192, phase="sv", **X.SHALLOW_QUEUES)
+    assert QueueConfig.for_org(ORG, Policy.DCS).compute_depth >= ORG.gbuf_entries // 2
+    assert shallow.mac_utilisation < deep.mac_utilisation
+    assert shallow.breakdown["DT-GBuf"] > deep.breakdown["DT-GBuf"]
 
 
 def test_reproduce_dcs_writes_report_and_plots(tmp_path, capsys):
