@@ -58,6 +58,11 @@ class DcsQueue(wiring.Component):
         hazard), ``timing`` (heads wait for a timing rule, the static gap or a pending refresh),
         ``backpressure`` (``cmd_out.ready`` low).
 
+    Storage: each queue is a :class:`~amaranth.lib.memory.Memory` with a synchronous read port
+    addressed by the *next* head pointer and transparent for the queue's write port, so the head is a
+    registered read that maps to block RAM, and a command written into an empty queue in cycle ``t`` is
+    its head in ``t + 1``, as with a combinational read.
+
     Parameters
     ----------
     fmt:
@@ -111,17 +116,17 @@ class DcsQueue(wiring.Component):
 
         # -- the two in-order queues -----------------------------------------------------------------
         depths = [cfg.io_depth, cfg.compute_depth]
-        heads, nonempty, counts, wps, head_ptr, tail_ptr = [], [], [], [], [], []
+        heads, nonempty, counts, wps, head_ptr, tail_ptr, read_addr = [], [], [], [], [], [], []
         for q, depth in enumerate(depths):
             mem = Memory(shape=entry, depth=depth, init=[])
             m.submodules[f"queue{q}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(domain="comb")
+            rp = mem.read_port(transparent_for=(wp,))
             hp = Signal(range(depth), name=f"head{q}")
             tp = Signal(range(depth), name=f"tail{q}")
             cnt = Signal(range(depth + 1), name=f"count{q}")
-            m.d.comb += rp.addr.eq(hp)
             heads.append(rp.data)
+            read_addr.append(rp.addr)
             nonempty.append(cnt != 0)
             counts.append(cnt)
             wps.append(wp)
@@ -257,8 +262,9 @@ class DcsQueue(wiring.Component):
                          wp.data.dg.eq(dg), wp.data.do.eq(do)]
             with m.If(pushing):
                 m.d.sync += tail_ptr[q].eq(tail_ptr[q] + 1)
-            with m.If(popping):
-                m.d.sync += head_ptr[q].eq(head_ptr[q] + 1)
+            head_next = Mux(popping, head_ptr[q] + 1, head_ptr[q])
+            m.d.comb += read_addr[q].eq(head_next)
+            m.d.sync += head_ptr[q].eq(head_next)
             with m.If(pushing & ~popping):
                 m.d.sync += counts[q].eq(counts[q] + 1)
             with m.Elif(popping & ~pushing):

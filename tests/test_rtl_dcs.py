@@ -146,3 +146,4 @@ def test_verilog_and_synth_commands(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     stats = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()[2:] if line.startswith("  ")}
     assert stats["flip_flops"] > 1000 and stats["ice40_lut4"] > 1000
+    assert stats["memories"] == 2 and stats["ice40_ram"] > 0          # the two queues map to block RAM
