@@ -34,12 +34,15 @@ class QueueConfig:
     """Sizes of one channel controller's command queue and tables."""
 
     policy: Policy = Policy.DCS
-    io_depth: int = 16
+    io_depth: int = 32
+    """The I/O queue's depth: 32 lets a block's query load (up to a whole GBuf) start while the previous
+    block's last MACs still read the GBuf."""
     compute_depth: int = 32
     """The compute queue holds a whole SV tile of MACs (half the 64-entry GBuf): commands are dispatched in
     program order, so with a shorter compute queue the dispatcher waits on a tile's last MACs before it can
-    hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile. 16 + 32
-    queued commands fit the 64 tags that 6-bit tags name (REFERENCE.md f.6 proposes 16 + 16)."""
+    hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile. The
+    32 + 32 queued commands use all 64 names of 6-bit tags (REFERENCE.md f.6 proposes 16 + 16 with the
+    same tags)."""
     gbuf_entries: int = 64
     obuf_entries: int = 16
     tag_bits: int = 6

@@ -64,6 +64,7 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
     paper8, paper18, paper_bytes = X.PAPER["fig8_static_util_128"], X.PAPER["fig18_max_ratio"], X.PAPER["table_bytes"]
     f18 = X.fig18(org, tp, length=length)
     util = X.utilisation_table(org, tp, length=length)
+    contexts = X.context_table(org, tp, 8, [length // 4, length, 4 * length, 16 * length])
     cfg = QueueConfig.for_org(org, Policy.DCS)
     tables = cfg.table_bytes()
     shallow = " + ".join(str(v) for v in X.SHALLOW_QUEUES.values())
@@ -150,6 +151,12 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
                      f"{_pct(r['dcs'])} | {_pct(r['dcs_shallow'])} | {_pct(r['bound'])} | "
                      f"{_pct(r['dcs'] / r['bound'])} | " + " / ".join(_pct(b[k]) for k in b) + " |")
     g8 = [r for r in util if r["group"] == 8]
+    lines += ["", "## GQA g = 8 with DCS as the context grows (default queues)", "",
+              "| context (tokens) | QK^T | SV | refreshes in the QK^T trace | timing violations |",
+              "|---|---|---|---|---|"]
+    for r in contexts:
+        lines.append(f"| {r['length']:,} | {_pct(r['qk'])} | {_pct(r['sv'])} | {r['qk_refreshes']} | "
+                     f"{r['qk_violations'] + r['sv_violations']} |")
     lines += [
         "",
         "## What drives the gaps",

@@ -73,6 +73,7 @@ def test_reproduce_dcs_writes_report_and_plots(tmp_path, capsys):
     assert main(["reproduce", "dcs", "--out", str(tmp_path), "--context", "4096"]) == 0
     text = (tmp_path / "dcs.md").read_text()
     assert "| Fig. 7 |" in text and "| Fig. 18 |" in text and "## What drives the gaps" in text
+    assert "| 16,384 |" in text and "## GQA g = 8 with DCS as the context grows" in text   # 4x the context
     for png in ("dcs_fig7.png", "dcs_fig8.png", "dcs_fig18.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

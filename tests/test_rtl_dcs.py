@@ -68,7 +68,7 @@ def random_stream(seed: int, chains: int) -> np.ndarray:
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from(list(Policy)), st.sampled_from([2, 4, 16]),
+@given(st.integers(0, 2**31 - 1), st.sampled_from(list(Policy)), st.sampled_from([2, 4, 16, 32]),
        st.sampled_from([2, 16, 32]), st.booleans())
 def test_random_streams_cycle_exact(seed, policy, io_depth, compute_depth, dual_port):
     print(f"replay: seed={seed} policy={policy.name} io_depth={io_depth} compute_depth={compute_depth} "
