@@ -65,6 +65,7 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
     f18 = X.fig18(org, tp, length=length)
     util = X.utilisation_table(org, tp, length=length)
     contexts = X.context_table(org, tp, 8, [length // 4, length, 4 * length, 16 * length])
+    violations = sum(v for r in util + contexts for k, v in r.items() if k.endswith("_violations"))
     cfg = QueueConfig.for_org(org, Policy.DCS)
     tables = cfg.table_bytes()
     shallow = " + ".join(str(v) for v in X.SHALLOW_QUEUES.values())
@@ -104,8 +105,8 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
         f"Regenerate with `pimphony reproduce dcs`. Module `{org.name}` ({org.gbuf_entries}-entry GBuf, "
         f"{org.obuf_entries}-entry OBuf for ping-pong and DCS, {org.outreg_entries} output registers for static), "
         f"timing `{tp.name}` (tCK = {tp.tck_ps} ps), refresh every nREFI = {tp.nREFI} cycles. Attention: one "
-        f"channel's share of one (request, KV head) of {length} tokens under TCP, d_h = 128. Every trace below "
-        "passed the timing checker with zero violations.",
+        f"channel's share of one (request, KV head) of {length} tokens under TCP, d_h = 128. Timing violations "
+        f"found by the checker in the attention traces of the utilisation tables: {violations}.",
         "",
         "## Paper against pimphony",
         "",

@@ -74,6 +74,7 @@ def test_reproduce_dcs_writes_report_and_plots(tmp_path, capsys):
     text = (tmp_path / "dcs.md").read_text()
     assert "| Fig. 7 |" in text and "| Fig. 18 |" in text and "## What drives the gaps" in text
     assert "| 16,384 |" in text and "## GQA g = 8 with DCS as the context grows" in text   # 4x the context
+    assert "in the attention traces of the utilisation tables: 0." in text
     for png in ("dcs_fig7.png", "dcs_fig8.png", "dcs_fig18.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
