@@ -49,6 +49,9 @@ CATALOGUE = (
     Mutant("queue-overflow", "dcs", "the occupancy check accepts a command into a full queue (off-by-one)",
            "space = Mux(cls, counts[1] < depths[1], counts[0] < depths[0])",
            "space = Mux(cls, counts[1] <= depths[1], counts[0] <= depths[0])"),
+    Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the current head pointer instead of the "
+           "next one: after a pop the old head is offered again (a command issued twice, its successor late)",
+           "m.d.comb += read_addr[q].eq(head_next)", "m.d.comb += read_addr[q].eq(head_ptr[q])"),
     Mutant("va2pa-sv-index", "dpa", "the SV phase translates through the K half of the VA2PA table "
            "(wrong VA2PA index)",
            "va_r.addr.eq(va_addr(run_slot, f_kind, run_seg, vrow >> lrpc))",
