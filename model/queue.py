@@ -76,6 +76,12 @@ class QueueConfig:
         return cls.for_org(org, Policy.DCS)
 
     @property
+    def blocking_reads(self) -> bool:
+        """The static baseline, like AiM's in-order controller, waits for a RD-OUT's data at the HUB
+        (:func:`~pimphony.model.timing.blocking_table`); ping-pong and DCS drain the OBuf by its own port."""
+        return self.policy == Policy.STATIC
+
+    @property
     def gbuf_regions(self) -> int:
         """Hazard-tracking regions of the GBuf: one per entry (DCS) or two halves (ping-pong)."""
         return {Policy.DCS: self.gbuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]

@@ -119,6 +119,12 @@ def blocking_table(preset: TimingPreset) -> np.ndarray:
     return table
 
 
+def completion_table(preset: TimingPreset, blocking_reads: bool) -> np.ndarray:
+    """When a controller counts each command as complete: :func:`blocking_table` if it blocks on reads
+    (:attr:`~pimphony.model.queue.QueueConfig.blocking_reads`), else :func:`latency_table`."""
+    return blocking_table(preset) if blocking_reads else latency_table(preset)
+
+
 def gap_matrix(preset: TimingPreset, obuf_dual_port: bool = False) -> np.ndarray:
     """``G[prev, next]``: the largest gap any rule imposes between two opcodes (0 = none)."""
     g = np.zeros((CHANNEL_OPCODES, CHANNEL_OPCODES), dtype=np.int64)

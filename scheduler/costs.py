@@ -25,16 +25,14 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
-from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
+from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.system import KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
 
-from .lower import AttentionLowering, lower_gemv
-from .partition import make_partition
+from .dcs_experiments import attention_program
+from .lower import lower_gemv
 from .policies import issuer
 
 ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
@@ -49,7 +47,8 @@ COMMAND_CLASSES = {Opcode.ACT: "act", Opcode.MAC: "mac", Opcode.WR_INP: "io", Op
 GEMV_SHAPE = (1024, 2048)
 """(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
 SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
-           "model/timing.py", "model/isa.py", "model/queue.py", "model/program.py", "model/perf/channel.py")
+           "scheduler/dcs_experiments.py", "model/timing.py", "model/isa.py", "model/queue.py", "model/program.py",
+           "model/perf/channel.py")
 
 
 def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: TimingPreset) -> int:
@@ -65,16 +64,12 @@ def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, hea
     Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
     and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
     """
-    model = ModelConfig.from_mapping({"name": "cost", "values": {
-        "layers": 1, "heads": group, "kv_heads": 1, "head_dim": head_dim, "context": length}}, "kernel cost")
-    part = make_partition(partition, org, head_dim)
-    placed = part.place(np.array([length]), 1)
     lowered: dict[int, tuple[list, list, dict[str, int]]] = {}
     out = {}
     for policy in Policy:
         cfg = QueueConfig.for_org(org, policy)
         if cfg.obuf_entries not in lowered:
-            program = AttentionLowering(part, model.group, cfg.obuf_entries).lower(placed)[0]
+            program = attention_program(org, group, length, cfg.obuf_entries, partition, head_dim)
             qk = [i for step in program.steps for i in step.qk]
             sv = [i for step in program.steps for i in step.sv]
             counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)

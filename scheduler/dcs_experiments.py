@@ -35,10 +35,14 @@ def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, ope
     return run_channel(stream, timing, issuer(cfg))
 
 
-def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int) -> Program:
+def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int, partition: str = "tcp",
+                      head_dim: int = 128) -> Program:
+    """The program of one (request, KV head) of ``length`` tokens with ``group`` query heads, placed by
+    ``partition`` on one module."""
     m = ModelConfig.from_mapping({"name": f"g{group}", "values": {"layers": 1, "heads": group, "kv_heads": 1,
-                                                                 "head_dim": 128, "context": length}}, "dcs experiment")
-    part = make_partition("tcp", org, m.head_dim)
+                                                                 "head_dim": head_dim, "context": length}},
+                                 "attention program")
+    part = make_partition(partition, org, m.head_dim)
     return AttentionLowering(part, m.group, obuf_entries).lower(part.place(np.array([length]), 1))[0]
 
 

@@ -267,7 +267,7 @@ class PolicyIssuer:
 
     @property
     def blocking_reads(self) -> bool:
-        return self.config.policy == Policy.STATIC
+        return self.config.blocking_reads
 
     def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset):
         res = issue_cycles(ops, gbuf, obuf, timing, self.config)

@@ -36,9 +36,9 @@ class PointSpec:
     capacity: str = "128GB"
     workload: str | None = None
     context: int | None = None
-    partition: str = "tcp"
-    schedule: str = "dcs"
-    alloc: str = "dpa"
+    partition: str = Techniques.partition
+    schedule: str = Techniques.schedule
+    alloc: str = Techniques.alloc
     module: str | None = None
     timing: str = "aim-gddr6"
     seed: int = 0
@@ -63,7 +63,8 @@ def build_point(spec: PointSpec) -> Point:
         raise ValueError(f"system {system.name!r} has no default module; give --module")
     org, timing = ModuleOrg.load(module), TimingPreset.load(spec.timing)
     if spec.context is not None:
-        workload, t_max = context_workload(spec.context), spec.t_max or 2 * spec.context + spec.generate
+        workload = context_workload(spec.context)
+        t_max = spec.t_max or workload.max + spec.generate
     else:
         workload, t_max = WorkloadConfig.load(spec.workload), spec.t_max
     return Point(model, system, org, timing, parse_size(spec.capacity), workload,

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pimphony.model.config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset
+from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
 from pimphony.model.perf.system import (
     ABLATION,
     BASELINE,
@@ -228,14 +229,20 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     f7 = X.fig7(org16, aim)
     f8 = next(r for r in X.fig8(org16, aim, dims=(128,)))
     f18 = X.fig18(org16, aim, length=8192)
-    rows.append(Row("R6", "static MAC utilisation, GEMV dimension 128", "14.7%", f"{100 * f8['static']:.1f}%",
-                    (f8["static"] / 0.147,)))
-    rows.append(Row("R7", "Fig. 7 GEMV cycles, static -> DCS", "34 -> 22", f"{f7.static_cycles} -> {f7.dcs_cycles}",
-                    ((f7.static_cycles / f7.dcs_cycles) / (34 / 22),),
+    dcs_paper = X.PAPER
+    static128 = dcs_paper["fig8_static_util_128"]
+    rows.append(Row("R6", "static MAC utilisation, GEMV dimension 128", f"{100 * static128:.1f}%",
+                    f"{100 * f8['static']:.1f}%", (f8["static"] / static128,)))
+    rows.append(Row("R7", "Fig. 7 GEMV cycles, static -> DCS",
+                    f"{dcs_paper['fig7_static']} -> {dcs_paper['fig7_dcs']}",
+                    f"{f7.static_cycles} -> {f7.dcs_cycles}",
+                    ((f7.static_cycles / f7.dcs_cycles) / (dcs_paper["fig7_static"] / dcs_paper["fig7_dcs"]),),
                     "the figure's cycle counts are schematic; our static controller also waits nRDHUB for every "
                     "RD-OUT's data (the calibration that makes R6 agree)"))
-    rows.append(Row("R8", "DCS / ping-pong utilisation, max over MHA and g = 2, 4, 8", "1.40x",
-                    _x(max(r["ratio"] for r in f18)), (max(r["ratio"] for r in f18) / 1.4,)))
+    f18_max = max(r["ratio"] for r in f18)
+    rows.append(Row("R8", "DCS / ping-pong utilisation, max over MHA and g = 2, 4, 8",
+                    _x(dcs_paper["fig18_max_ratio"]),
+                    _x(f18_max), (f18_max / dcs_paper["fig18_max_ratio"],)))
 
     # -- TCP geometry (R10) -------------------------------------------------------------------------------
     thresholds = _activation_thresholds(org16)
@@ -253,13 +260,15 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
             cap_rows.append((f"{wl} ({MODELS[cls][0]})", s, d))
     static_u = [s for _, s, _ in cap_rows]
     dpa_u = [d for _, _, d in cap_rows]
-    rows.append(Row("R11", "static capacity utilisation, range (avg)", "31.0-40.5% (36.2%)",
+    cp = CAPACITY_PAPER
+    rows.append(Row("R11", "static capacity utilisation, range (avg)",
+                    f"{100 * cp['static_low']:.1f}-{100 * cp['static_high']:.1f}% ({100 * cp['static_average']:.1f}%)",
                     f"{100 * min(static_u):.1f}-{100 * max(static_u):.1f}% ({100 * np.mean(static_u):.1f}%)",
-                    (float(np.mean(static_u)) / 0.362,),
+                    (float(np.mean(static_u)) / cp["static_average"],),
                     "live / reserved KV time-averaged over the decode steps (the paper does not define its metric; "
                     "REFERENCE.md f.17: the naive mean / T_max is 38.7-49.9%)"))
-    rows.append(Row("R12", "DPA capacity utilisation, avg", "75.6%", f"{100 * np.mean(dpa_u):.1f}%",
-                    (float(np.mean(dpa_u)) / 0.756,)))
+    rows.append(Row("R12", "DPA capacity utilisation, avg", f"{100 * cp['dpa_average']:.1f}%",
+                    f"{100 * np.mean(dpa_u):.1f}%", (float(np.mean(dpa_u)) / cp["dpa_average"],)))
 
     # -- R13: Fig. 15 (TP, PP) with DPA --------------------------------------------------------------------
     def all_modules(r: PerfResult) -> dict[tuple[int, int], float]:
@@ -330,11 +339,13 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     for ax in axes:
         ax.legend(fontsize=6)
     _save(fig, out / "reproduction_fig17.png")
-    rows.append(_vs("R17", "1M context, 512 GB, speed-up over CENT", 46.6, speedups["cent"][1 << 20]))
+    rows.append(_vs("R17", "1M context, 512 GB, speed-up over CENT", FIG17_PAPER["cent"][1 << 20],
+                    speedups["cent"][1 << 20]))
     rows.append(Row("R17'", "CENT baseline MAC utilisation at 1M", "2%",
                     _both(utils["cent"][1 << 20], lambda x: f"{100 * x:.2f}%"),
                     tuple(utils["cent"][1 << 20][b] / 0.02 for b in BASELINES)))
-    rows.append(_vs("R18", "1M context, 512 GB, speed-up over NeuPIMs", 5.0, speedups["neupims"][1 << 20]))
+    rows.append(_vs("R18", "1M context, 512 GB, speed-up over NeuPIMs", FIG17_PAPER["neupims"][1 << 20],
+                    speedups["neupims"][1 << 20]))
     short_gain = {(s, m): {b: run.tps(short[(s, m, "PIMphony")]) / run.tps(short[(s, m, b)]) for b in BASELINES}
                   for s in SYSTEMS for m in ("qwen1.5-7b", "llama-3.1-8b")}
     rows.append(_vs("R19", "256-token context, speed-up (best of LLM-7B x system)", 2.1,
@@ -379,11 +390,12 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     # -- hardware cost ------------------------------------------------------------------------------------------
     queues = QueueConfig.for_org(org16, Policy.DCS)
     table = queues.table_bytes()
-    rows.append(Row("R23", "D-Table + S-Table bytes per controller", "576 B",
+    rows.append(Row("R23", "D-Table + S-Table bytes per controller", f"{dcs_paper['table_bytes']} B",
                     f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)",
-                    (table["total"] / 576,), f"our tables at the defaults ({queues.tag_bits}-bit tags as in "
-                    f"REFERENCE.md f.6; {queues.io_depth}-deep I/O and {queues.compute_depth}-deep compute queues); "
-                    "the paper's 576 B is an upper bound we stay under"))
+                    (table["total"] / dcs_paper["table_bytes"],),
+                    f"our tables at the defaults ({queues.tag_bits}-bit tags as in REFERENCE.md f.6; "
+                    f"{queues.io_depth}-deep I/O and {queues.compute_depth}-deep compute queues); the paper's "
+                    f"{dcs_paper['table_bytes']} B is an upper bound we stay under"))
     dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
     rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
     # -- R15 / R16 attention energy (placeholder constants: ratios only) ----------------------------------------

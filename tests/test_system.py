@@ -129,10 +129,12 @@ def test_tcp_never_leaves_a_channel_idle_where_hfp_had_it_busy(gqa4_costs, lengt
 
 def test_hfp_busy_channels_follow_the_partition(gqa4_costs):
     """The system model's busy channels are the partition's: 3 pairs of 300 tokens on a 16-channel module."""
-    from pimphony.scheduler.partition import make_partition
+    from pimphony.model.perf.system import PARTITIONS as CHARGED
+    from pimphony.scheduler.partition import PARTITIONS, make_partition
 
+    assert set(CHARGED) == set(PARTITIONS)
     org = ModuleOrg.load("aimx-16ch")
-    for kind in ("hfp", "hfp-cent", "tcp"):
+    for kind in CHARGED:
         part = make_partition(kind, org, 128)
         used = set()
         for p in part.place(np.array([300, 300, 300]), 1):

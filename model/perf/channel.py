@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import TimingPreset
 from ..isa import COMMAND_DTYPE, Opcode
-from ..timing import blocking_table, check_trace, latency_table
+from ..timing import check_trace, completion_table, latency_table
 
 
 class IssuePolicy(Protocol):
@@ -60,7 +60,7 @@ def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: 
               blocking_reads: bool = False) -> dict[str, int]:
     """Cycles per cause (see the module docstring); the values add up to ``total``. With
     ``blocking_reads`` a RD-OUT's transfer lasts until its data is at the HUB (``nRDHUB``)."""
-    lat = (blocking_table if blocking_reads else latency_table)(timing)
+    lat = completion_table(timing, blocking_reads)
     level = np.zeros(total + 1, dtype=np.int64)       # index into CATEGORIES, lower = higher priority
     level[:] = len(CATEGORIES) - 1
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..config import TimingPreset
 from ..isa import Instruction, unroll
-from ..queue import Policy, QueueConfig
-from ..timing import blocking_table, latency_table
+from ..queue import QueueConfig
+from ..timing import completion_table
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
     at absolute cycle ``start`` (the refresh timers count from reset), issued under ``cfg.policy``."""
     from pimphony.scheduler.policies import issue_cycles
 
-    lat = blocking_table(timing) if cfg.policy == Policy.STATIC else latency_table(timing)
+    lat = completion_table(timing, cfg.blocking_reads)
     due = [timing.nREFI * (start // timing.nREFI + 1)] * channels
     rules: list[np.ndarray | None] = [None] * channels
     fetch = start + pipeline.run_to_fetch          # the next entry's fetch cycle

@@ -42,10 +42,13 @@ import numpy as np
 
 from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
 from ..kvcache import MIB
+from ..queue import Policy
 from .capacity import Admission, admit
 
 PARTITIONS = ("hfp", "hfp-cent", "tcp")
-SCHEDULES = ("static", "pingpong", "dcs")
+"""The partitions of :mod:`pimphony.scheduler.partition` the system model charges (:func:`channel_cycles`;
+a test holds the two lists equal)."""
+SCHEDULES = tuple(p.name.lower() for p in Policy)
 ALLOCS = ("static", "dpa")
 MODULES = {"cent": "cent-32ch", "neupims": "neupims"}
 """The module organisation preset of each shipped system."""
