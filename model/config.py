@@ -219,6 +219,7 @@ class TimingPreset(_Config):
     nCWLGB: int = _spec(0, 100_000, "GBuf write latency")
     nWPRE: int = _spec(0, 100_000, "write preamble")
     nRDHUB: int = _spec(0, 100_000, "RD-OUT until its data is at the HUB: what a blocking in-order controller waits")
+    nMODCH: int = _spec(0, 100_000, "after a mode switch (TMOD) between register and bank commands, nothing issues")
 
     def _check(self, where: str) -> None:
         if self.nRDHUB < self.nCLREG + self.nBL:

@@ -24,6 +24,9 @@ import numpy as np
 
 from .isa import Instruction
 
+PHASES = ("qk", "sv", "both")
+"""The channel phases a program can be cut to: QK^T, SV, or both in program order."""
+
 GPR_ZERO = 0
 """GPR entry 0 holds zeros: the source of WR-BIAS that starts a MAC chain."""
 
@@ -74,12 +77,16 @@ class Program:
     module: int
     steps: list[Step] = field(default_factory=list)
 
-    def instructions(self) -> list[Instruction]:
-        """Every instruction in program order."""
+    def instructions(self, phase: str = "both") -> list[Instruction]:
+        """Every instruction in program order; ``phase`` ``"qk"`` or ``"sv"`` keeps one phase's."""
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
         out: list[Instruction] = []
         for step in self.steps:
-            out.extend(step.qk)
-            out.extend(step.sv)
+            if phase != "sv":
+                out.extend(step.qk)
+            if phase != "qk":
+                out.extend(step.sv)
         return out
 
 

@@ -35,6 +35,15 @@ from .isa import CHANNEL_OPCODES, Opcode
 ACT, PRE, REF = Opcode.ACT, Opcode.PRE, Opcode.REF
 WR_INP, WR_BIAS, MAC, RD_OUT = Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT
 WRITES = frozenset({WR_INP, WR_BIAS})
+REGISTER_MODE = frozenset({WR_INP, WR_BIAS, RD_OUT})
+"""Commands AiM issues in register mode (aim_simulator ``src/base/request.h``: WR_GB, WR_BIAS and RD_MAC
+have ``require_reg_RW_mod``); ACT, PRE, MAC and REF are bank commands. AiM's controller issues a TMOD on
+every switch between the two and nothing follows it for ``nMODCH`` cycles. PIMphony's channel pays no
+switch, on the paper's text: its DCS controller issues "out-of-order based on real-time data
+dependencies", *overlapping* data movement (WR-INP, RD-OUT) with compute (MAC), which a nMODCH pause at
+every switch would forbid; and its description of the static baseline it improves on (Sec. V-B: fixed
+gaps t_WR-INP, t_MAC, t_RD-OUT, 32 B transfers t_CCDS apart) names no mode switch either. So only the
+``aim`` baseline (:mod:`pimphony.scheduler.aim`) pays it."""
 COLUMN = frozenset({MAC, RD_OUT})
 
 
@@ -50,21 +59,32 @@ class Rule:
     gap: int
 
 
-# name, prev ops, next ops, scope, expression (evaluated over the preset's parameters)
+# name, prev ops, next ops, scope, expression (evaluated over the preset's parameters). Rule for rule,
+# these are aim_simulator's channel-level constraints between the commands we model (arkhadem/aim_simulator
+# src/dram/impl/GDDR6.cpp populate_timingcons at 0f28a07, AiM names in the comments); a test holds the
+# minimum gap of every ordered pair equal to that file's, transcribed in tests/data/aim/rules.csv.
 _TABLE: list[tuple[str, Iterable[Opcode], Iterable[Opcode], str, str]] = [
-    ("ACT-ACT", [ACT], [ACT], "row", "nRC"),
-    ("ACT-MAC", [ACT], [MAC], "row", "nRCDRDMAC"),
-    ("ACT-PRE", [ACT], [PRE], "row", "nRAS"),
-    ("MAC-PRE", [MAC], [PRE], "row", "nRTP"),
-    ("PRE-ACT", [PRE], [ACT], "row", "nRP"),
-    ("PRE-REF", [PRE], [REF], "row", "nRP"),
-    ("REF-ACT", [REF], [ACT], "row", "nRFC"),
-    ("REF-REF", [REF], [REF], "row", "nRFC"),
-    ("COL-COL", COLUMN, COLUMN, "column", "nCCDS"),
-    ("MAC16-COL", [MAC], COLUMN, "column", "nCCDL"),
-    ("WR-WR", WRITES, WRITES, "bus", "nBL"),
-    ("RD-WR", [RD_OUT], WRITES, "bus", "nCLREG + nBL + 3 - nCWLGB + nWPRE"),
-    ("WR-RD", WRITES, [RD_OUT], "bus", "nCWLGB + nBL + nWTRS"),
+    ("ACT-ACT", [ACT], [ACT], "row", "nRC"),                      # ACT16 <-> ACT16
+    ("ACT-ACT-RRD", [ACT], [ACT], "row", "nRRDL"),
+    ("ACT-MAC", [ACT], [MAC], "row", "nRCDRDMAC"),                # ACT16 -> MAC16
+    ("ACT-PRE", [ACT], [PRE], "row", "nRAS"),                     # ACT16 -> PREA
+    ("ACT-REF", [ACT], [REF], "row", "nRC"),                      # ACT16 -> REFab
+    ("MAC-PRE", [MAC], [PRE], "row", "nRTP"),                     # MAC16 -> PREA
+    ("PRE-ACT", [PRE], [ACT], "row", "nRP"),                      # PREA -> ACT16
+    ("PRE-PRE", [PRE], [PRE], "row", "nRP"),                      # PREA -> PREA
+    ("PRE-REF", [PRE], [REF], "row", "nRP"),                      # PREA -> REFab
+    ("REF-ACT", [REF], [ACT], "row", "nRFC"),                     # REFab -> ACT16
+    ("COL-COL", COLUMN, COLUMN, "column", "nCCDS"),               # MAC16, RDMAC16: shared read path
+    ("MAC16-COL", COLUMN, COLUMN, "column", "nCCDL"),             # all-bank column commands, same BG
+    ("WR-WR", WRITES, WRITES, "bus", "nBL"),                      # WRGB, WRMAC16: external bus
+    ("WR-WR-CCD", WRITES, WRITES, "bus", "nCCDS"),
+    ("WRMAC16-WRMAC16", [WR_BIAS], [WR_BIAS], "bus", "nCCDL"),
+    ("RD-RD", [RD_OUT], [RD_OUT], "bus", "nBL"),                  # RDMAC16 -> RDMAC16
+    ("RD-WRGB", [RD_OUT], [WR_INP], "bus", "nCLREG + nBL + 3 - nCWLGB + nWPRE"),
+    ("RD-WRMAC16", [RD_OUT], [WR_BIAS], "bus", "nCLREG + nBL + 3 - nCWLREG + nWPRE"),
+    ("WRGB-RD", [WR_INP], [RD_OUT], "bus", "nCWLGB + nBL + nWTRS"),
+    ("WRMAC16-RD", [WR_BIAS], [RD_OUT], "bus", "nCWLREG + nBL + nWTRS"),
+    ("WRMAC16-RD-L", [WR_BIAS], [RD_OUT], "bus", "nCWLREG + nBL + nWTRL"),   # binds: 14 at the AiM preset
 ]
 
 
@@ -77,7 +97,6 @@ def _evaluate(expr: str, preset: TimingPreset) -> int:
 _DUAL_PORT_TABLE: list[tuple[str, Iterable[Opcode], Iterable[Opcode], str, str]] = [
     ("COL-COL", [MAC], [MAC], "column", "nCCDS"),
     ("MAC16-COL", [MAC], [MAC], "column", "nCCDL"),
-    ("RD-RD", [RD_OUT], [RD_OUT], "bus", "nBL"),
 ]
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import run_channel
-from pimphony.model.perf.system import KernelCosts, PhaseCurve
+from pimphony.model.perf.system import BASELINE_SCHEDULE, SCHEDULES, KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
 
+from . import aim
 from .dcs_experiments import attention_program
 from .lower import lower_gemv
 from .policies import issuer
@@ -47,6 +48,7 @@ COMMAND_CLASSES = {Opcode.ACT: "act", Opcode.MAC: "mac", Opcode.WR_INP: "io", Op
 GEMV_SHAPE = (1024, 2048)
 """(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
 SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
+           "scheduler/aim.py", "model/aimtrace.py",
            "scheduler/dcs_experiments.py", "model/timing.py", "model/isa.py", "model/queue.py", "model/program.py",
            "model/perf/channel.py")
 
@@ -55,11 +57,16 @@ def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: Timing
     return run_channel(channel_stream(instructions, channel), timing, issuer(cfg), check=False).total_cycles
 
 
+def _aim_cycles(instructions, channel: int, timing: TimingPreset) -> int:
+    return aim.run_stream(channel_stream(instructions, channel), timing, channel=channel).total_cycles
+
+
 def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, head_dim: int, group: int,
-                       length: int) -> dict[Policy, tuple[int, int, int, int, int]]:
-    """Per policy, for one (request, KV head) of ``length`` tokens: the (QK^T, SV) cycles of the busiest
-    channel and the (ACT, MAC, I/O) commands the pair issues over all channels. Policies that share an
-    OBuf size share one lowering.
+                       length: int) -> dict[str, tuple[int, int, int, int, int]]:
+    """Per schedule (``aim`` and the :class:`Policy` names), for one (request, KV head) of ``length``
+    tokens: the (QK^T, SV) cycles of the busiest channel and the (ACT, MAC, I/O) commands the pair issues
+    over all channels. Policies that share an OBuf size share one lowering; ``aim`` runs the static
+    baseline's (AiM's output registers).
 
     Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
     and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
@@ -70,24 +77,29 @@ def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, hea
         cfg = QueueConfig.for_org(org, policy)
         if cfg.obuf_entries not in lowered:
             program = attention_program(org, group, length, cfg.obuf_entries, partition, head_dim)
-            qk = [i for step in program.steps for i in step.qk]
-            sv = [i for step in program.steps for i in step.sv]
+            qk, sv = program.instructions("qk"), program.instructions("sv")
             counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)
             for i in qk + sv:
                 if i.op in COMMAND_CLASSES:
                     counts[COMMAND_CLASSES[i.op]] += i.op_size * len(i.channels())
             lowered[cfg.obuf_entries] = qk, sv, counts
         qk, sv, counts = lowered[cfg.obuf_entries]
-        out[policy] = (_channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing),
-                       counts["act"], counts["mac"], counts["io"])
+        out[policy.name.lower()] = (_channel_cycles(qk, 0, cfg, timing), _channel_cycles(sv, 0, cfg, timing),
+                                    counts["act"], counts["mac"], counts["io"])
+        if policy == Policy.STATIC:
+            out[BASELINE_SCHEDULE] = (_aim_cycles(qk, 0, timing), _aim_cycles(sv, 0, timing),
+                                      counts["act"], counts["mac"], counts["io"])
     return out
 
 
-def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, policy: Policy) -> float:
-    """Channel cycles per weight byte of a GEMV (:data:`GEMV_SHAPE`) in CENT's layout."""
+def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, schedule: str) -> float:
+    """Channel cycles per weight byte of a GEMV (:data:`GEMV_SHAPE`) in CENT's layout under ``schedule``
+    (``aim`` runs the static baseline's lowering)."""
+    policy = Policy.STATIC if schedule == BASELINE_SCHEDULE else Policy[schedule.upper()]
     cfg = QueueConfig.for_org(org, policy)
     n_in, n_out = GEMV_SHAPE
-    cycles = _channel_cycles(lower_gemv(org, n_in, n_out, cfg.obuf_entries), 0, cfg, timing)
+    ins = lower_gemv(org, n_in, n_out, cfg.obuf_entries)
+    cycles = _aim_cycles(ins, 0, timing) if schedule == BASELINE_SCHEDULE else _channel_cycles(ins, 0, cfg, timing)
     return cycles / (n_in * n_out * org.element_bytes)
 
 
@@ -125,10 +137,9 @@ def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> 
     curves = {}
     for partition, grid in ATTENTION_GRID.items():
         pts = [attention_profiles(org, timing, partition, head_dim, group, n) for n in grid]
-        for policy in Policy:
-            curves[(partition, policy.name.lower())] = PhaseCurve(
-                grid, *(tuple(p[policy][k] for p in pts) for k in range(5)))
-    gemv = {policy.name.lower(): gemv_cycles_per_byte(org, timing, policy) for policy in Policy}
+        for schedule in SCHEDULES:
+            curves[(partition, schedule)] = PhaseCurve(grid, *(tuple(p[schedule][k] for p in pts) for k in range(5)))
+    gemv = {schedule: gemv_cycles_per_byte(org, timing, schedule) for schedule in SCHEDULES}
     return KernelCosts(org.channels, org.banks, head_dim, group, curves, gemv)
 
 

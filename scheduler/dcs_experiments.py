@@ -17,6 +17,7 @@ from pimphony.model.perf.channel import ChannelTrace, run_channel
 from pimphony.model.program import Program
 from pimphony.model.queue import Policy, QueueConfig
 
+from . import aim
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
 from .policies import issuer
@@ -33,6 +34,14 @@ def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, ope
     if open_row:
         stream = stream[(stream["op"] != Opcode.ACT) & (stream["op"] != Opcode.PRE)]
     return run_channel(stream, timing, issuer(cfg))
+
+
+def aim_gemv(org: ModuleOrg, timing: TimingPreset, n: int, open_row: bool = False) -> aim.AimRun:
+    """The same GEMV on aim_simulator's controller (refresh on, as for every other policy here);
+    ``open_row``: its row is open when the run starts."""
+    stream = channel_stream(lower_gemv(org, n, n, org.outreg_entries), 0)
+    state = aim.ControllerState(open_row=int(stream["row"][stream["op"] == Opcode.MAC][0])) if open_row else None
+    return aim.run_stream(stream, timing, refresh=True, state=state)
 
 
 def attention_program(org: ModuleOrg, group: int, length: int, obuf_entries: int, partition: str = "tcp",
@@ -52,35 +61,37 @@ def attention_trace(org: ModuleOrg, timing: TimingPreset, group: int, policy: Po
     (``io_depth``, ``compute_depth``) override the :class:`QueueConfig` defaults."""
     cfg = QueueConfig.for_org(org, policy, **queues)
     prog = attention_program(org, group, length, cfg.obuf_entries)
-    ins = []
-    for step in prog.steps:
-        if phase in ("qk", "both"):
-            ins.extend(step.qk)
-        if phase in ("sv", "both"):
-            ins.extend(step.sv)
-    return run_channel(channel_stream(ins, channel), timing, issuer(cfg))
+    return run_channel(channel_stream(prog.instructions(phase), channel), timing, issuer(cfg))
 
 
 @dataclass
 class Fig7:
+    aim_cycles: int
     static_cycles: int
     dcs_cycles: int
+    aim_run: aim.AimRun
     static_trace: ChannelTrace
     dcs_trace: ChannelTrace
 
 
 def fig7(org: ModuleOrg, timing: TimingPreset, n: int = 32) -> Fig7:
-    """The GEMV example: an n x n GEMV with its row open, static against DCS."""
+    """The GEMV example: an n x n GEMV with its row open on AiM's controller (the baseline), our
+    nRDHUB-calibrated static controller, and DCS."""
+    a = aim_gemv(org, timing, n, open_row=True)
     s = gemv_trace(org, timing, n, Policy.STATIC, open_row=True)
     d = gemv_trace(org, timing, n, Policy.DCS, open_row=True)
-    return Fig7(s.total_cycles, d.total_cycles, s, d)
+    return Fig7(a.total_cycles, s.total_cycles, d.total_cycles, a, s, d)
 
 
 def fig8(org: ModuleOrg, timing: TimingPreset, dims=(16, 32, 64, 128, 256, 512, 1024)) -> list[dict]:
-    """MAC utilisation of an n x n GEMV against n, per policy, with the static breakdown."""
+    """MAC utilisation of an n x n GEMV against n, per policy, with the breakdowns of the aim baseline
+    and of the calibrated static controller."""
     rows = []
     for n in dims:
         row: dict = {"dim": n}
+        base = aim_gemv(org, timing, n)
+        row["aim"] = base.mac_utilisation(timing)
+        row["aim_breakdown"] = {k: v / base.total_cycles for k, v in base.breakdown(timing).items()}
         for policy in Policy:
             trace = gemv_trace(org, timing, n, policy)
             row[policy.name.lower()] = trace.mac_utilisation
@@ -107,7 +118,8 @@ SHALLOW_QUEUES = {"io_depth": 16, "compute_depth": 16}
 
 def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), length: int = 32768) -> list[dict]:
     """MAC utilisation (fraction of the MAC roofline) of QK^T and SV at d=128 per policy and group with
-    the default queues, DCS with :data:`SHALLOW_QUEUES`, and the row-switch bound (:func:`row_bound`)."""
+    the default queues, DCS with :data:`SHALLOW_QUEUES`, the row-switch bound (:func:`row_bound`), and
+    the aim baseline on the static controller's program (AiM's output registers)."""
     rows = []
     for g in groups:
         for phase in ("qk", "sv"):
@@ -118,6 +130,8 @@ def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), le
                 row[f"{policy.name.lower()}_violations"] = len(trace.violations)
                 if policy == Policy.DCS:
                     row["dcs_breakdown"] = {k: v / trace.total_cycles for k, v in trace.breakdown.items()}
+                if policy == Policy.STATIC:
+                    row["aim"] = aim.run_stream(trace.stream, timing).mac_utilisation(timing)
             shallow = attention_trace(org, timing, g, Policy.DCS, length, phase, **SHALLOW_QUEUES)
             row["dcs_shallow"] = shallow.mac_utilisation
             row["dcs_shallow_violations"] = len(shallow.violations)

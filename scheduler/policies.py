@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pimphony.model.compiled import compiled
 from pimphony.model.config import TimingPreset
 from pimphony.model.isa import IO_OPCODES, Opcode
 from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
@@ -244,14 +245,8 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
     return issue, refresh, n_ref, ref_due, earliest
 
 
-try:
-    import numba
-
-    _engine = numba.njit(cache=True, nogil=True)(_engine_py)
-    _last_accessor = numba.njit(cache=True, nogil=True)(_last_accessor_py)
-except ImportError:  # numba is a dependency; this keeps the reference runnable without it
-    _engine = _engine_py
-    _last_accessor = _last_accessor_py
+_engine = compiled(_engine_py)
+_last_accessor = compiled(_last_accessor_py)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_at
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PARTITIONS, PartitionError
 
+from . import trace as trace_cli
 from .progress import Progress
 
 PRESET_KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig,
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    trace_cli.register(sub, _lengths, _nonneg)
 
     att = sub.add_parser(
         "attention", help="run decode attention on the golden PIM model and compare with float64 numpy",
@@ -124,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate one configuration point of the system model: the batch that fits the capacity, the "
                     "best tensor/pipeline split, and the time of a decode step from the channel cycle model. "
                     "Techniques default to PIMphony's (TCP + DCS + DPA); the paper's baseline is "
-                    "--partition hfp --schedule static --alloc static.",
+                    "--partition hfp --schedule aim --alloc static (aim: aim_simulator's in-order AiM controller; "
+                    "static: our nRDHUB-calibrated in-order controller, a second baseline).",
         epilog="examples:\n"
                "  pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa\n"
-               "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule static --alloc static\n"
+               "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule aim --alloc static\n"
                "  pimphony perf --model llama-3.1-70b --system neupims --capacity 512GB --context 1048576 --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     perf.add_argument("--model", required=True, help="model preset name or a YAML / Hugging Face config.json file")
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print measured figures against targets")
     bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
     bsub.required = True
+    trace_cli.register_bench(bsub, _positive)
     bg = bsub.add_parser("golden", help="golden-model speed and memory: one layer of decode attention",
                          description="Time one layer of decode attention on the golden model (placement, KV load, "
                                      "lowering, execution; input generation excluded) and report simulated MACs per "
@@ -687,11 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
                 "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
-                "mutate": cmd_mutate, "sweep": cmd_sweep}
+                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main}
     try:
         if args.command == "bench":
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
-                    "perf": cmd_bench_perf}[args.bench](args)
+                    "perf": cmd_bench_perf, "trace": trace_cli.cmd_bench}[args.bench](args)
         return handlers[args.command](args)
     except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)

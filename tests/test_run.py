@@ -22,5 +22,6 @@ def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
     assert "bit-exact against the golden model's in-order execution: yes (0 + 0 outputs differ)" in text
     report = json.loads((out / "report.json").read_text())
     assert report["dcs"]["cycles"] < report["static"]["cycles"]
+    assert report["dcs"]["cycles"] < report["aim"]["cycles"] and "aim (aim_simulator's in-order AiM controller" in text
     assert report["chunks_used"] == 2 * 2 * 1          # K and V, one chunk each, per request and KV head
     assert report["static"]["error_ratio"] <= 1.0 and report["dcs"]["error_ratio"] <= 1.0

@@ -43,7 +43,7 @@ def test_attention_cost_between_and_beyond_the_grid(gqa4_costs):
     cycle model."""
     for partition, policy, length in (("tcp", Policy.DCS, 40000), ("hfp", Policy.STATIC, 40000),
                                       ("tcp", Policy.STATIC, 400000)):
-        qk, sv = C.attention_profiles(CENT, AIM, partition, 128, 4, length)[policy][:2]
+        qk, sv = C.attention_profiles(CENT, AIM, partition, 128, 4, length)[policy.name.lower()][:2]
         pqk, psv = gqa4_costs.attention[(partition, policy.name.lower())](np.array([length]))
         assert pqk[0] == pytest.approx(qk, rel=0.02) and psv[0] == pytest.approx(sv, rel=0.02)
 
@@ -56,6 +56,8 @@ def test_costs_order_the_techniques(gqa4_costs):
     dcs = sum(x[0] for x in gqa4_costs.attention[("tcp", "dcs")](length))
     assert dcs < tcp < hfp / 8
     assert gqa4_costs.gemv_cycles_per_byte["dcs"] <= gqa4_costs.gemv_cycles_per_byte["static"]
+    aim_tcp = sum(x[0] for x in gqa4_costs.attention[("tcp", "aim")](length))
+    assert dcs < aim_tcp / 2 and gqa4_costs.gemv_cycles_per_byte["dcs"] < gqa4_costs.gemv_cycles_per_byte["aim"]
 
 
 def test_kernel_costs_cache_round_trip(monkeypatch, gqa4_costs):
@@ -163,7 +165,7 @@ def test_pimphony_beats_the_baseline_on_long_contexts():
     """The paper's ordering on a GQA-128K workload: each technique adds throughput."""
     spec = PointSpec(model="llama-3.1-8b", system="cent", capacity="128GB", workload="multifieldqa")
     order = [run_point(PointSpec(**{**spec.__dict__, "partition": p, "schedule": s, "alloc": a})).tokens_per_s
-             for p, s, a in (("hfp", "static", "static"), ("tcp", "static", "static"), ("tcp", "dcs", "static"),
+             for p, s, a in (("hfp", "aim", "static"), ("tcp", "aim", "static"), ("tcp", "dcs", "static"),
                              ("tcp", "dcs", "dpa"))]
     assert order == sorted(order) and order[-1] > 5 * order[0]
 
@@ -241,7 +243,7 @@ def test_command_counts_follow_the_layout(gqa4_costs):
 
 def test_attention_energy_parts_and_ordering():
     spec = PointSpec(model="llama-3.1-8b", system="cent", capacity="128GB", workload="multifieldqa")
-    base = run_point(PointSpec(**{**spec.__dict__, "partition": "hfp", "schedule": "static", "alloc": "static"}))
+    base = run_point(PointSpec(**{**spec.__dict__, "partition": "hfp", "schedule": "aim", "alloc": "static"}))
     top = run_point(spec)
     for r in (base, top):
         assert set(r.best.energy_nj) == {"act", "mac", "io", "background"}

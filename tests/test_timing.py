@@ -10,7 +10,8 @@ AIM = TimingPreset.load("aim-gddr6")
 def test_rules_take_their_values_from_the_preset():
     gaps = {r.name: r.gap for r in rules(AIM)}
     assert gaps["ACT-MAC"] == 56 and gaps["PRE-ACT"] == 32 and gaps["ACT-ACT"] == 89
-    assert gaps["RD-WR"] == 5 and gaps["WR-RD"] == 12          # REFERENCE.md c.3 derived turnarounds
+    assert gaps["RD-WRGB"] == gaps["RD-WRMAC16"] == 5 and gaps["WRGB-RD"] == 12     # turnarounds
+    assert gaps["WRMAC16-RD"] == 12 and gaps["WRMAC16-RD-L"] == 14                   # the nWTRL rule binds
     assert gaps["COL-COL"] == 2 and gaps["WR-WR"] == 2 and gaps["REF-ACT"] == 210
     slow = TimingPreset.load("aim-gddr6-1ns")
     assert {r.name: r.gap for r in rules(slow)} == gaps        # same cycles, different tCK
@@ -29,7 +30,7 @@ def test_dual_ported_obuf_frees_the_column_slot():
         58 MAC
     """)
     assert check_trace(ops, cycles, AIM, obuf_dual_port=True) == []
-    assert len(check_trace(ops, cycles, AIM)) == 3          # COL-COL and MAC16-COL at 57, COL-COL at 58
+    assert len(check_trace(ops, cycles, AIM)) == 4          # COL-COL and MAC16-COL at 57 and at 58
 
 
 def test_gap_matrix_and_latencies():
@@ -77,7 +78,7 @@ def test_violations_name_rule_and_cycle():
         80 WR_BIAS
     """)
     found = check_trace(ops, cycles, AIM)
-    assert "cycle 10: WR-RD: RD_OUT (command 2) 9 cycles after WR_INP (command 1) at cycle 1; needs nCWLGB + nBL + nWTRS = 12" in found
+    assert "cycle 10: WRGB-RD: RD_OUT (command 2) 9 cycles after WR_INP (command 1) at cycle 1; needs nCWLGB + nBL + nWTRS = 12" in found
     assert "cycle 55: ACT-MAC: MAC (command 4) 55 cycles after ACT (command 0) at cycle 0; needs nRCDRDMAC = 56" in found
     assert "cycle 56: COL-COL: MAC (command 5) 1 cycles after MAC (command 4) at cycle 55; needs nCCDS = 2" in found
     assert "cycle 60: MAC-PRE: PRE (command 6) 4 cycles after MAC (command 5) at cycle 56; needs nRTP = 12" in found

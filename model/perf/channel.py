@@ -9,8 +9,9 @@ MAC utilisation is MAC-busy cycles over total cycles, a MAC keeping its unit bus
 terms of the paper's Fig. 8: a cycle is ``MAC`` if a MAC is busy, else ``REF`` inside a refresh, else
 ``ACT/PRE`` while a row opens or closes, else ``DT-GBuf`` while a WR-INP is in flight, else
 ``DT-OutReg`` while a WR-BIAS or RD-OUT is in flight (with blocking reads, the static baseline's, until
-the RD-OUT's data is at the HUB), else ``pipeline penalty`` (nothing in flight:
-the controller is waiting on its own ordering).
+the RD-OUT's data is at the HUB), else ``mode switch`` within nMODCH of a TMOD (only AiM's controller
+issues them, :mod:`pimphony.scheduler.aim`), else ``pipeline penalty`` (nothing in flight: the
+controller is waiting on its own ordering).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class IssuePolicy(Protocol):
     def __call__(self, ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray,
                  timing: TimingPreset) -> tuple[np.ndarray, np.ndarray]: ...
 
-CATEGORIES = ("MAC", "REF", "ACT/PRE", "DT-GBuf", "DT-OutReg", "pipeline penalty")
+CATEGORIES = ("MAC", "REF", "ACT/PRE", "DT-GBuf", "DT-OutReg", "mode switch", "pipeline penalty")
 
 
 @dataclass
@@ -57,9 +58,10 @@ class ChannelTrace:
 
 
 def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: int,
-              blocking_reads: bool = False) -> dict[str, int]:
+              blocking_reads: bool = False, mode_switches: np.ndarray | None = None) -> dict[str, int]:
     """Cycles per cause (see the module docstring); the values add up to ``total``. With
-    ``blocking_reads`` a RD-OUT's transfer lasts until its data is at the HUB (``nRDHUB``)."""
+    ``blocking_reads`` a RD-OUT's transfer lasts until its data is at the HUB (``nRDHUB``);
+    ``mode_switches`` are the issue cycles of TMODs."""
     lat = completion_table(timing, blocking_reads)
     level = np.zeros(total + 1, dtype=np.int64)       # index into CATEGORIES, lower = higher priority
     level[:] = len(CATEGORIES) - 1
@@ -89,6 +91,8 @@ def breakdown(ops: np.ndarray, cycles: np.ndarray, timing: TimingPreset, total: 
     mark(t_s[ops_s == Opcode.WR_INP], lat[Opcode.WR_INP], 3)
     out_io = (ops_s == Opcode.WR_BIAS) | (ops_s == Opcode.RD_OUT)
     mark(t_s[out_io], np.where(ops_s[out_io] == Opcode.RD_OUT, lat[Opcode.RD_OUT], lat[Opcode.WR_BIAS]), 4)
+    if mode_switches is not None:
+        mark(np.asarray(mode_switches, dtype=np.int64), timing.nMODCH, 5)
     counts = np.bincount(level[:total], minlength=len(CATEGORIES))
     return {name: int(counts[k]) for k, name in enumerate(CATEGORIES)}
 

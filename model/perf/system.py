@@ -48,7 +48,9 @@ from .capacity import Admission, admit
 PARTITIONS = ("hfp", "hfp-cent", "tcp")
 """The partitions of :mod:`pimphony.scheduler.partition` the system model charges (:func:`channel_cycles`;
 a test holds the two lists equal)."""
-SCHEDULES = tuple(p.name.lower() for p in Policy)
+BASELINE_SCHEDULE = "aim"
+"""aim_simulator's in-order AiM controller (:mod:`pimphony.scheduler.aim`): the baseline's issue policy."""
+SCHEDULES = (BASELINE_SCHEDULE, *(p.name.lower() for p in Policy))
 ALLOCS = ("static", "dpa")
 MODULES = {"cent": "cent-32ch", "neupims": "neupims"}
 """The module organisation preset of each shipped system."""
@@ -123,10 +125,11 @@ class Techniques:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
 
-BASELINE = Techniques("hfp", "static", "static")
-BASELINES = {"HFP": BASELINE, "HFP-CENT": Techniques("hfp-cent", "static", "static")}
-"""Two readings of the paper's baseline: a pair's keys on one channel (Fig. 6), or CENT's layouts."""
-ABLATION = (("baseline (HFP)", BASELINE), ("+TCP", Techniques("tcp", "static", "static")),
+BASELINE = Techniques("hfp", BASELINE_SCHEDULE, "static")
+BASELINES = {"HFP": BASELINE, "HFP-CENT": Techniques("hfp-cent", BASELINE_SCHEDULE, "static")}
+"""Two readings of the paper's baseline: a pair's keys on one channel (Fig. 6), or CENT's layouts; both
+issue with AiM's own controller."""
+ABLATION = (("baseline (HFP)", BASELINE), ("+TCP", Techniques("tcp", BASELINE_SCHEDULE, "static")),
             ("+DCS", Techniques("tcp", "dcs", "static")), ("+DPA", Techniques("tcp", "dcs", "dpa")))
 """The paper's Fig. 13/14 bars: HFP baseline, then TCP, DCS and DPA added one by one."""
 
