@@ -115,6 +115,8 @@ def _number(token: str, where: str) -> int:
 def parse(text: str, source: str = "<trace>", channel: int | None = None) -> AimTrace:
     """Read an aim_simulator trace. ``channel`` keeps that channel's share of multi-channel masks;
     without it every ISR must address the same single channel."""
+    if channel is not None and not 0 <= channel < MASK_BITS:
+        raise AimTraceError(f"{source}: --channel {channel} is outside aim_simulator's channels 0..{MASK_BITS - 1}")
     kind, opsize, row, gpr = [], [], [], []
     seen: int | None = channel
     masks: dict[int, set[int]] = {}
@@ -173,6 +175,8 @@ def parse(text: str, source: str = "<trace>", channel: int | None = None) -> Aim
         gpr.append(values.get("gpr", -1))
     if not kind or kind[-1] != Isr.EOC:
         raise AimTraceError(f"{source}: the trace ends without 'AiM EOC' (aim_simulator requires it)")
+    if channel is not None and len(kind) == 1:
+        raise AimTraceError(f"{source}: no ISR addresses channel {channel} (--channel)")
     return AimTrace(np.array(kind, dtype=np.int64), np.array(opsize, dtype=np.int64), np.array(row, dtype=np.int64),
                     np.array(gpr, dtype=np.int64), 0 if seen is None else seen)
 

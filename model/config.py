@@ -32,6 +32,18 @@ import yaml
 BASES = ("paper", "public-model", "derived", "assumed", "user")
 
 
+def yaml_message(exc: yaml.YAMLError) -> str:
+    """A YAML parser error as one line: `` at line N: what is wrong``."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{at}: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}"
+
+
+class InputError(ValueError):
+    """An input data file (an ``.npz`` of queries, keys and values) is malformed or does not match the
+    model; ``str()`` is one line naming the file."""
+
+
 class ConfigError(ValueError):
     """A configuration could not be loaded; ``str()`` is one line naming file, key and rule."""
 
@@ -138,9 +150,7 @@ class _Config:
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(where, None, f"broken YAML{at}: {getattr(exc, 'problem', exc)}") from None
+            raise ConfigError(where, None, f"broken YAML{yaml_message(exc)}") from None
         return cls.from_mapping(raw, where)
 
     def describe(self) -> list[tuple[str, int, str, str]]:
@@ -180,6 +190,8 @@ def _read(kind: str, name_or_path: str | Path) -> tuple[str, str]:
             raise ConfigError(text_arg, None, f"no such {kind} preset; available: {names} (or give a file path)")
         return _preset_dir(kind).joinpath(f"{text_arg}.yaml").read_text(), f"preset {kind}/{text_arg}"
     path = Path(text_arg)
+    if path.is_dir():
+        raise ConfigError(text_arg, None, "is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(text_arg, None, "file not found")
     try:
@@ -367,7 +379,9 @@ class ModelConfig(_Config):
 
         heads = need("num_attention_heads")
         layers = need("num_hidden_layers")
-        kv_heads = raw.get("num_key_value_heads") or heads
+        kv_heads = raw.get("num_key_value_heads")
+        if kv_heads is None:
+            kv_heads = heads
         head_dim = raw.get("head_dim")
         if head_dim is None:
             hidden = need("hidden_size")

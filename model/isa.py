@@ -229,7 +229,12 @@ class Format:
     @staticmethod
     def _unpack(layout: list[tuple[str, int]], word: int, what: str) -> dict[str, int]:
         total = sum(w for _, w in layout)
-        if not 0 <= word < (1 << total):
+        if isinstance(word, bool) or not isinstance(word, int | np.integer):
+            raise IsaError(f"{what}: a word must be an integer; got {type(word).__name__} {word!r}")
+        word = int(word)
+        if word < 0:
+            raise IsaError(f"{what}: word {word} is negative")
+        if word >= 1 << total:
             raise IsaError(f"{what}: word {word:#x} is wider than {total} bits")
         out, shift = {}, 0
         for name, width in layout:

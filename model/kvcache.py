@@ -66,6 +66,13 @@ class ChunkLayout:
                              f"({per_row_of_module} bytes on {org.name})")
         if self.head_dim % org.burst_elements:
             raise ValueError(f"head_dim {self.head_dim} must be a multiple of {org.burst_elements}")
+        kb = self.head_dim // org.burst_elements
+        if kb > org.channels:
+            raise ValueError(f"head_dim {self.head_dim} does not fit {org.name}: a V slice needs {kb} channels, "
+                             f"the module has {org.channels}")
+        if kb > org.bursts_per_row:
+            raise ValueError(f"head_dim {self.head_dim} does not fit {org.name}: a key needs {kb} bursts, a row "
+                             f"holds {org.bursts_per_row}")
         if org.rows % self.rows_per_chunk:
             raise ValueError(f"{org.rows} rows per bank are not a whole number of {self.rows_per_chunk}-row chunks")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from pimphony.model.config import ModuleOrg, TimingPreset
@@ -116,20 +117,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PIMPHONY_CACHE") or Path.home() / ".cache" / "pimphony")
 
 
+def warn(message: str) -> None:
+    """One warning line on standard error."""
+    print(f"pimphony: warning: {message}", file=sys.stderr)
+
+
 def cache_load(path: Path) -> dict | None:
-    """A cached JSON object, or None when it is missing or damaged (then it is computed again)."""
+    """A cached JSON object, or None when it is missing, unreadable or not an object (then it is
+    computed again; the caller validates the contents)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+_unwritable: set[Path] = set()
 
 
 def cache_store(path: Path, value: dict) -> None:
-    """Write a JSON object atomically, so parallel workers never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value))
-    tmp.replace(path)
+    """Write a JSON object atomically, so parallel workers never read half a file. A cache location
+    that cannot be written is reported once, and the run goes on without storing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
+    except OSError as exc:
+        if cache_dir() not in _unwritable:
+            _unwritable.add(cache_dir())
+            warn(f"cannot write the cache at {cache_dir()} ({exc.strerror or exc}); running without a cache "
+                 "(set PIMPHONY_CACHE to a writable folder)")
 
 
 def measure(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> KernelCosts:
@@ -155,9 +173,13 @@ def kernel_costs(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int
     raw = cache_load(path) if use_cache else None
     if raw is not None:
         try:
-            return KernelCosts.from_json(raw)
-        except (KeyError, TypeError, ValueError):
-            pass                                   # an entry of another shape is measured again
+            costs = KernelCosts.from_json(raw)
+            if (costs.channels, costs.banks, costs.head_dim, costs.group) != (org.channels, org.banks, head_dim,
+                                                                                group):
+                raise ValueError("they were measured for another module, head_dim or group")
+            return costs
+        except (KeyError, TypeError, ValueError) as exc:
+            warn(f"the cached kernel costs {path} are damaged ({exc}); measuring them again")
     costs = measure(org, timing, head_dim, group)
     if use_cache:
         cache_store(path, costs.to_json())

@@ -7,6 +7,7 @@ are held as bfloat16 (what the hardware stores); the reference is float64 on tho
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from pimphony.model.attention import Reference, check_shapes, decode_attention
-from pimphony.model.config import ModelConfig, ModuleOrg
+from pimphony.model.config import InputError, ModelConfig, ModuleOrg
 from pimphony.model.hub import DpaDispatcher, PimHub
 from pimphony.model.isa import Opcode
 from pimphony.model.kvcache import ChunkLayout, DpaAllocator
@@ -26,10 +27,6 @@ from .lower import AttentionLowering
 from .partition import make_partition
 
 BF16 = ml_dtypes.bfloat16
-
-
-class InputError(ValueError):
-    """An inputs file does not match the model."""
 
 
 @dataclass
@@ -61,28 +58,45 @@ class AttentionInputs:
     def load(cls, path: str | Path, model: ModelConfig) -> AttentionInputs:
         """Read ``q`` (B, H, D), ``k``/``v`` (B, Hkv, Tmax, D) and ``lengths`` (B,) from an npz."""
         where = str(path)
+        if Path(path).is_dir():
+            raise InputError(f"{where}: is a folder; give an .npz file")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {name: f[name] for name in f.files}
+            loaded = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise InputError(f"{where}: file not found") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{where}: not a readable .npz file ({exc})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise InputError(f"{where}: holds one array (.npy); give an .npz with q, k, v and lengths")
+        try:
+            with loaded as f:
+                arrays = {name: f[name] for name in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{where}: not a readable .npz file ({exc})") from None
         for name in ("q", "k", "v", "lengths"):
             if name not in arrays:
                 raise InputError(f"{where}: missing array {name!r}; the file needs q, k, v, lengths")
         q, k, v, lengths = arrays["q"], arrays["k"], arrays["v"], arrays["lengths"]
+        stored = {}
         for name, arr in (("q", q), ("k", k), ("v", v)):
             if not np.issubdtype(arr.dtype, np.floating):
                 raise InputError(f"{where}: {name} must be floating point; got {arr.dtype}")
-            if not np.isfinite(arr).all():
-                raise InputError(f"{where}: {name} has NaN or infinite values")
+            with np.errstate(over="ignore"):                          # overflow is reported just below
+                stored[name] = arr.astype(np.float32).astype(BF16)    # as the banks and the GPR hold them
+            bad = ~np.isfinite(stored[name])
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InputError(f"{where}: {name} has {int(bad.sum())} values that are NaN or infinite once "
+                                 f"rounded to bf16 (the first at index {first}: {float(arr[first]):g}); bf16 holds "
+                                 f"magnitudes up to {float(np.finfo(BF16).max):.3g}")
         if not np.issubdtype(lengths.dtype, np.integer):
             raise InputError(f"{where}: lengths must be integers; got {lengths.dtype}")
         h, hkv, d = model.heads, model.kv_heads, model.head_dim
         if q.ndim != 3 or q.shape[1:] != (h, d):
             raise InputError(f"{where}: q has shape {q.shape}; {model.name} needs (B, {h}, {d})")
         b = q.shape[0]
+        if b == 0:
+            raise InputError(f"{where}: q holds no request (batch 0); give at least one")
         for name, arr in (("k", k), ("v", v)):
             if arr.ndim != 4 or arr.shape[0] != b or arr.shape[1] != hkv or arr.shape[3] != d:
                 raise InputError(f"{where}: {name} has shape {arr.shape}; {model.name} needs ({b}, {hkv}, Tmax, {d})")
@@ -92,8 +106,7 @@ class AttentionInputs:
             raise InputError(f"{where}: lengths has shape {lengths.shape}; needs ({b},)")
         if lengths.min() < 1 or lengths.max() > k.shape[2]:
             raise InputError(f"{where}: lengths must lie in [1, {k.shape[2]}]; got {lengths.min()}..{lengths.max()}")
-        return cls(q.astype(np.float32).astype(BF16), k.astype(np.float32).astype(BF16),
-                   v.astype(np.float32).astype(BF16), lengths.astype(np.int64))
+        return cls(stored["q"], stored["k"], stored["v"], lengths.astype(np.int64))
 
 
 def _expand_dpa(program, placements, lowering, allocator, org, model) -> None:

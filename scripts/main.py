@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -14,6 +15,7 @@ import numpy as np
 
 from pimphony.model.config import (
     ConfigError,
+    InputError,
     ModelConfig,
     ModuleOrg,
     SystemConfig,
@@ -25,7 +27,6 @@ from pimphony.model.isa import Opcode
 from pimphony.model.perf.system import ALLOCS, SCHEDULES, PerfError, Techniques
 from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
-from pimphony.scheduler.golden import AttentionInputs, InputError, run_golden_attention
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PARTITIONS, PartitionError
 
@@ -48,6 +49,45 @@ examples:
 
 class CliError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the flag: ``pimphony CMD: error: MESSAGE``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+RUN_MAX_REQUESTS = 16
+RUN_MAX_CHUNKS = 512
+"""Bounds of ``pimphony run``'s workload: the default (2 requests, 32 chunks) simulates in about a minute;
+these keep a run within minutes instead of hours."""
+
+FILE_OUTPUTS = {("sweep", "out"), ("trace", "out"), ("trace", "commands"), ("attention", "save")}
+"""(command, argument) pairs that name an output file; every other ``out`` is an output folder."""
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be created (a file where a folder must be, or the reverse)
+    before any long work starts."""
+    for name in ("out", "save", "commands"):
+        path = getattr(args, name, None)
+        if not isinstance(path, Path):
+            continue
+        flag = f"--{name}"
+        is_file = (args.command, name) in FILE_OUTPUTS
+        if is_file and path.is_dir():
+            raise CliError(f"{flag} {path}: is a folder; give a file name")
+        if not is_file and path.exists() and not path.is_dir():
+            raise CliError(f"{flag} {path}: is a file; give a folder")
+        parent = path.parent if is_file else path
+        for ancestor in (parent, *parent.parents):
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise CliError(f"{flag} {path}: {ancestor} is a file, not a folder")
+                if not os.access(ancestor, os.W_OK | os.X_OK):
+                    raise CliError(f"{flag} {path}: {ancestor} is not writable")
+                break
 
 
 def _int_at_least(low: int):
@@ -80,7 +120,7 @@ def _lengths(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pimphony",
         description="PIMphony reference implementation: golden PIM model, compiler, RTL and performance model.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--waves", action="store_true",
                      help="save waveforms (a separate, traced build: FST on Icarus, VCD on Verilator)")
     reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
+    reg.add_argument("--scheduler", metavar="ADDRESS",
+                     help="spread the runs over this Dask scheduler (e.g. tcp://127.0.0.1:8786); every worker "
+                          "needs pimphony installed and the --out folder reachable")
 
     mut = sub.add_parser("mutate", help="inject RTL faults one at a time and check that the smoke suite catches each",
                          description="Mutation check of the verification: each mutant (pimphony mutate --list) edits "
@@ -331,7 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_kv_fits(model: ModelConfig, org: ModuleOrg, lengths: list[int], modules: int, flag: str) -> None:
+    """Refuse, before any allocation, a batch whose K and V of one layer exceed the modules' capacity."""
+    kv_bytes = 2 * sum(lengths) * model.kv_heads * model.head_dim * org.element_bytes
+    if kv_bytes > modules * org.bytes:
+        raise CliError(f"{flag}: {sum(lengths):,} tokens need {kv_bytes / 2**30:,.1f} GiB of K and V for one layer "
+                       f"of {model.name}; {modules} x {org.name} hold {modules * org.bytes / 2**30:,.0f} GiB "
+                       "(use more modules or a shorter context)")
+
+
 def cmd_attention(args: argparse.Namespace) -> int:
+    from pimphony.scheduler.golden import AttentionInputs, run_golden_attention
+
     model = ModelConfig.load(args.model)
     org = ModuleOrg.load(args.module)
     if args.inputs is not None and args.layers > 1:
@@ -342,6 +396,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
     else:
         lengths = args.lengths or [args.context] * args.batch
         inputs = None
+    _check_kv_fits(model, org, lengths, args.modules,
+                   "--inputs" if args.inputs else "--lengths" if args.lengths else "--context/--batch")
     print(f"pimphony attention: {model.name} ({model.heads} heads, {model.kv_heads} KV heads, d={model.head_dim}, "
           f"g={model.group}) on {args.modules} x {org.name} ({org.channels} ch x {org.banks} banks), "
           f"partition {args.partition}, {args.alloc} KV placement")
@@ -352,9 +408,16 @@ def cmd_attention(args: argparse.Namespace) -> int:
     for layer in range(args.layers):
         inp = inputs[0] if inputs else AttentionInputs.random(model, lengths, seed=args.seed + layer)
         bar = Progress(f"layer {layer}", enabled=not args.quiet)
-        run = run_golden_attention(model, org, inp, partition=args.partition, modules=args.modules,
-                                   obuf_entries=args.obuf_entries, allocation=args.alloc, progress=bar)
-        ratio = run.error_ratio()
+        with np.errstate(over="ignore", invalid="ignore"):       # non-finite outputs are reported below
+            run = run_golden_attention(model, org, inp, partition=args.partition, modules=args.modules,
+                                       obuf_entries=args.obuf_entries, allocation=args.alloc, progress=bar)
+            ratio = run.error_ratio()
+        bad = ~np.isfinite(run.out)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            print(f"layer {layer}: FAIL: {int(bad.sum())} outputs are NaN or infinite (the first at request "
+                  f"{first[0]}, head {first[1]}, element {first[2]})")
+            ratio = float("inf")
         worst = max(worst, ratio)
         print(f"layer {layer}: max |error| {run.max_error:.3e}, worst error / bound {ratio:.3g} "
               f"-> {'PASS' if ratio <= 1 else 'FAIL'}  "
@@ -431,8 +494,13 @@ def cmd_bench_perf(args: argparse.Namespace) -> int:
 
     from .perf import PointSpec, build_point
 
-    spec = PointSpec(model=args.model, system=args.system, capacity=args.capacity, context=args.context)
-    point = build_point(spec)
+    try:
+        point = build_point(PointSpec(model=args.model, system=args.system, capacity=args.capacity,
+                                      context=args.context))
+    except (ConfigError, PerfError):
+        raise
+    except ValueError as exc:                       # a malformed capacity
+        raise CliError(f"--capacity {args.capacity}: {exc}") from None
     cached = cache_path(point.org, point.timing, point.model.head_dim, point.model.group).is_file()
     t0 = time.perf_counter()
     costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
@@ -473,9 +541,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_golden(args: argparse.Namespace) -> int:
+    from pimphony.scheduler.golden import AttentionInputs, run_golden_attention
+
     model = ModelConfig.load(args.model)
     org = ModuleOrg.load(args.module)
     lengths = [args.context] * args.batch
+    _check_kv_fits(model, org, lengths, 1, "--context/--batch")
     t0 = time.perf_counter()
     inputs = AttentionInputs.random(model, lengths, seed=0)
     gen = time.perf_counter() - t0
@@ -543,23 +614,33 @@ def _time_cocotb_suite(block: str, what: str) -> int:
     return 0
 
 
-def cmd_verilog(args: argparse.Namespace) -> int:
+def _write_block(block: str, args: argparse.Namespace) -> Path:
+    """A block's Verilog; a module or timing preset the block cannot be built for is a user error."""
     from pimphony.rtl.build import write_verilog
 
+    try:
+        return write_verilog(block, args.out, module=args.module, timing=args.timing)
+    except (ConfigError, CliError):
+        raise
+    except ValueError as exc:
+        raise CliError(f"--module {args.module} / --timing {args.timing}: cannot build {block}: {exc}") from None
+
+
+def cmd_verilog(args: argparse.Namespace) -> int:
     for block in BLOCKS if args.block == "all" else (args.block,):
-        path = write_verilog(block, args.out, module=args.module, timing=args.timing)
+        path = _write_block(block, args)
         print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from pimphony.rtl.blocks import HUB_PARTS
-    from pimphony.rtl.build import SynthesisError, synthesize, write_verilog
+    from pimphony.rtl.build import SynthesisError, synthesize
 
     blocks = HUB_PARTS if args.block == "hub" else (args.block,)
     stats = {}
     for block in blocks:
-        path = write_verilog(block, args.out, module=args.module, timing=args.timing)
+        path = _write_block(block, args)
         t0 = time.perf_counter()
         try:
             stats[block] = synthesize(path, path.stem)
@@ -614,8 +695,19 @@ def cmd_bench_dpa(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pimphony.rtl.build import run_config
+
     from .run import print_report, run_main_job
 
+    model = ModelConfig.load(args.model)
+    try:
+        config = run_config(model, args.lengths)
+    except ValueError as exc:
+        raise CliError(f"--model {args.model} / --lengths: the hub cannot be built for this workload: {exc}") from None
+    if len(args.lengths) > RUN_MAX_REQUESTS or config.n_chunks > RUN_MAX_CHUNKS:
+        raise CliError(f"--lengths: {len(args.lengths)} requests holding {config.n_chunks} chunks of 1 MiB; the main "
+                       f"job simulates at most {RUN_MAX_REQUESTS} requests and {RUN_MAX_CHUNKS} chunks (a few minutes "
+                       "of simulation); use `pimphony attention` for larger workloads on the golden model")
     try:
         report = run_main_job(args.model, args.lengths, args.seed, args.sim, args.waves, args.out)
     except RuntimeError as exc:
@@ -631,13 +723,18 @@ def cmd_regress(args: argparse.Namespace) -> int:
     if missing:
         raise CliError(f"{args.sim} is not available: {missing}")
     try:
-        runs = load_suite(args.suite, args.seed)
+        suite_seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+        runs = load_suite(args.suite, args.seed, suite_seed)
     except SuiteError as exc:
         raise CliError(str(exc)) from None
     print(f"regress {args.suite}: {len(runs)} runs on {args.sim}, seeds " +
-          ", ".join(f"{r.block}:{r.seed}" for r in runs))
-    result = run_regression(args.suite, args.sim, args.out, args.seed, args.waves,
-                            progress=Progress(f"regress {args.suite}"))
+          ", ".join(f"{r.block}:{r.seed}" for r in runs) +
+          f" (suite seed {suite_seed}: replay with --seed {suite_seed})")
+    try:
+        result = run_regression(args.suite, args.sim, args.out, runs, args.waves,
+                                progress=Progress(f"regress {args.suite}"), scheduler=args.scheduler)
+    except OSError as exc:
+        raise CliError(f"--scheduler {args.scheduler}: cannot reach the Dask scheduler: {exc}") from None
     print(summary(result))
     return 0 if result.passed else 1
 
@@ -687,18 +784,32 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:                  # the reader went away (`pimphony presets | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
                 "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
                 "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main}
     try:
+        check_outputs(args)
         if args.command == "bench":
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
                     "perf": cmd_bench_perf, "trace": trace_cli.cmd_bench}[args.bench](args)
         return handlers[args.command](args)
     except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("pimphony: error: not enough memory for this input; give shorter contexts or fewer requests",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pimphony: interrupted", file=sys.stderr)

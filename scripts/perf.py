@@ -46,6 +46,19 @@ class PointSpec:
     t_max: int | None = None
 
     def __post_init__(self):
+        for name, optional in (("model", False), ("system", False), ("capacity", False), ("workload", True),
+                               ("partition", False), ("schedule", False), ("alloc", False), ("module", True),
+                               ("timing", False)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) or (optional and value is None)):
+                raise ValueError(f"{name}: must be a name or a file path; got {value!r}")
+        for name, low, optional in (("context", 1, True), ("seed", 0, False), ("generate", 1, False),
+                                    ("t_max", 1, True)):
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: must be an integer of at least {low}; got {value!r}")
         if (self.workload is None) == (self.context is None):
             raise ValueError("give exactly one of workload and context")
         Techniques(self.partition, self.schedule, self.alloc)

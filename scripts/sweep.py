@@ -24,20 +24,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pimphony.scheduler.costs import cache_dir, cache_load, cache_store
+from pimphony.model.config import yaml_message
+from pimphony.scheduler.costs import cache_dir, cache_load, cache_store, warn
 
 from .perf import PointSpec, run_point
 
 FIELDS = {f.name for f in dataclasses.fields(PointSpec)}
 FILE_FIELDS = ("model", "system", "workload", "module", "timing")
+MAX_POINTS = 100_000
+"""The largest grid one sweep runs (a typo such as a 10^9-point grid is refused before any work)."""
 
 
 class SweepError(ValueError):
@@ -46,12 +51,16 @@ class SweepError(ValueError):
 
 def load_spec(path: Path) -> list[PointSpec]:
     """The points of a spec file, in grid order (the last grid key varies fastest)."""
+    if path.is_dir():
+        raise SweepError(f"{path}: is a folder; give a sweep spec (YAML)")
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise SweepError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"{path}: not UTF-8 text (byte {exc.start}); save the spec as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: broken YAML: {exc}") from None
+        raise SweepError(f"{path}: broken YAML{yaml_message(exc)}") from None
     if not isinstance(raw, dict) or set(raw) - {"base", "grid"}:
         raise SweepError(f"{path}: expected a mapping with keys base and grid")
     base, grid = raw.get("base") or {}, raw.get("grid") or {}
@@ -64,15 +73,20 @@ def load_spec(path: Path) -> list[PointSpec]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"{path}: grid.{key}: must be a non-empty list")
-    points = []
+    n = 1
+    for values in grid.values():
+        n *= len(values)
+    if n > MAX_POINTS:
+        raise SweepError(f"{path}: the grid has {n:,} points; at most {MAX_POINTS:,} per sweep (split the spec)")
+    points: list[PointSpec | InvalidPoint] = []
     for combo in itertools.product(*grid.values()):
         fields = {**base, **dict(zip(grid, combo, strict=True))}
         try:
             points.append(PointSpec(**fields))
         except (TypeError, ValueError) as exc:
-            raise SweepError(f"{path}: point {fields}: {exc}") from None
-    if not points:
-        raise SweepError(f"{path}: the grid is empty")
+            points.append(InvalidPoint(fields, str(exc)))
+    if all(isinstance(p, InvalidPoint) for p in points):
+        raise SweepError(f"{path}: no point of the grid is valid; the first: {points[0].error}")
     return points
 
 
@@ -97,12 +111,36 @@ def point_key(spec: PointSpec) -> str:
     return digest.hexdigest()[:32]
 
 
-def evaluate_spec(spec: PointSpec, use_cache: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class InvalidPoint:
+    """A grid point whose fields are not a valid :class:`PointSpec`: a row with its error."""
+
+    fields: dict
+    error: str
+
+
+def _valid_row(row: dict) -> bool:
+    """A cached row (the file is named by the point's key): an error, or finite, positive results; a
+    damaged one is computed again."""
+    if not isinstance(row.get("error"), str):
+        return False
+    if row["error"]:
+        return True
+    numbers = [row.get(k) for k in ("tokens_per_s", "step_ms", "batch", "mac_utilisation")]
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+               for v in numbers)
+
+
+def evaluate_spec(spec: PointSpec | InvalidPoint, use_cache: bool = True) -> dict[str, Any]:
     """One row of the table (cached); runs in a worker process or on a Dask worker."""
+    if isinstance(spec, InvalidPoint):
+        return {**spec.fields, "error": spec.error}
     path = cache_dir() / "perf" / f"{point_key(spec)}.json"
     cached = cache_load(path) if use_cache else None
     if cached is not None:
-        return cached
+        if _valid_row(cached):
+            return cached
+        warn(f"the cached sweep row {path} is damaged; computing it again")
     row: dict[str, Any] = dataclasses.asdict(spec)
     try:
         row.update(run_point(spec).summary())
@@ -114,7 +152,8 @@ def evaluate_spec(spec: PointSpec, use_cache: bool = True) -> dict[str, Any]:
     return row
 
 
-def run_sweep(points: list[PointSpec], jobs: int = 1, scheduler: str | None = None, use_cache: bool = True,
+def run_sweep(points: list[PointSpec | InvalidPoint], jobs: int = 1, scheduler: str | None = None,
+              use_cache: bool = True,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Evaluate ``points`` (in order) locally or on the Dask cluster at ``scheduler``."""
     rows: list[dict[str, Any] | None] = [None] * len(points)

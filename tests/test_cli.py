@@ -63,7 +63,8 @@ BAD_INPUTS = {
     "too long": (dict(q=np.zeros((1, 32, 128)), k=np.zeros((1, 8, 4, 128)), v=np.zeros((1, 8, 4, 128)),
                       lengths=np.array([5])), "lengths must lie in [1, 4]; got 5..5"),
     "nan": (dict(q=np.full((1, 32, 128), np.nan), k=np.zeros((1, 8, 4, 128)), v=np.zeros((1, 8, 4, 128)),
-                 lengths=np.array([4])), "q has NaN or infinite values"),
+                 lengths=np.array([4])), "q has 4096 values that are NaN or infinite once rounded to bf16 (the first at "
+                                         "index (0, 0, 0): nan); bf16 holds magnitudes up to 3.39e+38"),
 }
 
 

@@ -57,3 +57,46 @@ def test_waves_hold_the_design_inside(sim, dump, tmp_path):
         assert "dtable_gbuf_scrub" in wave.read_text(errors="replace")[:2_000_000]
     else:
         assert wave.stat().st_size > 10_000
+
+
+def test_stress_suite_reaches_ten_million_cycles_and_replays_from_its_seed():
+    runs = load_suite("stress", random_seed=11)
+    assert sum(r.cycles for r in runs) >= 10_000_000 and {r.block for r in runs} == set(SUITES)
+    assert all(r.tests == ("stress",) for r in runs)
+    assert load_suite("stress", random_seed=11) == runs != load_suite("stress", random_seed=12)
+    assert load_suite("stress", seed=11) == runs                 # --seed S replays suite seed S
+
+
+TINY = """name: tiny-stress
+runs:
+  - {block: dcs, seeds: random, count: 1, tests: [stress], cycles: 12000}
+  - {block: dpa, seeds: random, count: 1, tests: [stress], cycles: 12000}
+"""
+
+
+def test_stress_counts_replays_and_runs_on_dask(tmp_path, capsys):
+    """A short stress suite on a local Dask cluster (two worker processes), then again locally from the
+    printed seed: every counter equal, nothing lost, duplicated, illegal or leaked, resets at least one
+    per 50 K cycles."""
+    missing = available("icarus")
+    if missing:
+        pytest.skip(missing)
+    from distributed import LocalCluster
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        code = main(["regress", "--suite", str(suite), "--sim", "icarus", "--seed", "3", "--out",
+                     str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+    on_dask = capsys.readouterr().out
+    assert code == 0, on_dask
+    code = main(["regress", "--suite", str(suite), "--sim", "icarus", "--seed", "3", "--out", str(tmp_path / "local")])
+    local = capsys.readouterr().out
+    assert code == 0, local
+    counters = [line for line in on_dask.splitlines() if line.strip().startswith("stress counters:")]
+    assert counters and counters == [line for line in local.splitlines() if line.strip().startswith("stress counters:")]
+    values = dict(item.rsplit(" ", 1) for item in counters[0].split(":", 1)[1].split(", "))
+    values = {k.strip(): int(v.replace(",", "")) for k, v in values.items()}
+    assert values["cycles"] >= 24_000 and values["commands"] > 0 and values["responses"] > 0
+    assert values["resets"] >= values["cycles"] // 50_000 + 1
+    assert values["lost"] == values["duplicated"] == values["illegal"] == values["leaked"] == 0

@@ -29,7 +29,7 @@ def test_spec_grid_order_and_errors(tmp_path):
     assert points[-1].model == "llama-3.1-70b"
     for text, message in (("grid: {colour: [red]}", r"grid.colour: unknown field; allowed: alloc, capacity"),
                           ("grid: {model: qwen1.5-7b}", r"grid.model: must be a non-empty list"),
-                          ("base: {model: qwen1.5-7b}", r"point \{'model': 'qwen1.5-7b'\}: give exactly one of"),
+                          ("base: {model: qwen1.5-7b}", r"no point of the grid is valid; the first: give exactly one of"),
                           ("grid: [", r"broken YAML")):
         path.write_text(text)
         with pytest.raises(S.SweepError, match=message):

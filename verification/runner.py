@@ -139,13 +139,23 @@ SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verifica
 
 
 def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False,
-              scale: int = 1, waves: bool = False, coverage: Path | None = None) -> Path:
+              scale: int = 1, waves: bool = False, coverage: Path | None = None, tests: list[str] | None = None,
+              cycles: int = 0, stats: Path | None = None) -> Path:
     """Run ``block``'s cocotb suite on ``sim`` with ``PIMPHONY_SEED=seed`` and ``PIMPHONY_SCALE=scale``
-    (see :func:`run`); with ``coverage``, the functional coverage is written there (YAML)."""
+    (see :func:`run`); with ``coverage``, the functional coverage is written there (YAML). ``tests``
+    keeps those test cases only; ``cycles`` sets ``PIMPHONY_CYCLES`` (the stress tests' length) and
+    ``stats`` the file their counters go to (:mod:`pimphony.verification.env.stats`)."""
     from pimphony.rtl.build import TOP_NAMES
 
     env = {"PIMPHONY_SEED": str(seed), "PIMPHONY_SCALE": str(scale)}
+    if cycles:
+        env["PIMPHONY_CYCLES"] = str(cycles)
+    if stats is not None:
+        stats.unlink(missing_ok=True)
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        env["PIMPHONY_STATS"] = str(stats.resolve())
     if coverage is not None:
         coverage.unlink(missing_ok=True)
         env["PIMPHONY_COVERAGE"] = str(coverage.resolve())
-    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, waves=waves, quiet=quiet, extra_env=env)
+    return run(sim, verilog, TOP_NAMES[block], SUITES[block], build_root, waves=waves, quiet=quiet, extra_env=env,
+               testcase=tests)

@@ -84,6 +84,52 @@ class Admission(CapacityResult):
     lengths: np.ndarray | None = None
 
 
+class Admitter:
+    """:func:`admit` for one model, module, workload and policy at any KV capacity: the sampled lengths
+    and every prefix of the batch's reserved token slots are computed once, so a search over
+    capacities (the system model's deployments) costs a binary search per capacity."""
+
+    def __init__(self, model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, policy: str, seed: int,
+                 generate: int = 512, t_max: int | None = None, max_requests: int = 4096, chunk_bytes: int = MIB):
+        if policy not in ("static", "dpa"):
+            raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
+        self.policy, self.generate, self.chunk_bytes, self.max_requests = policy, generate, chunk_bytes, max_requests
+        self.t_max = model.context if t_max is None else t_max
+        self.layout = ChunkLayout(org, model.head_dim, chunk_bytes)
+        self.segs = segments_of(model)
+        self.naive = workload.mean / self.t_max
+        rng = np.random.default_rng(seed)
+        self.lengths = np.minimum(sample_lengths(workload, max_requests, rng), self.t_max - generate)
+        steps = np.arange(1, generate + 1)
+        self.live = 2 * self.segs * (np.concatenate([[0], np.cumsum(self.lengths)])[:, None]
+                                     + np.arange(max_requests + 1)[:, None] * steps[None, :])
+        if policy == "static":                       # every request holds T_max from the start
+            self.per_request, self.per_request_slots = self._held(self.t_max)
+        else:                                        # admitted while everyone's final chunks fit
+            self.final_cumsum = np.cumsum(self._held(self.lengths + generate)[0])
+            slots = self._held(self.lengths[:, None] + steps[None, :])[1]
+            self.reserved = np.concatenate([np.zeros((1, generate), dtype=slots.dtype), np.cumsum(slots, axis=0)])
+
+    def _held(self, tokens):
+        """Chunks, and token slots of K and V, that requests holding ``tokens`` each occupy."""
+        k, v = self.layout.segment_chunks(tokens)
+        return self.segs * (k + v), self.segs * (k * self.layout.k_tokens + v * self.layout.v_tokens)
+
+    def admit(self, kv_bytes: int) -> Admission:
+        chunks = kv_bytes // self.chunk_bytes
+        if self.policy == "static":
+            batch = min(self.max_requests, chunks // self.per_request)
+            taken = batch * self.per_request
+        else:
+            batch = int(np.searchsorted(self.final_cumsum, chunks, side="right"))
+            taken = int(self.final_cumsum[batch - 1]) if batch else 0
+        util = 1.0 if self.generate else 0.0           # the allocator's reading of an empty pool
+        if batch and self.generate:
+            reserved = batch * self.per_request_slots if self.policy == "static" else self.reserved[batch]
+            util = float(np.mean(self.live[batch] / reserved))
+        return Admission(self.policy, batch, util, self.naive, int(taken), chunks, self.lengths[:batch])
+
+
 def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str, seed: int,
           generate: int = 512, t_max: int | None = None, max_requests: int = 4096,
           chunk_bytes: int = MIB) -> Admission:
@@ -94,39 +140,7 @@ def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes
     (prompt + ``generate``) fit — exactly the admission :func:`capacity_run` plays through the
     allocator. A test holds the two equal.
     """
-    if policy not in ("static", "dpa"):
-        raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
-    t_max = model.context if t_max is None else t_max
-    layout = ChunkLayout(org, model.head_dim, chunk_bytes)
-    segs = segments_of(model)
-
-    def held(tokens):
-        """Chunks, and token slots of K and V, that requests holding ``tokens`` each occupy."""
-        k, v = layout.segment_chunks(tokens)
-        return segs * (k + v), segs * (k * layout.k_tokens + v * layout.v_tokens)
-
-    chunks = kv_bytes // chunk_bytes
-    rng = np.random.default_rng(seed)
-    lengths = np.minimum(sample_lengths(workload, max_requests, rng), t_max - generate)
-    steps = np.arange(1, generate + 1)
-    if policy == "static":                           # every request holds T_max from the start
-        per = held(t_max)[0]
-        batch = min(max_requests, chunks // per)
-        taken = np.full(batch, per)
-    else:                                            # admitted while everyone's final chunks fit
-        final = held(lengths + generate)[0]
-        batch = int(np.searchsorted(np.cumsum(final), chunks, side="right"))
-        taken = final[:batch]
-    admitted = lengths[:batch]
-    util = 1.0 if generate else 0.0                   # the allocator's reading of an empty pool
-    if batch and generate:
-        live = 2 * segs * (admitted.sum() + batch * steps)                 # after each decode step
-        if policy == "static":
-            reserved = batch * held(t_max)[1]
-        else:
-            reserved = held(admitted[:, None] + steps[None, :])[1].sum(axis=0)
-        util = float(np.mean(live / reserved))
-    return Admission(policy, batch, util, workload.mean / t_max, int(taken.sum()), chunks, admitted)
+    return Admitter(model, org, workload, policy, seed, generate, t_max, max_requests, chunk_bytes).admit(kv_bytes)
 
 
 def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,

@@ -43,7 +43,7 @@ import numpy as np
 from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
 from ..kvcache import MIB
 from ..queue import Policy
-from .capacity import Admission, admit
+from .capacity import Admission, Admitter
 
 PARTITIONS = ("hfp", "hfp-cent", "tcp")
 """The partitions of :mod:`pimphony.scheduler.partition` the system model charges (:func:`channel_cycles`;
@@ -105,10 +105,21 @@ class KernelCosts:
 
     @classmethod
     def from_json(cls, raw: dict) -> KernelCosts:
+        """Costs read back from the cache; ``ValueError`` unless every curve is there, increasing in
+        length and made of finite, non-negative numbers (a damaged cache is measured again)."""
         curves = {(c["partition"], c["schedule"]): PhaseCurve(*(tuple(c[k]) for k in PhaseCurve.FIELDS))
                   for c in raw["attention"]}
-        return cls(raw["channels"], raw["banks"], raw["head_dim"], raw["group"], curves,
-                   {k: float(v) for k, v in raw["gemv_cycles_per_byte"].items()})
+        gemv = {k: float(v) for k, v in raw["gemv_cycles_per_byte"].items()}
+        missing = {(p, s) for p in PARTITIONS for s in SCHEDULES} - set(curves)
+        if missing or set(gemv) != set(SCHEDULES):
+            raise ValueError(f"cached costs lack {sorted(missing) or 'GEMV schedules'}")
+        for key, curve in curves.items():
+            values = np.array([getattr(curve, k) for k in PhaseCurve.FIELDS], dtype=float)
+            if not np.isfinite(values).all() or (values < 0).any() or (np.diff(curve.lengths) <= 0).any():
+                raise ValueError(f"cached curve {key} holds a non-finite, negative or unordered value")
+        if not all(np.isfinite(v) and v > 0 for v in gemv.values()):
+            raise ValueError("cached GEMV costs must be finite and positive")
+        return cls(raw["channels"], raw["banks"], raw["head_dim"], raw["group"], curves, gemv)
 
 
 @dataclass(frozen=True)
@@ -184,7 +195,8 @@ class Plan:
 
     @property
     def background_share(self) -> float:
-        return self.energy_nj["background"] / sum(self.energy_nj.values())
+        total = sum(self.energy_nj.values())
+        return self.energy_nj["background"] / total if total else 0.0
 
 
 @dataclass
@@ -345,18 +357,20 @@ def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
     if t_max <= point.generate:
         raise PerfError(f"T_max ({t_max}) must exceed the generated tokens ({point.generate})")
     plans: list[Plan] = []
-    for used in range(1, modules + 1):
+    usable = min(modules, m.kv_heads * m.layers)      # TP divides the KV heads, PP is at most the layers
+    admitter = Admitter(m, org, point.workload, point.techniques.alloc, point.seed, point.generate, t_max,
+                        chunk_bytes=point.chunk_bytes)
+    for used in range(1, usable + 1):
         splits = parallel_plans(m, used)
         kv_used = used * org.bytes - weight_bytes(m, org)
         if not splits or kv_used <= 0:
             continue
-        adm = admit(m, org, point.workload, kv_used, point.techniques.alloc, point.seed, point.generate, t_max,
-                    chunk_bytes=point.chunk_bytes)
+        adm = admitter.admit(kv_used)
         if adm.batch:
             lengths = adm.lengths.astype(np.float64) + point.generate / 2
             plans += [_plan(point, costs, adm, lengths, used, t, p) for t, p in splits]
     if not plans:
-        if not any(parallel_plans(m, used) for used in range(1, modules + 1)):
+        if not any(parallel_plans(m, used) for used in range(1, usable + 1)):
             raise PerfError(f"no (TP, PP) for up to {modules} modules: TP must divide {m.kv_heads} KV heads "
                             f"and PP must not exceed {m.layers} layers")
         raise PerfError(f"no request fits: {kv / 2**30:.0f} GiB of KV space under {point.techniques.alloc} "

@@ -145,9 +145,13 @@ class Scoreboard:
         self.last_in_queue = {0: -1, 1: -1}
         self.refreshes = 0
         self.issued = 0
+        self.illegal = 0
+        self.duplicated = 0
 
     def observe(self, cycle: int, seq: int, cmd, refresh: bool) -> None:
-        self.errors += self.checker.observe(cmd.op, cycle, -1 if refresh else seq)
+        broken = self.checker.observe(cmd.op, cycle, -1 if refresh else seq)
+        self.illegal += len(broken)
+        self.errors += broken
         if refresh:
             self.refreshes += 1
             if cmd.op != Opcode.REF:
@@ -155,6 +159,7 @@ class Scoreboard:
             return
         i = (seq - self.base) & SEQ_MASK
         if i >= self.n or self.issue_cycle[i] >= 0:
+            self.duplicated += 1
             self.errors.append(f"cycle {cycle}: seq {seq} ({cmd}) issued twice or never offered")
             return
         expected = to_commands(self.workload.stream[i:i + 1])[0]
@@ -170,6 +175,7 @@ class Scoreboard:
                 continue
             done = self.issue_cycle[d] + self.lat[self.ops[d]]
             if self.issue_cycle[d] < 0 or cycle < done:
+                self.illegal += 1
                 self.errors.append(f"cycle {cycle}: {cmd} (seq {seq}) issued across a hazard on command {d}")
             elif self.accept_cycle[i] < done:          # the queue held it back: a live hazard
                 coverage.sample_hazard(self.ops[d], self.ops[i], buffer, self.policy)
@@ -181,6 +187,7 @@ class Scoreboard:
         """End-of-run checks (nothing lost, data equal to the in-order golden channel)."""
         out = list(self.errors)
         missing = np.nonzero(self.issue_cycle < 0)[0]
+        self.lost = int(missing.size)
         if missing.size:
             out.append(f"{missing.size} commands never issued, first seq {int(missing[0])}")
         golden = self.workload.golden()

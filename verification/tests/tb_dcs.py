@@ -19,6 +19,7 @@ from pimphony.scheduler.policies import issue_cycles
 from pimphony.verification.env import coverage
 from pimphony.verification.env.dcs import DcsBench, Workload
 from pimphony.verification.env.reset import hold_reset
+from pimphony.verification.env.stats import RESET_INTERVAL, cycles_target, record
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")
@@ -140,3 +141,49 @@ async def reset_in_mid_stream(dut):
                       backpressure=0.2)
     await second.run(max_cycles=200_000)
     report(dut, second, "after reset")
+
+
+@cocotb.test(skip=not cycles_target())
+async def stress(dut):
+    """Random streams until ``PIMPHONY_CYCLES`` cycles have run (the stress suite): every stream starts
+    after a reset, half of them are cut by a reset at a random cycle, no stretch between resets is
+    longer than RESET_INTERVAL cycles; policy, stream (random chains, or an attention head of random
+    length and group), idle and back-pressure are drawn from the seed. Every issued command is checked
+    against the rules, the hazards and its queue's order; a finished stream also for nothing lost and
+    for its data."""
+    target = cycles_target()
+    rng = np.random.default_rng(SEED)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    totals = dict.fromkeys(("cycles", "commands", "resets", "lost", "duplicated", "illegal"), 0)
+    errors: list[str] = []
+    streams = 0
+    while totals["cycles"] < target and len(errors) < 20:
+        policy = Policy(int(rng.integers(0, len(Policy))))
+        await reset(dut, policy)
+        totals["resets"] += 1
+        totals["cycles"] += 3
+        if rng.random() < 0.2:
+            group = int(rng.choice([1, 2, 4, 8]))
+            stream = command_streams(attention_program(ORG, group, int(rng.integers(16, 3000)), ORG.obuf_entries),
+                                     ORG.channels)[0]
+        else:
+            stream = random_stream(rng, int(rng.integers(5, 150)))
+        seed = int(rng.integers(1 << 31))
+        bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, seed), seed, idle=float(rng.uniform(0, 0.85)),
+                         backpressure=float(rng.uniform(0, 0.5)))
+        budget = min(RESET_INTERVAL - 3, target - totals["cycles"] + 1)
+        cut = int(rng.integers(1, budget)) if rng.random() < 0.5 else None
+        totals["cycles"] += await bench.run(max_cycles=budget, stop_after=cut)
+        sb = bench.scoreboard
+        finished = sb.issued == sb.n
+        found = sb.final() if finished else list(sb.errors)
+        errors += [f"stream {streams} ({policy.name}): {e}" for e in found]
+        totals["commands"] += sb.issued
+        totals["illegal"] += sb.illegal
+        totals["duplicated"] += sb.duplicated
+        totals["lost"] += sb.lost if finished else 0
+        streams += 1
+    record(**totals)
+    coverage.export()
+    dut._log.info(f"stress: seed {SEED}, {streams} streams, " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    assert not errors, f"stress (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])

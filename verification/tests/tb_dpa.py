@@ -19,6 +19,7 @@ from pimphony.rtl.dpa import DpaController
 from pimphony.verification.env import coverage
 from pimphony.verification.env.dpa import DpaBench, OperationSource, error_cases, fetched_entries, testbench_program
 from pimphony.verification.env.reset import hold_reset
+from pimphony.verification.env.stats import RESET_INTERVAL, cycles_target, record
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 SCALE = int(os.environ.get("PIMPHONY_SCALE", "1"))
@@ -187,3 +188,49 @@ async def run_sustains_one_entry_per_cycle(dut):
     fetched = fetched_entries(PROGRAM, PROGRAM.block_tokens, length)
     assert bench.cycle - start_cycle == fetched + 4, f"{bench.cycle - start_cycle} cycles for {fetched} entries"
     report(dut, bench, "throughput")
+
+
+@cocotb.test(skip=not cycles_target())
+async def stress(dut):
+    """Random operation streams until ``PIMPHONY_CYCLES`` cycles have run (the stress suite). Each
+    stream follows a reset (the free list rebuilds), with idle and back-pressure drawn from the seed;
+    half are cut by a reset at a random cycle (inside a RUN or an allocation as it falls), the others
+    close every request and must find the whole pool free (leaked chunks are counted). No stretch
+    between resets is longer than RESET_INTERVAL cycles."""
+    target = cycles_target()
+    rng = np.random.default_rng(SEED)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    totals = dict.fromkeys(("cycles", "responses", "resets", "lost", "duplicated", "illegal", "leaked"), 0)
+    errors: list[str] = []
+    streams = 0
+    while totals["cycles"] < target and len(errors) < 20:
+        await reset(dut)
+        totals["resets"] += 1
+        bench = DpaBench(dut, CONFIG, LAYOUTS, rng, idle=float(rng.uniform(0, 0.6)),
+                         backpressure=float(rng.uniform(0, 0.5)))
+        await bench.wait_ready(4 * CONFIG.n_chunks)
+        source = OperationSource(CONFIG, rng)
+        ops = [*load_program(PROGRAM, FMT), *(source.next() for _ in range(int(rng.integers(20, 400))))]
+        limit = min(RESET_INTERVAL // 2, target - totals["cycles"] + 1)
+        cut = int(rng.integers(1, limit)) if rng.random() < 0.5 else limit
+        await bench.run(ops, stop=lambda b=bench, c=cut: b.cycle >= c)
+        sb = bench.scoreboard
+        finished = bench.cycle < cut
+        if finished:
+            await bench.run(source.close_all(), max_cycles=RESET_INTERVAL // 2)
+            if sb.responses:
+                totals["leaked"] += CONFIG.n_chunks - sb.responses[-1].free
+            totals["lost"] += len(sb.expected)
+        duplicated = sum(e.endswith("to no operation") for e in sb.errors)
+        totals["duplicated"] += duplicated
+        totals["illegal"] += len(sb.errors) - duplicated
+        totals["responses"] += len(sb.responses)
+        totals["cycles"] += bench.cycle + 3
+        errors += [f"stream {streams}: {e}" for e in sb.errors]
+        if finished and totals["leaked"]:
+            errors.append(f"stream {streams}: {totals['leaked']} chunks leaked")
+        streams += 1
+    record(**totals)
+    coverage.export()
+    dut._log.info(f"stress: seed {SEED}, {streams} streams, " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    assert not errors, f"stress (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])

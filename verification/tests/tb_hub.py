@@ -15,6 +15,7 @@ from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
 from pimphony.verification.env import coverage
 from pimphony.verification.env.hub import AttentionOnHub, HubBench, PlainAttentionOnHub, port_layouts, reset_hub
+from pimphony.verification.env.stats import cycles_target, record
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 CONFIG = hub_testbench_config()
@@ -88,3 +89,43 @@ async def hfp_and_tcp_on_the_same_workload(dut):
                   + f"; TCP+DCS over HFP+static {cycles['hfp', Policy.STATIC] / cycles['tcp-dpa', Policy.DCS]:.2f}x")
     assert cycles["hfp", Policy.DCS] < cycles["hfp", Policy.STATIC]
     assert cycles["tcp-dpa", Policy.DCS] < cycles["hfp", Policy.DCS]
+
+
+@cocotb.test(skip=not cycles_target())
+async def stress(dut):
+    """Random decode-attention workloads through the hub until ``PIMPHONY_CYCLES`` cycles have run (the
+    stress suite): after a reset each, MHA or GQA, one or two requests of random lengths, zero or one
+    decode step, a random policy and back-pressure, all drawn from the seed. Every command is checked
+    against the rules on its channel, every response and output against the golden model."""
+    target = cycles_target()
+    rng = np.random.default_rng(SEED)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    totals = dict.fromkeys(("cycles", "commands", "responses", "resets", "illegal"), 0)
+    errors: list[str] = []
+    runs = 0
+    while totals["cycles"] < target and len(errors) < 20:
+        policy = Policy(int(rng.integers(0, len(Policy))))
+        await reset_hub(dut, CONFIG.org.channels, policy)
+        totals["resets"] += 1
+        heads, kv_heads = [(2, 1), (2, 2), (4, 2), (4, 1)][int(rng.integers(0, 4))]
+        lengths = [int(x) for x in rng.integers(16, 700, size=int(rng.integers(1, 3)))]
+        seed = int(rng.integers(1 << 31))
+        work = AttentionOnHub(layer(heads, kv_heads), CONFIG, lengths, steps=int(rng.integers(0, 2)), seed=seed)
+        bench = HubBench(dut, work, LAYOUTS, AIM, QUEUE.obuf_dual_port, np.random.default_rng(seed),
+                         backpressure=float(rng.uniform(0, 0.4)))
+        totals["cycles"] += await bench.run(work.operations())
+        problems = bench.errors + work.errors
+        problems += [f"operation {i} failed" for i, r in enumerate(bench.responses) if r["status"] != 0]
+        if work.mismatches():
+            problems.append(f"{work.mismatches()} outputs differ from the golden model")
+        if max(work.error_ratios()) > 1.0:
+            problems.append(f"outputs outside the error bound ({max(work.error_ratios()):.3g})")
+        totals["commands"] += bench.commands
+        totals["responses"] += len(bench.responses)
+        totals["illegal"] += len(problems)
+        errors += [f"run {runs} (h={heads} kv={kv_heads} {lengths} {policy.name}): {p}" for p in problems]
+        runs += 1
+    record(**totals)
+    coverage.export()
+    dut._log.info(f"stress: seed {SEED}, {runs} workloads, " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    assert not errors, f"stress (replay with PIMPHONY_SEED={SEED}):\n" + "\n".join(errors[:20])
