@@ -28,7 +28,7 @@ from pimphony.model.perf.system import ALLOCS, SCHEDULES, PerfError, Techniques
 from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.lower import LoweringError
-from pimphony.scheduler.partition import PARTITIONS, PartitionError
+from pimphony.scheduler.partition import PARTITIONS, PartitionError, make_partition
 
 from . import trace as trace_cli
 from .progress import Progress
@@ -398,6 +398,10 @@ def cmd_attention(args: argparse.Namespace) -> int:
         inputs = None
     _check_kv_fits(model, org, lengths, args.modules,
                    "--inputs" if args.inputs else "--lengths" if args.lengths else "--context/--batch")
+    try:
+        make_partition(args.partition, org, model.head_dim, args.modules)
+    except PartitionError as exc:
+        raise CliError(f"--model {args.model}: head_dim: {exc} (--module {args.module})") from None
     print(f"pimphony attention: {model.name} ({model.heads} heads, {model.kv_heads} KV heads, d={model.head_dim}, "
           f"g={model.group}) on {args.modules} x {org.name} ({org.channels} ch x {org.banks} banks), "
           f"partition {args.partition}, {args.alloc} KV placement")
@@ -454,7 +458,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
                          module=args.module, timing=args.timing, seed=args.seed, generate=args.generate,
                          t_max=args.t_max)
         result = run_point(spec)
-    except (ConfigError, PerfError):
+    except (ConfigError, PerfError, PartitionError, LoweringError):
         raise
     except ValueError as exc:                       # a malformed capacity or point
         raise CliError(str(exc)) from None
@@ -804,7 +808,11 @@ def _dispatch(argv: list[str] | None) -> int:
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
                     "perf": cmd_bench_perf, "trace": trace_cli.cmd_bench}[args.bench](args)
         return handlers[args.command](args)
-    except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
+    except (PartitionError, LoweringError) as exc:       # the model's shape does not fit the module
+        where = f"--model {args.model}: " if getattr(args, "model", None) else ""
+        print(f"pimphony: error: {where}{exc}", file=sys.stderr)
+        return 2
+    except (ConfigError, InputError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:
