@@ -458,8 +458,10 @@ def cmd_perf(args: argparse.Namespace) -> int:
                          module=args.module, timing=args.timing, seed=args.seed, generate=args.generate,
                          t_max=args.t_max)
         result = run_point(spec)
-    except (ConfigError, PerfError, PartitionError, LoweringError):
+    except (ConfigError, PerfError):
         raise
+    except (PartitionError, LoweringError) as exc:       # the model's shape does not fit the module
+        raise CliError(f"--model {args.model}: {exc}") from None
     except ValueError as exc:                       # a malformed capacity or point
         raise CliError(str(exc)) from None
     if args.json:
@@ -808,11 +810,7 @@ def _dispatch(argv: list[str] | None) -> int:
             return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
                     "perf": cmd_bench_perf, "trace": trace_cli.cmd_bench}[args.bench](args)
         return handlers[args.command](args)
-    except (PartitionError, LoweringError) as exc:       # the model's shape does not fit the module
-        where = f"--model {args.model}: " if getattr(args, "model", None) else ""
-        print(f"pimphony: error: {where}{exc}", file=sys.stderr)
-        return 2
-    except (ConfigError, InputError, PerfError, CliError) as exc:
+    except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:

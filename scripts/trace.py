@@ -82,6 +82,7 @@ def _gemv_shape(text: str) -> tuple[int, int]:
 def cmd_export(args: argparse.Namespace) -> int:
     from pimphony.model.aimtrace import MASK_BITS, from_stream, mask_of_channel
     from pimphony.scheduler.aim import attention_stream, gemv_stream
+    from pimphony.scheduler.partition import PartitionError
 
     org = ModuleOrg.load(args.module)
     if args.channel >= min(org.channels, MASK_BITS):
@@ -95,7 +96,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         what = f"GEMV {rows}x{cols}"
     else:
         model = ModelConfig.load(args.model)
-        stream = attention_stream(model, org, args.lengths, args.channel, args.partition, args.phase, args.pair)
+        try:
+            stream = attention_stream(model, org, args.lengths, args.channel, args.partition, args.phase,
+                                      args.pair)
+        except PartitionError as exc:                # the model's shape does not fit the module
+            raise TraceCliError(f"--model {args.model}: {exc}") from None
         what = (f"{model.name} attention, {'first pair of ' if args.pair else ''}requests {args.lengths}, "
                 f"{args.partition.upper()}, phase {args.phase}")
     if len(stream) == 0:
