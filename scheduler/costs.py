@@ -32,11 +32,6 @@ from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.system import BASELINE_SCHEDULE, SCHEDULES, KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
 
-from . import aim
-from .dcs_experiments import attention_program
-from .lower import lower_gemv
-from .policies import issuer
-
 ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
                   "hfp-cent": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144),
                   "tcp": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144)}
@@ -55,10 +50,14 @@ SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.p
 
 
 def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: TimingPreset) -> int:
+    from .policies import issuer
+
     return run_channel(channel_stream(instructions, channel), timing, issuer(cfg), check=False).total_cycles
 
 
 def _aim_cycles(instructions, channel: int, timing: TimingPreset) -> int:
+    from . import aim
+
     return aim.run_stream(channel_stream(instructions, channel), timing, channel=channel).total_cycles
 
 
@@ -77,6 +76,8 @@ def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, hea
     for policy in Policy:
         cfg = QueueConfig.for_org(org, policy)
         if cfg.obuf_entries not in lowered:
+            from .dcs_experiments import attention_program  # measuring needs the compiler; a cached read not
+
             program = attention_program(org, group, length, cfg.obuf_entries, partition, head_dim)
             qk, sv = program.instructions("qk"), program.instructions("sv")
             counts = dict.fromkeys(COMMAND_CLASSES.values(), 0)
@@ -99,6 +100,8 @@ def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, schedule: str) ->
     policy = Policy.STATIC if schedule == BASELINE_SCHEDULE else Policy[schedule.upper()]
     cfg = QueueConfig.for_org(org, policy)
     n_in, n_out = GEMV_SHAPE
+    from .lower import lower_gemv
+
     ins = lower_gemv(org, n_in, n_out, cfg.obuf_entries)
     cycles = _aim_cycles(ins, 0, timing) if schedule == BASELINE_SCHEDULE else _channel_cycles(ins, 0, cfg, timing)
     return cycles / (n_in * n_out * org.element_bytes)

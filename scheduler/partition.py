@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import ModuleOrg, ceil_div
-from pimphony.model.numerics import bf16_bits
 
 
 class PartitionError(ValueError):
@@ -177,6 +176,8 @@ class Partition(abc.ABC):
 
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
         """K (T, d) -> bf16 bits (rows, channels, banks, kpr*d) as :meth:`locate_k` places them."""
+        from pimphony.model.numerics import bf16_bits  # the layout needs no number format until here
+
         nb, d = self.org.banks, self.head_dim
         lanes = len(p.k_channels) * nb
         per_row = lanes * self.kpr
@@ -187,6 +188,8 @@ class Partition(abc.ABC):
 
     def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
         """V (T, d) -> bf16 bits (rows, slice channels, banks, columns) as :meth:`locate_v` places them."""
+        from pimphony.model.numerics import bf16_bits
+
         org, w = self.org, self.org.burst_elements
         s_count, bpr = len(p.v_slices), org.bursts_per_row
         padded = np.zeros((p.v_rows * bpr * s_count * w, self.head_dim), dtype=np.uint16)

@@ -126,7 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    trace_cli.register(sub, _lengths, _nonneg)
 
     att = sub.add_parser(
         "attention", help="run decode attention on the golden PIM model and compare with float64 numpy",
@@ -371,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
     rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
     rp.add_argument("--seed", type=_nonneg, default=0)
+    trace_cli.register(sub, _lengths, _nonneg)
     return parser
 
 
