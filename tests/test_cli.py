@@ -103,11 +103,14 @@ def test_presets_lists_everything_with_provenance(capsys):
 
 
 def test_bench_golden_prints_figures(capsys):
-    assert main(["bench", "golden", "--context", "2048", "--check", "--repeat", "2"]) == 0
+    code = main(["bench", "golden", "--context", "2048", "--check", "--repeat", "2"])
     out = capsys.readouterr().out
     assert "median" in out and "of 2 runs" in out
-    for label in ("simulated MACs", "golden model time", "M MAC/s", "peak RSS", "worst error / bound"):
+    for label in ("simulated MACs", "golden model time", "M MAC/s", "plain numpy float32", "x as long",
+                  "peak RSS", "worst error / bound"):
         assert label in out
+    verdict = next(line for line in out.splitlines() if line.strip().startswith("targets"))
+    assert (code == 0) == verdict.strip().endswith("met") and (code == 0) != ("NOT met" in verdict)
 
 
 def test_console_script_help_and_usage_errors():
