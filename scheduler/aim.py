@@ -42,13 +42,14 @@ from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation
 from pimphony.model.isa import CHANNEL_OPCODES, Instruction, Opcode, channel_stream
 from pimphony.model.perf.channel import breakdown as channel_breakdown
+from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.hub import phases_of
 from pimphony.model.queue import QueueConfig
 from pimphony.model.timing import REGISTER_MODE, gap_matrix, latency_table
 
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
-from .policies import issue_cycles
+from .policies import issuer
 
 COMMANDS = ("ACT16", "PREA", "REFab", "WRGB", "WRMAC16", "MAC16", "RDMAC16", "TMOD")
 """aim_simulator's names of the commands the controller issues; codes 0..6 are our channel opcodes
@@ -329,18 +330,17 @@ def time_trace(trace: AimTrace, policy: str, timing: TimingPreset, queue: QueueC
     if not refresh:
         timing = dataclasses.replace(timing, nREFI=NO_REFRESH)
     stream = to_stream(trace, queue.gbuf_entries)
-    res = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], timing, queue)
-    ops = np.concatenate([stream["op"].astype(np.int64), np.full(len(res.refresh), int(Opcode.REF))])
-    cycles = np.concatenate([res.cycles, res.refresh])
+    ran = run_channel(stream, timing, issuer(queue), check=False)
+    ops = np.concatenate([stream["op"].astype(np.int64), np.full(len(ran.refresh), int(Opcode.REF))])
+    cycles = np.concatenate([ran.cycles, ran.refresh])
     rows = np.concatenate([np.where(np.isin(stream["op"], [int(Opcode.ACT), int(Opcode.MAC)]), stream["row"], -1),
-                           np.full(len(res.refresh), -1)]).astype(np.int64)
+                           np.full(len(ran.refresh), -1)]).astype(np.int64)
     order = np.argsort(cycles, kind="stable")
-    total = int((cycles + latency_table(timing)[ops]).max()) + 1 if len(ops) else 0
-    return AimRun(cycles[order] + 1, ops[order], rows[order], total, trace.channel)
+    return AimRun(cycles[order] + 1, ops[order], rows[order], ran.total_cycles + 1, trace.channel)
 
 
-NO_REFRESH = 10_000_000
-"""An nREFI beyond any trace we time: refresh off for the policies that refresh on their own."""
+NO_REFRESH = next(f for f in dataclasses.fields(TimingPreset) if f.name == "nREFI").metadata["range"][1]
+"""The largest nREFI a preset allows: refresh off for the policies that refresh on their own."""
 
 
 def attention_stream(model: ModelConfig, org: ModuleOrg, lengths: list[int], channel: int, partition: str = "tcp",

@@ -457,7 +457,7 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
             "aim_simulator's in-order AiM controller (the `aim` policy, equal to arkhadem/aim_simulator command for "
             "command) and with static T_max allocation: **HFP** puts each (request, KV head) pair's keys on one "
             "channel (the paper's Fig. 6 description) and its V on that channel's 8-channel slice; **HFP-CENT** "
-            "uses CENT's layouts, the pair's K and V on one 8-channel slice (REFERENCE.md b.4, f.20). A cell "
+            "uses CENT's layouts, the pair's K and V on one 8-channel slice. A cell "
             "`a / b` is against HFP / against HFP-CENT.", "",
             "## Paper against pimphony", "", "| # | quantity | paper | pimphony | ratio | gap over 25%: why |",
             "|---|---|---|---|---:|---|"]

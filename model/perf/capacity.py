@@ -101,8 +101,8 @@ class Admitter:
         rng = np.random.default_rng(seed)
         self.lengths = np.minimum(sample_lengths(workload, max_requests, rng), self.t_max - generate)
         steps = np.arange(1, generate + 1)
-        self.live = 2 * self.segs * (np.concatenate([[0], np.cumsum(self.lengths)])[:, None]
-                                     + np.arange(max_requests + 1)[:, None] * steps[None, :])
+        self.steps = steps
+        self.prompt_tokens = np.concatenate([[0], np.cumsum(self.lengths)])
         if policy == "static":                       # every request holds T_max from the start
             self.per_request, self.per_request_slots = self._held(self.t_max)
         else:                                        # admitted while everyone's final chunks fit
@@ -126,7 +126,8 @@ class Admitter:
         util = 1.0 if self.generate else 0.0           # the allocator's reading of an empty pool
         if batch and self.generate:
             reserved = batch * self.per_request_slots if self.policy == "static" else self.reserved[batch]
-            util = float(np.mean(self.live[batch] / reserved))
+            live = 2 * self.segs * (self.prompt_tokens[batch] + batch * self.steps)   # after each decode step
+            util = float(np.mean(live / reserved))
         return Admission(self.policy, batch, util, self.naive, int(taken), chunks, self.lengths[:batch])
 
 
