@@ -20,6 +20,7 @@ and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ def _spec(lo: int, hi: int, doc: str) -> Any:
     return field(metadata={"range": (lo, hi), "doc": doc})
 
 
+def _real(lo: float, hi: float, doc: str) -> Any:
+    """A required real-valued field (an integer is accepted too) with an inclusive range."""
+    return field(metadata={"range": (lo, hi), "doc": doc, "real": True})
+
+
 def _optional(lo: int, hi: int, doc: str) -> Any:
     """An optional integer field; 0 means "not given" (a consumer that needs it says so)."""
     return field(default=0, metadata={"range": (lo, hi), "doc": doc, "optional": True})
@@ -109,7 +115,7 @@ class _Config:
         if not isinstance(values, dict):
             raise ConfigError(where, "values", "missing or not a mapping of key -> value")
         specs = cls.value_fields()
-        parsed: dict[str, int] = {}
+        parsed: dict[str, int | float] = {}
         prov: dict[str, Provenance] = {}
         for key, entry in values.items():
             if key not in specs:
@@ -130,7 +136,7 @@ class _Config:
                 value = entry["value"]
             else:
                 value, basis, source = entry, "user", where
-            parsed[key] = _check_int(value, specs[key], where, f"values.{key}")
+            parsed[key] = _check_value(value, specs[key], where, f"values.{key}")
             prov[key] = Provenance(source=source, basis=basis)
         required = [k for k, f in specs.items() if not f.metadata.get("optional")]
         missing = [k for k in required if k not in parsed]
@@ -145,13 +151,10 @@ class _Config:
 
     @classmethod
     def load(cls: type[T], name_or_path: str | Path) -> T:
-        """Load a preset by name, or a YAML file by path."""
+        """Load a preset by name, or a YAML file by path (a file is read on every call; the same text is
+        parsed once)."""
         text, where = _read(cls.KIND, name_or_path)
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(where, None, f"broken YAML{yaml_message(exc)}") from None
-        return cls.from_mapping(raw, where)
+        return _parse(cls, text, where)
 
     def describe(self) -> list[tuple[str, int, str, str]]:
         """Rows (key, value, basis, source) for printing."""
@@ -163,8 +166,24 @@ class _Config:
         return rows
 
 
-def _check_int(value: Any, spec: dataclasses.Field, where: str, key: str) -> int:
+@functools.lru_cache(maxsize=256)
+def _parse(cls: type[T], text: str, where: str) -> T:
+    """Parse and validate one config text (configs are frozen, so one object serves every caller)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(where, None, f"broken YAML{yaml_message(exc)}") from None
+    return cls.from_mapping(raw, where)
+
+
+def _check_value(value: Any, spec: dataclasses.Field, where: str, key: str) -> int | float:
     lo, hi = spec.metadata["range"]
+    if spec.metadata.get("real"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(where, key, f"must be a number in [{lo}, {hi}]; got {type(value).__name__} {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(where, key, f"{value} is out of range; allowed [{lo}, {hi}]")
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(where, key, f"must be an integer in [{lo}, {hi}]; got {type(value).__name__} {value!r}")
     if not lo <= value <= hi:
@@ -443,17 +462,21 @@ class SystemConfig(_Config):
     KIND: ClassVar[str] = "systems"
     fc_on_pim: int = _spec(0, 1, "1: FC layers on PIM (PIM-only); 0: on the xPU (xPU+PIM)")
     xpu_gflops: int = _spec(1, 1 << 30, "xPU / PNM compute per module, GFLOPS")
-    xpu_mem_gbps: int = _spec(1, 1 << 30, "bandwidth at which the xPU reads weights from its module, GB/s")
-    softmax_per_ns: int = _spec(1, 1 << 20, "softmax throughput of a module's EPU/PNM, score elements per ns")
-    link_gbps: int = _spec(1, 1 << 30, "module-to-module link bandwidth, GB/s")
-    link_ns: int = _spec(0, 1 << 30, "module-to-module transfer latency, ns")
+    xpu_mem_gbps: float = _real(0.001, 1e9, "bandwidth at which the xPU reads weights from its module, GB/s")
+    softmax_per_ns: float = _real(0.001, 1e6, "softmax throughput of a module's EPU/PNM, score elements per ns")
+    link_gbps: float = _real(0.001, 1e9, "module-to-module link bandwidth (payload), GB/s")
+    link_ns: float = _real(0, 1e9, "module-to-module transfer latency, ns")
     pim_tck_ps: int = _spec(1, 100_000, "PIM command clock of this system (cycle counts from the timing preset)")
     interleave_batch: int = _spec(0, 1 << 20, "smallest batch that overlaps FC and attention by sub-batch "
                                               "interleaving (0: never)")
-    e_act_pj: int = _spec(0, 1 << 30, "energy of a row opening and closing in every bank of a channel, pJ")
-    e_mac_pj: int = _spec(0, 1 << 30, "energy of one all-bank MAC command (column reads and MACs), pJ")
-    e_io_pj: int = _spec(0, 1 << 30, "energy of one 32 B transfer between the HUB and a channel, pJ")
-    p_background_mw: int = _spec(0, 1 << 30, "background power of one channel, mW")
+    hfp_span: int = _spec(1, 1 << 10, "channels a head-first (request, KV head) pair's keys span in the baseline "
+                                      "(its V takes the d_h/16-channel slice that holds them)")
+    e_act_pj: float = _real(0, 1e9, "energy of a row opening and closing in every bank of a channel, pJ")
+    e_mac_pj: float = _real(0, 1e9, "energy of one all-bank MAC command (column reads and MACs), pJ")
+    e_io_pj: float = _real(0, 1e9, "energy of one 32 B transfer between the HUB and a channel, pJ")
+    p_background_mw: float = _real(0, 1e9, "background power of one idle (precharged) channel, mW")
+    p_active_mw: float = _real(0, 1e9, "background power of one channel while it works on attention (rows "
+                                       "open), mW")
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -6,10 +6,11 @@ lowering (:mod:`.lower`), the issue policies (:mod:`.policies`) and the timing t
 constants:
 
 * **attention**: the cycles of the busiest channel for the QK^T and for the SV part of one
-  (request, KV head) of ``L`` tokens with its ``g`` query heads (GQA row reuse), per partition (HFP,
-  TCP) and issue policy. Measured at a grid of lengths (:data:`ATTENTION_GRID`); between grid points
-  the cost is interpolated linearly and beyond the last point it is extrapolated from the last two
-  (a long stream is a repetition of whole rows, so the cost is affine there). A test holds both
+  (request, KV head) of ``L`` tokens with its ``g`` query heads (GQA row reuse), per layout (HFP
+  at each key span of :data:`~pimphony.model.perf.system.HFP_SPANS`, TCP) and issue policy.
+  Measured at a grid of lengths (:data:`ATTENTION_GRID`); between grid points the cost is
+  interpolated linearly and beyond the last point it is extrapolated from the last two (a long
+  stream is a repetition of whole rows, so the cost is affine there). A test holds both
   within 2% of the cycle model off the grid.
 * **GEMV**: cycles per weight byte on one channel, from a 1024-wide GEMV in CENT's layout.
 
@@ -29,15 +30,17 @@ from pathlib import Path
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import run_channel
-from pimphony.model.perf.system import BASELINE_SCHEDULE, SCHEDULES, KernelCosts, PhaseCurve
+from pimphony.model.perf.system import BASELINE_SCHEDULE, HFP_SPANS, SCHEDULES, KernelCosts, PhaseCurve
 from pimphony.model.queue import Policy, QueueConfig
 
-ATTENTION_GRID = {"hfp": (16, 64, 256, 1024, 4096, 16384, 65536),
-                  "hfp-cent": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144),
+ATTENTION_GRID = {**{f"hfp-{k}": tuple(sorted({16, 64, 256, 1024, 2048 * k, 4096 * k, 8192 * k}))
+                     for k in HFP_SPANS},
                   "tcp": (16, 64, 256, 1024, 4096, 16384, 32768, 65536, 262144)}
-"""Context lengths (tokens of one request) at which attention is measured, per partition: a channel
-holds all of an HFP pair's keys but only a slice's or the module's share of the others', so they
-need longer contexts to reach the affine regime."""
+"""Context lengths (tokens of one request) at which attention is measured, per layout: up to 8192 keys
+on the busiest channel of an HFP pair (its keys spread over ``k`` channels), 8192 of a TCP pair on a
+32-channel module. Past a few hundred rows a channel's stream repeats whole rows and refresh periods,
+so the cost is affine there; a test holds the extrapolation within 2% of the cycle model."""
+
 COMMAND_CLASSES = {Opcode.ACT: "act", Opcode.MAC: "mac", Opcode.WR_INP: "io", Opcode.WR_BIAS: "io",
                    Opcode.RD_OUT: "io"}
 """Commands counted for energy: a row opening (its PRE comes with it), a MAC, a 32 B transfer."""
@@ -68,8 +71,8 @@ def attention_profiles(org: ModuleOrg, timing: TimingPreset, partition: str, hea
     over all channels. Policies that share an OBuf size share one lowering; ``aim`` runs the static
     baseline's (AiM's output registers).
 
-    Channel 0 is the busiest in every partition: HFP puts pair 0's keys and its V slice there; HFP-CENT
-    and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
+    Channel 0 is the busiest in every layout: HFP puts pair 0's first key channel and its V slice
+    there, and HFP and TCP deal tokens round robin from channel 0, so channel 0 holds the most.
     """
     lowered: dict[int, tuple[list, list, dict[str, int]]] = {}
     out = {}

@@ -12,11 +12,13 @@ V (for SV), transposed: a *slice* is ``d/16`` channels, channel ``m`` of a slice
 over the pair's ``S`` slices: burst ``u = t div 16`` goes to slice ``u mod S`` at local burst
 ``w = u div S``: row ``v_row0 + w div bursts_per_row``, burst column ``w mod bursts_per_row``.
 
-* :class:`HeadFirstPartition` (the baseline): a pair's K sits in one channel (``L`` = its banks) and
-  its V in one slice; pairs are dealt round robin over channels and slices of all modules.
-* :class:`CentHeadPartition` (the baseline with CENT's layouts, REFERENCE.md b.4, f.20): a pair's V
-  sits in one slice — the ``d/16`` channels that CENT gives a head — and its K round robin over the
-  same slice's banks; pairs are dealt round robin over the slices of all modules.
+* :class:`HeadFirstPartition` (the baseline): a pair's K spans ``span`` channels (round robin over their
+  banks, ``L`` = span x banks) and its V the slice that holds them (or, for ``span`` > d/16, the
+  slices those channels make up); pairs are dealt round robin over slices first, then over the
+  channel groups inside a slice, then over modules. ``span`` = 1 is the paper's head-first
+  partitioning (a pair per channel, Fig. 6); ``span`` = d/16 puts K and V on one slice, as CENT's
+  layouts give a head its d/16 channels. A V row holds one dimension per bank, so V never spans
+  fewer than d/16 channels: with its V on one channel (NeuPIMs' code) a pair would be slower still.
 * :class:`TokenCentricPartition` (PIMphony): a pair's K spans every bank of its module
   (``L = channels x banks``) and its V every slice (``S = channels div (d/16)``); pairs are dealt
   round robin over modules. With 16 x 16 banks every channel has QK^T work once a request holds more
@@ -199,28 +201,29 @@ class Partition(abc.ABC):
 
 
 class HeadFirstPartition(Partition):
-    """HFP: each (request, KV head) on one channel for K and one slice for V (the CENT baseline)."""
+    """HFP: each (request, KV head) on ``span`` channels for K and the slice holding them for V."""
 
     name = "hfp"
 
-    def assign(self, pair_index: int):
-        c = self.org.channels
-        module, kch = divmod(pair_index % (self.modules * c), c)
-        slot = kch % (c // self.kb)
-        return module, (kch,), (tuple(range(slot * self.kb, (slot + 1) * self.kb)),)
-
-
-class CentHeadPartition(Partition):
-    """HFP with CENT's layouts: each (request, KV head) on one V slice for K and V (CENT: 8 channels of
-    a head at d_h = 128, K round robin over their banks)."""
-
-    name = "hfp-cent"
+    def __init__(self, org: ModuleOrg, head_dim: int, modules: int = 1, span: int = 1):
+        super().__init__(org, head_dim, modules)
+        if span < 1 or org.channels % span or (span % self.kb if span > self.kb else self.kb % span):
+            raise PartitionError(f"an HFP span of {span} channels does not tile {org.channels} channels in "
+                                 f"{self.kb}-channel V slices; use a divisor or a multiple of {self.kb} that "
+                                 f"divides {org.channels}")
+        self.span = span
 
     def assign(self, pair_index: int):
-        slots = self.org.channels // self.kb
-        module, slot = divmod(pair_index % (self.modules * slots), slots)
-        chans = tuple(range(slot * self.kb, (slot + 1) * self.kb))
-        return module, chans, (chans,)
+        c, kb, span = self.org.channels, self.kb, self.span
+        groups = c // span
+        module, g = divmod(pair_index % (self.modules * groups), groups)
+        if span >= kb:
+            kch = tuple(range(g * span, (g + 1) * span))
+            return module, kch, tuple(kch[s:s + kb] for s in range(0, span, kb))
+        slices = c // kb
+        slot, inner = g % slices, g // slices
+        kch = tuple(range(slot * kb + inner * span, slot * kb + (inner + 1) * span))
+        return module, kch, (tuple(range(slot * kb, (slot + 1) * kb)),)
 
 
 class TokenCentricPartition(Partition):
@@ -235,13 +238,18 @@ class TokenCentricPartition(Partition):
         return module, tuple(range(c)), slices
 
 
-PARTITIONS = {"hfp": HeadFirstPartition, "hfp-cent": CentHeadPartition, "tcp": TokenCentricPartition}
+PARTITIONS = {"hfp": HeadFirstPartition, "tcp": TokenCentricPartition}
 
 
-def make_partition(name: str, org: ModuleOrg, head_dim: int, modules: int = 1) -> Partition:
-    """``hfp``, ``hfp-cent`` or ``tcp``."""
+def make_partition(name: str, org: ModuleOrg, head_dim: int, modules: int = 1, span: int = 1) -> Partition:
+    """``hfp`` (its keys on ``span`` channels) or ``tcp``; ``hfp-K`` is ``hfp`` with ``span`` K."""
+    base, _, k = name.partition("-")
+    if base == "hfp" and k:
+        if not k.isdigit():
+            raise PartitionError(f"unknown partition {name!r}; choose one of hfp, hfp-K (K channels), tcp")
+        span = int(k)
     try:
-        cls = PARTITIONS[name]
+        cls = PARTITIONS[base]
     except KeyError:
-        raise PartitionError(f"unknown partition {name!r}; choose one of {', '.join(PARTITIONS)}") from None
-    return cls(org, head_dim, modules)
+        raise PartitionError(f"unknown partition {name!r}; choose one of hfp, hfp-K (K channels), tcp") from None
+    return cls(org, head_dim, modules, span) if cls is HeadFirstPartition else cls(org, head_dim, modules)

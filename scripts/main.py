@@ -24,7 +24,7 @@ from pimphony.model.config import (
     preset_names,
 )
 from pimphony.model.isa import Opcode
-from pimphony.model.perf.system import ALLOCS, SCHEDULES, PerfError, Techniques
+from pimphony.model.perf.system import ALLOCS, HFP_SPANS, SCHEDULES, PerfError, Techniques
 from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.lower import LoweringError
@@ -58,6 +58,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+GOLDEN_PARTITIONS = ["tcp", *PARTITIONS.keys() - {"tcp"}, *(f"hfp-{k}" for k in HFP_SPANS[1:])]
+"""What ``attention`` and ``bench golden`` accept: TCP, and HFP with its keys on 1 or more channels."""
 RUN_MAX_REQUESTS = 16
 RUN_MAX_CHUNKS = 512
 """Bounds of ``pimphony run``'s workload: the default (2 requests, 32 chunks) simulates in about a minute;
@@ -142,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("--lengths", type=_lengths,
                      help="per-request lengths, e.g. 1000,37,4099 (overrides --context and --batch)")
     att.add_argument("--batch", type=_positive, default=1, help="requests")
-    att.add_argument("--partition", choices=list(PARTITIONS), default="tcp",
-                     help="token-centric (PIMphony) or head-first (baseline)")
+    att.add_argument("--partition", choices=GOLDEN_PARTITIONS, default="tcp",
+                     help="token-centric (PIMphony) or head-first (baseline; hfp-K: keys on K channels)")
     att.add_argument("--modules", type=_positive, default=1, help="PIM modules")
     att.add_argument("--alloc", choices=["contiguous", "dpa"], default="contiguous",
                      help="KV placement: contiguous rows, or 1 MiB DPA chunks with every pair run through its "
@@ -180,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "loogle-sd, or a YAML file")
     where.add_argument("--context", type=_positive, help="mean context T: prompts normal(T, T/3) clipped to [1, 2T]; "
                                                          "static reserves 2T + the generated tokens")
+    perf.add_argument("--fixed-context", action="store_true",
+                      help="with --context T: every request ends at exactly T tokens and static reserves T "
+                           "(Fig. 4's batch rule)")
     perf.add_argument("--partition", choices=SYSTEM_PARTITIONS, default=Techniques.partition)
+    perf.add_argument("--hfp-span", type=_positive, choices=HFP_SPANS, metavar="K",
+                      help="channels an HFP pair's keys span (default: the system's hfp_span; measured: "
+                           f"{', '.join(map(str, HFP_SPANS))})")
     perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
     perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
     perf.add_argument("--module", help="module organisation preset (default: the system's)")
@@ -231,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--module", default="aimx-16ch")
     bg.add_argument("--context", type=_positive, default=131072)
     bg.add_argument("--batch", type=_positive, default=1)
-    bg.add_argument("--partition", choices=list(PARTITIONS), default="tcp")
+    bg.add_argument("--partition", choices=GOLDEN_PARTITIONS, default="tcp")
     bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
     bg.add_argument("--repeat", type=_positive, default=3,
                     help="timed runs; the median is held against the target (timings on a shared machine vary)")
@@ -457,7 +465,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         spec = PointSpec(model=args.model, system=args.system, capacity=args.capacity, workload=args.workload,
                          context=args.context, partition=args.partition, schedule=args.schedule, alloc=args.alloc,
                          module=args.module, timing=args.timing, seed=args.seed, generate=args.generate,
-                         t_max=args.t_max)
+                         t_max=args.t_max, fixed=args.fixed_context, hfp_span=args.hfp_span)
         result = run_point(spec)
     except (ConfigError, PerfError):
         raise

@@ -3,6 +3,7 @@ reproduction share (loading a point from names, sizes like ``128GB``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class PointSpec:
     capacity: str = "128GB"
     workload: str | None = None
     context: int | None = None
+    fixed: bool = False
     partition: str = Techniques.partition
     schedule: str = Techniques.schedule
     alloc: str = Techniques.alloc
@@ -44,6 +46,7 @@ class PointSpec:
     seed: int = 0
     generate: int = 512
     t_max: int | None = None
+    hfp_span: int | None = None
 
     def __post_init__(self):
         for name, optional in (("model", False), ("system", False), ("capacity", False), ("workload", True),
@@ -53,7 +56,7 @@ class PointSpec:
             if not (isinstance(value, str) or (optional and value is None)):
                 raise ValueError(f"{name}: must be a name or a file path; got {value!r}")
         for name, low, optional in (("context", 1, True), ("seed", 0, False), ("generate", 1, False),
-                                    ("t_max", 1, True)):
+                                    ("t_max", 1, True), ("hfp_span", 1, True)):
             value = getattr(self, name)
             if optional and value is None:
                 continue
@@ -61,6 +64,8 @@ class PointSpec:
                 raise ValueError(f"{name}: must be an integer of at least {low}; got {value!r}")
         if (self.workload is None) == (self.context is None):
             raise ValueError("give exactly one of workload and context")
+        if not isinstance(self.fixed, bool) or (self.fixed and self.context is None):
+            raise ValueError(f"fixed: must be true or false, and only with a context; got {self.fixed!r}")
         Techniques(self.partition, self.schedule, self.alloc)
 
     def key(self) -> str:
@@ -71,13 +76,15 @@ def build_point(spec: PointSpec) -> Point:
     """Load every config of ``spec`` (presets by name or files by path)."""
     model = ModelConfig.load(spec.model)
     system = SystemConfig.load(spec.system)
+    if spec.hfp_span is not None:
+        system = dataclasses.replace(system, hfp_span=spec.hfp_span)
     module = spec.module or MODULES.get(system.name)
     if module is None:
         raise ValueError(f"system {system.name!r} has no default module; give --module")
     org, timing = ModuleOrg.load(module), TimingPreset.load(spec.timing)
     if spec.context is not None:
-        workload = context_workload(spec.context)
-        t_max = spec.t_max or workload.max + spec.generate
+        workload, t_max = context_workload(spec.context, spec.fixed, spec.generate)
+        t_max = spec.t_max or t_max
     else:
         workload, t_max = WorkloadConfig.load(spec.workload), spec.t_max
     return Point(model, system, org, timing, parse_size(spec.capacity), workload,
@@ -94,9 +101,10 @@ def describe(result: PerfResult) -> str:
     """The human-readable answer of ``pimphony perf``."""
     p, a, b = result.point, result.admission, result.best
     t = p.techniques
+    span = f" (keys on {p.system.hfp_span} channel(s))" if t.partition == "hfp" else ""
     lines = [
         f"{p.model.name} on {p.system.name} ({p.modules} x {p.org.name}, {p.capacity_bytes / 2**30:.0f} GB), "
-        f"workload {p.workload.name}, {t.partition.upper()} + {t.schedule} scheduling + {t.alloc} allocation",
+        f"workload {p.workload.name}, {t.partition.upper()}{span} + {t.schedule} scheduling + {t.alloc} allocation",
         f"  throughput          {b.tokens_per_s:12,.1f} tokens/s   (step {b.step_ns / 1e6:.3f} ms)",
         f"  batch               {a.batch:12d}   (mean context {a.lengths.mean():,.0f} + {p.generate} generated)",
         f"  parallelism         TP {b.tp} x PP {b.pp} on {b.modules} of {p.modules} modules, "
@@ -104,7 +112,7 @@ def describe(result: PerfResult) -> str:
         f"  MAC utilisation     {100 * b.mac_utilisation:11.1f}%   of the PIM MAC roofline",
         f"  capacity use        {100 * a.utilisation:11.1f}%   live KV / reserved KV",
         f"  attention energy    {b.attention_nj_per_token / 1000:12,.1f} uJ/token ({100 * b.background_share:.0f}% "
-        "background; placeholder energies, compare ratios)",
+        f"background; {p.system.name}'s public power constants)",
         "  time per step:",
     ]
     for k, v in sorted(b.parts_ns.items(), key=lambda kv: -abs(kv[1])):

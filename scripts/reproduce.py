@@ -231,10 +231,11 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
 DPA_WORKLOADS = (("qmsum", "qwen1.5-7b"), ("musique", "qwen1.5-7b"), ("multifieldqa", "llama-3.1-8b"),
                  ("loogle-sd", "llama-3.1-8b"))
 
-def reproduce_dpa(out: Path, module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
-                  seed: int = 0) -> Path:
-    """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
-    out.mkdir(parents=True, exist_ok=True)
+def capacity_rows(module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
+                  seed: int = 0) -> list[tuple[str, str, int, dict]]:
+    """Fig. 19's points, (workload, model, T_max, {policy: CapacityResult}): the one definition of capacity
+    utilisation (live KV / reserved KV, averaged over the decode steps) that ``reproduce dpa`` and the full
+    report (R11, R12) both print."""
     org = ModuleOrg.load(module)
     rows = []
     for wl_name, model_name in DPA_WORKLOADS:
@@ -242,6 +243,15 @@ def reproduce_dpa(out: Path, module: str = "aimx-16ch", kv_gb: int = 112, genera
         res = {p: capacity_trials(model, org, wl, kv_gb << 30, p, seed, trials, generate=generate)
                for p in ("static", "dpa")}
         rows.append((wl_name, model_name, model.context, res))
+    return rows
+
+
+def reproduce_dpa(out: Path, module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
+                  seed: int = 0) -> Path:
+    """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
+    out.mkdir(parents=True, exist_ok=True)
+    org = ModuleOrg.load(module)
+    rows = capacity_rows(module, kv_gb, generate, trials, seed)
     static_avg = sum(r[3]["static"].utilisation for r in rows) / len(rows)
     dpa_avg = sum(r[3]["dpa"].utilisation for r in rows) / len(rows)
 

@@ -1,5 +1,7 @@
 """Decode attention on the golden PIM model against the float64 reference, within the derived bound."""
 
+import zlib
+
 import numpy as np
 import pytest
 from helpers import model
@@ -36,12 +38,18 @@ def check(run):
     return float((err / tol).max())
 
 
+PARTITIONS = [(p, s) for p in ("tcp", "hfp") for s in SHAPES] + [
+    ("hfp-2", "mha-d64"), ("hfp-2", "gqa4-d128"), ("hfp-2", "mha-d96"), ("hfp-8", "gqa8-d128"), ("hfp-8", "gqa2-d256")]
+"""Every shape under TCP and one-channel HFP; wider HFP key spans where they tile the shape's V slices."""
+
+
 @pytest.mark.parametrize("lengths", LENGTHS, ids=list(LENGTHS))
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("partition", ["tcp", "hfp", "hfp-cent"])
+@pytest.mark.parametrize(("partition", "shape"), PARTITIONS)
 def test_matches_reference(partition, shape, lengths):
     m = SHAPES[shape]
-    inp = AttentionInputs.random(m, LENGTHS[lengths], seed=hash((partition, shape, lengths)) % 1000)
+    seed = zlib.crc32(f"{partition}/{shape}/{lengths}".encode()) % 1000     # stable across processes: replayable
+    print(f"seed {seed}")
+    inp = AttentionInputs.random(m, LENGTHS[lengths], seed=seed)
     check(run_golden_attention(m, ORG, inp, partition=partition))
 
 

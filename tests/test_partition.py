@@ -13,8 +13,8 @@ from pimphony.scheduler.partition import PartitionError, make_partition
 ORG = ModuleOrg.load("aimx-16ch")
 
 
-@pytest.mark.parametrize("name", ["tcp", "hfp", "hfp-cent"])
-@pytest.mark.parametrize("d", [64, 80, 96, 128, 256])
+@pytest.mark.parametrize(("name", "d"), [(n, d) for n in ("tcp", "hfp") for d in (64, 80, 96, 128, 256)]
+                         + [("hfp-2", 64), ("hfp-2", 96), ("hfp-8", 128), ("hfp-4", 256), ("hfp-16", 128)])
 def test_packed_rows_hold_every_element_where_locate_says(name, d):
     part = make_partition(name, ORG, d)
     lengths = np.array([1, 300, 2049])
@@ -42,7 +42,7 @@ def test_packed_rows_hold_every_element_where_locate_says(name, d):
         assert np.array_equal(got, v[tt, dims])
 
 
-@pytest.mark.parametrize("name", ["tcp", "hfp", "hfp-cent"])
+@pytest.mark.parametrize("name", ["tcp", "hfp", "hfp-2", "hfp-8"])
 def test_no_two_tokens_share_a_location(name):
     part = make_partition(name, ORG, 128)
     places = part.place(np.array([5000, 777]), kv_heads=8)
@@ -60,6 +60,25 @@ def test_rows_run_out_with_a_clear_error():
     with pytest.raises(PartitionError, match=r"request 0, KV head 0: needs rows 0..\d+ in module 0, channels 0..0; "
                                              r"a bank has 16384 rows"):
         part.place(np.array([16 * 8 * 16384 + 1]), kv_heads=1)
+
+
+def test_hfp_span_must_tile_the_slices():
+    with pytest.raises(PartitionError, match=r"an HFP span of 3 channels does not tile 16 channels in 8-channel V "
+                                             r"slices; use a divisor or a multiple of 8 that divides 16"):
+        make_partition("hfp-3", ORG, 128)
+    with pytest.raises(PartitionError, match=r"unknown partition 'hfp-x'; choose one of hfp, hfp-K \(K channels\), tcp"):
+        make_partition("hfp-x", ORG, 128)
+
+
+@pytest.mark.parametrize("span", [1, 2, 4, 8, 16])
+def test_hfp_pairs_take_span_key_channels_inside_their_v_slices(span):
+    part = make_partition(f"hfp-{span}", ORG, 128)
+    places = part.place(np.array([64] * 5), kv_heads=2)
+    for p in places:
+        assert len(p.k_channels) == span and set(p.k_channels) <= set(p.v_channels)
+        assert len(p.v_channels) == max(8, span)
+    firsts = [p.k_channels[0] for p in places[:ORG.channels // span]]
+    assert len(set(firsts)) == len(firsts)          # consecutive pairs take distinct key channels
 
 
 def test_head_dim_too_wide_for_a_v_slice():
@@ -113,5 +132,5 @@ def test_hfp_at_batch_one_leaves_channels_idle(length):
     """HFP puts each (request, KV head) on one channel: Llama-3.1-8B's 8 KV heads use 8 of 16 channels
     for QK^T however long the context."""
     qk, _, lanes = qk_sv_channels("hfp", length, LLAMA8B)
-    assert qk == set(range(8))
+    assert qk == {0, 1, 2, 3, 8, 9, 10, 11}          # dealt over the two V slices first
     assert lanes.sum() == 8 * 16

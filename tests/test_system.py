@@ -1,5 +1,6 @@
 """The system performance model: kernel costs from the cycle model, admission, invariants, CLI, sweep."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -27,12 +28,6 @@ CENT = ModuleOrg.load("cent-32ch")
 AIM = TimingPreset.load("aim-gddr6")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    """One kernel-cost cache for the module's tests, away from the user's."""
-    monkeypatch.setenv("PIMPHONY_CACHE", str(tmp_path_factory.getbasetemp() / "pimphony-cache"))
-
-
 @pytest.fixture(scope="module")
 def gqa4_costs():
     return C.measure(CENT, AIM, 128, 4)
@@ -41,8 +36,9 @@ def gqa4_costs():
 def test_attention_cost_between_and_beyond_the_grid(gqa4_costs):
     """Interpolated between grid points and extrapolated past the last, the curves stay within 2% of the
     cycle model."""
-    for partition, policy, length in (("tcp", Policy.DCS, 40000), ("hfp", Policy.STATIC, 40000),
-                                      ("tcp", Policy.STATIC, 400000)):
+    for partition, policy, length in (("tcp", Policy.DCS, 40000), ("hfp-1", Policy.STATIC, 40000),
+                                      ("hfp-1", Policy.DCS, 131072), ("hfp-4", Policy.DCS, 100000),
+                                      ("hfp-8", Policy.STATIC, 300000), ("tcp", Policy.STATIC, 400000)):
         qk, sv = C.attention_profiles(CENT, AIM, partition, 128, 4, length)[policy.name.lower()][:2]
         pqk, psv = gqa4_costs.attention[(partition, policy.name.lower())](np.array([length]))
         assert pqk[0] == pytest.approx(qk, rel=0.02) and psv[0] == pytest.approx(sv, rel=0.02)
@@ -51,7 +47,7 @@ def test_attention_cost_between_and_beyond_the_grid(gqa4_costs):
 def test_costs_order_the_techniques(gqa4_costs):
     """DCS is cheaper than static per token; TCP's busiest channel does a fraction of HFP's."""
     length = np.array([65536])
-    hfp = sum(x[0] for x in gqa4_costs.attention[("hfp", "static")](length))
+    hfp = sum(x[0] for x in gqa4_costs.attention[("hfp-1", "static")](length))
     tcp = sum(x[0] for x in gqa4_costs.attention[("tcp", "static")](length))
     dcs = sum(x[0] for x in gqa4_costs.attention[("tcp", "dcs")](length))
     assert dcs < tcp < hfp / 8
@@ -76,7 +72,7 @@ def test_admit_is_the_allocator_run(model, workload, policy):
     for seed in (0, 5):
         fast = admit(m, CENT, wl, 200 << 30, policy, seed, generate=64)
         slow = capacity_run(m, CENT, wl, 200 << 30, policy, seed, generate=64)
-        assert (fast.batch, fast.chunks_used) == (slow.batch, slow.chunks_used)
+        assert (fast.batch, fast.chunks_used, fast.utilisation) == (slow.batch, slow.chunks_used, slow.utilisation)
         assert fast.utilisation == pytest.approx(slow.utilisation, rel=1e-12)
 
 
@@ -123,20 +119,22 @@ def test_tcp_never_leaves_a_channel_idle_where_hfp_had_it_busy(gqa4_costs, lengt
         x = x + o.lanes
     tcp = channel_cycles("tcp", gqa4_costs.attention[("tcp", "static")], x, heads, o.channels, o.banks, 8)
     assert (tcp > 0).all()
-    for hfp_kind in ("hfp", "hfp-cent"):
+    for hfp_kind in ("hfp-1", "hfp-2", "hfp-4", "hfp-8"):
         hfp = channel_cycles(hfp_kind, gqa4_costs.attention[(hfp_kind, "static")], x, heads, o.channels, o.banks, 8)
         assert ((tcp > 0) | (hfp == 0)).all()
         assert (hfp == 0).any() == (len(lengths) * heads < o.channels // 8)     # fewer pairs than V slices
 
 
 def test_hfp_busy_channels_follow_the_partition(gqa4_costs):
-    """The system model's busy channels are the partition's: 3 pairs of 300 tokens on a 16-channel module."""
+    """The system model's busy channels are the partition's: 3 pairs of 300 tokens on a 16-channel module,
+    for every layout the system model charges."""
+    from pimphony.model.perf.system import LAYOUTS
     from pimphony.model.perf.system import PARTITIONS as CHARGED
     from pimphony.scheduler.partition import PARTITIONS, make_partition
 
     assert set(CHARGED) == set(PARTITIONS)
     org = ModuleOrg.load("aimx-16ch")
-    for kind in CHARGED:
+    for kind in LAYOUTS:
         part = make_partition(kind, org, 128)
         used = set()
         for p in part.place(np.array([300, 300, 300]), 1):
@@ -167,7 +165,7 @@ def test_pimphony_beats_the_baseline_on_long_contexts():
     order = [run_point(PointSpec(**{**spec.__dict__, "partition": p, "schedule": s, "alloc": a})).tokens_per_s
              for p, s, a in (("hfp", "aim", "static"), ("tcp", "aim", "static"), ("tcp", "dcs", "static"),
                              ("tcp", "dcs", "dpa"))]
-    assert order == sorted(order) and order[-1] > 5 * order[0]
+    assert order == sorted(order) and order[-1] > 4 * order[0]       # bounded by CENT's softmax rate (R1)
 
 
 def test_errors_say_what_does_not_fit():
@@ -251,3 +249,53 @@ def test_attention_energy_parts_and_ordering():
     # the same MACs per token, far less idle-channel background per token
     assert top.best.background_share < base.best.background_share
     assert top.best.attention_nj_per_token < base.best.attention_nj_per_token
+
+
+def test_fig4_batch_rule_gives_the_papers_batch_labels():
+    """Fig. 4's labels: static allocation reserving T_max = L, the whole capacity as KV (our Admitter with the
+    fixed-context workload), for LLM-7B-GQA at 16-128 GB and 4K / 32K tokens."""
+    from pimphony.cli.reproduction import FIG4_BATCH, FIG4_CAPACITIES
+    from pimphony.model.perf.capacity import Admitter
+    from pimphony.model.perf.system import context_workload
+
+    model, org = ModelConfig.load("llama-3.1-8b"), ModuleOrg.load("cent-32ch")
+    for ctx, labels in FIG4_BATCH.items():
+        workload, t_max = context_workload(ctx, fixed=True)
+        assert t_max == ctx and workload.min == workload.max == ctx - 512 and workload.std == 0
+        admit = Admitter(model, org, workload, "static", 0, t_max=t_max)
+        assert [admit.admit(gb << 30).batch for gb in FIG4_CAPACITIES] == list(labels)
+    with pytest.raises(ValueError, match="a fixed context of 512 tokens must exceed the 512 generated tokens"):
+        context_workload(512, fixed=True)
+
+
+def test_background_energy_counts_idle_and_working_channels():
+    """Idle channels at p_background for the attention time; working ones add p_active - p_background for
+    the cycles they work: with the two equal, background is every channel for the attention time."""
+    spec = PointSpec(model="llama-3.1-8b", system="cent", capacity="128GB", workload="multifieldqa",
+                     partition="hfp", schedule="aim", alloc="static")
+    point = build_point(spec)
+    costs = C.kernel_costs(point.org, point.timing, 128, 4)
+    flat = dataclasses.replace(point.system, p_active_mw=point.system.p_background_mw)
+    low = evaluate(dataclasses.replace(point, system=flat), costs).best
+    high = evaluate(point, costs).best
+    step = low.step_ns
+    attention_time = step * low.parts_ns["attention"] / (step - low.parts_ns.get("pipeline_idle", 0.0))
+    expected = 1e-3 * flat.p_background_mw * point.modules * point.org.channels * attention_time
+    assert low.energy_nj["background"] == pytest.approx(expected, rel=1e-9)
+    assert high.energy_nj["background"] > low.energy_nj["background"]
+    assert 0 < high.channel_balance < 1 and 0 < high.attention_mac_utilisation < 1
+
+
+def test_tcp_balances_channels_and_hfp_does_not():
+    spec = PointSpec(model="llama-3.1-8b", system="cent", capacity="512GB", context=1 << 20, schedule="aim",
+                     alloc="static")
+    tcp = run_point(spec).best
+    hfp = run_point(dataclasses.replace(spec, partition="hfp")).best
+    assert tcp.channel_balance > 0.99 and hfp.channel_balance < 0.2
+
+
+def test_an_unmeasured_hfp_span_is_refused():
+    point = build_point(PointSpec(model="llama-3.1-8b", context=4096, partition="hfp"))
+    bad = dataclasses.replace(point, system=dataclasses.replace(point.system, hfp_span=16))
+    with pytest.raises(PerfError, match="hfp_span 16 is not one of the measured spans 1, 2, 4, 8"):
+        evaluate(bad, C.kernel_costs(point.org, point.timing, 128, 4))

@@ -107,8 +107,6 @@ class Admitter:
             self.per_request, self.per_request_slots = self._held(self.t_max)
         else:                                        # admitted while everyone's final chunks fit
             self.final_cumsum = np.cumsum(self._held(self.lengths + generate)[0])
-            slots = self._held(self.lengths[:, None] + steps[None, :])[1]
-            self.reserved = np.concatenate([np.zeros((1, generate), dtype=slots.dtype), np.cumsum(slots, axis=0)])
 
     def _held(self, tokens):
         """Chunks, and token slots of K and V, that requests holding ``tokens`` each occupy."""
@@ -125,7 +123,8 @@ class Admitter:
             taken = int(self.final_cumsum[batch - 1]) if batch else 0
         util = 1.0 if self.generate else 0.0           # the allocator's reading of an empty pool
         if batch and self.generate:
-            reserved = batch * self.per_request_slots if self.policy == "static" else self.reserved[batch]
+            reserved = (batch * self.per_request_slots if self.policy == "static"      # after each decode step
+                        else self._held(self.lengths[:batch, None] + self.steps[None, :])[1].sum(axis=0))
             live = 2 * self.segs * (self.prompt_tokens[batch] + batch * self.steps)   # after each decode step
             util = float(np.mean(live / reserved))
         return Admission(self.policy, batch, util, self.naive, int(taken), chunks, self.lengths[:batch])
@@ -146,8 +145,9 @@ def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes
 
 def capacity_trials(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,
                     seed: int, trials: int = 10, **kw) -> CapacityResult:
-    """:func:`capacity_run` over ``trials`` batches (seeds ``seed .. seed + trials - 1``), averaged."""
-    runs = [capacity_run(model, org, workload, kv_bytes, policy, seed + k, **kw) for k in range(trials)]
+    """:func:`capacity_run` over ``trials`` batches (seeds ``seed .. seed + trials - 1``), averaged; each
+    batch through :func:`admit`, its closed form (equal, tested)."""
+    runs = [admit(model, org, workload, kv_bytes, policy, seed + k, **kw) for k in range(trials)]
     return CapacityResult(policy, round(float(np.mean([r.batch for r in runs]))),
                           float(np.mean([r.utilisation for r in runs])), runs[0].naive,
                           max(r.chunks_used for r in runs), runs[0].chunks)

@@ -8,9 +8,9 @@ each from one place:
   a seeded clipped normal). Requests are evaluated at their mean decode position, prompt + generate/2.
 * **attention on PIM** — per layer and module, the cycles of the busiest channel
   (:class:`KernelCosts`, measured on the channel cycle model by :mod:`pimphony.scheduler.costs`).
-  HFP puts a (request, KV head) pair's keys on channel ``k mod C`` and its V on the slice of that
-  channel (the partition's own rule); TCP spreads every pair over all channels. Time per cycle: the
-  system's ``pim_tck_ps``.
+  HFP puts a (request, KV head) pair's keys on the system's ``hfp_span`` channels and its V on the
+  slice that holds them (the partition's own rule, :func:`channel_cycles`); TCP spreads every pair
+  over all channels. Time per cycle: the system's ``pim_tck_ps``.
 * **softmax** on the module's EPU/PNM at ``softmax_per_ns`` score elements per ns; it overlaps the PIM
   work of other pairs, so a layer's attention takes the longer of the two.
 * **FC layers** — PIM-only (``fc_on_pim``): GEMVs on every channel of the module at the measured
@@ -23,13 +23,15 @@ each from one place:
 * **overlap** — FC and attention share the PIM channels on PIM-only, so they add; on xPU+PIM they
   overlap by sub-batch interleaving once the batch reaches ``interleave_batch``.
 * **attention energy** — the commands each pair issues (ACT, MAC, 32 B transfers; counted on the
-  lowering) at per-command energies, plus the background power of every channel of the system for the
-  step's attention time. The constants are named placeholders (REFERENCE.md f.21): compare ratios.
+  lowering) at per-command energies, plus background power: every channel of the system at its idle
+  (precharge standby) power for the step's attention time, and the channels that work at their
+  active-standby power for the cycles they work. The constants come from CENT's and NeuPIMs' public
+  power models (``pimphony presets --kind systems``).
 
 :func:`evaluate` searches every deployment — a number of the system's modules and a (TP, PP) with
 TP x PP = those modules, TP dividing the KV-head count and PP at most the layer count — and returns the
 best, so more capacity never lowers throughput (idle modules still count in the MAC utilisation).
-Constants that are not in REFERENCE.md are the ``assumed`` values of the system presets (``pimphony
+Constants no public source gives are the ``assumed`` values of the system presets (``pimphony
 presets``), listed in one place by :func:`assumptions`.
 """
 
@@ -45,9 +47,13 @@ from ..kvcache import MIB
 from ..queue import Policy
 from .capacity import Admission, Admitter
 
-PARTITIONS = ("hfp", "hfp-cent", "tcp")
+PARTITIONS = ("hfp", "tcp")
 """The partitions of :mod:`pimphony.scheduler.partition` the system model charges (:func:`channel_cycles`;
 a test holds the two lists equal)."""
+HFP_SPANS = (1, 2, 4, 8)
+"""The channel spans of an HFP pair's keys whose costs are measured: a system's ``hfp_span`` is one of them."""
+LAYOUTS = (*(f"hfp-{k}" for k in HFP_SPANS), "tcp")
+"""The layouts the kernel costs hold a curve for: HFP at each span, and TCP."""
 BASELINE_SCHEDULE = "aim"
 """aim_simulator's in-order AiM controller (:mod:`pimphony.scheduler.aim`): the baseline's issue policy."""
 SCHEDULES = (BASELINE_SCHEDULE, *(p.name.lower() for p in Policy))
@@ -110,7 +116,7 @@ class KernelCosts:
         curves = {(c["partition"], c["schedule"]): PhaseCurve(*(tuple(c[k]) for k in PhaseCurve.FIELDS))
                   for c in raw["attention"]}
         gemv = {k: float(v) for k, v in raw["gemv_cycles_per_byte"].items()}
-        missing = {(p, s) for p in PARTITIONS for s in SCHEDULES} - set(curves)
+        missing = {(p, s) for p in LAYOUTS for s in SCHEDULES} - set(curves)
         if missing or set(gemv) != set(SCHEDULES):
             raise ValueError(f"cached costs lack {sorted(missing) or 'GEMV schedules'}")
         for key, curve in curves.items():
@@ -136,10 +142,14 @@ class Techniques:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
 
+def layout(partition: str, span: int) -> str:
+    """The :data:`LAYOUTS` key of ``partition`` (``hfp`` at ``span`` channels, or ``tcp``)."""
+    return f"hfp-{span}" if partition == "hfp" else partition
+
+
 BASELINE = Techniques("hfp", BASELINE_SCHEDULE, "static")
-BASELINES = {"HFP": BASELINE, "HFP-CENT": Techniques("hfp-cent", BASELINE_SCHEDULE, "static")}
-"""Two readings of the paper's baseline: a pair's keys on one channel (Fig. 6), or CENT's layouts; both
-issue with AiM's own controller."""
+"""The paper's baseline: head-first partitioning (a pair's keys on the system's ``hfp_span`` channels),
+issued by AiM's own in-order controller, with static T_max allocation."""
 ABLATION = (("baseline (HFP)", BASELINE), ("+TCP", Techniques("tcp", BASELINE_SCHEDULE, "static")),
             ("+DCS", Techniques("tcp", "dcs", "static")), ("+DPA", Techniques("tcp", "dcs", "dpa")))
 """The paper's Fig. 13/14 bars: HFP baseline, then TCP, DCS and DPA added one by one."""
@@ -186,8 +196,13 @@ class Plan:
     mac_utilisation: float
     energy_nj: dict[str, float]
     """Attention energy of a step by part: act, mac, io (commands) and background (every channel of the
-    system for the step's attention time). The constants are placeholders (REFERENCE.md f.21): read
-    ratios, not absolute values."""
+    system idle for the step's attention time, plus the active-standby increment of the channels that
+    work, for the cycles they work)."""
+    attention_mac_utilisation: float = 0.0
+    """MAC-busy time of attention alone over every channel of the system for the step's attention time."""
+    channel_balance: float = 0.0
+    """Attention work of a module's channels over what they would do if all worked as long as the busiest
+    (1: balanced; 1/C: one channel works)."""
 
     @property
     def attention_nj_per_token(self) -> float:
@@ -234,39 +249,42 @@ def weight_bytes(model: ModelConfig, org: ModuleOrg) -> int:
     return org.element_bytes * (model.layers * model.layer_params + 2 * model.head_params)
 
 
-def channel_cycles(partition: str, curve: PhaseCurve, lengths: np.ndarray, heads: int, channels: int, banks: int,
+def channel_cycles(layout_key: str, curve: PhaseCurve, lengths: np.ndarray, heads: int, channels: int, banks: int,
                    slice_channels: int) -> np.ndarray:
     """Attention cycles of every channel of a module for one layer: ``heads`` KV heads of each request.
 
-    The busy set follows the partitions of :mod:`pimphony.scheduler.partition`: HFP deals pairs
-    (request-major) to channel ``k mod C`` for K and to that channel's V slice; HFP-CENT deals pairs to
-    slice ``k mod (C / slice_channels)``, whose ``j``-th channel has K work once a pair has more than
-    ``j x banks`` tokens; TCP gives channel ``c`` K work once a pair has more than ``c x banks`` tokens
-    and V work once it has more than ``16 x (c div slice_channels)`` tokens. A busy channel is charged
-    the busiest channel's cost (:class:`PhaseCurve`), an upper bound within one burst per channel.
+    The busy set follows the partitions of :mod:`pimphony.scheduler.partition`. ``hfp-K`` deals pairs
+    (request-major) over the V slices first, then over the K-channel groups inside a slice: the ``j``-th
+    of a pair's ``K`` key channels has QK^T work once the pair holds more than ``j x banks`` tokens, and
+    every channel of its V slice has SV work (of its ``s``-th slice, once it holds more than ``16 s``
+    tokens). TCP gives channel ``c`` K work once a pair has more than ``c x banks`` tokens and V work
+    once it has more than ``16 x (c div slice_channels)`` tokens. A busy channel is charged the busiest
+    channel's cost (:class:`PhaseCurve`), an upper bound within one burst per channel.
     """
     qk, sv = curve(lengths)
     load = np.zeros(channels)
-    chan = np.arange(channels)
-    if partition == "hfp-cent":
-        slot = np.arange(len(lengths) * heads) % (channels // slice_channels)
-        x = np.repeat(np.asarray(lengths, dtype=np.float64), heads)
-        for j in range(slice_channels):
-            np.add.at(load, slot * slice_channels + j,
-                      np.where(x > j * banks, np.repeat(qk, heads), 0.0) + np.repeat(sv, heads))
-        return load
-    if partition == "tcp":
+    if layout_key == "tcp":
+        chan = np.arange(channels)
         x = np.asarray(lengths, dtype=np.float64)[:, None]
         k_busy = x > chan[None, :] * banks
         v_busy = x > (chan[None, :] // slice_channels) * banks
         load += heads * ((k_busy * qk[:, None]).sum(axis=0) + (v_busy * sv[:, None]).sum(axis=0))
         return load
-    pair = np.arange(len(lengths) * heads)
-    k_chan = pair % channels
-    np.add.at(load, k_chan, np.repeat(qk, heads))
-    slot = k_chan % (channels // slice_channels)
-    for j in range(slice_channels):
-        np.add.at(load, slot * slice_channels + j, np.repeat(sv, heads))
+    span = int(layout_key.removeprefix("hfp-"))
+    x = np.repeat(np.asarray(lengths, dtype=np.float64), heads)
+    q, v = np.repeat(qk, heads), np.repeat(sv, heads)
+    group = np.arange(len(x)) % (channels // span)
+    if span >= slice_channels:
+        k_first = v_first = group * span
+    else:
+        slices = channels // slice_channels
+        v_first = (group % slices) * slice_channels
+        k_first = v_first + (group // slices) * span
+    for j in range(span):
+        np.add.at(load, k_first + j, np.where(x > j * banks, q, 0.0))
+    for s in range(max(1, span // slice_channels)):
+        for m in range(slice_channels):
+            np.add.at(load, v_first + s * slice_channels + m, np.where(x > s * banks, v, 0.0))
     return load
 
 
@@ -279,7 +297,8 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     layers = -(-m.layers // pp)
     micro = min(batch, pp)
     groups = [lengths[k::micro] for k in range(micro)]
-    curve = costs.attention[(tech.partition, tech.schedule)]
+    key = layout(tech.partition, s.hfp_span)
+    curve = costs.attention[(key, tech.schedule)]
     kb = m.head_dim // org.burst_elements
     fc_bytes = org.element_bytes * m.layer_params / tp                # one module's share of a layer
     head_bytes = org.element_bytes * m.head_params / tp
@@ -293,8 +312,12 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
         return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)
 
     worst: dict[str, float] | None = None
+    busy_cycles = peak_cycles = 0.0                          # channel-cycles of attention work, one module
     for g in groups:
-        attention = float(channel_cycles(tech.partition, curve, g, heads, C, org.banks, kb).max()) * ns
+        load = channel_cycles(key, curve, g, heads, C, org.banks, kb)
+        busy_cycles += float(load.sum())
+        peak_cycles += float(load.max())
+        attention = float(load.max()) * ns
         softmax = heads * m.group * float(g.sum()) / s.softmax_per_ns
         fc, lm = fc_time(fc_bytes, len(g)), fc_time(head_bytes, len(g))
         act = len(g) * m.hidden * org.element_bytes
@@ -320,15 +343,20 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     commands = {k: m.layers * m.kv_heads * float(v.sum()) for k, v in curve.commands(lengths).items()}
     energy = {k: n * getattr(s, f"e_{k}_pj") / 1000.0 for k, n in commands.items()}
     attention_time = step * parts_ns.get("attention", 0.0) / (step - parts_ns.get("pipeline_idle", 0.0))
-    energy["background"] = s.p_background_mw * 1e-3 * point.modules * C * attention_time
+    busy_ns = m.layers * tp * busy_cycles * ns               # every layer, on each of the TP modules
+    energy["background"] = 1e-3 * (s.p_background_mw * point.modules * C * attention_time
+                                   + (s.p_active_mw - s.p_background_mw) * busy_ns)
     # MAC utilisation: MAC-busy time of every channel of the system over the step; a MAC command does a
     # burst in every bank and keeps the unit busy nCCDS; on PIM-only the FC GEMVs are MACs too
     macs = commands["mac"]
     if s.fc_on_pim:
         macs += batch * (m.layers * m.layer_params + m.head_params) / (org.banks * org.burst_elements)
     busy = macs * point.timing.nCCDS * ns
+    attention_busy = commands["mac"] * point.timing.nCCDS * ns
     return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
-                busy / (point.modules * C * step), energy)
+                busy / (point.modules * C * step), energy,
+                attention_busy / (point.modules * C * attention_time) if attention_time else 0.0,
+                busy_cycles / (C * peak_cycles) if peak_cycles else 0.0)
 
 
 def parallel_plans(model: ModelConfig, modules: int) -> list[tuple[int, int]]:
@@ -343,6 +371,9 @@ def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
     the KV space, and so the batch, is what the used modules leave after the weights."""
     m, org = point.model, point.org
     m.require_fc()
+    if point.techniques.partition == "hfp" and point.system.hfp_span not in HFP_SPANS:
+        raise PerfError(f"system {point.system.name}: hfp_span {point.system.hfp_span} is not one of the measured "
+                        f"spans {', '.join(map(str, HFP_SPANS))}")
     if (costs.channels, costs.banks, costs.head_dim, costs.group) != (org.channels, org.banks, m.head_dim, m.group):
         raise PerfError("kernel costs were measured for another module, head_dim or GQA group")
     modules = point.modules
@@ -379,14 +410,27 @@ def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
     return PerfResult(point, best, plans)
 
 
-def context_workload(context: int) -> WorkloadConfig:
-    """The Fig. 17 workload at context ``L``: "3 sigma context variation" read as normal(L, L/3) clipped
-    to [1, 2L] (REFERENCE.md f.16) for the prompts; static allocation reserves T_max = 2L + the generated
-    tokens."""
-    return WorkloadConfig.from_mapping({"name": f"context-{context}", "values": {
-        "mean": context, "std": context // 3, "max": 2 * context, "min": 1}}, f"--context {context}")
+def context_workload(context: int, fixed: bool = False, generate: int = 512) -> tuple[WorkloadConfig, int]:
+    """The workload of a context-``L`` point and the T_max that static allocation reserves for it.
+
+    * spread (Fig. 17, "3 sigma context variation"): prompts normal(L, L/3) clipped to [1, 2L] (our
+      reading); static reserves the longest request it may admit, T_max = 2L + ``generate``;
+    * ``fixed`` (Fig. 4): every request ends at exactly ``L`` tokens (prompt ``L - generate``) and static
+      reserves T_max = L, so the batch is the KV capacity over L tokens of KV, as Fig. 4's batch labels are
+      (capacity / (L x 128 KiB) for LLM-7B-GQA).
+    """
+    if fixed:
+        if context <= generate:
+            raise ValueError(f"a fixed context of {context} tokens must exceed the {generate} generated tokens")
+        prompt = context - generate
+        values = {"mean": prompt, "std": 0, "max": prompt, "min": prompt}
+        return WorkloadConfig.from_mapping({"name": f"fixed-{context}", "values": values}, f"--context {context}"), \
+            context
+    values = {"mean": context, "std": context // 3, "max": 2 * context, "min": 1}
+    workload = WorkloadConfig.from_mapping({"name": f"context-{context}", "values": values}, f"--context {context}")
+    return workload, workload.max + generate
 
 
 def assumptions(system: SystemConfig) -> list[tuple[str, int, str]]:
-    """(key, value, source) of every system constant that REFERENCE.md does not give."""
+    """(key, value, source) of every system constant no public source gives (basis ``assumed``)."""
     return [(k, v, src) for k, v, basis, src in system.describe() if basis == "assumed"]
