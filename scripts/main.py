@@ -30,7 +30,9 @@ from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PARTITIONS, PartitionError, make_partition
 
+from . import serve as serve_cli
 from . import trace as trace_cli
+from .perf import add_system_arguments
 from .progress import Progress
 
 PRESET_KINDS = {"timing": TimingPreset, "modules": ModuleOrg, "models": ModelConfig, "workloads": WorkloadConfig,
@@ -174,9 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule aim --alloc static\n"
                "  pimphony perf --model llama-3.1-70b --system neupims --capacity 512GB --context 1048576 --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    perf.add_argument("--model", required=True, help="model preset name or a YAML / Hugging Face config.json file")
-    perf.add_argument("--system", default="cent", help="cent (PIM-only), neupims (xPU+PIM) or a system YAML file")
-    perf.add_argument("--capacity", default="128GB", help="total PIM capacity, e.g. 128GB, 512GB, 1TB")
+    add_system_arguments(perf)
     where = perf.add_mutually_exclusive_group(required=True)
     where.add_argument("--workload", help="request lengths from a Table II workload: multifieldqa, qmsum, musique, "
                                           "loogle-sd, or a YAML file")
@@ -191,8 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
                            f"{', '.join(map(str, HFP_SPANS))})")
     perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
     perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
-    perf.add_argument("--module", help="module organisation preset (default: the system's)")
-    perf.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
     perf.add_argument("--t-max", type=_positive, help="static reservation per request (default: the model's context)")
     perf.add_argument("--generate", type=_positive, default=512, help="tokens generated per request")
     perf.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled request lengths")
@@ -380,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
     rp.add_argument("--seed", type=_nonneg, default=0)
     trace_cli.register(sub, _lengths, _nonneg)
+    serve_cli.register(sub, _positive, _nonneg)
     return parser
 
 
@@ -839,7 +838,7 @@ def _dispatch(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
                 "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
-                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main}
+                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main, "serve": serve_cli.main}
     try:
         check_outputs(args)
         if args.command == "bench":

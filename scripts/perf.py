@@ -3,6 +3,7 @@ reproduction share (loading a point from names, sizes like ``128GB``)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import re
@@ -70,6 +71,15 @@ class PointSpec:
 
     def key(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
+
+
+def add_system_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that pick a system point, shared by ``perf`` and ``serve``."""
+    parser.add_argument("--model", required=True, help="model preset name or a YAML / Hugging Face config.json file")
+    parser.add_argument("--system", default="cent", help="cent (PIM-only), neupims (xPU+PIM) or a system YAML file")
+    parser.add_argument("--capacity", default="128GB", help="total PIM capacity, e.g. 128GB, 512GB, 1TB")
+    parser.add_argument("--module", help="module organisation preset (default: the system's)")
+    parser.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
 
 
 def build_point(spec: PointSpec) -> Point:

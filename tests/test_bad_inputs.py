@@ -77,6 +77,8 @@ def d(tmp_path_factory) -> Path:
         "system_zero_energy.yaml": _zero(SYSTEM, root, ("e_act_pj", "e_mac_pj", "e_io_pj", "p_background_mw")),
         "system_fc2.yaml": _replace(SYSTEM, "fc_on_pim", 2),
         "system_span16.yaml": _replace(SYSTEM, "hfp_span", 16),
+        "serve_header.csv": "time,prompt,output\n0,10,10\n",
+        "serve_row.csv": "arrival_s,prompt_tokens,output_tokens\n0,10,10\n1,0,10\n",
         "system_softmax_text.yaml": _replace(SYSTEM, "softmax_per_ns", "fast"),
         "system_link_nan.yaml": _replace(SYSTEM, "link_gbps", ".nan"),
         "workload_minmax.yaml": "name: w\nvalues: {mean: 10, std: 1, max: 5, min: 1}\n",
@@ -221,6 +223,23 @@ CASES = [
      "fixed"),
     ("perf-fixed-short", ["perf", "--model", "llama-3.1-8b", "--context", "500", "--fixed-context"], 2,
      "512 generated"),
+    # -- serve --------------------------------------------------------------------------------------------
+    ("serve-no-load", ["serve", "--model", "llama-3.1-8b"], 2, "--rate R, --clients N or --trace FILE"),
+    ("serve-rate-zero", ["serve", "--model", "llama-3.1-8b", "--rate", "0"], 2, "--rate"),
+    ("serve-rate-text", ["serve", "--model", "llama-3.1-8b", "--rate", "fast"], 2, "--rate"),
+    ("serve-rate-and-clients", ["serve", "--model", "llama-3.1-8b", "--rate", "1", "--clients", "2"], 2, "--clients"),
+    ("serve-duration-neg", ["serve", "--model", "llama-3.1-8b", "--clients", "2", "--duration", "-5"], 2,
+     "--duration"),
+    ("serve-trace-missing", ["serve", "--model", "llama-3.1-8b", "--trace", "{d}/none.csv"], 2, "none.csv"),
+    ("serve-trace-header", ["serve", "--model", "llama-3.1-8b", "--trace", "{d}/serve_header.csv"], 2,
+     "serve_header.csv: the first line must be the header"),
+    ("serve-trace-row", ["serve", "--model", "llama-3.1-8b", "--trace", "{d}/serve_row.csv"], 2,
+     "serve_row.csv: line 3"),
+    ("serve-trace-and-rate", ["serve", "--model", "llama-3.1-8b", "--trace", "{d}/serve_row.csv", "--rate", "1"], 2,
+     "--trace"),
+    ("serve-preempt", ["serve", "--model", "llama-3.1-8b", "--clients", "1", "--preempt", "evict"], 2, "--preempt"),
+    ("serve-model-missing", ["serve", "--model", "gpt-5", "--clients", "1"], 2, "gpt-5"),
+    ("serve-capacity", ["serve", "--model", "llama-3.1-8b", "--clients", "1", "--capacity", "lots"], 2, "lots"),
     ("perf-system-file-no-module", ["perf", "--model", "llama-3.1-8b", "--context", "100", "--system",
                                     "{d}/system_fc2.yaml"], 2, "fc_on_pim"),
     ("perf-workload-minmax", ["perf", "--model", "llama-3.1-8b", "--workload", "{d}/workload_minmax.yaml"], 2, "mean"),
@@ -335,7 +354,7 @@ def trace0(d) -> Path:
 def test_the_corpus_covers_every_command():
     commands = {args[0] for _, args, _, _ in CASES if args}
     assert {"attention", "perf", "presets", "reproduce", "verilog", "synth", "run", "regress", "mutate", "sweep",
-            "trace", "bench"} <= commands
+            "trace", "bench", "serve"} <= commands
     assert len(CASES) >= 120
     assert len({c[0] for c in CASES}) == len(CASES)
 

@@ -12,7 +12,9 @@ each from one place:
   slice that holds them (the partition's own rule, :func:`channel_cycles`); TCP spreads every pair
   over all channels. Time per cycle: the system's ``pim_tck_ps``.
 * **softmax** on the module's EPU/PNM at ``softmax_per_ns`` score elements per ns; it overlaps the PIM
-  work of other pairs, so a layer's attention takes the longer of the two.
+  work of other pairs, so a layer's attention takes the longer of the two. The scores leave the
+  channels by RD-OUT and the probabilities return by WR-INP, both in the lowered stream and so in the
+  channel cycles: on xPU+PIM this is NeuPIMs' PIM <-> NPU score path (its READRES and GWRITE).
 * **FC layers** — PIM-only (``fc_on_pim``): GEMVs on every channel of the module at the measured
   cycles per weight byte, once per request (a GEMV does not reuse weights across requests);
   xPU+PIM: a GEMM on the xPU, the longer of reading the weights and computing.

@@ -1,0 +1,102 @@
+"""The serving simulator: invariants over random traces, trace files, the CLI."""
+
+import json
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pimphony.cli.main import main
+from pimphony.cli.perf import PointSpec, build_point
+from pimphony.model.config import InputError
+from pimphony.model.kvcache import ChunkLayout, Status, segments_of
+from pimphony.model.perf.serving import ServeRequest, read_trace, serve
+from pimphony.model.perf.system import weight_bytes
+from pimphony.scheduler.costs import kernel_costs
+
+
+def _point(alloc: str, capacity: str = "32GB"):
+    point = build_point(PointSpec(model="llama-3.1-8b", system="cent", capacity=capacity, workload="qmsum",
+                                  alloc=alloc, t_max=16384))
+    return point, kernel_costs(point.org, point.timing, 128, 4)
+
+
+requests_st = st.lists(st.tuples(st.floats(0, 20), st.integers(1, 14000), st.integers(1, 1500)), min_size=1,
+                       max_size=40)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=requests_st, alloc=st.sampled_from(["dpa", "static"]), preempt=st.sampled_from(["recompute", "swap"]))
+def test_serving_invariants(raw, alloc, preempt):
+    """Every arrived request completes, is rejected or is reported unfinished; every token is generated once
+    (a preempted request resumes from its count); no chunk is leaked or held twice after any step (checked
+    by the allocator every step); static never holds more requests than its reservations allow."""
+    point, costs = _point(alloc)
+    reqs = [ServeRequest(i, t, p, o) for i, (t, p, o) in enumerate(sorted(raw))]
+    res = serve(point, costs, reqs, duration_s=30.0, preempt=preempt, prefill=False, log=True, check=True)
+    assert res.arrived == len(reqs) == res.finished + res.rejected + res.unfinished
+    appended = Counter(rid for op, rid, _, status in res.log if op == "append" and status == Status.OK)
+    assert sum(appended.values()) == res.tokens == len(res.token_latency_s)
+    done = set()
+    for op, rid, _, _ in res.log:
+        if op == "close" and appended[rid] == reqs[rid].output:
+            done.add(rid)
+    assert len(done) == res.finished
+    assert all(appended[r] <= reqs[r].output for r in appended)
+    if alloc == "static":
+        assert res.preemptions == 0
+        held, peak = 0, 0
+        for op, _, _, status in res.log:
+            held += (op == "open" and status == Status.OK) - (op == "close")
+            peak = max(peak, held)
+        layout = ChunkLayout(point.org, 128, point.chunk_bytes)
+        per_request = sum(layout.segment_chunks(point.t_max)) * segments_of(point.model)
+        pool = (res.deployment[0] * point.org.bytes - weight_bytes(point.model, point.org)) // point.chunk_bytes
+        assert peak * per_request <= pool
+    else:
+        opened_again = Counter(rid for op, rid, _, status in res.log if op == "open" and status == Status.OK)
+        assert sum(n - 1 for n in opened_again.values()) <= res.preemptions
+
+
+def test_dpa_preempts_under_pressure_and_recompute_and_swap_both_finish():
+    point, costs = _point("dpa")
+    reqs = [ServeRequest(i, 0.01 * i, 12000, 600) for i in range(16)]
+    out = {p: serve(point, costs, reqs, duration_s=600.0, preempt=p, prefill=True, log=True, check=True)
+           for p in ("recompute", "swap")}
+    for res in out.values():
+        assert res.preemptions > 0 and res.finished == len(reqs) and res.tokens == 16 * 600
+    assert out["recompute"].preempted_tokens > 0 and out["swap"].preempted_tokens > 0
+
+
+def test_trace_file_round_trip_and_errors(tmp_path):
+    good = tmp_path / "t.csv"
+    good.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,100,10\n0.0,2000,3\n")
+    reqs = read_trace(good)
+    assert [(r.arrival_s, r.prompt, r.output) for r in reqs] == [(0.0, 2000, 3), (0.5, 100, 10)]
+    bad = tmp_path / "b.csv"
+    bad.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,-1,10\n")
+    with pytest.raises(InputError, match=r"b.csv: line 2: want arrival_s >= 0, prompt_tokens >= 1"):
+        read_trace(bad)
+    bad.write_text("t,p,o\n")
+    with pytest.raises(InputError, match="the first line must be the header arrival_s,prompt_tokens,output_tokens"):
+        read_trace(bad)
+
+
+def test_serve_cli(tmp_path, capsys):
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{0.1 * i},{3000 + 7 * i},50\n"
+                                                                         for i in range(20)))
+    assert main(["serve", "--model", "llama-3.1-8b", "--trace", str(trace), "--duration", "60", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "20 arrived, 20 finished" in out and "per-token latency" in out
+    assert main(["serve", "--model", "llama-3.1-8b", "--workload", "qmsum", "--clients", "4", "--duration", "20",
+                 "--json", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["clients"] == 4 and data["output_tokens"] > 0 and data["token_latency_p99_ms"] > 0
+    assert main(["serve", "--model", "llama-3.1-8b", "--duration", "10"]) == 2
+    assert "give the load: --rate R, --clients N or --trace FILE" in capsys.readouterr().err
+    assert main(["serve", "--model", "llama-3.1-8b", "--rate", "-1"]) == 2
+    assert "--rate must be a positive number of requests per second; got -1.0" in capsys.readouterr().err
+    assert main(["serve", "--model", "llama-3.1-8b", "--trace", str(tmp_path / "none.csv")]) == 2
+    assert "none.csv: cannot read" in capsys.readouterr().err
