@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,10 +37,10 @@ def test_serving_invariants(raw, alloc, preempt):
     reqs = [ServeRequest(i, t, p, o) for i, (t, p, o) in enumerate(sorted(raw))]
     res = serve(point, costs, reqs, duration_s=30.0, preempt=preempt, prefill=False, log=True, check=True)
     assert res.arrived == len(reqs) == res.finished + res.rejected + res.unfinished
-    appended = Counter(rid for op, rid, _, status in res.log if op == "append" and status == Status.OK)
+    appended = Counter(rid for op, rid, _, status, _ in res.log if op == "append" and status == Status.OK)
     assert sum(appended.values()) == res.tokens == len(res.token_latency_s)
     done = set()
-    for op, rid, _, _ in res.log:
+    for op, rid, _, _, _ in res.log:
         if op == "close" and appended[rid] == reqs[rid].output:
             done.add(rid)
     assert len(done) == res.finished
@@ -47,7 +48,7 @@ def test_serving_invariants(raw, alloc, preempt):
     if alloc == "static":
         assert res.preemptions == 0
         held, peak = 0, 0
-        for op, _, _, status in res.log:
+        for op, _, _, status, _ in res.log:
             held += (op == "open" and status == Status.OK) - (op == "close")
             peak = max(peak, held)
         layout = ChunkLayout(point.org, 128, point.chunk_bytes)
@@ -55,7 +56,7 @@ def test_serving_invariants(raw, alloc, preempt):
         pool = (res.deployment[0] * point.org.bytes - weight_bytes(point.model, point.org)) // point.chunk_bytes
         assert peak * per_request <= pool
     else:
-        opened_again = Counter(rid for op, rid, _, status in res.log if op == "open" and status == Status.OK)
+        opened_again = Counter(rid for op, rid, _, status, _ in res.log if op == "open" and status == Status.OK)
         assert sum(n - 1 for n in opened_again.values()) <= res.preemptions
 
 
@@ -100,3 +101,38 @@ def test_serve_cli(tmp_path, capsys):
     assert "--rate must be a positive number of requests per second; got -1.0" in capsys.readouterr().err
     assert main(["serve", "--model", "llama-3.1-8b", "--trace", str(tmp_path / "none.csv")]) == 2
     assert "none.csv: cannot read" in capsys.readouterr().err
+
+
+TINY = ("name: tiny-serving\ndescription: two layers, two KV heads (4 DPA segments)\nvalues: {layers: 2, heads: 8, "
+        "kv_heads: 2, head_dim: 128, context: 131072, hidden: 1024, intermediate: 2048, vocab: 1000}\n")
+
+
+def test_serving_trace_replays_through_the_dpa_rtl(tmp_path):
+    """A serving run with preemptions (>= 200 decode steps) on a DPA controller sized like a scaled-down
+    module: every OPEN / APPEND / CLOSE, and a TRANSLATE of every chunk it mapped, gets the same response from
+    the RTL (amaranth.sim) as from the golden controller, and the same status and free count as the run
+    logged. A corrupted log is caught."""
+    from pimphony.model.dpa import DpaConfig, DpaControllerModel
+    from pimphony.verification.serving import compare, operations, replay
+
+    model = tmp_path / "tiny.yaml"
+    model.write_text(TINY)
+    point = build_point(PointSpec(model=str(model), system="cent", capacity="16GB", workload="qmsum", alloc="dpa"))
+    costs = kernel_costs(point.org, point.timing, 128, 4)
+    config = DpaConfig(point.org, 128, max_requests=8, segments=4, max_chunks_per_segment=4, chunks=40)
+    reqs = [ServeRequest(i, 1e-6 * i, 3900 + 53 * i, 150 + 13 * i) for i in range(8)]     # they cross a chunk
+    res = serve(point, costs, reqs, duration_s=30.0, log=True, dpa=config, prefill=False, check=True)
+    assert res.steps >= 200 and res.preemptions > 0 and res.finished == len(reqs)
+    result = replay(res.log, config)
+    print(f"{result.operations} operations ({result.translations} TRANSLATE), {result.cycles} cycles")
+    assert result.translations > 0 and result.mismatches == []
+    ops = operations(res.log, config)
+    golden = DpaControllerModel(config)
+    expected = [golden.step(o)[0] for o in ops]
+    op, rid, tokens, status, free = res.log[3]
+    bad = [*res.log[:3], (op, rid, tokens, status, free + 1), *res.log[4:]]
+    assert len(compare(bad, ops, expected, result.responses)) == 1
+    wrong_chunk = next(i for i, o in enumerate(ops) if o.op.name == "TRANSLATE")
+    rtl = list(result.responses)
+    rtl[wrong_chunk] = replace(rtl[wrong_chunk], chunk=rtl[wrong_chunk].chunk + 1)
+    assert len(compare(res.log, ops, expected, rtl)) == 1

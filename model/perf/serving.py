@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import InputError, WorkloadConfig
+from ..dpa import DpaConfig
 from ..kvcache import ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 from .capacity import sample_lengths
 from .system import KernelCosts, Plan, Point, _plan, evaluate, weight_bytes
@@ -134,8 +135,9 @@ class ServeResult:
     batch_mean: float
     deployment: tuple[int, int, int]
     """(modules, TP, PP) the steps are timed on."""
-    log: list[tuple[str, int, int, Status]] = field(default_factory=list)
-    """Every allocator call: (op, request, tokens, status); op is open, append or close."""
+    log: list[tuple[str, int, int, Status, int]] = field(default_factory=list)
+    """Every allocator call: (op, request, tokens, status, free chunks after it); op is open, append or
+    close."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -206,7 +208,7 @@ def deployment(point: Point, costs: KernelCosts) -> Plan:
 def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None = None, *,
           rate: float | None = None, clients: int | None = None, duration_s: float = 60.0,
           output_mean: int = 512, preempt: str = "recompute", prefill: bool = True, seed: int = 0,
-          log: bool = False, check: bool = False,
+          log: bool = False, check: bool = False, dpa: DpaConfig | None = None,
           progress: Callable[[int, int], None] | None = None) -> ServeResult:
     """Serve for ``duration_s`` of simulated time; see the module docstring.
 
@@ -214,6 +216,9 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     given. ``point.techniques.alloc`` picks static or DPA allocation, ``point.t_max`` the static
     reservation (default: the model's context). ``log`` keeps every allocator call in the result;
     ``check`` verifies after every step that each chunk is free or held exactly once (slow: for tests).
+    ``dpa`` sizes the DPA allocator as that controller is built — its pool, config-buffer entries and
+    longest request — instead of the system's whole KV space, so the allocation log can be replayed
+    through the RTL (:mod:`pimphony.verification.serving`); its segments must be the model's.
     ``progress(done_ms, total_ms)`` is called as simulated time advances.
     """
     if sum(x is not None for x in (requests, rate, clients)) != 1:
@@ -230,19 +235,26 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     t_max = point.t_max or m.context
     layout = ChunkLayout(org, m.head_dim, point.chunk_bytes)
     pool = (plan.modules * org.bytes - weight_bytes(m, org)) // point.chunk_bytes
-    if alloc_name == "static":
-        allocator: DpaAllocator = StaticAllocator(layout, segments_of(m), MAX_REQUESTS, t_max, chunks=pool)
-    else:
-        allocator = DpaAllocator(layout, segments_of(m), MAX_REQUESTS, chunks=pool)
     segs = segments_of(m)
+    longest = t_max if alloc_name == "static" else None
+    if dpa is not None:
+        if alloc_name != "dpa" or dpa.segments != segs or dpa.layout != layout:
+            raise ValueError(f"a DPA controller configuration needs DPA allocation, the model's {segs} segments "
+                             "and its chunk layout")
+        pool, longest = dpa.n_chunks, dpa.max_tokens
+    if alloc_name == "static":
+        allocator: DpaAllocator = StaticAllocator(layout, segs, MAX_REQUESTS, t_max, chunks=pool)
+    else:
+        allocator = DpaAllocator(layout, segs, dpa.max_requests if dpa else MAX_REQUESTS, chunks=pool,
+                                 max_tokens=longest)
     rng = np.random.default_rng(seed)
-    calls: list[tuple[str, int, int, Status]] = []
+    calls: list[tuple[str, int, int, Status, int]] = []
 
     def call(op: str, rid: int, tokens: int) -> Status:
         status = (allocator.open(rid, tokens) if op == "open" else allocator.append(rid, tokens) if op == "append"
                   else allocator.close(rid))
         if log:
-            calls.append((op, rid, tokens, status))
+            calls.append((op, rid, tokens, status, len(allocator.free)))
         return status
 
     arrivals: list[tuple[float, int, ServeRequest]] = []
@@ -294,7 +306,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
             _, _, r = heapq.heappop(arrivals)
             arrived += 1
             final = r.prompt + r.output
-            if (final > t_max if alloc_name == "static" else sum(layout.segment_chunks(final)) * segs > pool):
+            if ((longest is not None and final > longest) or sum(layout.segment_chunks(final)) * segs > pool):
                 rejected += 1
                 if clients:
                     new_client_request(t)
