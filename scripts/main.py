@@ -366,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     rv.add_argument("--quick", action="store_true", help="3 points instead of the full sweep")
     rv.add_argument("--jobs", type=_positive, default=2, help="points simulated at once")
+    rs = rsub.add_parser("serving", help="throughput and p99 latency against offered load, static vs DPA, HFP vs TCP",
+                         description="Serve Poisson arrivals at a range of offered loads with `pimphony serve`'s "
+                                     "simulator for TCP and HFP, each with DPA and static allocation; write "
+                                     "serving.md (every point and each configuration's saturation load) and "
+                                     "serving.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rs.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rs.add_argument("--duration", type=float, default=120.0, help="simulated seconds per point")
+    rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
     rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
                          description="Sample request lengths from the paper's Table II workloads, admit a decode "
                                      "batch under static T_max reservation and under DPA, and write dpa.md with "
@@ -815,6 +824,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         path, summary = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
                                              progress=Progress("validation points"))
         print(summary)
+    elif args.target == "serving":
+        if not args.duration > 0:
+            raise CliError(f"--duration must be a positive number of seconds; got {args.duration}")
+        path = serve_cli.reproduce_serving(args.out, duration_s=args.duration, seed=args.seed,
+                                           progress=Progress("serving points"))
     elif args.target == "dpa":
         path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,
                              trials=args.trials, seed=args.seed)

@@ -12,6 +12,13 @@ from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, Techniques
 from .perf import add_system_arguments
 
 
+def _deployment(text: str) -> tuple[int, int]:
+    tp, sep, pp = text.lower().partition("x")
+    if not (sep and tp.isdigit() and pp.isdigit() and int(tp) > 0 and int(pp) > 0):
+        raise argparse.ArgumentTypeError(f"want TPxPP with positive integers, e.g. 8x1; got {text!r}")
+    return int(tp), int(pp)
+
+
 def register(sub: argparse._SubParsersAction, positive_type, nonneg_type) -> None:
     """Add ``serve`` and its arguments to the CLI."""
     p = sub.add_parser(
@@ -46,6 +53,9 @@ def register(sub: argparse._SubParsersAction, positive_type, nonneg_type) -> Non
     p.add_argument("--output-mean", type=positive_type, default=512, help="mean output tokens per request")
     p.add_argument("--no-prefill", action="store_true", help="charge no prefill time on admission")
     p.add_argument("--t-max", type=positive_type, help="static reservation per request (default: the model's context)")
+    p.add_argument("--deployment", type=_deployment, metavar="TPxPP",
+                   help="run on TP x PP over all modules, e.g. 8x1 (default: what the system model picks for the "
+                        "allocation's full batch)")
     p.add_argument("--seed", type=nonneg_type, default=0, help="seed of the arrivals and lengths")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,9 +87,15 @@ def main(args: argparse.Namespace) -> int:
             raise
         raise InputError(str(exc)) from None
     costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
-    result = serve(point, costs, requests, rate=args.rate, clients=args.clients, duration_s=args.duration,
-                   output_mean=args.output_mean, preempt=args.preempt, prefill=not args.no_prefill, seed=args.seed,
-                   progress=Progress("simulated time (ms)", enabled=not args.quiet))
+    try:
+        result = serve(point, costs, requests, rate=args.rate, clients=args.clients, duration_s=args.duration,
+                       output_mean=args.output_mean, preempt=args.preempt, prefill=not args.no_prefill,
+                       seed=args.seed, parallel=args.deployment,
+                       progress=Progress("simulated time (ms)", enabled=not args.quiet))
+    except ValueError as exc:
+        if isinstance(exc, InputError) or type(exc).__name__ in ("ConfigError", "PerfError"):
+            raise
+        raise InputError(f"--deployment: {exc}" if args.deployment else str(exc)) from None
     summary = {"model": point.model.name, "system": point.system.name, "capacity_gb": point.capacity_bytes / 2**30,
                "workload": point.workload.name, "alloc": args.alloc, "partition": args.partition,
                "schedule": args.schedule, "preempt": args.preempt, "prefill": not args.no_prefill,
@@ -99,6 +115,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"  per-token latency    p50 {s['token_latency_p50_ms']:,.1f} ms, p90 {s['token_latency_p90_ms']:,.1f} ms, "
           f"p99 {s['token_latency_p99_ms']:,.1f} ms")
     print(f"  queueing delay       p50 {s['queue_delay_p50_s']:,.2f} s, p99 {s['queue_delay_p99_s']:,.2f} s")
+    print(f"  request latency      p50 {s['request_latency_p50_s']:,.2f} s, p99 {s['request_latency_p99_s']:,.2f} s "
+          "(arrival to last token, finished requests)")
     print(f"  requests             {s['arrived']:,} arrived, {s['finished']:,} finished, {s['unfinished']:,} "
           f"unfinished at the end, {s['rejected']:,} rejected (longer than the allocator can ever hold)")
     print(f"  preemptions          {s['preemptions']:,} ({args.preempt}; {s['preempted_tokens']:,} tokens of KV "
@@ -106,3 +124,117 @@ def main(args: argparse.Namespace) -> int:
     print(f"  KV pool held         {100 * s['utilisation_mean']:.1f}% on average"
           f"{' (static counts its reservations)' if args.alloc == 'static' else ''}")
     return 0
+
+
+SERVING_CONFIGS = (("tcp", "dpa"), ("tcp", "static"), ("hfp", "dpa"), ("hfp", "static"))
+"""(partition, allocation) of the serving load sweep; every one issues with DCS."""
+SERVING_RATES = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+"""Offered loads of the sweep, requests per second."""
+SATURATED = 0.9
+"""A configuration is saturated from the first load it serves less than this share of (offered requests
+x mean output tokens)."""
+
+
+def serving_point(model: str, system: str, capacity: str, workload: str, partition: str, alloc: str,
+                  rate: float, duration_s: float, output_mean: int, seed: int, preempt: str = "recompute") -> dict:
+    """One point of the load sweep (plain arguments, so a Dask or process pool can run it)."""
+    from pimphony.model.perf.serving import serve
+    from pimphony.scheduler.costs import kernel_costs
+
+    from .perf import PointSpec, build_point
+
+    point = build_point(PointSpec(model=model, system=system, capacity=capacity, workload=workload,
+                                  partition=partition, schedule="dcs", alloc=alloc, seed=seed))
+    costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
+    result = serve(point, costs, rate=rate, duration_s=duration_s, output_mean=output_mean, prefill=False,
+                   seed=seed, preempt=preempt)
+    return {"partition": partition, "alloc": alloc, "rate": rate, **result.summary()}
+
+
+def reproduce_serving(out, model: str = "llama-3.1-8b", system: str = "cent", capacity: str = "128GB",
+                      workload: str = "qmsum", duration_s: float = 120.0, output_mean: int = 512, seed: int = 0,
+                      progress=None):
+    """Throughput and p99 latencies against offered load for TCP / HFP x DPA / static, with each one's
+    saturation point: ``serving.md`` and ``serving.png`` in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(p, a, r) for p, a in SERVING_CONFIGS for r in SERVING_RATES]
+    rows = []
+    for i, (p, a, r) in enumerate(todo):
+        rows.append(serving_point(model, system, capacity, workload, p, a, r, duration_s, output_mean, seed))
+        if progress:
+            progress(i + 1, len(todo))
+    saturation = {}
+    for p, a in SERVING_CONFIGS:
+        mine = [x for x in rows if (x["partition"], x["alloc"]) == (p, a)]
+        short = [x["rate"] for x in mine if x["tokens_per_s"] < SATURATED * x["rate"] * output_mean]
+        saturation[(p, a)] = min(short) if short else None
+    lines = ["# Serving: throughput and latency against offered load", "",
+             f"Regenerate with `pimphony reproduce serving`. {model} on {system} ({capacity}), prompts from "
+             f"{workload} (Table II statistics), outputs geometric with mean {output_mean} (clipped to [1, "
+             f"{4 * output_mean}]), Poisson arrivals, {duration_s:g} s simulated per point, seed {seed}; DCS "
+             "issue; DPA preempts the newest request by recompute. Prefill is not charged here: on PIM-only it "
+             "runs the FC layers once per prompt token and would bound every configuration alike "
+             "(`pimphony serve` charges it unless `--no-prefill`).", "",
+             f"Saturation: the first offered load at which a configuration serves less than {SATURATED:.0%} of the "
+             "offered tokens (requests/s x mean output).", "",
+             "| partition | alloc | saturates at (req/s) |", "|---|---|---:|"]
+    never = f"> {max(SERVING_RATES):g}"
+    lines += [f"| {p.upper()} | {a} | {never if saturation[(p, a)] is None else f'{saturation[(p, a)]:g}'} |"
+              for p, a in SERVING_CONFIGS]
+    at = saturation[("tcp", "static")] or max(SERVING_RATES)
+    pick = {(x["partition"], x["alloc"]): x for x in rows if x["rate"] == at}
+    hot = max(SERVING_RATES)
+    recompute = next(x for x in rows if (x["partition"], x["alloc"], x["rate"]) == ("tcp", "dpa", hot))
+    swap = serving_point(model, system, capacity, workload, "tcp", "dpa", hot, duration_s, output_mean, seed,
+                         preempt="swap")
+    s_, d_ = pick[("tcp", "static")], pick[("tcp", "dpa")]
+    gain = 100 * (d_["tokens_per_s"] / s_["tokens_per_s"] - 1)
+    lines += ["", f"Where TCP + static saturates ({at:g} requests/s), TCP + DPA serves {d_['tokens_per_s']:,.0f} "
+              f"tokens/s against {s_['tokens_per_s']:,.0f} ({gain:+.0f}%). The p99 latencies, DPA against static: "
+              f"queueing {d_['queue_delay_p99_s']:,.2f} s against {s_['queue_delay_p99_s']:,.2f} s; request (arrival "
+              f"to last token) {d_['request_latency_p99_s']:,.2f} s against {s_['request_latency_p99_s']:,.2f} s; "
+              f"per token {d_['token_latency_p99_ms']:,.1f} ms against {s_['token_latency_p99_ms']:,.1f} ms. The mean "
+              f"batch is {d_['batch_mean']:.1f} against {s_['batch_mean']:.1f}, on TP {d_['tp']} x PP {d_['pp']} "
+              f"against TP {s_['tp']} x PP {s_['pp']} (each the deployment the system model picks for its "
+              "allocation's full batch): DPA admits at once what static queues, and its larger batch and deeper "
+              "pipeline make every decode step longer.", "",
+              f"Preemption at the highest load ({hot:g} requests/s), TCP + DPA: recompute drops the newest "
+              "request's KV and prefills it again when it returns (not charged here); swap moves it over the "
+              "module link and back, stalling the batch.", "",
+              "| preemption | tokens/s | per-token p99 (ms) | queueing p99 (s) | preemptions | KV tokens "
+              "dropped or moved |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {x['tokens_per_s']:,.1f} | {x['token_latency_p99_ms']:,.1f} | "
+              f"{x['queue_delay_p99_s']:,.2f} | {x['preemptions']:,} | {x['preempted_tokens']:,} |"
+              for name, x in (("recompute", recompute), ("swap", swap))]
+    lines += ["", "| partition | alloc | offered (req/s) | tokens/s | per-token p50 / p99 (ms) | queueing p99 (s) | "
+              "request p99 (s) | mean batch | preemptions |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['partition'].upper()} | {x['alloc']} | {x['rate']:g} | {x['tokens_per_s']:,.1f} | "
+              f"{x['token_latency_p50_ms']:,.1f} / {x['token_latency_p99_ms']:,.1f} | {x['queue_delay_p99_s']:,.2f} | "
+              f"{x['request_latency_p99_s']:,.2f} | {x['batch_mean']:.1f} | {x['preemptions']:,} |" for x in rows]
+    lines += ["", "![serving](serving.png)", ""]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for p, a in SERVING_CONFIGS:
+        mine = [x for x in rows if (x["partition"], x["alloc"]) == (p, a)]
+        rates = [x["rate"] for x in mine]
+        label = f"{p.upper()} + {a}"
+        axes[0].plot(rates, [x["tokens_per_s"] for x in mine], marker="o", label=label)
+        axes[1].plot(rates, [x["token_latency_p99_ms"] for x in mine], marker="o", label=label)
+        axes[2].plot(rates, [max(x["queue_delay_p99_s"], 1e-3) for x in mine], marker="o", label=label)
+    axes[0].plot(SERVING_RATES, [r * output_mean for r in SERVING_RATES], color="grey", linestyle=":",
+                 label="offered")
+    axes[0].set(xlabel="offered load (requests/s)", ylabel="output tokens/s", title="throughput")
+    axes[1].set(xlabel="offered load (requests/s)", ylabel="ms", yscale="log", title="per-token latency p99")
+    axes[2].set(xlabel="offered load (requests/s)", ylabel="s", yscale="log", title="queueing delay p99")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "serving.png", dpi=120)
+    plt.close(fig)
+    path = out / "serving.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -27,6 +27,7 @@ plays a server with it, one decode step at a time:
 
 :func:`serve` returns a :class:`ServeResult`: output tokens per second, the latency of every output
 token (time since the request's previous token, or since admission for its first), queueing delay,
+request latency (arrival to last token),
 preemptions and the tokens they cost, and the pool's utilisation after every step. Allocation goes
 through the golden allocators of :mod:`pimphony.model.kvcache`; every call is logged, so a trace can
 be replayed through the DPA RTL.
@@ -126,6 +127,8 @@ class ServeResult:
     tokens: int
     token_latency_s: np.ndarray
     queue_delay_s: np.ndarray
+    request_latency_s: np.ndarray
+    """Arrival to last token, of every finished request."""
     preemptions: int
     preempted_tokens: int
     """Tokens whose KV a preemption dropped (recompute) or moved out (swap)."""
@@ -154,6 +157,8 @@ class ServeResult:
                 "tokens_per_s": self.tokens_per_s, "token_latency_p50_ms": 1e3 * pct(lat, 50),
                 "token_latency_p90_ms": 1e3 * pct(lat, 90), "token_latency_p99_ms": 1e3 * pct(lat, 99),
                 "queue_delay_p50_s": pct(queue, 50), "queue_delay_p99_s": pct(queue, 99),
+                "request_latency_p50_s": pct(self.request_latency_s, 50),
+                "request_latency_p99_s": pct(self.request_latency_s, 99),
                 "preemptions": self.preemptions, "preempted_tokens": self.preempted_tokens, "steps": self.steps,
                 "batch_mean": self.batch_mean,
                 "utilisation_mean": float(self.utilisation[:, 1].mean()) if len(self.utilisation) else 0.0,
@@ -200,15 +205,24 @@ class _Timer:
         return s.link_ns + kv / (self.plan.tp * self.plan.pp) / s.link_gbps
 
 
-def deployment(point: Point, costs: KernelCosts) -> Plan:
-    """The (modules, TP, PP) the system model picks for ``point``: the fixed deployment steps are timed on."""
-    return evaluate(point, costs).best
+def deployment(point: Point, costs: KernelCosts, parallel: tuple[int, int] | None = None) -> Plan:
+    """The deployment steps are timed on: the (modules, TP, PP) the system model picks for ``point``, or
+    ``parallel`` = (TP, PP) on all of its modules."""
+    result = evaluate(point, costs)
+    if parallel is None:
+        return result.best
+    for plan in result.plans:
+        if (plan.tp, plan.pp) == tuple(parallel) and plan.modules == point.modules:
+            return plan
+    raise ValueError(f"TP {parallel[0]} x PP {parallel[1]} is not a deployment of {point.modules} modules for "
+                     f"{point.model.name}: TP x PP must equal the modules, TP divide the KV heads")
 
 
 def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None = None, *,
           rate: float | None = None, clients: int | None = None, duration_s: float = 60.0,
           output_mean: int = 512, preempt: str = "recompute", prefill: bool = True, seed: int = 0,
           log: bool = False, check: bool = False, dpa: DpaConfig | None = None,
+          parallel: tuple[int, int] | None = None,
           progress: Callable[[int, int], None] | None = None) -> ServeResult:
     """Serve for ``duration_s`` of simulated time; see the module docstring.
 
@@ -219,7 +233,9 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     ``dpa`` sizes the DPA allocator as that controller is built — its pool, config-buffer entries and
     longest request — instead of the system's whole KV space, so the allocation log can be replayed
     through the RTL (:mod:`pimphony.verification.serving`); its segments must be the model's.
-    ``progress(done_ms, total_ms)`` is called as simulated time advances.
+    ``parallel`` = (TP, PP) fixes the deployment on all of the system's modules instead of the one the
+    system model picks for the allocation's full batch. ``progress(done_ms, total_ms)`` is called as
+    simulated time advances.
     """
     if sum(x is not None for x in (requests, rate, clients)) != 1:
         raise ValueError("give exactly one of a trace, a rate and a number of clients")
@@ -230,7 +246,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     if clients is not None and clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients}")
     m, org, alloc_name = point.model, point.org, point.techniques.alloc
-    plan = deployment(point, costs)
+    plan = deployment(point, costs, parallel)
     timer = _Timer(point, costs, plan)
     t_max = point.t_max or m.context
     layout = ChunkLayout(org, m.head_dim, point.chunk_bytes)
@@ -281,6 +297,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     arrived = rejected = finished = tokens = preemptions = preempted_tokens = steps = 0
     latencies: list[np.ndarray] = []
     queue_delay: list[float] = []
+    request_latency: list[float] = []
     util: list[tuple[float, float]] = []
     batch_sum = 0
     t = 0.0
@@ -359,6 +376,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
                 call("close", rid, 0)
                 del running[rid]
                 finished += 1
+                request_latency.append(t - live.req.arrival_s)
                 if clients:
                     new_client_request(t)
         tokens += len(produced)
@@ -372,6 +390,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     return ServeResult(min(t, duration_s) if t else duration_s, arrived, finished, rejected,
                        len(running) + len(waiting), tokens,
                        np.concatenate(latencies) if latencies else np.zeros(0), np.asarray(queue_delay),
+                       np.asarray(request_latency),
                        preemptions, preempted_tokens, np.asarray(util).reshape(-1, 2), steps,
                        batch_sum / steps if steps else 0.0, (plan.modules, plan.tp, plan.pp), calls)
 
