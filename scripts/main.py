@@ -368,13 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--jobs", type=_positive, default=2, help="points simulated at once")
     rs = rsub.add_parser("serving", help="throughput and p99 latency against offered load, static vs DPA, HFP vs TCP",
                          description="Serve Poisson arrivals at a range of offered loads with `pimphony serve`'s "
-                                     "simulator for TCP and HFP, each with DPA and static allocation; write "
+                                     "simulator on both systems for TCP and HFP, each with DPA and static "
+                                     "allocation; write "
                                      "serving.md (every point and each configuration's saturation load) and "
                                      "serving.png.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rs.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     rs.add_argument("--duration", type=float, default=120.0, help="simulated seconds per point")
     rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
+    rs.add_argument("--rates", type=serve_cli.rates_type, default=serve_cli.SERVING_RATES,
+                    help="offered loads, requests per second, comma-separated")
     rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
                          description="Sample request lengths from the paper's Table II workloads, admit a decode "
                                      "batch under static T_max reservation and under DPA, and write dpa.md with "
@@ -827,7 +830,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     elif args.target == "serving":
         if not args.duration > 0:
             raise CliError(f"--duration must be a positive number of seconds; got {args.duration}")
-        path = serve_cli.reproduce_serving(args.out, duration_s=args.duration, seed=args.seed,
+        path = serve_cli.reproduce_serving(args.out, duration_s=args.duration, seed=args.seed, rates=args.rates,
                                            progress=Progress("serving points"))
     elif args.target == "dpa":
         path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,

@@ -139,10 +139,15 @@ def test_serving_trace_replays_through_the_dpa_rtl(tmp_path):
 
 
 def test_reproduce_serving_writes_table_and_plot(tmp_path, capsys):
-    assert main(["reproduce", "serving", "--out", str(tmp_path), "--duration", "5"]) == 0
+    assert main(["reproduce", "serving", "--out", str(tmp_path), "--duration", "5", "--rates", "1,4"]) == 0
     text = (tmp_path / "serving.md").read_text()
     assert "| TCP | dpa |" in text and "| HFP | static |" in text and "saturates at" in text
+    assert "## cent" in text and "## neupims" in text
     assert "Where TCP + static saturates" in text and "| swap |" in text and "| recompute |" in text
     assert (tmp_path / "serving.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["reproduce", "serving", "--out", str(tmp_path), "--duration", "0"]) == 2
     assert "--duration must be a positive number of seconds" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "serving", "--rates", "1,x"])
+    assert exit_.value.code == 2
+    assert "want positive requests per second separated by commas" in capsys.readouterr().err
