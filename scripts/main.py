@@ -378,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
     rs.add_argument("--rates", type=serve_cli.rates_type, default=serve_cli.SERVING_RATES,
                     help="offered loads, requests per second, comma-separated")
+    rs.add_argument("--jobs", type=_positive, default=1, help="points simulated at once on local processes")
+    rs.add_argument("--scheduler", help="address of a Dask scheduler to run the points on (tcp://host:8786)")
     rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
                          description="Sample request lengths from the paper's Table II workloads, admit a decode "
                                      "batch under static T_max reservation and under DPA, and write dpa.md with "
@@ -831,6 +833,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if not args.duration > 0:
             raise CliError(f"--duration must be a positive number of seconds; got {args.duration}")
         path = serve_cli.reproduce_serving(args.out, duration_s=args.duration, seed=args.seed, rates=args.rates,
+                                           jobs=args.jobs, scheduler=args.scheduler,
                                            progress=Progress("serving points"))
     elif args.target == "dpa":
         path = reproduce_dpa(args.out, module=args.module, kv_gb=args.kv_gb, generate=args.generate,

@@ -164,24 +164,36 @@ def serving_point(model: str, system: str, capacity: str, workload: str, partiti
     return {"partition": partition, "alloc": alloc, "rate": rate, **result.summary()}
 
 
+def _serving_task(task: tuple) -> dict:
+    """:func:`serving_point` of one ``(system, partition, alloc, rate, preempt, model, capacity, workload,
+    duration_s, output_mean, seed)`` tuple, tagged with its system (a picklable task for a pool)."""
+    system, partition, alloc, rate, preempt, model, capacity, workload, duration_s, output_mean, seed = task
+    return {"system": system, "preempt": preempt, **serving_point(model, system, capacity, workload, partition,
+                                                                  alloc, rate, duration_s, output_mean, seed,
+                                                                  preempt=preempt)}
+
+
 def reproduce_serving(out, model: str = "llama-3.1-8b", capacity: str = "128GB", workload: str = "qmsum",
                       duration_s: float = 120.0, output_mean: int = 512, seed: int = 0,
-                      rates: tuple[float, ...] = SERVING_RATES, progress=None):
+                      rates: tuple[float, ...] = SERVING_RATES, jobs: int = 1, scheduler: str | None = None,
+                      progress=None):
     """Throughput and p99 latencies against offered load on both systems for TCP / HFP x DPA / static, with
-    each one's saturation load: ``serving.md`` and ``serving.png`` in ``out``."""
+    each one's saturation load: ``serving.md`` and ``serving.png`` in ``out``. The points run in this
+    process, on ``jobs`` local processes or on the Dask cluster at ``scheduler``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(sy, p, a, r) for sy in SERVING_SYSTEMS for p, a in SERVING_CONFIGS for r in rates]
-    rows = []
-    for i, (sy, p, a, r) in enumerate(todo):
-        rows.append({"system": sy, **serving_point(model, sy, capacity, workload, p, a, r, duration_s, output_mean,
-                                                   seed)})
-        if progress:
-            progress(i + 1, len(todo))
+    from .sweep import map_tasks
+
+    common = (model, capacity, workload, duration_s, output_mean, seed)
+    todo = [(sy, p, a, r, "recompute", *common) for sy in SERVING_SYSTEMS for p, a in SERVING_CONFIGS for r in rates]
+    todo += [(sy, "tcp", "dpa", max(rates), "swap", *common) for sy in SERVING_SYSTEMS]
+    done = map_tasks(_serving_task, todo, jobs, scheduler, progress)
+    rows = [x for x in done if x["preempt"] == "recompute"]
+    swaps = {x["system"]: x for x in done if x["preempt"] == "swap"}
     lines = ["# Serving: throughput and latency against offered load", "",
              f"Regenerate with `pimphony reproduce serving`. {model} on {capacity} of each system, prompts from "
              f"{workload} (Table II statistics), outputs geometric with mean {output_mean} (clipped to [1, "
@@ -194,7 +206,7 @@ def reproduce_serving(out, model: str = "llama-3.1-8b", capacity: str = "128GB",
     fig, axes = plt.subplots(len(SERVING_SYSTEMS), 3, figsize=(13, 3.4 * len(SERVING_SYSTEMS)), squeeze=False)
     for row_axes, system in zip(axes, SERVING_SYSTEMS, strict=True):
         mine = [x for x in rows if x["system"] == system]
-        lines += _serving_section(system, mine, model, capacity, workload, duration_s, output_mean, seed, rates)
+        lines += _serving_section(system, mine, swaps[system], output_mean, rates)
         for p, a in SERVING_CONFIGS:
             pts = [x for x in mine if (x["partition"], x["alloc"]) == (p, a)]
             rates = [x["rate"] for x in pts]
@@ -220,8 +232,8 @@ def reproduce_serving(out, model: str = "llama-3.1-8b", capacity: str = "128GB",
     return path
 
 
-def _serving_section(system: str, rows: list[dict], model: str, capacity: str, workload: str, duration_s: float,
-                     output_mean: int, seed: int, rates: tuple[float, ...]) -> list[str]:
+def _serving_section(system: str, rows: list[dict], swap: dict, output_mean: int,
+                     rates: tuple[float, ...]) -> list[str]:
     """One system's part of ``serving.md``: saturation loads, DPA against static where static saturates,
     recompute against swap at the highest load, and every point."""
     saturation = {}
@@ -239,8 +251,6 @@ def _serving_section(system: str, rows: list[dict], model: str, capacity: str, w
     gain = 100 * (d_["tokens_per_s"] / s_["tokens_per_s"] - 1)
     hot = max(rates)
     recompute = next(x for x in rows if (x["partition"], x["alloc"], x["rate"]) == ("tcp", "dpa", hot))
-    swap = serving_point(model, system, capacity, workload, "tcp", "dpa", hot, duration_s, output_mean, seed,
-                         preempt="swap")
     lines += ["", f"Where TCP + static saturates ({at:g} requests/s), TCP + DPA serves {d_['tokens_per_s']:,.0f} "
               f"tokens/s against {s_['tokens_per_s']:,.0f} ({gain:+.0f}%). The p99 latencies, DPA against static: "
               f"request (arrival to last token) {d_['request_latency_p99_s']:,.2f} s against "

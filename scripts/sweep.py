@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -156,34 +156,41 @@ def run_sweep(points: list[PointSpec | InvalidPoint], jobs: int = 1, scheduler: 
               use_cache: bool = True,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Evaluate ``points`` (in order) locally or on the Dask cluster at ``scheduler``."""
-    rows: list[dict[str, Any] | None] = [None] * len(points)
+    return map_tasks(partial(evaluate_spec, use_cache=use_cache), points, jobs, scheduler, progress, chunksize=4)
+
+
+def map_tasks(fn: Callable[[Any], Any], items: list, jobs: int = 1, scheduler: str | None = None,
+              progress: Callable[[int, int], None] | None = None, chunksize: int = 1) -> list:
+    """``[fn(x) for x in items]``, in order: in this process, on ``jobs`` local processes, or on the Dask
+    cluster at ``scheduler`` (``fn`` and the items must pickle)."""
+    results: list = [None] * len(items)
     done = 0
 
     def tick() -> None:
         nonlocal done
         done += 1
         if progress:
-            progress(done, len(points))
+            progress(done, len(items))
 
     if scheduler:
         from distributed import Client, as_completed
 
         with Client(scheduler, timeout="10s") as client:
-            futures = client.map(evaluate_spec, points, use_cache=use_cache, pure=False)
+            futures = client.map(fn, items, pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
             for future in as_completed(futures):
-                rows[index[future.key]] = future.result()
+                results[index[future.key]] = future.result()
                 tick()
-    elif jobs > 1 and len(points) > 1:
+    elif jobs > 1 and len(items) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for i, row in enumerate(pool.map(evaluate_spec, points, [use_cache] * len(points), chunksize=4)):
-                rows[i] = row
+            for i, result in enumerate(pool.map(fn, items, chunksize=chunksize)):
+                results[i] = result
                 tick()
     else:
-        for i, spec in enumerate(points):
-            rows[i] = evaluate_spec(spec, use_cache)
+        for i, item in enumerate(items):
+            results[i] = fn(item)
             tick()
-    return [r for r in rows if r is not None]
+    return results
 
 
 def write_table(rows: list[dict[str, Any]], out: Path) -> Path:

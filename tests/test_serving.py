@@ -139,7 +139,8 @@ def test_serving_trace_replays_through_the_dpa_rtl(tmp_path):
 
 
 def test_reproduce_serving_writes_table_and_plot(tmp_path, capsys):
-    assert main(["reproduce", "serving", "--out", str(tmp_path), "--duration", "5", "--rates", "1,4"]) == 0
+    assert main(["reproduce", "serving", "--out", str(tmp_path), "--duration", "5", "--rates", "1,4",
+                 "--jobs", "2"]) == 0
     text = (tmp_path / "serving.md").read_text()
     assert "| TCP | dpa |" in text and "| HFP | static |" in text and "saturates at" in text
     assert "## cent" in text and "## neupims" in text
