@@ -221,7 +221,7 @@ def _read(kind: str, name_or_path: str | Path) -> tuple[str, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class TimingPreset(_Config):
-    """DRAM/PIM command timing in command-clock cycles of ``tck_ps`` (REFERENCE.md c.1)."""
+    """DRAM/PIM command timing in command-clock cycles of ``tck_ps`` (docs/sources.md §timing)."""
 
     KIND: ClassVar[str] = "timing"
     tck_ps: int = _spec(1, 100_000, "command clock period in picoseconds")
@@ -260,7 +260,7 @@ class TimingPreset(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class ModuleOrg(_Config):
-    """Organisation of one PIM module: channels x banks x rows x columns, buffers (REFERENCE.md b.2)."""
+    """Organisation of one PIM module: channels x banks x rows x columns, buffers (docs/sources.md §channel)."""
 
     KIND: ClassVar[str] = "modules"
     channels: int = _spec(1, 64, "PIM channels per module (one controller each)")
@@ -315,7 +315,7 @@ class ModuleOrg(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig(_Config):
-    """The attention shape of an LLM (REFERENCE.md d.1)."""
+    """The attention shape of an LLM (docs/sources.md §models)."""
 
     KIND: ClassVar[str] = "models"
     layers: int = _spec(1, 1024, "decoder layers")
@@ -437,7 +437,7 @@ class ModelConfig(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkloadConfig(_Config):
-    """Context-length statistics of a dataset (REFERENCE.md d.2): a clipped normal."""
+    """Context-length statistics of a dataset (docs/sources.md §workloads): a clipped normal."""
 
     KIND: ClassVar[str] = "workloads"
     mean: int = _spec(1, 1 << 24, "mean context length")
@@ -452,7 +452,7 @@ class WorkloadConfig(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class SystemConfig(_Config):
-    """A multi-module PIM system (REFERENCE.md d.3): what runs the FC layers and how modules talk.
+    """A multi-module PIM system (docs/sources.md §systems): what runs the FC layers and how modules talk.
 
     ``fc_on_pim`` = 1 is the PIM-only system (CENT): FC layers run as GEMVs on the PIM channels and the
     module's processing units (PNM) do softmax; 0 is xPU+PIM (NeuPIMs): FC layers run on the xPU's

@@ -1,6 +1,6 @@
 """KV-cache allocation: the static baseline (T_max per request) and DPA's lazily allocated chunks.
 
-**Chunk layout under TCP** (:class:`ChunkLayout`, REFERENCE.md f.10). A chunk is the same range of
+**Chunk layout under TCP** (:class:`ChunkLayout`, docs/sources.md §dpa). A chunk is the same range of
 ``rows_per_chunk`` rows in every bank of a module: ``chunk_bytes / (channels x banks x row bytes)``
 rows, i.e. 2 rows per bank for 1 MiB on the 16 x 16 module (1 row on 32 x 16). A chunk holds the K
 *or* the V of one (request, layer, KV head) — a *segment* — laid out exactly as
@@ -123,7 +123,7 @@ class DpaAllocator:
     max_requests:
         Capacity of the config buffer.
     headroom:
-        Chunks that must remain free after admitting a request (admission control, REFERENCE.md f.12).
+        Chunks that must remain free after admitting a request (admission control, docs/sources.md §dpa).
     chunks:
         Physical chunks in the pool (default: one module's, ``layout.chunks``).
     max_tokens:

@@ -1,4 +1,4 @@
-"""Number formats of the PIM datapath and the error bound they imply (DESIGN.md decision 3).
+"""Number formats of the PIM datapath and the error bound they imply (docs/design.md §numerics).
 
 Formats: KV cache, queries, GBuf and GPR data are bfloat16; each bank's MAC multiplies bf16 pairs
 (exact in fp32) and sums the 16 products with a fixed binary tree in fp32; OBuf entries accumulate in

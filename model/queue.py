@@ -41,7 +41,7 @@ class QueueConfig:
     """The compute queue holds a whole SV tile of MACs (half the 64-entry GBuf): commands are dispatched in
     program order, so with a shorter compute queue the dispatcher waits on a tile's last MACs before it can
     hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile. The
-    32 + 32 queued commands use all 64 names of 6-bit tags (REFERENCE.md f.6 proposes 16 + 16 with the
+    32 + 32 queued commands use all 64 names of 6-bit tags (docs/sources.md §dcs proposes 16 + 16 with the
     same tags)."""
     gbuf_entries: int = 64
     obuf_entries: int = 16

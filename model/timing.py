@@ -7,8 +7,8 @@ one of ``next`` ops may issue at cycle ``t + gap`` at the earliest, within ``sco
 * ``column``: the channel's column-command slot (MAC16, RDMAC16: nCCDS / nCCDL cadence);
 * ``bus``: the channel's external data bus (WRGB, WRMAC16 writes; RDMAC16 reads; turnarounds).
 
-Gaps are expressions over a :class:`~pimphony.model.config.TimingPreset`, written once here (REFERENCE.md
-c.3 and c.4, in the style of Ramulator 2.0's timing constraints and LiteDRAM's timing checker). The
+Gaps are expressions over a :class:`~pimphony.model.config.TimingPreset`, written once here (docs/sources.md
+§timing, in the style of Ramulator 2.0's timing constraints and LiteDRAM's timing checker). The
 cycle model, the RTL's counters and the testbench's checker are all built from :func:`rules`.
 
 Our opcodes map to AiM commands: ACT = ACT16, PRE = PREA, REF = REFab, WR_INP = WRGB,
@@ -16,7 +16,7 @@ WR_BIAS = WRMAC16, MAC = MAC16, RD_OUT = RDMAC16.
 
 One rule depends on the hardware, not the timing preset: in AiM an RD-OUT (RDMAC16) reads the output
 registers through the column path, so it is a column command and takes a MAC's nCCDS slot. PIMphony's
-OBuf is dual-ported ("MACs run while inputs load and outputs drain", REFERENCE.md a.4): with
+OBuf is dual-ported ("MACs run while inputs load and outputs drain", docs/sources.md §dcs): with
 ``obuf_dual_port`` an RD-OUT leaves the column slot to the MACs and only occupies the data bus (nBL
 between reads, plus the read/write turnarounds). :func:`latencies` gives when each command's effect
 is complete (data written, result readable), which the issue policies use for true dependencies.
@@ -111,7 +111,7 @@ def rules(preset: TimingPreset, obuf_dual_port: bool = False) -> list[Rule]:
 
 
 def latencies(preset: TimingPreset) -> dict[Opcode, int]:
-    """Cycles from issue until a command's effect is complete (REFERENCE.md c.3, c.4).
+    """Cycles from issue until a command's effect is complete (docs/sources.md §timing).
 
     WR_INP: data in GBuf (nCWLGB + nBL); WR_BIAS: bias in the OBuf (nCWLREG + nBL); MAC: product
     accumulated (MAC16 latency 1); RD_OUT: data out of the OBuf (nCLREG + nBL); row commands and REF
@@ -131,7 +131,7 @@ def blocking_table(preset: TimingPreset) -> np.ndarray:
     """What the static (conventional, in-order) controller waits for after each command before it
     issues the next: the :func:`latency_table`, except that RD-OUT is a *blocking read* — the
     controller waits until its data is at the HUB (``nRDHUB``), as AiM's in-order controller blocks
-    RD_MAC until executed (REFERENCE.md c.3). Ping-pong and DCS drain the OBuf through its own port
+    RD_MAC until executed (docs/sources.md §timing). Ping-pong and DCS drain the OBuf through its own port
     and wait only for the hazards of :func:`latency_table`."""
     table = latency_table(preset)
     table[Opcode.RD_OUT] = preset.nRDHUB

@@ -24,7 +24,7 @@ from .policies import issuer
 
 PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig18_max_ratio": 1.4,
          "table_bytes": 576}
-"""The paper's figures these experiments reproduce (REFERENCE.md d.4: R6, R7, R8, R23)."""
+"""The paper's figures these experiments reproduce (docs/sources.md §targets: R6, R7, R8, R23)."""
 
 
 def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, open_row: bool = False) -> ChannelTrace:
@@ -113,7 +113,7 @@ def fig18(org: ModuleOrg, timing: TimingPreset, groups=(1, 2, 4, 8), length: int
 
 
 SHALLOW_QUEUES = {"io_depth": 16, "compute_depth": 16}
-"""REFERENCE.md f.6's proposal (16 + 16), against which the default queues are compared."""
+"""The first proposal of docs/sources.md §dcs (16 + 16), against which the default queues are compared."""
 
 
 def utilisation_table(org: ModuleOrg, timing: TimingPreset, groups=(1, 4, 8), length: int = 32768) -> list[dict]:

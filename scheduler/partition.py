@@ -1,7 +1,7 @@
 """Head-first (HFP) and token-centric (TCP) partitioning of the KV cache over PIM modules.
 
 Both map every (request, KV head, token) to (module, channel, bank, row, column) with the layouts
-of DESIGN.md decision 6 (REFERENCE.md b.4); they differ in *which* banks a pair's tokens use.
+of docs/design.md §layouts; they differ in *which* banks a pair's tokens use.
 
 K (for QK^T): a pair owns a list of *lanes* (banks); token ``t`` goes to lane ``t mod L`` at local
 index ``i = t div L`` (CENT's round robin); ``kpr = bursts_per_row div (d/16)`` whole keys share a

@@ -157,8 +157,8 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
     lines += ["", "![Fig. 18](dcs_fig18.png)", "",
               "## MAC utilisation of QK^T and SV (fraction of the MAC roofline), d_h = 128", "",
               f"Queues: {cfg.io_depth}-deep I/O and {cfg.compute_depth}-deep compute (the default); {shallow} is "
-              "REFERENCE.md f.6's proposal. Row bound: a row's MAC cycles over those plus its switch (nRCDRDMAC + "
-              "nRTP + nRP), refresh aside.", "",
+              "the first proposal (docs/sources.md §dcs). Row bound: a row's MAC cycles over those plus its "
+              "switch (nRCDRDMAC + nRTP + nRP), refresh aside.", "",
               f"| attention | phase | aim | static (nRDHUB) | ping-pong | DCS | DCS, {shallow} queues | row bound | "
               f"DCS / bound | DCS breakdown ({_breakdown_header()}) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -209,7 +209,8 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
         "whole V row and software-pipelines RD-OUTs; ping-pong and DCS get the same program.",
         "* **85% target** (DCS, d_h = 128, long context): GQA g = 8 reaches "
         + " and ".join(f"{r['phase'].upper()} {_pct(r['dcs'])}" for r in g8)
-        + f". With REFERENCE.md f.6's {shallow} queues SV stalls at every {org.gbuf_entries // 2}-MAC tile ("
+        + f". With the first proposal's {shallow} queues (docs/sources.md §dcs) SV stalls at every "
+        f"{org.gbuf_entries // 2}-MAC tile ("
         + " and ".join(f"{r['phase'].upper()} {_pct(r['dcs_shallow'])}" for r in g8) + "): commands are "
         "dispatched in program order, so the dispatcher waits on a tile's last MACs before it can queue the next "
         f"tile's WR-INPs. A {cfg.compute_depth}-deep compute queue holds a whole tile, and {cfg.io_depth} + "

@@ -1,4 +1,4 @@
-"""``pimphony reproduce`` (all targets): every number of REFERENCE.md d.4 the project can compute, into
+"""``pimphony reproduce`` (all targets): every number of docs/sources.md §targets the project can compute, into
 ``reports/reproduction.md`` with PNG plots — the system model for the throughput results, the channel
 cycle model for the DCS figures, the allocators for capacity, the RTL parameters for storage.
 

