@@ -233,6 +233,12 @@ class DpaAllocator:
             raise IndexError(f"request {request}: virtual row {virtual_row} is past its {len(chunks)} chunks")
         return chunks[virtual_row // rpc] * rpc + virtual_row % rpc
 
+    def fits(self, length: int) -> bool:
+        """Whether a request of ``length`` tokens could be held at all: not past the longest request and its
+        reservation no larger than the whole pool."""
+        k, v = self._chunks_for(self.reserved_tokens(length))
+        return not self._too_long(length) and (k + v) * self.segments <= self.n_chunks
+
     def _too_long(self, length: int) -> bool:
         return self.max_tokens is not None and length > self.max_tokens
 

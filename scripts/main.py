@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-GOLDEN_PARTITIONS = ["tcp", *PARTITIONS.keys() - {"tcp"}, *(f"hfp-{k}" for k in HFP_SPANS[1:])]
+GOLDEN_PARTITIONS = [*PARTITIONS, *(f"hfp-{k}" for k in HFP_SPANS[1:])]
 """What ``attention`` and ``bench golden`` accept: TCP, and HFP with its keys on 1 or more channels."""
 RUN_MAX_REQUESTS = 16
 RUN_MAX_CHUNKS = 512

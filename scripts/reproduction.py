@@ -28,10 +28,8 @@ from pimphony.model.perf.system import (
     PerfResult,
     Techniques,
     assumptions,
-    channel_cycles,
     context_workload,
     evaluate,
-    layout,
     weight_bytes,
 )
 from pimphony.model.queue import Policy, QueueConfig
@@ -540,14 +538,8 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
 
 
 def _busy(r: PerfResult) -> str:
-    """How many channels of a module the first micro-batch's attention keeps busy, as 'n of N channels'."""
-    p, b = r.point, r.best
-    key = layout(p.techniques.partition, p.system.hfp_span)
-    curve = kernel_costs(p.org, p.timing, p.model.head_dim, p.model.group).attention[(key, p.techniques.schedule)]
-    lengths = r.admission.lengths.astype(np.float64)[::b.micro_batches] + p.generate / 2
-    load = channel_cycles(key, curve, lengths, p.model.kv_heads // b.tp, p.org.channels, p.org.banks,
-                          p.model.head_dim // p.org.burst_elements)
-    return f"{int((load > 0).sum())} of {p.org.channels} channels per module"
+    """How many channels of a module the step's attention keeps busy, as 'n of N channels per module'."""
+    return f"{r.best.busy_channels} of {r.point.org.channels} channels per module"
 
 
 def _pairs(r: PerfResult) -> str:

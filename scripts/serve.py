@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from pimphony.model.config import InputError
+from pimphony.model.config import ConfigError, InputError
 from pimphony.model.perf.serving import PREEMPTIONS
-from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, Techniques
+from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, PerfError, Techniques
 
 from .perf import add_system_arguments
 
@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
                          t_max=args.t_max)
         point = build_point(spec)
     except ValueError as exc:
-        if isinstance(exc, InputError) or type(exc).__name__ in ("ConfigError", "PerfError"):
+        if isinstance(exc, InputError | ConfigError | PerfError):
             raise
         raise InputError(str(exc)) from None
     costs = kernel_costs(point.org, point.timing, point.model.head_dim, point.model.group)
@@ -105,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
                        seed=args.seed, parallel=args.deployment,
                        progress=Progress("simulated time (ms)", enabled=not args.quiet))
     except ValueError as exc:
-        if isinstance(exc, InputError) or type(exc).__name__ in ("ConfigError", "PerfError"):
+        if isinstance(exc, InputError | ConfigError | PerfError):
             raise
         raise InputError(f"--deployment: {exc}" if args.deployment else str(exc)) from None
     summary = {"model": point.model.name, "system": point.system.name, "capacity_gb": point.capacity_bytes / 2**30,

@@ -48,7 +48,7 @@ from ..config import InputError, WorkloadConfig
 from ..dpa import DpaConfig
 from ..kvcache import ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 from .capacity import sample_lengths
-from .system import KernelCosts, Plan, Point, _plan, evaluate, weight_bytes
+from .system import KernelCosts, Plan, Point, _plan, evaluate, fc_ns, weight_bytes
 
 ALLOCS = ("dpa", "static")
 PREEMPTIONS = ("recompute", "swap")
@@ -183,20 +183,16 @@ class _Timer:
 
     def __init__(self, point: Point, costs: KernelCosts, plan: Plan):
         self.point, self.costs, self.plan = point, costs, plan
-        s, org, m = point.system, point.org, point.model
-        ns = s.pim_tck_ps / 1000.0
-        self.per_byte_ns = costs.gemv_cycles_per_byte[point.techniques.schedule] * ns / org.channels
-        self.module_bytes = weight_bytes(m, org) / (plan.tp * plan.pp)
+        self.module_bytes = weight_bytes(point.model, point.org) / (plan.tp * plan.pp)
 
     def step_ns(self, lengths: np.ndarray) -> float:
         p = self.plan
         return _plan(self.point, self.costs, p.admission, lengths.astype(np.float64), p.modules, p.tp, p.pp).step_ns
 
     def prefill_ns(self, tokens: int) -> float:
-        s = self.point.system
-        if s.fc_on_pim:                         # one GEMV per token; the PP stages pipeline the tokens
-            return tokens * self.module_bytes * self.per_byte_ns
-        return max(self.module_bytes / s.xpu_mem_gbps, tokens * self.module_bytes / s.xpu_gflops)
+        """The FC layers of ``tokens`` prompt tokens on one module's weight share (the PP stages pipeline
+        the tokens)."""
+        return fc_ns(self.point, self.costs, self.module_bytes, tokens)
 
     def swap_ns(self, tokens: int) -> float:
         """Moving ``tokens`` of a request's KV over the link of each module holding a share of it."""
@@ -252,23 +248,25 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     layout = ChunkLayout(org, m.head_dim, point.chunk_bytes)
     pool = (plan.modules * org.bytes - weight_bytes(m, org)) // point.chunk_bytes
     segs = segments_of(m)
-    longest = t_max if alloc_name == "static" else None
-    if dpa is not None:
-        if alloc_name != "dpa" or dpa.segments != segs or dpa.layout != layout:
-            raise ValueError(f"a DPA controller configuration needs DPA allocation, the model's {segs} segments "
-                             "and its chunk layout")
-        pool, longest = dpa.n_chunks, dpa.max_tokens
+    if dpa is not None and (alloc_name != "dpa" or dpa.segments != segs or dpa.layout != layout):
+        raise ValueError(f"a DPA controller configuration needs DPA allocation, the model's {segs} segments and "
+                         "its chunk layout")
     if alloc_name == "static":
         allocator: DpaAllocator = StaticAllocator(layout, segs, MAX_REQUESTS, t_max, chunks=pool)
+    elif dpa is not None:
+        allocator = DpaAllocator(layout, segs, dpa.max_requests, chunks=dpa.n_chunks, max_tokens=dpa.max_tokens)
     else:
-        allocator = DpaAllocator(layout, segs, dpa.max_requests if dpa else MAX_REQUESTS, chunks=pool,
-                                 max_tokens=longest)
+        allocator = DpaAllocator(layout, segs, MAX_REQUESTS, chunks=pool)
     rng = np.random.default_rng(seed)
     calls: list[tuple[str, int, int, Status, int]] = []
+    moved = False                               # chunks changed hands since the last check
 
     def call(op: str, rid: int, tokens: int) -> Status:
+        nonlocal moved
+        free = len(allocator.free)
         status = (allocator.open(rid, tokens) if op == "open" else allocator.append(rid, tokens) if op == "append"
                   else allocator.close(rid))
+        moved = moved or len(allocator.free) != free
         if log:
             calls.append((op, rid, tokens, status, len(allocator.free)))
         return status
@@ -303,7 +301,6 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
     t = 0.0
     step_cache: tuple[tuple[int, ...], float] | None = None
     since_timed = 0
-    checked = (-1, -1)
     total_ms = int(duration_s * 1000)
 
     def preempt_newest() -> None:
@@ -322,8 +319,7 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
         while arrivals and arrivals[0][0] <= t:
             _, _, r = heapq.heappop(arrivals)
             arrived += 1
-            final = r.prompt + r.output
-            if ((longest is not None and final > longest) or sum(layout.segment_chunks(final)) * segs > pool):
+            if not allocator.fits(r.prompt + r.output):
                 rejected += 1
                 if clients:
                     new_client_request(t)
@@ -382,9 +378,9 @@ def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None 
         tokens += len(produced)
         latencies.append(np.asarray(produced))
         util.append((t, (allocator.n_chunks - len(allocator.free)) / allocator.n_chunks))
-        if check and (len(allocator.free), len(allocator.requests)) != checked:
+        if check and moved:
             allocator.check()                   # only after steps that moved chunks: the others cannot break it
-            checked = (len(allocator.free), len(allocator.requests))
+            moved = False
         if progress is not None:
             progress(min(total_ms, int(t * 1000)), total_ms)
     return ServeResult(min(t, duration_s) if t else duration_s, arrived, finished, rejected,

@@ -205,6 +205,8 @@ class Plan:
     channel_balance: float = 0.0
     """Attention work of a module's channels over what they would do if all worked as long as the busiest
     (1: balanced; 1/C: one channel works)."""
+    busy_channels: int = 0
+    """Channels of a module with attention work in the busiest micro-batch."""
 
     @property
     def attention_nj_per_token(self) -> float:
@@ -290,6 +292,17 @@ def channel_cycles(layout_key: str, curve: PhaseCurve, lengths: np.ndarray, head
     return load
 
 
+def fc_ns(point: Point, costs: KernelCosts, nbytes: float, n: int) -> float:
+    """FC of ``n`` requests (or tokens) over ``nbytes`` of one module's weights: GEMVs on every PIM channel at
+    the measured cycles per weight byte, or a GEMM on the xPU bound by reading the weights or by 2 FLOP per
+    2-byte weight and request."""
+    s = point.system
+    if s.fc_on_pim:
+        per_byte = costs.gemv_cycles_per_byte[point.techniques.schedule] * s.pim_tck_ps / 1000.0 / point.org.channels
+        return n * nbytes * per_byte
+    return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)
+
+
 def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.ndarray, modules: int, tp: int,
           pp: int) -> Plan:
     m, s, org, tech = point.model, point.system, point.org, point.techniques
@@ -304,24 +317,18 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     kb = m.head_dim // org.burst_elements
     fc_bytes = org.element_bytes * m.layer_params / tp                # one module's share of a layer
     head_bytes = org.element_bytes * m.head_params / tp
-    per_byte = costs.gemv_cycles_per_byte[tech.schedule] * ns / C     # GEMV on every channel (PIM-only)
-
-    def fc_time(nbytes: float, n: int) -> float:
-        """FC of ``n`` requests over ``nbytes`` of weights: GEMVs on PIM, or a GEMM on the xPU bound by
-        reading the weights or by 2 FLOP per 2-byte weight and request."""
-        if s.fc_on_pim:
-            return n * nbytes * per_byte
-        return max(nbytes / s.xpu_mem_gbps, n * nbytes / s.xpu_gflops)
 
     worst: dict[str, float] | None = None
     busy_cycles = peak_cycles = 0.0                          # channel-cycles of attention work, one module
+    busy_channels = 0
     for g in groups:
         load = channel_cycles(key, curve, g, heads, C, org.banks, kb)
         busy_cycles += float(load.sum())
         peak_cycles += float(load.max())
+        busy_channels = max(busy_channels, int((load > 0).sum()))
         attention = float(load.max()) * ns
         softmax = heads * m.group * float(g.sum()) / s.softmax_per_ns
-        fc, lm = fc_time(fc_bytes, len(g)), fc_time(head_bytes, len(g))
+        fc, lm = fc_ns(point, costs, fc_bytes, len(g)), fc_ns(point, costs, head_bytes, len(g))
         act = len(g) * m.hidden * org.element_bytes
         tp_comm = 0.0 if tp == 1 else 2 * (2 * (tp - 1) * s.link_ns + 2 * (tp - 1) / tp * act / s.link_gbps)
         attn = max(attention, softmax)
@@ -358,7 +365,7 @@ def _plan(point: Point, costs: KernelCosts, admission: Admission, lengths: np.nd
     return Plan(admission, modules, tp, pp, micro, step, batch / step * 1e9, parts_ns,
                 busy / (point.modules * C * step), energy,
                 attention_busy / (point.modules * C * attention_time) if attention_time else 0.0,
-                busy_cycles / (C * peak_cycles) if peak_cycles else 0.0)
+                busy_cycles / (C * peak_cycles) if peak_cycles else 0.0, busy_channels)
 
 
 def parallel_plans(model: ModelConfig, modules: int) -> list[tuple[int, int]]:
@@ -426,8 +433,8 @@ def context_workload(context: int, fixed: bool = False, generate: int = 512) -> 
             raise ValueError(f"a fixed context of {context} tokens must exceed the {generate} generated tokens")
         prompt = context - generate
         values = {"mean": prompt, "std": 0, "max": prompt, "min": prompt}
-        return WorkloadConfig.from_mapping({"name": f"fixed-{context}", "values": values}, f"--context {context}"), \
-            context
+        name = f"fixed-{context}"
+        return WorkloadConfig.from_mapping({"name": name, "values": values}, f"--context {context}"), context
     values = {"mean": context, "std": context // 3, "max": 2 * context, "min": 1}
     workload = WorkloadConfig.from_mapping({"name": f"context-{context}", "values": values}, f"--context {context}")
     return workload, workload.max + generate
