@@ -151,3 +151,17 @@ class AllocatorMachine(RuleBasedStateMachine):
 
 TestAllocatorMachine = AllocatorMachine.TestCase
 TestAllocatorMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_fits_says_whether_an_empty_pool_could_ever_hold_a_request():
+    """DPA: the request's own chunks against the pool; static: its T_max reservation; both: the longest
+    request. A request that fits opens on an empty pool, one that does not is refused."""
+    per = LAYOUT.k_tokens                                        # tokens of one chunk at d_h = 128
+    dpa = DpaAllocator(LAYOUT, segments=2, max_requests=4, chunks=8, max_tokens=3 * per)
+    assert dpa.fits(2 * per) and not dpa.fits(2 * per + 1)       # 3 chunks of K and of V = 12 > 8
+    assert not DpaAllocator(LAYOUT, segments=2, max_requests=4, chunks=64, max_tokens=per).fits(per + 1)
+    static = StaticAllocator(LAYOUT, segments=2, max_requests=4, t_max=3 * per, chunks=8)
+    assert not static.fits(1) and StaticAllocator(LAYOUT, 2, 4, t_max=2 * per, chunks=8).fits(1)
+    for alloc, length in ((dpa, 2 * per), (dpa, 2 * per + 1), (static, 1)):
+        assert (alloc.open(0, length) == Status.OK) == alloc.fits(length)
+        alloc.close(0)
