@@ -8,7 +8,9 @@ as a bus-functional model does; both paths run the same code.
 State per channel (``B`` banks, ``E`` GBuf entries of 16 elements, ``O`` OBuf entries):
 
 * bank arrays: ``rows`` x ``columns`` bf16 per bank, stored sparsely: a row index is backed by
-  memory only once something is written to it (a module is 8 GB; memory in use follows the data);
+  memory only once something is written to it (a module is 8 GB; memory in use follows the data).
+  A backed row is one ``(channels, columns, banks)`` array of bit patterns: element ``j`` of every
+  bank side by side, as the compiled path (:mod:`~pimphony.model.kernels`) reads them;
 * the open row (all-bank ACT/PRE, as AiM's ACT16/PREA), ``-1`` when precharged, and the row
   buffer that ACT fills and MAC reads;
 * GBuf ``E x 16`` bf16 values; OBuf ``O x B`` fp32 accumulators (bank ``b`` owns column ``b``).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .compiled import array_list
 from .config import ModuleOrg
 from .isa import Command, Opcode
 from .numerics import bits_to_f32, to_bf16, tree_sum16
@@ -58,6 +61,7 @@ class ChannelArray:
         self.gbuf = np.zeros((c, org.gbuf_entries, w), dtype=np.float32)
         self.obuf = np.zeros((c, self.n_obuf, b), dtype=np.float32)
         self._rows: dict[int, np.ndarray] = {}
+        self._table = None
         self.mac_ops = 0
         """Multiply-accumulates performed (16 per bank per MAC command)."""
 
@@ -72,14 +76,43 @@ class ChannelArray:
         arr = self._rows.get(row)
         if arr is None:
             org = self.org
-            arr = np.zeros((org.channels, org.banks, org.columns), dtype=np.uint16)
+            arr = np.zeros((org.channels, org.columns, org.banks), dtype=np.uint16)
             self._rows[row] = arr
+            self._table = None
         return arr
 
-    def write_rows(self, channels: np.ndarray, row0: int, data: np.ndarray, col0: int = 0) -> None:
+    def row_table(self) -> tuple[np.ndarray, list]:
+        """The backed rows as the compiled path takes them: ``(slot_of_row, rows)``, where
+        ``rows[slot_of_row[r]]`` is row ``r`` (``-1``: never written) and the last of ``rows`` is a zero row."""
+        if self._table is None:
+            org = self.org
+            slots = np.full(org.rows, -1, dtype=np.int64)
+            arrays = list(self._rows.values())
+            slots[list(self._rows)] = np.arange(len(arrays))
+            zero = np.zeros((org.channels, org.columns, org.banks), dtype=np.uint16)
+            self._table = (slots, array_list([*arrays, zero]))
+        return self._table
+
+    def _latch(self, channels: np.ndarray) -> None:
+        """Fill the row buffers of ``channels`` from their open rows (zeros where never written)."""
+        for c in channels.tolist():
+            bits = self._rows.get(int(self.open_row[c]))
+            self.row_buffer[c] = 0.0 if bits is None else bits_to_f32(bits[c].T)
+
+    def sync_row_buffers(self) -> None:
+        """Refill the row buffer of every channel with an open row (after the compiled path, which reads
+        the banks directly and leaves the row buffers alone)."""
+        self._latch(np.nonzero(self.open_row >= 0)[0])
+
+    def write_rows(self, channels: np.ndarray, row0: int, data: np.ndarray, col0: int = 0,
+                   banks_last: bool = False) -> None:
         """Back-door write of bf16 bit patterns: ``data[r, k, bank, j]`` -> channel ``channels[k]``,
-        row ``row0 + r``, element column ``col0 + j`` (how the host lays KV into banks)."""
-        n_rows, n_ch, n_banks, n_cols = data.shape
+        row ``row0 + r``, element column ``col0 + j`` (how the host lays KV into banks). With
+        ``banks_last``, ``data`` is ``[r, k, j, bank]``: the storage's own layout, copied as it is."""
+        if banks_last:
+            n_rows, n_ch, n_cols, n_banks = data.shape
+        else:
+            n_rows, n_ch, n_banks, n_cols = data.shape
         org = self.org
         if n_ch != len(channels) or n_banks != org.banks:
             raise ValueError(f"data shape {data.shape} does not match {len(channels)} channels x {org.banks} banks")
@@ -88,18 +121,17 @@ class ChannelArray:
                 f"write of rows {row0}..{row0 + n_rows - 1}, columns {col0}..{col0 + n_cols - 1} is outside "
                 f"the bank ({org.rows} rows x {org.columns} columns)")
         ch = np.asarray(channels)
+        sel = _as_index(ch)
         for r in range(n_rows):
-            self._row(row0 + r)[ch, :, col0:col0 + n_cols] = data[r]
-        latched = ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)]
-        for c in latched.tolist():
-            self.row_buffer[c] = bits_to_f32(self._rows[int(self.open_row[c])][c])
+            self._row(row0 + r)[sel, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
+        self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
 
     def read_bank(self, channel: int, bank: int, row: int) -> np.ndarray:
         """Back-door read of one bank row as float32 (zeros where never written)."""
         arr = self._rows.get(row)
         if arr is None:
             return np.zeros(self.org.columns, dtype=np.float32)
-        return bits_to_f32(arr[channel, bank])
+        return bits_to_f32(arr[channel, :, bank])
 
     # -- checks -------------------------------------------------------------------------------------
 
@@ -132,10 +164,8 @@ class ChannelArray:
         sel = _as_index(channels)
         if bits is None:
             self.row_buffer[sel] = 0.0
-        elif isinstance(sel, slice):
-            bits_to_f32(bits[sel], out=self.row_buffer[sel])
         else:
-            self.row_buffer[sel] = bits_to_f32(bits[sel])
+            self.row_buffer[sel] = bits_to_f32(bits[sel]).transpose(0, 2, 1)
 
     def pre(self, channels: np.ndarray) -> None:
         """PRE: precharge all banks (a no-op on closed banks, as in DRAM)."""

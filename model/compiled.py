@@ -11,3 +11,13 @@ def compiled(fn):
     except ImportError:
         return fn
     return numba.njit(cache=True, nogil=True)(fn)
+
+
+def array_list(arrays: list):
+    """``arrays`` as a list a :func:`compiled` function can index: a ``numba.typed.List`` (all of one
+    dtype and dimension), or the list itself without numba."""
+    try:
+        from numba import typed
+    except ImportError:
+        return list(arrays)
+    return typed.List(arrays)

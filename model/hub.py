@@ -1,15 +1,18 @@
 """Golden model of the PIM HUB: GPR file, instruction sequencer with multicast, and the EPU.
 
 :class:`PimHub` owns one module's :class:`~pimphony.model.channel.ChannelArray` and runs
-:class:`~pimphony.model.program.Program` objects. The sequencer has two equivalent modes:
+:class:`~pimphony.model.program.Program` objects. The sequencer has three equivalent modes:
 
-* ``"instructions"`` (default): each instruction is executed at once on every channel of its mask,
-  all op-size repetitions together (the fast path);
+* ``"compiled"`` (default): each phase of a step (its QK^T or SV instructions) runs in one call of the
+  compiled loop of :mod:`~pimphony.model.kernels` (the fast path);
+* ``"instructions"``: each instruction is executed at once on every channel of its mask, all op-size
+  repetitions together, by the vectorised numpy kernels of
+  :class:`~pimphony.model.channel.ChannelArray` (the reference the compiled loop is held to);
 * ``"commands"``: each instruction is unrolled by :func:`~pimphony.model.isa.unroll` into channel
   commands that are executed one at a time on :class:`~pimphony.model.channel.PimChannel` views,
   as the RTL's channels will receive them.
 
-Both produce bit-identical results (tested), because both call the same channel kernels.
+All three produce bit-identical results and raise the same errors (tested).
 """
 
 from __future__ import annotations
@@ -19,9 +22,21 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import kernels
 from .channel import ChannelArray
 from .config import ModuleOrg, ceil_div
-from .isa import CHANNEL_OPCODES, LOOP_ROW_UNIT, Command, Instruction, Modi, Opcode, to_commands, unroll
+from .isa import (
+    CHANNEL_OPCODES,
+    DPA_OPCODES,
+    LOOP_ROW_UNIT,
+    Command,
+    Instruction,
+    IsaError,
+    Modi,
+    Opcode,
+    to_commands,
+    unroll,
+)
 from .numerics import to_bf16
 from .program import GPR_ZERO, AttentionUnit, Program
 
@@ -130,13 +145,14 @@ class PimHub:
     obuf_entries:
         OBuf entries per bank (defaults to ``org.obuf_entries``).
     mode:
-        ``"instructions"`` (vectorised multicast) or ``"commands"`` (one channel command at a time).
+        ``"compiled"`` (one compiled loop per phase), ``"instructions"`` (vectorised multicast) or
+        ``"commands"`` (one channel command at a time).
     """
 
-    MODES = ("instructions", "commands")
+    MODES = ("compiled", "instructions", "commands")
 
     def __init__(self, org: ModuleOrg, scale: float, obuf_entries: int | None = None,
-                 mode: str = "instructions"):
+                 mode: str = "compiled"):
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {', '.join(self.MODES)}; got {mode!r}")
         self.org = org
@@ -148,12 +164,19 @@ class PimHub:
         """Commands issued per channel and opcode."""
         self.phase_macs = {"qk": np.zeros(org.channels, np.int64), "sv": np.zeros(org.channels, np.int64)}
         """MAC commands per channel in the QK^T and SV phases of :meth:`run`."""
+        w = org.burst_elements
+        self._compilable = org.banks == w and w >= 2 and w & (w - 1) == 0
+        """The compiled loop's shape: a WR-BIAS / RD-OUT vector is one element per bank, and the MAC tree
+        halves the burst down to one (the reference path has the same requirements, and its own errors)."""
 
     def execute(self, ins: Instruction) -> None:
         """Run one instruction through the sequencer and multicast network."""
         chs = ins.channel_array
         if chs[-1] >= self.org.channels:
             raise IndexError(f"{ins}: channel {int(chs[-1])} not in a {self.org.channels}-channel module")
+        if ins.op in DPA_OPCODES:
+            raise IsaError(f"{ins}: {ins.op.name} is a DPA instruction: the dispatcher expands it, no channel "
+                           "receives it")
         self.commands[chs, ins.op] += ins.op_size
         if self.mode == "commands":
             self._execute_commands(ins)
@@ -178,6 +201,28 @@ class PimHub:
                 out = a.rd_out(chs, ins.obuf + reps)
                 dest = ins.gpr + np.arange(len(chs) * ins.op_size)
                 self.gpr.write(dest, out.reshape(-1, self.org.burst_elements), str(ins))
+
+    def execute_all(self, instructions: list[Instruction]) -> None:
+        """Run instructions in order: in ``"compiled"`` mode in one call of the compiled loop (an
+        instruction it refuses runs on the reference path, which raises or executes it), else one
+        :meth:`execute` each."""
+        if self.mode != "compiled" or not self._compilable:
+            for ins in instructions:
+                self.execute(ins)
+            return
+        enc = kernels.encode(instructions)
+        a = self.channels
+        slots, rows = a.row_table()
+        k = 0
+        while k < len(enc):
+            k, macs = kernels.run_instructions(enc, k, slots, rows, a.open_row, a.gbuf, a.obuf, self.gpr.data,
+                                               self.commands)
+            a.mac_ops += int(macs)
+            if k < len(enc):
+                a.sync_row_buffers()
+                self.execute(instructions[k])
+                k += 1
+        a.sync_row_buffers()
 
     def _execute_commands(self, ins: Instruction) -> None:
         for ch, stream in unroll(ins).items():
@@ -210,8 +255,7 @@ class PimHub:
             self.gpr.write(u.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
             for phase, instructions in (("qk", step.qk), ("sv", step.sv)):
                 before = self.commands[:, Opcode.MAC].copy()
-                for ins in instructions:
-                    self.execute(ins)
+                self.execute_all(instructions)
                 self.phase_macs[phase] += self.commands[:, Opcode.MAC] - before
                 if phase == "qk":
                     self.epu.softmax_block(self.gpr, u)

@@ -20,7 +20,7 @@ from pimphony.model.config import InputError, ModelConfig, ModuleOrg
 from pimphony.model.hub import DpaDispatcher, PimHub
 from pimphony.model.isa import Opcode
 from pimphony.model.kvcache import ChunkLayout, DpaAllocator
-from pimphony.model.numerics import scale_for
+from pimphony.model.numerics import f32_to_bf16, scale_for
 
 from .dpa import dpa_block, lower_dpa, place_dpa
 from .lower import AttentionLowering
@@ -40,18 +40,18 @@ class AttentionInputs:
 
     @classmethod
     def random(cls, model: ModelConfig, lengths: list[int] | np.ndarray, seed: int) -> AttentionInputs:
-        """Standard-normal q, K, V (generated one KV head at a time to bound memory)."""
+        """Standard-normal q, K, V, drawn in float32 and rounded to bf16 (one KV head at a time to bound memory)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         rng = np.random.default_rng(seed)
         b, tmax, d = len(lengths), int(lengths.max()), model.head_dim
-        q = rng.standard_normal((b, model.heads, d), dtype=np.float32).astype(BF16)
+        q = f32_to_bf16(rng.standard_normal((b, model.heads, d), dtype=np.float32))
         k = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
         v = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
         for r in range(b):
             for h in range(model.kv_heads):
                 t = int(lengths[r])
-                k[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
-                v[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
+                k[r, h, :t] = f32_to_bf16(rng.standard_normal((t, d), dtype=np.float32))
+                v[r, h, :t] = f32_to_bf16(rng.standard_normal((t, d), dtype=np.float32))
         return cls(q, k, v, lengths)
 
     @classmethod
@@ -155,7 +155,7 @@ class AttentionRun:
 
 
 def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionInputs, partition: str = "tcp",
-                         modules: int = 1, obuf_entries: int | None = None, mode: str = "instructions",
+                         modules: int = 1, obuf_entries: int | None = None, mode: str = "compiled",
                          block_tokens: int | None = None, check: bool = True, allocation: str = "contiguous",
                          progress: Callable[[int, int], None] | None = None) -> AttentionRun:
     """Run one layer of decode attention on ``modules`` golden PIM modules.

@@ -173,11 +173,11 @@ class Partition(abc.ABC):
                 end = start + 1
                 while end < len(rows) and rows[end] == rows[end - 1] + 1:
                     end += 1
-                channels.write_rows(np.asarray(chans), rows[start], data[start:end])
+                channels.write_rows(np.asarray(chans), rows[start], data[start:end], banks_last=True)
                 start = end
 
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
-        """K (T, d) -> bf16 bits (rows, channels, banks, kpr*d) as :meth:`locate_k` places them."""
+        """K (T, d) -> bf16 bits (rows, channels, kpr*d columns, banks) as :meth:`locate_k` places them."""
         from pimphony.model.numerics import bf16_bits  # the layout needs no number format until here
 
         nb, d = self.org.banks, self.head_dim
@@ -186,10 +186,10 @@ class Partition(abc.ABC):
         padded = np.zeros((p.k_rows * per_row, d), dtype=np.uint16)
         padded[:p.length] = bf16_bits(k[:p.length])
         x = padded.reshape(p.k_rows, self.kpr, len(p.k_channels), nb, d)
-        return x.transpose(0, 2, 3, 1, 4).reshape(p.k_rows, len(p.k_channels), nb, self.kpr * d)
+        return x.transpose(0, 2, 1, 4, 3).reshape(p.k_rows, len(p.k_channels), self.kpr * d, nb)
 
     def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
-        """V (T, d) -> bf16 bits (rows, slice channels, banks, columns) as :meth:`locate_v` places them."""
+        """V (T, d) -> bf16 bits (rows, slice channels, columns, banks) as :meth:`locate_v` places them."""
         from pimphony.model.numerics import bf16_bits
 
         org, w = self.org, self.org.burst_elements
@@ -197,7 +197,7 @@ class Partition(abc.ABC):
         padded = np.zeros((p.v_rows * bpr * s_count * w, self.head_dim), dtype=np.uint16)
         padded[:p.length] = bf16_bits(v[:p.length])
         x = padded.reshape(p.v_rows, bpr, s_count, w, self.kb, org.banks)
-        return x.transpose(0, 2, 4, 5, 1, 3).reshape(p.v_rows, s_count * self.kb, org.banks, bpr * w)
+        return x.transpose(0, 2, 4, 1, 3, 5).reshape(p.v_rows, s_count * self.kb, bpr * w, org.banks)
 
 
 class HeadFirstPartition(Partition):

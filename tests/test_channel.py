@@ -133,3 +133,16 @@ def test_backdoor_write_updates_an_open_row_buffer():
     a.wr_inp(np.array([0]), np.array([0]), np.ones((1, 16)))
     a.mac(np.array([0]), 5, 0, 0, 0)
     assert (a.obuf[0, 0] == 32.0).all()
+
+
+def test_write_rows_takes_either_layout():
+    data = bf16_bits(np.random.default_rng(4).standard_normal((2, 3, ORG.banks, 48)))
+    a, b = ChannelArray(ORG), ChannelArray(ORG)
+    chans = np.array([2, 7, 8])
+    a.write_rows(chans, 40, data, col0=16)
+    b.write_rows(chans, 40, np.ascontiguousarray(data.transpose(0, 1, 3, 2)), col0=16, banks_last=True)
+    for c in chans.tolist():
+        for row in (40, 41):
+            for bank in (0, 5, 15):
+                assert np.array_equal(a.read_bank(c, bank, row), b.read_bank(c, bank, row))
+    assert np.array_equal(bf16_bits(a.read_bank(7, 5, 41)[16:64]), data[1, 1, 5])

@@ -1,0 +1,169 @@
+"""The golden model's compiled execution path: a whole list of instructions in one call.
+
+:func:`run_instructions` is the HUB's sequencer and the channels' command kernels
+(:meth:`PimHub.execute <pimphony.model.hub.PimHub.execute>`,
+:class:`~pimphony.model.channel.ChannelArray`) written as one loop over an encoded instruction list
+(:func:`encode`) and compiled with numba. It computes exactly what the instruction-by-instruction path
+computes, bit for bit (a test holds the two equal on both partitions, MHA and GQA, odd lengths):
+
+* a MAC repetition multiplies bf16 pairs (exact in fp32) and sums the products with the same fixed
+  binary tree (pairs, then pairs of pairs, ...); what differs is only the order in which *independent*
+  sums are formed (every bank of a tree level at once), never the order of the additions inside one;
+* an OBuf entry accumulates its repetitions in program order, one fp32 addition each;
+* WR-INP, WR-BIAS and RD-OUT round to bf16 as :func:`~pimphony.model.numerics.to_bf16` does (nearest
+  even; a NaN becomes the quiet NaN of its sign).
+
+The kernel reads the banks' bf16 bit patterns where they are stored (``(channels, columns, banks)``
+per row, so that one element of every bank is one contiguous vector); an ACT copies nothing.
+
+Errors: the kernel executes nothing it has not checked. It stops *before* the first instruction that
+breaks a rule, or that it does not handle (DPA opcodes, a row command with an op-size), and returns
+that instruction's index; the caller runs that one instruction on the reference path, which raises
+the reference's own error or executes it, and resumes the kernel after it. The state is therefore at
+every point what the reference would hold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .compiled import compiled
+from .isa import Instruction, Opcode
+
+FIELDS = ("op", "ch_mask", "op_size", "row", "col", "gbuf", "obuf", "gpr")
+"""Columns of an encoded instruction list (:func:`encode`), int64 each."""
+
+ACT, PRE, REF, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
+    Opcode.ACT, Opcode.PRE, Opcode.REF, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
+
+
+def encode(instructions: list[Instruction]) -> np.ndarray:
+    """Instructions as an ``(n, 8)`` int64 array, columns :data:`FIELDS`."""
+    if not instructions:
+        return np.zeros((0, len(FIELDS)), dtype=np.int64)
+    return np.array([(i.op, i.ch_mask, i.op_size, i.row, i.col, i.gbuf, i.obuf, i.gpr) for i in instructions],
+                    dtype=np.int64)
+
+
+@compiled
+def bf16_round(x):
+    """One float32 rounded to bfloat16 (nearest even) and returned as float32, as ml_dtypes rounds."""
+    u = np.float32(x).view(np.uint32)
+    if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):                  # NaN: quiet, sign kept
+        return np.uint32((u & np.uint32(0x80000000)) | np.uint32(0x7FC00000)).view(np.float32)
+    r = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return np.uint32(r).view(np.float32)
+
+
+@compiled
+def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, commands):
+    """Execute ``enc[start:]`` (see :func:`encode`) on one module's state, in place.
+
+    ``rows[slot_of_row[r]]`` holds bank row ``r`` as bf16 bits ``(channels, columns, banks)``; a row
+    whose slot is -1 was never written and reads as zeros (the last of ``rows`` is a zero row). Returns
+    ``(index, macs)``: the index of the first instruction not executed (``len(enc)`` when all were) and
+    the multiply-accumulates performed.
+    """
+    n_ch, n_gbuf, w = gbuf.shape
+    n_obuf, n_banks = obuf.shape[1], obuf.shape[2]
+    n_gpr = gpr.shape[0]
+    n_rows = slot_of_row.shape[0]
+    bursts = rows[0].shape[1] // w
+    half = w // 2
+    t = np.empty((half, n_banks), np.float32)
+    u = np.empty(n_banks, np.uint32)
+    f = u.view(np.float32)
+    acc = np.empty(n_banks, np.float32)
+    chans = np.empty(n_ch, np.int64)
+    macs = 0
+    for k in range(start, enc.shape[0]):
+        op, mask, size, row, col, gb, ob, gp = enc[k, 0], enc[k, 1], enc[k, 2], enc[k, 3], enc[k, 4], \
+            enc[k, 5], enc[k, 6], enc[k, 7]
+        if mask <= 0 or (mask >> n_ch) != 0 or size < 1:
+            return k, macs
+        m = 0
+        for c in range(n_ch):
+            if (mask >> c) & 1:
+                chans[m] = c
+                m += 1
+        if op == ACT:
+            if size != 1 or row < 0 or row >= n_rows:
+                return k, macs
+            for i in range(m):
+                if open_row[chans[i]] >= 0:
+                    return k, macs
+            for i in range(m):
+                open_row[chans[i]] = row
+        elif op == PRE:
+            if size != 1:
+                return k, macs
+            for i in range(m):
+                open_row[chans[i]] = -1
+        elif op == REF:
+            if size != 1:
+                return k, macs
+            for i in range(m):
+                if open_row[chans[i]] >= 0:
+                    return k, macs
+        elif op == WR_INP:
+            if gp < 0 or gp + size > n_gpr or gb < 0 or gb + size > n_gbuf:
+                return k, macs
+            for i in range(m):
+                for r in range(size):
+                    for j in range(w):
+                        gbuf[chans[i], gb + r, j] = bf16_round(gpr[gp + r, j])
+        elif op == WR_BIAS:
+            if gp < 0 or gp >= n_gpr or ob < 0 or ob + size > n_obuf:
+                return k, macs
+            for i in range(m):
+                for r in range(size):
+                    for b in range(n_banks):
+                        obuf[chans[i], ob + r, b] = bf16_round(gpr[gp, b])
+        elif op == MAC:
+            if col < 0 or col + size > bursts or gb < 0 or gb + size > n_gbuf or ob < 0 or ob >= n_obuf:
+                return k, macs
+            for i in range(m):
+                if open_row[chans[i]] != row:
+                    return k, macs
+            slot = slot_of_row[row]
+            data = rows[slot if slot >= 0 else len(rows) - 1]
+            for i in range(m):
+                c = chans[i]
+                for b in range(n_banks):
+                    acc[b] = obuf[c, ob, b]
+                for r in range(size):
+                    base = (col + r) * w
+                    for j in range(half):
+                        g0 = gbuf[c, gb + r, 2 * j]
+                        g1 = gbuf[c, gb + r, 2 * j + 1]
+                        for b in range(n_banks):
+                            u[b] = np.uint32(data[c, base + 2 * j, b]) << np.uint32(16)
+                        for b in range(n_banks):
+                            t[j, b] = f[b] * g0
+                        for b in range(n_banks):
+                            u[b] = np.uint32(data[c, base + 2 * j + 1, b]) << np.uint32(16)
+                        for b in range(n_banks):
+                            t[j, b] += f[b] * g1
+                    h = half // 2
+                    while h >= 1:
+                        for j in range(h):
+                            for b in range(n_banks):
+                                t[j, b] = t[2 * j, b] + t[2 * j + 1, b]
+                        h //= 2
+                    for b in range(n_banks):
+                        acc[b] += t[0, b]
+                for b in range(n_banks):
+                    obuf[c, ob, b] = acc[b]
+            macs += m * n_banks * size * w
+        elif op == RD_OUT:
+            if ob < 0 or ob + size > n_obuf or gp < 0 or gp + m * size > n_gpr:
+                return k, macs
+            for i in range(m):
+                for r in range(size):
+                    for b in range(n_banks):
+                        gpr[gp + i * size + r, b] = bf16_round(obuf[chans[i], ob + r, b])
+        else:
+            return k, macs
+        for i in range(m):
+            commands[chans[i], op] += size
+    return enc.shape[0], macs
