@@ -100,6 +100,7 @@ class AttentionLowering:
         self.block_tokens = block_tokens
         self.sv_tile = max(1, self.org.gbuf_entries // 2)
         """SV probability tiles use half the GBuf, alternating halves, so loading one overlaps MACs on the other."""
+        self._tile = min(self.org.bursts_per_row, self.sv_tile, self.fmt.max_op_size)
         self._e = 0
 
     def _obuf(self, n: int) -> int:
@@ -192,23 +193,25 @@ class AttentionLowering:
         return frame
 
     def _tile_size(self) -> int:
-        return min(self.org.bursts_per_row, self.sv_tile, self.fmt.max_op_size)
+        return self._tile
 
     def _tiles_per_row(self) -> int:
-        return ceil_div(self.org.bursts_per_row, self._tile_size())
+        return ceil_div(self.org.bursts_per_row, self._tile)
 
     def _lower_qk(self, p: PairPlacement, t0: int, t1: int, frame: GprFrame):
         nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
         kch = np.asarray(p.k_channels)
         lanes = len(kch) * nb
         all_mask = channel_mask(kch)
+        every = np.arange(len(kch))
         ins: list[Instruction] = []
-        rec_entry, rec_i, rec_h, rec_pos = [], [], [], []
+        records: list[tuple[int, int, int, int, np.ndarray]] = []   # (dest, slot, first head, heads, channel ranks)
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
         first_row = i_lo // kpr
-        first_tok = np.arange(len(kch)) * nb                      # lane offset of each channel
+        first_tok = every * nb                                    # lane offset of each channel
         for h0 in range(0, self.g, self.heads_per_pass):
             heads = range(h0, min(self.g, h0 + self.heads_per_pass))
+            chunks = self._head_chunks(heads)
             ins.append(Instruction(Opcode.WR_INP, all_mask, op_size=len(heads) * kb,
                                    gpr=frame.query + h0 * kb, gbuf=0))
             for row_i in range(i_lo // kpr, i_hi // kpr + 1):
@@ -218,31 +221,41 @@ class AttentionLowering:
                 slots = range(max(i_lo, row_i * kpr), min(i_hi, row_i * kpr + kpr - 1) + 1)
                 per_slot = []
                 for i in slots:
+                    if t0 <= i * lanes and (i + 1) * lanes <= t1:  # every lane of the slot holds a token
+                        per_slot.append((i, every, all_mask))
+                        continue
                     lo = i * lanes + first_tok
                     pos = np.nonzero((lo < t1) & (lo + nb > t0))[0]
-                    per_slot.append((i, pos))
-                row_mask = channel_mask(kch[np.unique(np.concatenate([pos for _, pos in per_slot]))])
+                    per_slot.append((i, pos, channel_mask(kch[pos])))
+                row_mask = 0
+                for _, _, mask in per_slot:
+                    row_mask |= mask
                 ins.append(Instruction(Opcode.ACT, row_mask, row=row))
-                for i, pos in per_slot:
-                    mask = channel_mask(kch[pos])
-                    for chunk in self._head_chunks(heads):
+                for i, pos, mask in per_slot:
+                    col = (i % kpr) * kb
+                    for chunk in chunks:
                         c = len(chunk)
                         e = self._obuf(c)
                         dest = row_base + ((i % kpr) * self.g + chunk.start) * len(kch)
                         ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
                         for j, h in enumerate(chunk):
-                            ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=(i % kpr) * kb,
+                            ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=col,
                                                    gbuf=(h - h0) * kb, obuf=e + j))
                         ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
-                        # channel rank k, head j -> entry dest + k*c + j
-                        rec_entry.append(dest + np.arange(len(pos) * c))
-                        rec_i.append(np.full(len(pos) * c, i))
-                        rec_h.append(np.tile(np.asarray(chunk), len(pos)))
-                        rec_pos.append(np.repeat(pos, c))
+                        records.append((dest, i, chunk.start, c, pos))
                 ins.append(Instruction(Opcode.PRE, row_mask))
-        entry = np.concatenate(rec_entry)
-        tok = (np.concatenate(rec_i) * lanes + np.concatenate(rec_pos) * nb)[:, None] + np.arange(nb)[None, :]
-        head = np.concatenate(rec_h)[:, None]
+        # RD-OUT record (dest, i, h0, c, pos): channel rank k, head j -> entry dest + k*c + j
+        dest, slot, h_first, c, npos = (np.array(x, dtype=np.int64) for x in zip(
+            *((d, i, h, c, len(pos)) for d, i, h, c, pos in records), strict=True))
+        size = npos * c
+        local = local_entries(size)
+        c_of = np.repeat(c, size)
+        rank = local // c_of
+        pos_all = np.concatenate([pos for *_, pos in records])
+        ch_pos = pos_all[np.repeat(np.cumsum(npos) - npos, size) + rank]
+        entry = np.repeat(dest, size) + local
+        head = (np.repeat(h_first, size) + local % c_of)[:, None]
+        tok = (np.repeat(slot, size) * lanes + ch_pos * nb)[:, None] + np.arange(nb)[None, :]
         index = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
         return ins, GprMap(entry, index)
 
@@ -258,9 +271,10 @@ class AttentionLowering:
         w_lo = [ceil_div(max(0, u_lo - s), s_count) for s in range(s_count)]
         w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
         live = [s for s in range(s_count) if w_lo[s] <= w_hi[s]]
+        tiles_per_row = self._tiles_per_row()
         ins: list[Instruction] = []
-        prob_entry, prob_burst, prob_head = [], [], []
-        part_entry, part_head, part_dim0 = [], [], []
+        probs: list[tuple[int, int, int, int, int]] = []
+        partials: list[tuple[int, int, int]] = []
         rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
         for row_i in rows:
             self._e = 0                                           # every row uses the OBuf alike
@@ -284,36 +298,47 @@ class AttentionLowering:
                     for c0 in range(a, b + 1, tile):
                         n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
-                            src = probs_base + ((s * self._tiles_per_row() + (c0 - r_lo) // tile) * self.g + h) * tile
+                            src = probs_base + ((s * tiles_per_row + (c0 - r_lo) // tile) * self.g + h) * tile
                             base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
                             ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
                             ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,
                                                    obuf=e + j))
-                            prob_entry.append(src + np.arange(n))
-                            prob_burst.append(np.arange(c0, c0 + n) * s_count + s)
-                            prob_head.append(np.full(n, h))
+                            probs.append((src, c0, n, s, h))
                     dest = part_base + (s * self.g + chunk.start) * kb
                     ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
-                    # channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
-                    part_entry.append(dest + np.arange(kb * c))
-                    part_dim0.append(np.repeat(np.arange(kb), c) * w)
-                    part_head.append(np.tile(np.asarray(chunk), kb))
+                    partials.append((dest, c, chunk.start))
             ins.append(Instruction(Opcode.PRE, row_mask))
-        tok = np.concatenate(prob_burst)[:, None] * w + np.arange(w)[None, :]
-        head = np.concatenate(prob_head)[:, None]
+        # WR-INP record (src, c0, n, s, h): entry src + u holds burst (c0 + u) * s_count + s of head h
+        src, c0, n, s_of, h = (np.array(x, dtype=np.int64) for x in zip(*probs, strict=True))
+        local = local_entries(n)
+        pentry_probs = np.repeat(src, n) + local
+        tok = (np.repeat(c0, n) + local)[:, None] * (s_count * w) + np.repeat(s_of, n)[:, None] * w \
+            + np.arange(w)[None, :]
+        head = np.repeat(h, n)[:, None]
         pidx = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
-        pentry = np.concatenate(part_entry)
-        dims = np.concatenate(part_dim0)[:, None] + np.arange(w)[None, :]
-        qidx = np.concatenate(part_head)[:, None] * self.d + dims
-        return ins, GprMap(np.concatenate(prob_entry), pidx), GprMap(pentry, qidx)
+        # RD-OUT record (dest, c, h0): channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
+        dest, c, h0 = (np.array(x, dtype=np.int64) for x in zip(*partials, strict=True))
+        size = kb * c
+        local = local_entries(size)
+        c_of = np.repeat(c, size)
+        pentry = np.repeat(dest, size) + local
+        dims = (local // c_of * w)[:, None] + np.arange(w)[None, :]
+        qidx = (np.repeat(h0, size) + local % c_of)[:, None] * self.d + dims
+        return ins, GprMap(pentry_probs, pidx), GprMap(pentry, qidx)
 
 
-def _obuf_range(ins: Instruction) -> range:
+def local_entries(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, .., sizes[0] - 1, 0, 1, .., sizes[1] - 1, ...: the position of each element in its record."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _obuf_span(ins: Instruction) -> tuple[int, int]:
+    """The OBuf entries ``[first, end)`` an instruction touches (empty for row commands and WR-INP)."""
     if ins.op == Opcode.MAC:
-        return range(ins.obuf, ins.obuf + 1)
+        return ins.obuf, ins.obuf + 1
     if ins.op in (Opcode.WR_BIAS, Opcode.RD_OUT):
-        return range(ins.obuf, ins.obuf + ins.op_size)
-    return range(0)
+        return ins.obuf, ins.obuf + ins.op_size
+    return 0, 0
 
 
 def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
@@ -327,19 +352,21 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     a phase, so the program computes exactly the same.
     """
     out = list(ins)
+    stops = (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE)
     i = 0
     while i < len(out):
         rd = out[i]
         if rd.op != Opcode.RD_OUT:
             i += 1
             continue
-        entries = set(_obuf_range(rd))
+        first, end = rd.obuf, rd.obuf + rd.op_size
         j, seen_bias = i + 1, False
         while j < len(out):
             nxt = out[j]
-            if nxt.op in (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE):
+            if nxt.op in stops:
                 break
-            if entries & set(_obuf_range(nxt)):
+            lo, hi = _obuf_span(nxt)
+            if lo < end and first < hi:
                 break
             j += 1
             seen_bias = seen_bias or nxt.op == Opcode.WR_BIAS
