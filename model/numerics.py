@@ -23,20 +23,6 @@ def to_bf16(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
-def f32_to_bf16(x: np.ndarray) -> np.ndarray:
-    """float32 array -> bfloat16 array, rounded to nearest even with integer operations (the same bits
-    as ``x.astype(ml_dtypes.bfloat16)``, NaN included, several times faster on large arrays)."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    bits = ((u >> 16) & 1).astype(np.uint32)
-    bits += u
-    bits += 0x7FFF
-    out = (bits >> 16).astype(np.uint16)
-    nan = (u & 0x7FFFFFFF) > 0x7F800000
-    if nan.any():
-        out[nan] = ((u[nan] >> 16) & 0x8000) | 0x7FC0
-    return out.view(ml_dtypes.bfloat16)
-
-
 def bf16_bits(x: np.ndarray) -> np.ndarray:
     """Round to bfloat16 and return the raw 16-bit patterns (uint16), as banks store them."""
     if getattr(x, "dtype", None) == ml_dtypes.bfloat16:
