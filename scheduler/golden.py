@@ -20,7 +20,7 @@ from pimphony.model.config import InputError, ModelConfig, ModuleOrg
 from pimphony.model.hub import DpaDispatcher, PimHub
 from pimphony.model.isa import Opcode
 from pimphony.model.kvcache import ChunkLayout, DpaAllocator
-from pimphony.model.numerics import f32_to_bf16, scale_for
+from pimphony.model.numerics import scale_for
 
 from .dpa import dpa_block, lower_dpa, place_dpa
 from .lower import AttentionLowering
@@ -44,14 +44,14 @@ class AttentionInputs:
         lengths = np.asarray(lengths, dtype=np.int64)
         rng = np.random.default_rng(seed)
         b, tmax, d = len(lengths), int(lengths.max()), model.head_dim
-        q = f32_to_bf16(rng.standard_normal((b, model.heads, d), dtype=np.float32))
+        q = rng.standard_normal((b, model.heads, d), dtype=np.float32).astype(BF16)
         k = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
         v = np.zeros((b, model.kv_heads, tmax, d), dtype=BF16)
         for r in range(b):
             for h in range(model.kv_heads):
                 t = int(lengths[r])
-                k[r, h, :t] = f32_to_bf16(rng.standard_normal((t, d), dtype=np.float32))
-                v[r, h, :t] = f32_to_bf16(rng.standard_normal((t, d), dtype=np.float32))
+                k[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
+                v[r, h, :t] = rng.standard_normal((t, d), dtype=np.float32).astype(BF16)
         return cls(q, k, v, lengths)
 
     @classmethod
