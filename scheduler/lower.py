@@ -351,8 +351,19 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     a DPA loop body must be); channels are independent and RD-OUT destinations are never read within
     a phase, so the program computes exactly the same.
     """
-    out = list(ins)
-    stops = (Opcode.RD_OUT, Opcode.ACT, Opcode.PRE)
+    out: list[Instruction] = []
+    start = 0
+    for i, x in enumerate(ins):                   # no RD-OUT crosses a row command: sink each run alone
+        if x.op in (Opcode.ACT, Opcode.PRE):
+            out += _sink_run(ins[start:i])
+            out.append(x)
+            start = i + 1
+    return out + _sink_run(ins[start:])
+
+
+def _sink_run(run: list[Instruction]) -> list[Instruction]:
+    """:func:`sink_rd_out` on instructions without row commands."""
+    out = list(run)
     i = 0
     while i < len(out):
         rd = out[i]
@@ -363,7 +374,7 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
         j, seen_bias = i + 1, False
         while j < len(out):
             nxt = out[j]
-            if nxt.op in stops:
+            if nxt.op == Opcode.RD_OUT:
                 break
             lo, hi = _obuf_span(nxt)
             if lo < end and first < hi:
