@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from pimphony.model.cache import cache_dir, source_digest
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
@@ -27,7 +28,7 @@ from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "cut_module", "dpa_config",
            "dpa_testbench_config", "hub_testbench_config", "merge_identical_modules", "run_config", "synthesize",
-           "to_verilog", "workload_config", "write_cached_verilog", "write_verilog"]
+           "to_verilog", "workload_config", "write_block_verilog", "write_cached_verilog", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
@@ -111,19 +112,45 @@ def to_verilog(component, top: str) -> str:
     return merge_identical_modules(drop_zero_memory_init(text))
 
 
+RTL_SOURCES = ["rtl/*.py", "model/**/*.py"]
+"""The sources generated Verilog depends on (part of the key of every cached copy)."""
+
+
+def write_block_verilog(block: str, out_dir: Path, **options) -> Path:
+    """:func:`write_verilog` through the cache of :func:`write_cached_verilog`."""
+    top = TOP_NAMES[block]
+    return _cached_verilog(top, (block, sorted(options.items())), out_dir / f"{top}.v",
+                           lambda: to_verilog(build_block(block, **options), top))
+
+
 def write_cached_verilog(component, top: str, path: Path, parameters: tuple) -> Path:
-    """Write :func:`to_verilog` of ``component`` to ``path`` unless the file there was made from the
-    same ``parameters`` (the configs it was built from) and the same RTL and model sources; the key is
-    kept beside it in ``<path>.key``. Elaborating and converting the 16-channel hub takes ~20 s."""
-    digest = hashlib.sha256(repr(parameters).encode())
-    package = Path(__file__).resolve().parents[1]
-    for source in sorted([*package.glob("rtl/*.py"), *package.glob("model/**/*.py")]):
-        digest.update(source.read_bytes())
-    key, stamp = digest.hexdigest(), path.with_suffix(path.suffix + ".key")
+    """Write :func:`to_verilog` of ``component`` to ``path``, converting it only when no copy made from
+    the same ``parameters`` (the configs it was built from) and the same RTL and model sources is cached
+    under :func:`~pimphony.model.cache.cache_dir` (elaborating and converting the 16-channel hub takes
+    ~20 s). ``path`` is left alone (and a simulator's build of it stays valid) when it is that copy
+    already: its key is kept beside it in ``<path>.key``."""
+    return _cached_verilog(top, parameters, path, lambda: to_verilog(component, top))
+
+
+def _cached_verilog(top: str, parameters, path: Path, convert) -> Path:
+    key = source_digest(parameters, RTL_SOURCES).hexdigest()
+    stamp = path.with_suffix(path.suffix + ".key")
     if path.is_file() and stamp.is_file() and stamp.read_text() == key:
         return path
+    cached = cache_dir() / "verilog" / f"{top}-{key[:24]}.v"
+    if not cached.is_file():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            part = cached.with_suffix(f".{os.getpid()}.part")
+            part.write_text(convert())
+            part.replace(cached)                     # atomic: parallel runs never read half a file
+        except OSError:                              # no writable cache: convert into path alone
+            cached = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_verilog(component, top))
+    if cached is None:
+        path.write_text(convert())
+    else:
+        shutil.copyfile(cached, path)
     stamp.write_text(key)
     return path
 

@@ -21,12 +21,12 @@ come from, so a changed lowering or policy is re-measured.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
+from pimphony.model.cache import cache_dir, source_digest
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import run_channel
@@ -111,16 +111,8 @@ def gemv_cycles_per_byte(org: ModuleOrg, timing: TimingPreset, schedule: str) ->
 
 
 def _key(org: ModuleOrg, timing: TimingPreset, head_dim: int, group: int) -> str:
-    digest = hashlib.sha256(repr((org.describe(), timing.describe(), head_dim, group,
-                                  ATTENTION_GRID, GEMV_SHAPE, PhaseCurve.FIELDS)).encode())
-    root = Path(__file__).resolve().parents[1]
-    for source in SOURCES:
-        digest.update((root / source).read_bytes())
-    return digest.hexdigest()[:24]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PIMPHONY_CACHE") or Path.home() / ".cache" / "pimphony")
+    inputs = (org.describe(), timing.describe(), head_dim, group, ATTENTION_GRID, GEMV_SHAPE, PhaseCurve.FIELDS)
+    return source_digest(inputs, list(SOURCES)).hexdigest()[:24]
 
 
 def warn(message: str) -> None:

@@ -92,3 +92,26 @@ def test_a_cache_location_that_is_a_file_means_no_cache(tmp_path, monkeypatch, c
     assert json.loads(out)["tokens_per_s"] > 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "cannot write the cache" in lines[0] and str(blocker) in lines[0]
+
+
+def test_testbench_verilog_is_converted_once_per_revision(tmp_path, monkeypatch):
+    """Generated Verilog is cached by block, options and sources: a second folder gets a copy without a
+    conversion, a simulator's build of an unchanged copy stays valid, and a cache that cannot be
+    written only means converting every time."""
+    import pimphony.rtl.build as build
+
+    monkeypatch.setenv("PIMPHONY_CACHE", str(tmp_path / "cache"))
+    first = build.write_block_verilog("dcs", tmp_path / "a", testbench=True)
+    converted = []
+    real = build.to_verilog
+    monkeypatch.setattr(build, "to_verilog", lambda *a: converted.append(a) or real(*a))
+    second = build.write_block_verilog("dcs", tmp_path / "b", testbench=True)
+    assert second.read_text() == first.read_text() and not converted
+    stamp = first.stat().st_mtime_ns
+    assert build.write_block_verilog("dcs", tmp_path / "a", testbench=True).stat().st_mtime_ns == stamp
+    build.write_block_verilog("dcs", tmp_path / "c")                    # other options: another key
+    assert len(converted) == 1
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PIMPHONY_CACHE", str(blocker))
+    assert build.write_block_verilog("dcs", tmp_path / "d", testbench=True).read_text() == first.read_text()

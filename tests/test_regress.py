@@ -48,10 +48,10 @@ def test_waves_hold_the_design_inside(sim, dump, tmp_path):
     missing = available(sim)
     if missing:
         pytest.skip(missing)
-    from pimphony.rtl.build import write_verilog
+    from pimphony.rtl.build import write_block_verilog
     from pimphony.verification.runner import run
 
-    source = write_verilog("dcs", tmp_path / "rtl", testbench=True)
+    source = write_block_verilog("dcs", tmp_path / "rtl", testbench=True)
     run(sim, source, "dcs_queue", "pimphony.verification.tests.tb_dcs", tmp_path / "sim", waves=True, quiet=True,
         extra_env={"PIMPHONY_SEED": "1"}, testcase=["gemv_every_policy"])
     [wave] = (tmp_path / "sim" / sim / "dcs_queue").glob(dump)

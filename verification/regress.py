@@ -150,10 +150,10 @@ class RunOutcome:
 
 @functools.cache
 def _testbench_verilog(block: str, root: Path) -> Path:
-    """A block's testbench Verilog, written once per process and folder."""
-    from pimphony.rtl.build import write_verilog
+    """A block's testbench Verilog, written once per process and folder (converted once per revision)."""
+    from pimphony.rtl.build import write_block_verilog
 
-    return write_verilog(block, root / "rtl" / block, testbench=True)
+    return write_block_verilog(block, root / "rtl" / block, testbench=True)
 
 
 def run_one(run: SuiteRun, index: int, sim: str, root: Path, waves: bool, separate: bool = False) -> RunOutcome:
