@@ -210,7 +210,14 @@ class PimHub:
             for ins in instructions:
                 self.execute(ins)
             return
-        enc = kernels.encode(instructions)
+        self.execute_encoded(kernels.encode(instructions))
+
+    def execute_encoded(self, enc: np.ndarray) -> None:
+        """:meth:`execute_all` of instructions encoded by :func:`~pimphony.model.kernels.encode`."""
+        if self.mode != "compiled" or not self._compilable:
+            for row in enc.tolist():
+                self.execute(kernels.decode(row))
+            return
         a = self.channels
         slots, rows = a.row_table()
         k = 0
@@ -220,7 +227,7 @@ class PimHub:
             a.mac_ops += int(macs)
             if k < len(enc):
                 a.sync_row_buffers()
-                self.execute(instructions[k])
+                self.execute(kernels.decode(enc[k].tolist()))
                 k += 1
         a.sync_row_buffers()
 

@@ -45,6 +45,12 @@ def encode(instructions: list[Instruction]) -> np.ndarray:
                     dtype=np.int64)
 
 
+def decode(row: list[int]) -> Instruction:
+    """One row of :func:`encode` as the instruction it encodes."""
+    op, ch_mask, op_size, r, col, gbuf, obuf, gpr = (int(x) for x in row)
+    return Instruction(Opcode(op), ch_mask, op_size=op_size, row=r, col=col, gbuf=gbuf, obuf=obuf, gpr=gpr)
+
+
 @compiled
 def bf16_round(x):
     """One float32 rounded to bfloat16 (nearest even) and returned as float32, as ml_dtypes rounds."""

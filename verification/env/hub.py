@@ -54,6 +54,7 @@ class HubAttention:
         self.expected = np.zeros_like(self.outputs)
         self.errors: list[str] = []
         self.step = 0
+        self._issued: list[tuple[int, ...]] = []
 
     def _query(self, r: int, h: int) -> np.ndarray:
         """The queries of request ``r``'s group ``h`` (float32, g x d)."""
@@ -72,7 +73,17 @@ class HubAttention:
             outputs[self.step, unit.request, unit.kv_head * g:(unit.kv_head + 1) * g] = out
 
     def on_command(self, channel: int, cmd) -> None:
-        self.data.execute_command(channel, cmd)
+        """Queue ``cmd`` for the data side, which executes the queue in issue order before anything reads
+        its results (:meth:`drain`: at a barrier and when an operation ends)."""
+        self._issued.append((int(cmd.op), 1 << channel, 1, cmd.row, cmd.col, cmd.gbuf, cmd.obuf, cmd.gpr))
+
+    def drain(self) -> None:
+        """Execute the issued commands not executed yet, in issue order, on the data side's golden
+        channels (the compiled path: each command an instruction to its one channel). Only the EPU
+        reads what they write, and only at a barrier, so executing them there computes the same."""
+        if self._issued:
+            issued, self._issued = np.array(self._issued, dtype=np.int64), []
+            self.data.execute_encoded(issued)
 
     # -- checking ------------------------------------------------------------------------------------
 
@@ -159,19 +170,25 @@ class AttentionOnHub(HubAttention):
         """The RUN's instructions from the golden DPA model, in program order on the golden hub, with the
         EPU where the phase changes (the sequencer's barriers): the outputs the RTL must reproduce bit
         for bit, since the queues reorder only commands without a hazard between them."""
-        block, stage = 0, "qk"
+        block, stage, phase = 0, "qk", []
         for ins, sv in emitted:
             if sv and stage == "qk":
+                self.golden.execute_all(phase)
+                phase = []
                 self.golden.epu.softmax_block(self.golden.gpr, self._units[block])
                 stage = "sv"
             elif not sv and stage == "sv":
+                self.golden.execute_all(phase)
+                phase = []
                 self._reduce_into(self.golden, self.expected, self._units[block])
                 block, stage = block + 1, "qk"
-            self.golden.execute(ins)
+            phase.append(ins)
+        self.golden.execute_all(phase)
         if stage == "sv":
             self._reduce_into(self.golden, self.expected, self._units[block])
 
     def on_sync(self, sv: int) -> None:
+        self.drain()
         if not self._units:
             return
         if sv == 0 and self._stage == "qk":
@@ -183,6 +200,7 @@ class AttentionOnHub(HubAttention):
             self.errors.append(f"barrier after phase {'SV' if sv else 'QK^T'} while expecting {self._stage}")
 
     def after(self, op: DpaOperation) -> None:
+        self.drain()
         if op.op != DpaOp.RUN:
             return
         if self._stage == "sv":
@@ -239,6 +257,7 @@ class PlainAttentionOnHub(HubAttention):
         self._load_query(self.data, self._unit)
 
     def on_sync(self, sv: int) -> None:
+        self.drain()
         if sv == 0 and self._stage == "qk" and self._unit is not None:
             self.data.epu.softmax_block(self.data.gpr, self._unit)
             self._stage = "sv"
@@ -246,6 +265,7 @@ class PlainAttentionOnHub(HubAttention):
             self.errors.append(f"barrier after phase {'SV' if sv else 'QK^T'} while expecting {self._stage}")
 
     def after(self, job: PlainJob) -> None:
+        self.drain()
         if self._stage != "sv" or self._unit is None:
             self.errors.append(f"step {job.step} ended without its SV phase")
             return
