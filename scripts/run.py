@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -14,13 +15,14 @@ TEST_MODULE = "pimphony.verification.tests.tb_run"
 
 def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves: bool, out: Path,
                  progress: bool = True) -> dict:
-    """Build the hub for the workload, run :mod:`pimphony.verification.tests.tb_run` and return its report
-    (with ``seconds``, ``simulator`` and ``waveform`` added)."""
+    """Build the hub for the workload, run :mod:`pimphony.verification.tests.tb_run` once per policy of
+    :data:`POLICIES` (both at once) and return their merged report (with ``seconds``, ``simulator`` and
+    ``waveform`` added)."""
     from pimphony.model.config import ModelConfig, TimingPreset
     from pimphony.model.queue import QueueConfig
     from pimphony.rtl.build import run_config, write_cached_verilog
     from pimphony.rtl.hub import PimHub
-    from pimphony.verification.runner import available, run
+    from pimphony.verification.runner import available, build, test
 
     missing = available(sim)
     if missing:
@@ -32,41 +34,53 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
     source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
                                   (config, timing, queue))
-    report_path, progress_path = out / "report.json", out / "progress.txt"
-    for path in (report_path, progress_path):
-        path.unlink(missing_ok=True)
-    settings = {"model": model_name, "lengths": lengths, "seed": seed, "report": str(report_path.resolve()),
-                "progress": str(progress_path.resolve())}
+    built = build(sim, source, "pim_hub", out / "sim", waves=waves, quiet=True)
+    runs = {policy: Path(built.build_dir) / policy for policy in POLICIES}
+    for folder in runs.values():
+        for name in ("report.json", "progress.txt"):
+            (folder / name).unlink(missing_ok=True)
     failure: list[BaseException] = []
 
-    def simulate() -> None:
+    def simulate(policy: str, folder: Path) -> None:
+        settings = {"model": model_name, "lengths": lengths, "seed": seed, "policies": [policy],
+                    "report": str((folder / "report.json").resolve()),
+                    "progress": str((folder / "progress.txt").resolve())}
         try:
-            run(sim, source, "pim_hub", TEST_MODULE, out / "sim", waves=waves,
-                extra_env={"PIMPHONY_RUN": json.dumps(settings)}, quiet=True)
+            test(built, "pim_hub", TEST_MODULE, folder, waves=waves,
+                 extra_env={"PIMPHONY_RUN": json.dumps(settings)}, quiet=True)
         except BaseException as exc:                 # reported by the caller, after the report if any
             failure.append(exc)
 
     bar = Progress(f"{model.name} through the RTL hub", enabled=progress)
-    worker = threading.Thread(target=simulate)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.5)
-        try:
-            done, total = (int(x) for x in progress_path.read_text().split())
-            bar(done, total)
-        except (OSError, ValueError):
-            pass
-    if not report_path.is_file():
-        raise RuntimeError(f"the simulation wrote no report: {failure[0] if failure else 'unknown failure'}")
-    report = json.loads(report_path.read_text())
+    workers = [threading.Thread(target=simulate, args=item) for item in runs.items()]   # one per core
+    for worker in workers:
+        worker.start()
+    while any(worker.is_alive() for worker in workers):
+        workers[0].join(0.5)
+        counts = []
+        for folder in runs.values():
+            with contextlib.suppress(OSError, ValueError):
+                counts.append([int(x) for x in (folder / "progress.txt").read_text().split()])
+        if counts:
+            bar(sum(c[0] for c in counts), sum(c[1] for c in counts) * len(runs) // len(counts))
+    report: dict = {}
+    for policy, folder in runs.items():
+        path = folder / "report.json"
+        if not path.is_file():
+            raise RuntimeError(f"the {policy} simulation wrote no report: "
+                               f"{failure[0] if failure else 'unknown failure'} (see {folder / 'sim.log'})")
+        report |= json.loads(path.read_text())
     report["aim"] = {"cycles": aim_baseline(model, config, lengths, seed, timing)}
-    report_path.write_text(json.dumps(report, indent=1))
-    build = out / "sim" / sim / "pim_hub"
-    dumps = sorted(build.glob("*.fst")) + sorted(build.glob("*.vcd"))
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    dumps = sorted(runs["dcs"].glob("*.fst")) + sorted(runs["dcs"].glob("*.vcd"))
     report.update(seconds=time.perf_counter() - start, simulator=sim,
                   waveform=str(dumps[0]) if waves and dumps else None, failure=str(failure[0]) if failure else None,
-                  log=str(build / "sim.log"))
+                  log=str(runs["dcs"] / "sim.log"))
     return report
+
+
+POLICIES = ("static", "dcs")
+"""The main job's two runs, each in its own simulator process (two cores: at the same time)."""
 
 
 def aim_baseline(model, config, lengths: list[int], seed: int, timing) -> int:

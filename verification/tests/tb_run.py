@@ -1,6 +1,7 @@
 """The main job (``pimphony run``): decode attention of a model's layer through ``pim_hub`` under static
-and DCS issue. Configured by ``PIMPHONY_RUN`` (JSON: model, lengths, seed, report path, progress path,
-written by :func:`pimphony.cli.run.run_main_job`); writes the report as JSON."""
+and DCS issue. Configured by ``PIMPHONY_RUN`` (JSON: model, lengths, seed, policies, report path, progress
+path, written by :func:`pimphony.cli.run.run_main_job`, which runs one process per policy); writes the
+report as JSON."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class _Progress:
 
 @cocotb.test()
 async def main_job(dut):
-    """Static, then DCS, on the same workload; the outputs of both against the float64 reference."""
+    """Each policy of the settings (static, then DCS, by default) on the same workload; the outputs of
+    each against the float64 reference."""
     model = ModelConfig.load(SETTINGS.get("model", "llama-3.1-8b"))
     lengths = SETTINGS.get("lengths", [2048, 2047])
     seed = int(SETTINGS.get("seed", 0))
@@ -48,7 +50,7 @@ async def main_job(dut):
     layouts = port_layouts(hub)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     report: dict = {"model": model.name, "lengths": lengths, "seed": seed, "channels": config.org.channels}
-    policies = (Policy.STATIC, Policy.DCS)
+    policies = [Policy[name.upper()] for name in SETTINGS.get("policies", ["static", "dcs"])]
     ops_per_run = len(AttentionOnHub(model, config, lengths, 0, seed).operations())
     progress = _Progress(SETTINGS.get("progress"), ops_per_run * len(policies))
     for policy in policies:
