@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import compiled
+from .compiled import array_list, compiled
 from .isa import Instruction, Opcode
 
 FIELDS = ("op", "ch_mask", "op_size", "row", "col", "gbuf", "obuf", "gpr")
@@ -173,3 +173,13 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
         for i in range(m):
             commands[chans[i], op] += size
     return enc.shape[0], macs
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) :func:`run_instructions` now, for the argument types the
+    hub passes: a caller may overlap the first compilation (several seconds) with other work, such as a
+    simulator build."""
+    row = np.zeros((1, 16, 2), dtype=np.uint16)
+    run_instructions(encode([Instruction(Opcode.PRE, 1)]), 0, np.full(1, -1, dtype=np.int64), array_list([row]),
+                     np.full(1, -1, dtype=np.int64), np.zeros((1, 1, 2), np.float32), np.zeros((1, 1, 2), np.float32),
+                     np.zeros((1, 2), np.float32), np.zeros((1, 7), np.int64))

@@ -102,3 +102,12 @@ def test_random_programs_reach_both_ends():
     assert all(error is None for error, _ in ends[0::2])
     assert all(error is not None for error, _ in ends[1::2])
     assert all(state["mac_ops"][0] > 0 for _, state in ends[0::2])
+
+
+def test_warm_up_compiles_the_signature_the_hub_calls():
+    """``pimphony run`` compiles the loop while the simulator builds; the golden channels of the
+    simulations must then find that very signature in numba's cache, not compile another."""
+    kernels.warm_up()
+    _run("compiled", _random_program(np.random.default_rng(0), 50, broken=0.0), 0)
+    signatures = getattr(kernels.run_instructions, "signatures", None)
+    assert signatures is None or len(signatures) == 1
