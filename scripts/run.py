@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -62,12 +61,9 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
         worker.start()
     while any(worker.is_alive() for worker in workers):
         workers[0].join(0.5)
-        counts = []
-        for folder in runs.values():
-            with contextlib.suppress(OSError, ValueError):
-                counts.append([int(x) for x in (folder / "progress.txt").read_text().split()])
+        counts = [c for c in map(_progress, runs.values()) if c is not None]
         if counts:
-            bar(sum(c[0] for c in counts), sum(c[1] for c in counts) * len(runs) // len(counts))
+            bar(sum(c[0] for c in counts), max(c[1] for c in counts) * len(runs))
     report: dict = {}
     for policy, folder in runs.items():
         path = folder / "report.json"
@@ -82,6 +78,17 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
                   waveform=str(dumps[0]) if waves and dumps else None, failure=str(failure[0]) if failure else None,
                   log=str(runs["dcs"] / "sim.log"))
     return report
+
+
+def _progress(folder: Path) -> tuple[int, int] | None:
+    """(operations done, operations) of the run in ``folder``, or None before its first complete write."""
+    try:
+        fields = (folder / "progress.txt").read_text().split()
+    except OSError:
+        return None
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None
+    return int(fields[0]), int(fields[1])
 
 
 POLICIES = ("static", "dcs")

@@ -25,3 +25,16 @@ def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
     assert report["dcs"]["cycles"] < report["aim"]["cycles"] and "aim (aim_simulator's in-order AiM controller" in text
     assert report["chunks_used"] == 2 * 2 * 1          # K and V, one chunk each, per request and KV head
     assert report["static"]["error_ratio"] <= 1.0 and report["dcs"]["error_ratio"] <= 1.0
+
+
+def test_progress_files_half_written_are_skipped(tmp_path):
+    """The CLI polls the simulations' progress files while they write them: an empty or partial file is
+    no progress yet, never an error."""
+    from pimphony.cli.run import _progress
+
+    assert _progress(tmp_path) is None
+    for text in ("", "12", "12 ", "x 3", "3 4 5"):
+        (tmp_path / "progress.txt").write_text(text)
+        assert _progress(tmp_path) is None
+    (tmp_path / "progress.txt").write_text("12 268\n")
+    assert _progress(tmp_path) == (12, 268)
