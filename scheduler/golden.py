@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ml_dtypes
@@ -134,6 +134,9 @@ class AttentionRun:
     phase_macs: dict[str, np.ndarray]   # "qk"/"sv" -> (modules, channels) MAC commands
     mac_ops: int
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds of each stage: ``place`` (placement and writing K, V into the banks), ``lower``
+    (lowering to programs) and ``execute`` (the channels and the EPU)."""
 
     @property
     def max_error(self) -> float:
@@ -184,9 +187,11 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
     hubs = [PimHub(org, scale_for(model.head_dim), obuf_entries=obuf, mode=mode) for _ in range(modules)]
     for p in placements:
         part.store(hubs[p.module].channels, p, k[p.request, p.kv_head], v[p.request, p.kv_head])
+    stages = {"place": time.perf_counter() - start}
     programs = lowering.lower(placements)
     if allocation == "dpa":
         _expand_dpa(programs[0], placements, lowering, allocator, org, model)
+    stages["lower"] = time.perf_counter() - start - stages["place"]
     g = model.group
     q32 = q.astype(np.float32)
 
@@ -207,7 +212,9 @@ def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionIn
         for (r, h), o in results.items():
             out[r, h * g:(h + 1) * g] = o
     seconds = time.perf_counter() - start
+    stages["execute"] = seconds - stages["place"] - stages["lower"]
     ref = decode_attention(q.astype(np.float32), k, v, lengths) if check else None
     phase_macs = {phase: np.stack([hb.phase_macs[phase] for hb in hubs]) for phase in ("qk", "sv")}
     return AttentionRun(out=out, reference=ref, commands=np.stack([hb.commands for hb in hubs]),
-                        phase_macs=phase_macs, mac_ops=sum(hb.channels.mac_ops for hb in hubs), seconds=seconds)
+                        phase_macs=phase_macs, mac_ops=sum(hb.channels.mac_ops for hb in hubs), seconds=seconds,
+                        stages=stages)

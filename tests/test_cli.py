@@ -105,9 +105,9 @@ def test_presets_lists_everything_with_provenance(capsys):
 def test_bench_golden_prints_figures(capsys):
     code = main(["bench", "golden", "--context", "2048", "--check", "--repeat", "2"])
     out = capsys.readouterr().out
-    assert "median" in out and "of 2 runs" in out
-    for label in ("simulated MACs", "golden model time", "M MAC/s", "plain numpy float32", "x as long",
-                  "peak RSS", "worst error / bound"):
+    assert "median" in out and out.count("of 2 runs") == 2 and "  TCP" in out and "  HFP" in out
+    for label in ("simulated MACs", "golden model time", "M MAC/s end to end", "executing", "plain numpy float32",
+                  "golden / numpy", "HFP / TCP", "peak RSS", "worst error / bound", "lower", "execute"):
         assert label in out
     verdict = next(line for line in out.splitlines() if line.strip().startswith("targets"))
     assert (code == 0) == verdict.strip().endswith("met") and (code == 0) != ("NOT met" in verdict)
