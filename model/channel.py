@@ -126,6 +126,25 @@ class ChannelArray:
             self._row(row0 + r)[sel, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
         self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
 
+    def adopt_rows(self, row0: int, data: np.ndarray) -> None:
+        """Back-door write of whole rows of every channel, ``data[r]`` (channels, columns, banks) of bf16
+        bits -> row ``row0 + r``, taking the arrays over instead of copying them (the caller hands
+        ``data`` over and must not change it afterwards)."""
+        org = self.org
+        if data.shape[1:] != (org.channels, org.columns, org.banks) or data.dtype != np.uint16:
+            raise ValueError(f"data {data.shape} {data.dtype} is not whole rows of {org.channels} channels "
+                             f"x {org.columns} columns x {org.banks} banks of uint16")
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        n_rows = data.shape[0]
+        if row0 < 0 or row0 + n_rows > org.rows:
+            raise PimCommandError(f"write of rows {row0}..{row0 + n_rows - 1} is outside the bank ({org.rows} rows)")
+        for r in range(n_rows):
+            self._rows[row0 + r] = data[r]
+        self._table = None
+        ch = np.arange(org.channels)
+        self._latch(ch[(self.open_row >= row0) & (self.open_row < row0 + n_rows)])
+
     def read_bank(self, channel: int, bank: int, row: int) -> np.ndarray:
         """Back-door read of one bank row as float32 (zeros where never written)."""
         arr = self._rows.get(row)

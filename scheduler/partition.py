@@ -173,7 +173,11 @@ class Partition(abc.ABC):
                 end = start + 1
                 while end < len(rows) and rows[end] == rows[end - 1] + 1:
                     end += 1
-                channels.write_rows(np.asarray(chans), rows[start], data[start:end], banks_last=True)
+                whole = tuple(chans) == tuple(range(self.org.channels)) and data.shape[2] == self.org.columns
+                if whole:                                 # whole rows of the module: hand them over
+                    channels.adopt_rows(rows[start], data[start:end])
+                else:
+                    channels.write_rows(np.asarray(chans), rows[start], data[start:end], banks_last=True)
                 start = end
 
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:

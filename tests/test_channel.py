@@ -146,3 +146,17 @@ def test_write_rows_takes_either_layout():
             for bank in (0, 5, 15):
                 assert np.array_equal(a.read_bank(c, bank, row), b.read_bank(c, bank, row))
     assert np.array_equal(bf16_bits(a.read_bank(7, 5, 41)[16:64]), data[1, 1, 5])
+
+
+def test_adopted_rows_read_as_written_rows():
+    data = bf16_bits(np.random.default_rng(8).standard_normal((2, ORG.channels, ORG.columns, ORG.banks)))
+    a, b = ChannelArray(ORG), ChannelArray(ORG)
+    a.act(np.array([3]), 11)                                    # an open row is latched again
+    b.act(np.array([3]), 11)
+    a.write_rows(np.arange(ORG.channels), 10, data, banks_last=True)
+    b.adopt_rows(10, data)
+    assert np.array_equal(a.row_buffer, b.row_buffer) and b.row_buffer[3].any()
+    for c, bank, row in ((0, 0, 10), (3, 15, 11), (15, 7, 10)):
+        assert np.array_equal(a.read_bank(c, bank, row), b.read_bank(c, bank, row))
+    with pytest.raises(ValueError, match="is not whole rows of 16 channels"):
+        b.adopt_rows(0, data[:, :4])
