@@ -121,9 +121,8 @@ class ChannelArray:
                 f"write of rows {row0}..{row0 + n_rows - 1}, columns {col0}..{col0 + n_cols - 1} is outside "
                 f"the bank ({org.rows} rows x {org.columns} columns)")
         ch = np.asarray(channels)
-        sel = _as_index(ch)
         for r in range(n_rows):
-            self._row(row0 + r)[sel, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
+            self._row(row0 + r)[ch, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
         self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
 
     def adopt_rows(self, row0: int, data: np.ndarray) -> None:

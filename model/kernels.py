@@ -25,30 +25,42 @@ every point what the reference would hold.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import operator
+
 import numpy as np
 
 from .compiled import array_list, compiled
-from .isa import Instruction, Opcode
+from .isa import Command, Instruction, Opcode
 
-FIELDS = ("op", "ch_mask", "op_size", "row", "col", "gbuf", "obuf", "gpr")
-"""Columns of an encoded instruction list (:func:`encode`), int64 each."""
+FIELDS = tuple(f.name for f in dataclasses.fields(Instruction))
+"""Columns of an encoded instruction list (:func:`encode`), int64 each: the fields of
+:class:`~pimphony.model.isa.Instruction` in their order (op, ch_mask, op_size, row, col, gbuf, obuf, gpr),
+which :func:`run_instructions` reads by position."""
 
 ACT, PRE, REF, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
     Opcode.ACT, Opcode.PRE, Opcode.REF, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
 
+_fields = operator.attrgetter(*FIELDS)
+
 
 def encode(instructions: list[Instruction]) -> np.ndarray:
     """Instructions as an ``(n, 8)`` int64 array, columns :data:`FIELDS`."""
-    if not instructions:
-        return np.zeros((0, len(FIELDS)), dtype=np.int64)
-    return np.array([(i.op, i.ch_mask, i.op_size, i.row, i.col, i.gbuf, i.obuf, i.gpr) for i in instructions],
-                    dtype=np.int64)
+    flat = itertools.chain.from_iterable(map(_fields, instructions))
+    return np.fromiter(flat, dtype=np.int64, count=len(FIELDS) * len(instructions)).reshape(-1, len(FIELDS))
+
+
+def encode_command(channel: int, cmd: Command) -> tuple[int, ...]:
+    """One row of :func:`encode` for a channel command: the instruction that sends ``cmd`` to ``channel``
+    alone, once."""
+    return (int(cmd.op), 1 << channel, 1, cmd.row, cmd.col, cmd.gbuf, cmd.obuf, cmd.gpr)
 
 
 def decode(row: list[int]) -> Instruction:
     """One row of :func:`encode` as the instruction it encodes."""
-    op, ch_mask, op_size, r, col, gbuf, obuf, gpr = (int(x) for x in row)
-    return Instruction(Opcode(op), ch_mask, op_size=op_size, row=r, col=col, gbuf=gbuf, obuf=obuf, gpr=gpr)
+    values = dict(zip(FIELDS, (int(x) for x in row), strict=True))
+    return Instruction(**values | {"op": Opcode(values["op"])})
 
 
 @compiled

@@ -18,6 +18,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     :data:`POLICIES` (both at once) and return their merged report (with ``seconds``, ``simulator`` and
     ``waveform`` added)."""
     from pimphony.model.config import ModelConfig, TimingPreset
+    from pimphony.model.kernels import warm_up
     from pimphony.model.queue import QueueConfig
     from pimphony.rtl.build import run_config, write_cached_verilog
     from pimphony.rtl.hub import PimHub
@@ -33,8 +34,6 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
     source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
                                   (config, timing, queue))
-    from pimphony.model.kernels import warm_up
-
     compiling = threading.Thread(target=warm_up)     # the simulations' golden channels load it from disk
     compiling.start()
     built = build(sim, source, "pim_hub", out / "sim", waves=waves, quiet=True)

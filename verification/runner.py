@@ -136,8 +136,8 @@ def test(built, top: str, test_module: str, test_dir: Path | None = None, waves:
     results XML; raises RuntimeError if any test failed."""
     from cocotb_tools.check_results import get_results
 
-    runner, sim = copy.copy(built), "icarus" if type(built).__name__ == "Icarus" else "verilator"
-    build_dir = Path(runner.build_dir)
+    runner = copy.copy(built)
+    build_dir, sim = Path(runner.build_dir), type(built).__name__
     test_dir = test_dir or build_dir
     test_dir.mkdir(parents=True, exist_ok=True)
     log = test_dir / "sim.log" if quiet else None

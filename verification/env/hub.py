@@ -27,6 +27,7 @@ from pimphony.model.config import ModelConfig
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.hub import PimHub
 from pimphony.model.isa import Format, Instruction
+from pimphony.model.kernels import encode_command
 from pimphony.model.numerics import scale_for
 from pimphony.model.program import AttentionUnit
 from pimphony.model.queue import Policy
@@ -75,7 +76,7 @@ class HubAttention:
     def on_command(self, channel: int, cmd) -> None:
         """Queue ``cmd`` for the data side, which executes the queue in issue order before anything reads
         its results (:meth:`drain`: at a barrier and when an operation ends)."""
-        self._issued.append((int(cmd.op), 1 << channel, 1, cmd.row, cmd.col, cmd.gbuf, cmd.obuf, cmd.gpr))
+        self._issued.append(encode_command(channel, cmd))
 
     def drain(self) -> None:
         """Execute the issued commands not executed yet, in issue order, on the data side's golden
