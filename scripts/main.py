@@ -30,6 +30,7 @@ from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PARTITIONS, PartitionError, make_partition
 
+from . import prove as prove_cli
 from . import serve as serve_cli
 from . import trace as trace_cli
 from .perf import add_system_arguments
@@ -325,18 +326,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="spread the runs over this Dask scheduler (e.g. tcp://127.0.0.1:8786); every worker "
                           "needs pimphony installed and the --out folder reachable")
 
-    mut = sub.add_parser("mutate", help="inject RTL faults one at a time and check that the smoke suite catches each",
+    mut = sub.add_parser("mutate", help="inject RTL faults one at a time; simulation or proofs must catch each",
                          description="Mutation check of the verification: each mutant (pimphony mutate --list) edits "
                                      "one line of the Amaranth RTL (a timing counter off by one, a missed hazard, a "
                                      "wrong VA2PA index, a command dropped under back-pressure, a leaked chunk, ...), "
                                      "the Verilog is generated from the faulty source in a fresh process, and the "
-                                     "smoke suite runs on it, the mutated block's testbench first, until one fails. "
-                                     "The shipped RTL has no fault hooks. Exit code 1 if any mutant survives.",
+                                     "smoke suite runs on it, the mutated block's testbench first, until one fails; "
+                                     "for a block with a property harness (pimphony prove) its proof tasks run too, "
+                                     "until one fails. The table shows which caught each mutant. The shipped RTL "
+                                     "has no fault hooks. Exit code 1 if any mutant survives both.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     mut.add_argument("names", nargs="*", metavar="MUTANT", help="mutants to check (default: all)")
     mut.add_argument("--list", action="store_true", help="print the catalogue and exit")
     mut.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
     mut.add_argument("--jobs", type=_positive, default=2, help="mutants checked at once")
+    mut.add_argument("--methods", choices=["both", "sim", "proof"], default="both",
+                     help="check each mutant by the smoke suite, the proofs, or both")
     mut.add_argument("--out", type=Path, default=Path("build/mutate"), help="builds and results go here")
 
     rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG",
@@ -395,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--seed", type=_nonneg, default=0)
     trace_cli.register(sub, _lengths, _nonneg)
     serve_cli.register(sub, _positive, _nonneg)
+    prove_cli.register(sub, _positive)
     return parser
 
 
@@ -829,8 +835,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         raise CliError(f"{args.sim} is not available: {missing}")
     try:
         names = [mutant(n).name for n in args.names] or [m.name for m in CATALOGUE]
-        print(f"pimphony mutate: {len(names)} mutants, smoke suite on {args.sim}, {args.jobs} at a time")
-        results = run_mutants(names, args.sim, args.out, args.jobs, progress=Progress("mutants"))
+        methods = ("sim", "proof") if args.methods == "both" else (args.methods,)
+        print(f"pimphony mutate: {len(names)} mutants, {' and '.join(methods)} ({args.sim}), {args.jobs} at a time")
+        results = run_mutants(names, args.sim, args.out, args.jobs, progress=Progress("mutants"), methods=methods)
     except MutationError as exc:
         raise CliError(str(exc)) from None
     print(table(results, args.sim))
@@ -880,7 +887,8 @@ def _dispatch(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
                 "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
-                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main, "serve": serve_cli.main}
+                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main, "serve": serve_cli.main,
+                "prove": prove_cli.main}
     try:
         check_outputs(args)
         if args.command == "bench":

@@ -11,8 +11,8 @@ from pimphony.verification.mutation import CATALOGUE, MODULES, Mutant, MutationE
 from pimphony.verification.runner import available
 
 
-def test_catalogue_has_ten_realistic_faults_over_every_block():
-    assert len(CATALOGUE) >= 10
+def test_catalogue_has_thirty_realistic_faults_over_every_block():
+    assert len(CATALOGUE) >= 30
     assert {m.block for m in CATALOGUE} == set(MODULES)
     assert len({m.name for m in CATALOGUE}) == len(CATALOGUE)
 
@@ -53,6 +53,15 @@ def test_cli_lists_the_catalogue(capsys):
 
 @pytest.mark.skipif(available("icarus") is not None, reason="Icarus Verilog not installed")
 def test_a_dropped_command_is_caught_by_the_smoke_suite(tmp_path):
-    [result] = run_mutants(["drop-under-backpressure"], "icarus", tmp_path)
-    assert result.caught, result.caught_by
-    assert result.caught_by == "tb_dcs seed 1"
+    [result] = run_mutants(["drop-under-backpressure"], "icarus", tmp_path, methods=("sim",))
+    assert result.caught, result
+    assert result.by_sim == "tb_dcs seed 1" and result.by_proof == "-"
+
+
+def test_a_short_row_gap_is_caught_by_the_timing_proof(tmp_path):
+    """The proofs run on the mutated RTL: the row-command counters one cycle short break a named row rule."""
+    [result] = run_mutants(["row-gap-short"], "icarus", tmp_path, methods=("proof",))
+    assert result.caught, result
+    group, failed = result.by_proof.split(": ")
+    assert group == "timing" and set(failed.split(", ")) & {"timing.ACT-ACT", "timing.PRE-ACT", "timing.ACT-MAC",
+                                                            "timing.ACT-PRE", "timing.PRE-REF", "timing.REF-ACT"}

@@ -1,12 +1,13 @@
-"""Mutation check: inject realistic faults into the RTL one at a time and run the smoke suite on each.
+"""Mutation check: inject realistic faults into the RTL one at a time; simulation or proofs must catch each.
 
 A :class:`Mutant` names one edit of an RTL source file (``rtl/dcs.py``, ``rtl/dpa.py``, ``rtl/hub.py``):
 an exact snippet that must occur exactly once, and its faulty replacement. The shipped RTL has no fault
 hooks: :func:`apply` executes the edited source as the block's module in a fresh process (so every
 block that imports it, the hub included, is built from the faulty version), the Verilog is generated
 from it, and the smoke suite's testbenches run on it, the mutated block's own first. A mutant is
-*caught* when a testbench fails; the run stops there. A stale catalogue (a snippet no longer in the
-source) is an error, tested in ``make test``.
+*caught* when a testbench fails (the run stops there) or, for a block with a property harness
+(:mod:`.formal`), when a proof task fails (the proofs stop there); the table shows which caught it. A
+stale catalogue (a snippet no longer in the source) is an error, tested in ``make test``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import json
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .parallel import map_with_progress
 
 MODULES = {"dcs": "pimphony.rtl.dcs", "dpa": "pimphony.rtl.dpa", "hub": "pimphony.rtl.hub"}
 """The RTL source module a mutant edits, by block."""
@@ -52,6 +54,66 @@ CATALOGUE = (
     Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the current head pointer instead of the "
            "next one: after a pop the old head is offered again (a command issued twice, its successor late)",
            "m.d.comb += read_addr[q].eq(head_next)", "m.d.comb += read_addr[q].eq(head_ptr[q])"),
+    Mutant("static-wait-short", "dcs", "the static policy waits one cycle less than the previous command's "
+           "completion (off-by-one in the blocking counter)",
+           "lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.block)",
+           "lat_arr = Array(Const(max(0, max(1, x) - 2), static_wait.shape()) for x in self.block)"),
+    Mutant("inflight-latency-short", "dcs", "the S-Table counts a command complete one cycle early (off-by-one "
+           "in the in-flight counters): a dependent command reads before its producer's data is there",
+           "lat_rem = Array(Const(x - 1, index_bits(max(self.lat) + 1)) for x in self.lat)",
+           "lat_rem = Array(Const(max(0, x - 2), index_bits(max(self.lat) + 1)) for x in self.lat)"),
+    Mutant("obuf-hazard-missed", "dcs", "OBuf entries are not tracked: a RD-OUT may read an entry before the "
+           "MACs that accumulate into it (missed RAW) and a WR-BIAS may overwrite it (missed WAW)",
+           "deps_ok = static | (dep_ok(h.dg) & dep_ok(h.do))", "deps_ok = static | dep_ok(h.dg)"),
+    Mutant("row-gap-short", "dcs", "the row-command timing counters (ACT, PRE, REF) load one cycle less than "
+           "their rules (off-by-one in one counter family)",
+           "row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))",
+           "row = Array(Const(int(self.gap[p][k]) - (k in (0, 1, 2) and self.gap[p][k] > 0), cnt_width) "
+           "for p in range(n_ops))"),
+    Mutant("column-gap-short", "dcs", "the MAC timing counter loads one cycle less than its rules (off-by-one in "
+           "the column family)",
+           "row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))",
+           "row = Array(Const(int(self.gap[p][k]) - (k == 5 and self.gap[p][k] > 0), cnt_width) "
+           "for p in range(n_ops))"),
+    Mutant("bus-gap-short", "dcs", "the data-bus timing counters (WR-INP, WR-BIAS, RD-OUT) load one cycle less "
+           "than their rules (off-by-one in the bus family)",
+           "row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))",
+           "row = Array(Const(int(self.gap[p][k]) - (k in (3, 4, 6) and self.gap[p][k] > 0), cnt_width) "
+           "for p in range(n_ops))"),
+    Mutant("counters-count-double", "dcs", "the timing counters count down two per cycle: every rule is kept "
+           "for half its length",
+           "m.d.sync += allow[k].eq(Mux(worst == 0, 0, worst - 1))",
+           "m.d.sync += allow[k].eq(Mux(worst <= 1, 0, worst - 2))"),
+    Mutant("refresh-postponed", "dcs", "the refresh timer wraps one cycle late: every interval is nREFI + 1 "
+           "cycles, so refreshes drift later and later",
+           "m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi - 1, 0, ref_timer + 1))",
+           "m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi, 0, ref_timer + 1))"),
+    Mutant("refresh-after-every-pre", "dcs", "a refresh is made pending by every PRE, due or not",
+           "m.d.sync += ref_pending.eq((fire & ~is_ref & (out.cmd.op == OpcodeShape.PRE) & ref_due)",
+           "m.d.sync += ref_pending.eq((fire & ~is_ref & (out.cmd.op == OpcodeShape.PRE))"),
+    Mutant("younger-head-first", "dcs", "when both queue heads are ready the younger one issues",
+           "m.d.comb += [sel.eq(Mux(seq_ge(heads[0].seq, heads[1].seq), 1, 0)), valid.eq(1)]",
+           "m.d.comb += [sel.eq(Mux(seq_ge(heads[0].seq, heads[1].seq), 0, 1)), valid.eq(1)]"),
+    Mutant("offer-not-held", "dcs", "an offered command is not held under back-pressure: the choice is made "
+           "again next cycle, so cmd_out's payload changes while valid and not ready",
+           "m.d.sync += held.eq(valid & ~self.cmd_out.ready)", "m.d.sync += held.eq(0)"),
+    Mutant("idle-while-in-flight", "dcs", "idle ignores issued commands that have not completed: a phase "
+           "barrier passes while a RD-OUT's data is still on its way",
+           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~in_flight & ~blocked)",
+           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~blocked)"),
+    Mutant("idle-while-held", "dcs", "idle ignores a command held under back-pressure",
+           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~in_flight & ~blocked)",
+           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~in_flight & ~blocked)"),
+    Mutant("dcs-tracks-halves", "dcs", "the D-Table region select is swapped: DCS tracks buffer halves (needless "
+           "stalls) and ping-pong single entries",
+           "region = Mux(dcs, index, index >> (bits - 1))", "region = Mux(dcs, index >> (bits - 1), index)"),
+    Mutant("dtable-scrub-early", "dcs", "the D-Table scrubber frees an entry without checking that its last "
+           "accessor has completed: a later command loses its dependency",
+           "with m.If(regs[scrub].valid & dep_ok(regs[scrub])):", "with m.If(regs[scrub].valid):"),
+    Mutant("seq-skips-io", "dcs", "the program-order counter advances only on compute commands: I/O commands "
+           "share sequence numbers with their neighbours",
+           "with m.If(push):\n            m.d.sync += seq.eq(seq + 1)",
+           "with m.If(push & cls):\n            m.d.sync += seq.eq(seq + 1)"),
     Mutant("va2pa-sv-index", "dpa", "the SV phase translates through the K half of the VA2PA table "
            "(wrong VA2PA index)",
            "va_r.addr.eq(va_addr(run_slot, f_kind, run_seg, vrow >> lrpc))",
@@ -131,8 +193,10 @@ class MutantResult:
     block: str
     fault: str
     caught: bool
-    caught_by: str            # "tb_dcs seed 1", or why not
+    by_sim: str               # "tb_dcs seed 1", or "" when every smoke testbench passed
+    by_proof: str             # "dcs timing: timing.PRE-ACT", "" when every proof passed, "-" without a harness
     seconds: float
+    note: str = ""            # why a check could not run
 
 
 def smoke_order(m: Mutant) -> list:
@@ -143,75 +207,95 @@ def smoke_order(m: Mutant) -> list:
     return sorted(runs, key=lambda r: r.block != m.block)
 
 
-def check(name: str, sim: str, root: Path) -> MutantResult:
-    """In this (fresh) process: apply mutant ``name``, build, run the smoke suite until a testbench fails."""
-    m = mutant(name)
-    apply(m)
+def _by_simulation(m: Mutant, sim: str, root: Path) -> str:
     from pimphony.rtl.build import write_verilog
 
     from .runner import SUITES, run_suite
 
-    start = time.perf_counter()
     for run in smoke_order(m):
         source = write_verilog(run.block, root / "rtl" / run.block, testbench=True)
         try:
             run_suite(run.block, sim, source, root / "sim", run.seed, quiet=True, scale=run.scale)
         except RuntimeError:
-            where = SUITES[run.block].rsplit(".", 1)[1]
-            return MutantResult(m.name, m.block, m.fault, True, f"{where} seed {run.seed}",
-                                time.perf_counter() - start)
-    return MutantResult(m.name, m.block, m.fault, False, "every smoke testbench passed",
-                        time.perf_counter() - start)
+            return f"{SUITES[run.block].rsplit('.', 1)[1]} seed {run.seed}"
+    return ""
+
+
+def _by_proof(m: Mutant, root: Path) -> str:
+    """The first proof task of the mutated block's harness that fails, cheapest first ("-": no harness)."""
+    from .formal.sby import run_task
+    from .formal.tasks import TASKS, harness_for
+
+    if m.block not in TASKS:
+        return "-"
+    for task in sorted(TASKS[m.block], key=lambda t: (t.group in ("hazards", "progress", "order"), t.depth)):
+        result = run_task(task, harness_for(task), root / "prove")
+        if result.status == "FAIL":
+            return f"{task.group}: {', '.join(result.failed) or 'failed'}"
+    return ""
+
+
+def check(name: str, sim: str, root: Path, methods: tuple[str, ...] = ("sim", "proof")) -> MutantResult:
+    """In this (fresh) process: apply mutant ``name``, then run the smoke suite until a testbench fails and
+    the block's proof tasks until one fails."""
+    m = mutant(name)
+    apply(m)
+    start = time.perf_counter()
+    by_sim = _by_simulation(m, sim, root) if "sim" in methods else "-"
+    by_proof = _by_proof(m, root) if "proof" in methods else "-"
+    caught = by_sim not in ("", "-") or by_proof not in ("", "-")
+    return MutantResult(m.name, m.block, m.fault, caught, by_sim, by_proof, time.perf_counter() - start)
 
 
 def run_mutants(names: list[str], sim: str, root: Path, jobs: int = 2, progress=None,
-                timeout: float = 900) -> list[MutantResult]:
+                timeout: float = 2400, methods: tuple[str, ...] = ("sim", "proof")) -> list[MutantResult]:
     """Check each mutant in its own process (``jobs`` at a time); a mutant whose process fails or runs
     past ``timeout`` seconds is reported as not caught, with the reason."""
     for n in names:
         source_of(mutant(n))                            # a stale catalogue fails before anything runs
-    done = []
 
     def one(n: str) -> MutantResult:
         out = root / n
         out.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        cmd = [sys.executable, "-m", "pimphony.verification.mutation", n, sim, str(out)]
+        cmd = [sys.executable, "-m", "pimphony.verification.mutation", n, sim, str(out), ",".join(methods)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            result = MutantResult(n, mutant(n).block, mutant(n).fault, False, f"timed out after {timeout:.0f} s",
-                                  time.perf_counter() - began)
+            result = MutantResult(n, mutant(n).block, mutant(n).fault, False, "", "", time.perf_counter() - began,
+                                  f"timed out after {timeout:.0f} s")
         else:
             report = out / "result.json"
             if proc.returncode == 0 and report.is_file():
                 result = MutantResult(**json.loads(report.read_text()))
             else:
                 tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                result = MutantResult(n, mutant(n).block, mutant(n).fault, False, f"the check failed: {tail}",
-                                      time.perf_counter() - began)
-        done.append(result)
-        if progress is not None:
-            progress(len(done), len(names))
+                result = MutantResult(n, mutant(n).block, mutant(n).fault, False, "", "",
+                                      time.perf_counter() - began, f"the check failed: {tail}")
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, names))
+    return map_with_progress(one, names, jobs, progress)
 
 
 def table(results: list[MutantResult], sim: str) -> str:
     caught = sum(r.caught for r in results)
-    lines = [f"mutation check on {sim}: {caught}/{len(results)} mutants caught by the smoke suite",
-             f"  {'mutant':<26} {'block':<5} {'caught by':<28} {'time':>6}  fault"]
+    by_proof = sum(r.by_proof not in ("", "-") for r in results)
+    by_sim = sum(r.by_sim not in ("", "-") for r in results)
+    lines = [f"mutation check: {caught}/{len(results)} mutants caught ({by_sim} by the smoke suite on {sim}, "
+             f"{by_proof} by the proofs)",
+             f"  {'mutant':<26} {'block':<5} {'smoke suite':<22} {'proofs':<40} {'time':>6}  fault"]
     for r in results:
-        by = r.caught_by if r.caught else f"NOT CAUGHT: {r.caught_by}"
-        lines.append(f"  {r.name:<26} {r.block:<5} {by:<28} {r.seconds:>5.0f}s  {r.fault}")
+        sim_col = r.by_sim or "passed (not caught)"
+        proof_col = r.by_proof or "passed (not caught)"
+        flag = "" if r.caught else "NOT CAUGHT: "
+        lines.append(f"  {r.name:<26} {r.block:<5} {sim_col:<22} {proof_col[:40]:<40} {r.seconds:>5.0f}s  "
+                     f"{flag}{r.note or r.fault}")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    name, sim, out = argv
-    result = check(name, sim, Path(out))
+    name, sim, out, methods = argv
+    result = check(name, sim, Path(out), tuple(methods.split(",")))
     Path(out, "result.json").write_text(json.dumps(asdict(result)))
     return 0
 

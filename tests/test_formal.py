@@ -1,0 +1,79 @@
+"""Formal checks of the DCS queue (SymbiYosys): the quick bounded proofs, a broken rule's counterexample that
+names the rule, the property names in a trace, and the CLI."""
+
+import dataclasses
+
+import pytest
+
+from pimphony.cli.main import main
+from pimphony.model.config import TimingPreset
+from pimphony.model.timing import rules
+from pimphony.verification.formal.configs import formal_timing
+from pimphony.verification.formal.sby import ProofTask, failed_properties, run_task
+from pimphony.verification.formal.tasks import BASE_TIMING, DCS_TASKS, dcs_harness, harness_for
+
+QUICK = {"timing": 10, "handshake": 8, "idle": 8, "refresh": 14}
+"""Groups and depths of the quick proofs in make test (the full depths run in `pimphony prove`)."""
+
+
+def test_every_rule_of_the_table_is_a_named_property():
+    harness = dcs_harness(["timing"])
+    from amaranth.back import rtlil
+
+    rtlil.convert(harness, ports=harness.inputs())
+    names = {name for group, name in harness.properties.asserted if group == "timing"}
+    table = rules(formal_timing(TimingPreset.load(BASE_TIMING)), obuf_dual_port=True)
+    assert {r.name for r in table} <= names
+    assert {g for g, _ in harness.properties.asserted} == {"timing"}
+
+
+def test_the_formal_preset_keeps_every_rule_and_its_order():
+    base = TimingPreset.load(BASE_TIMING)
+    small = formal_timing(base)
+    assert small.nRC >= small.nRAS + small.nRP and small.nRDHUB >= small.nCLREG + small.nBL
+    gaps = {r.name: r.gap for r in rules(small, True)}
+    assert max(gaps.values()) == gaps["REF-ACT"] < small.nREFI
+    assert [r.name for r in rules(small, True)] == [r.name for r in rules(base, True)]
+
+
+@pytest.mark.parametrize("group", sorted(QUICK))
+def test_quick_bounded_proof(group, tmp_path):
+    task = ProofTask("dcs", group, "bmc", QUICK[group])
+    result = run_task(task, harness_for(task), tmp_path)
+    assert result.ok, (result.status, result.failed, result.detail)
+
+
+def test_a_broken_rule_gives_a_counterexample_naming_it(tmp_path):
+    """The block built from a copy of the table whose ACT -> PRE gap (nRAS) is 0 may close a row right after
+    opening it; the monitor checks the shipped table, and the trace names the rule."""
+    broken = dataclasses.replace(TimingPreset.load(BASE_TIMING), nRAS=0)
+    task = ProofTask("dcs", "timing", "bmc", 10)
+    result = run_task(task, dcs_harness(["timing"], dut_timing=broken), tmp_path)
+    assert result.status == "FAIL"
+    assert result.failed == ["timing.ACT-PRE"]
+    assert result.trace is not None and result.trace.is_file() and result.step is not None
+
+
+def test_failed_properties_reads_the_last_step(tmp_path):
+    vcd = tmp_path / "t.vcd"
+    vcd.write_text("$scope module top $end\n$var wire 1 ! timing__PRE_ACT $end\n$var wire 1 \" order__x $end\n"
+                   "$var wire 4 # since $end\n$upscope $end\n$enddefinitions $end\n"
+                   "#0\n1!\n1\"\nb0001 #\n#10\n0!\n#20\n1!\n0\"\n")
+    assert failed_properties(vcd, {"timing__PRE_ACT", "order__x"}) == ["order__x"]
+    vcd.write_text("$scope module top $end\n$var wire 1 n1 timing__ACT_PRE $end\n$upscope $end\n"
+                   "#0\nb1 n1\n#10\nb0 n1\nb0 n2\n")
+    assert failed_properties(vcd, {"timing__ACT_PRE"}) == ["timing__ACT_PRE"]
+
+
+def test_catalogue_depths_cover_the_longest_rule_gap():
+    longest = max(r.gap for r in rules(formal_timing(TimingPreset.load(BASE_TIMING)), True))
+    assert all(t.depth > longest for t in DCS_TASKS)
+
+
+def test_cli_lists_the_catalogue_and_refuses_an_unknown_group(capsys):
+    assert main(["prove", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(t.group in out for t in DCS_TASKS) and "cover" in out
+    assert main(["prove", "dcs", "--group", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--group nope: no such property group; choose from handshake, hazards, idle, order, progress, " in err

@@ -1,0 +1,83 @@
+"""The proof catalogue: which harness, which property groups, in which mode and to which depth.
+
+Induction does not close on the DCS queue's harness: the queue's RAM and its pointers can start a
+k-step induction trace in a state no reset reaches (a head holding an opcode no program has), and the
+harness may not look inside the block to rule that out. Each group is therefore checked by bounded
+model checking from reset, every cycle up to its depth, at the timing of
+:func:`~.configs.formal_timing` (the shipped preset / 32): the longest rule gap there is nRFC = 7 cycles,
+the refresh interval 10, the longest latency 2; the depths below say what each covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pimphony.model.config import TimingPreset
+
+from .configs import formal_format, formal_queue, formal_timing
+from .dcs import GROUPS as DCS_GROUPS
+from .dcs import DcsHarness
+from .sby import ProofTask
+
+BASE_TIMING = "aim-gddr6"
+"""The shipped timing preset the proofs scale down."""
+
+DCS_TASKS = (
+    ProofTask("dcs", "timing", "bmc", 24, "three times the longest rule gap (nRFC = 7) and two refresh intervals"),
+    ProofTask("dcs", "order", "bmc", 12, "fills and drains both queues (2 + 2) three times"),
+    ProofTask("dcs", "hazards", "bmc", 8, "the longest rule gap (7) after a command enters; beyond the longest "
+              "latency (2); the solver's limit (depth 9 does not finish in 10 minutes)"),
+    ProofTask("dcs", "progress", "bmc", 8, "as hazards"),
+    ProofTask("dcs", "handshake", "bmc", 24, "as timing"),
+    ProofTask("dcs", "idle", "bmc", 16, "the longest rule gap (7) and blocking wait (nRDHUB = 3) after a queue fill"),
+    ProofTask("dcs", "refresh", "bmc", 34, "three refresh intervals (10) and a refresh cycle (nRFC = 7)"),
+)
+COVER_DEPTH = {"dcs": 24}
+
+
+def dcs_harness(groups=None, dut_timing: TimingPreset | None = None, covers_only: bool = False) -> DcsHarness:
+    """The DCS queue at the formal sizes; ``dut_timing`` (a full-size preset) builds the block from
+    another table than the monitor's, scaled the same way."""
+    fmt = formal_format()
+    timing = formal_timing(TimingPreset.load(BASE_TIMING))
+    dut = None if dut_timing is None else formal_timing(dut_timing)
+    return DcsHarness(fmt, timing, formal_queue(fmt), groups, dut_timing=dut, covers_only=covers_only)
+
+
+HARNESSES = {"dcs": dcs_harness}
+GROUPS = {"dcs": DCS_GROUPS}
+TASKS = {"dcs": DCS_TASKS}
+
+
+def tasks(blocks: list[str], mode: str | None = None, depth: int | None = None,
+          groups: list[str] | None = None) -> list[ProofTask]:
+    """The catalogue's tasks for ``blocks``; ``mode`` and ``depth`` override the catalogue's; a cover
+    task per block (``mode`` ``cover``, or by default after the property tasks)."""
+    out = []
+    for block in blocks:
+        if mode != "cover":
+            for task in TASKS[block]:
+                if groups and task.group not in groups:
+                    continue
+                out.append(replace(task, mode=mode or task.mode, depth=depth or task.depth))
+        if mode in (None, "cover") and not groups:
+            out.append(ProofTask(block, "covers", "cover", depth or COVER_DEPTH[block],
+                                 "every Cover statement of the harness"))
+    return out
+
+
+def harness_for(task: ProofTask, dut_timing: TimingPreset | None = None):
+    build = HARNESSES[task.block]
+    if task.mode == "cover":
+        return build(None, dut_timing, covers_only=True)
+    return build([task.group], dut_timing)
+
+
+def run_tasks(selected: list[ProofTask], work, jobs: int = 2, dut_timing: TimingPreset | None = None,
+              progress=None, timeout: float = 1800) -> list:
+    """Run ``selected`` (``jobs`` SymbiYosys runs at a time) in ``work``; results in the tasks' order."""
+    from ..parallel import map_with_progress
+    from .sby import run_task
+
+    return map_with_progress(lambda task: run_task(task, harness_for(task, dut_timing), work, timeout), selected,
+                             jobs, progress)
