@@ -281,14 +281,18 @@ def table(results: list[MutantResult], sim: str) -> str:
     caught = sum(r.caught for r in results)
     by_proof = sum(r.by_proof not in ("", "-") for r in results)
     by_sim = sum(r.by_sim not in ("", "-") for r in results)
-    lines = [f"mutation check: {caught}/{len(results)} mutants caught ({by_sim} by the smoke suite on {sim}, "
-             f"{by_proof} by the proofs)",
-             f"  {'mutant':<26} {'block':<5} {'smoke suite':<22} {'proofs':<40} {'time':>6}  fault"]
+    ran_sim = any(r.by_sim != "-" for r in results)
+    ran_proof = any(r.by_proof != "-" for r in results)
+    parts = [f"{by_sim} by the smoke suite on {sim}" if ran_sim else "smoke suite not run",
+             f"{by_proof} by the proofs" if ran_proof else "proofs not run"]
+    lines = [f"mutation check: {caught}/{len(results)} mutants caught ({', '.join(parts)}; - = not run or no "
+             f"harness)",
+             f"  {'mutant':<26} {'block':<5} {'smoke suite':<22} {'proofs':<56} {'time':>6}  fault"]
     for r in results:
         sim_col = r.by_sim or "passed (not caught)"
         proof_col = r.by_proof or "passed (not caught)"
         flag = "" if r.caught else "NOT CAUGHT: "
-        lines.append(f"  {r.name:<26} {r.block:<5} {sim_col:<22} {proof_col[:40]:<40} {r.seconds:>5.0f}s  "
+        lines.append(f"  {r.name:<26} {r.block:<5} {sim_col:<22} {proof_col:<56} {r.seconds:>5.0f}s  "
                      f"{flag}{r.note or r.fault}")
     return "\n".join(lines)
 
