@@ -70,6 +70,14 @@ def test_catalogue_depths_cover_the_longest_rule_gap():
     assert all(t.depth > longest for t in DCS_TASKS)
 
 
+def test_cli_runs_a_group_in_a_relative_folder(tmp_path, monkeypatch, capsys):
+    """The work folder is given relative to the current folder, as a user types it (SymbiYosys runs inside it)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["prove", "dcs", "--group", "handshake", "--depth", "6", "--out", "build/prove"]) == 0
+    out = capsys.readouterr().out
+    assert "dcs   handshake  bmc        6 pass" in out and "1/1 tasks passed" in out
+
+
 def test_cli_lists_the_catalogue_and_refuses_an_unknown_group(capsys):
     assert main(["prove", "--list"]) == 0
     out = capsys.readouterr().out

@@ -89,7 +89,7 @@ def _warm_up_solver() -> None:
 
 def tool_env(root: Path) -> dict[str, str]:
     """The environment for ``yowasp-sby``: shims for SymbiYosys's tool names in ``root/bin``, first on PATH."""
-    bindir = root / "bin"
+    bindir = Path(root).resolve() / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     for plain, wheel in TOOLS.items():
         shim = bindir / plain
@@ -117,6 +117,7 @@ _UNREACHED = re.compile(r"summary:\s+top\.\S+ at (\S+?:\d+)")
 
 def run_task(task: ProofTask, harness, work: Path, timeout: float = 1800) -> ProofResult:
     """Write ``harness`` (built for ``task``) as RTLIL and run SymbiYosys on it in ``work/<task name>``."""
+    work = Path(work).resolve()                 # SymbiYosys runs inside it: PATH must not hold a relative folder
     work.mkdir(parents=True, exist_ok=True)
     env = tool_env(work)
     design = f"{task.name}.il"
