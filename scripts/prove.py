@@ -10,6 +10,7 @@ from .progress import Progress
 
 def register(sub: argparse._SubParsersAction, positive_type) -> None:
     """Add ``prove`` to the CLI."""
+    from pimphony.verification.formal.sby import MODES
     from pimphony.verification.formal.tasks import HARNESSES
 
     p = sub.add_parser(
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction, positive_type) -> None:
                     "Exit code 1 on any failure.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("block", nargs="?", default="all", choices=[*HARNESSES, "all"], help="block to check")
-    p.add_argument("--mode", choices=["prove", "bmc", "cover"],
+    p.add_argument("--mode", choices=MODES,
                    help="run every group in this mode (default: each group's catalogued mode, then the covers)")
     p.add_argument("--depth", type=positive_type, help="cycles from reset (bmc, cover) or induction length "
                                                        "(default: each group's catalogued depth)")

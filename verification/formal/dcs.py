@@ -40,7 +40,7 @@ from amaranth.lib import data
 
 from pimphony.model.config import TimingPreset
 from pimphony.model.isa import CHANNEL_OPCODES, IO_OPCODES, Format, Opcode
-from pimphony.model.queue import BUFFER_ACCESS, Policy, QueueConfig
+from pimphony.model.queue import GBUF_USERS, OBUF_USERS, Policy, QueueConfig
 from pimphony.model.timing import blocking_table, latency_table, rules
 from pimphony.rtl.dcs import SEQ_BITS, DcsQueue
 from pimphony.rtl.layouts import opcode_in
@@ -57,15 +57,14 @@ def _seq_older(a, b):
 
 class DcsHarness(Elaboratable):
     """The DCS queue under its monitor. ``groups`` selects the property groups emitted (all by default);
-    ``modes`` the policies the free mode input may take. ``dut_timing`` builds the block from another
+    the free mode input takes every policy. ``dut_timing`` builds the block from another
     preset than the monitor checks against (a broken rule must give a counterexample); ``covers_only``
     emits the Cover statements of every group and no Assert."""
 
     def __init__(self, fmt: Format, timing: TimingPreset, config: QueueConfig, groups=None,
-                 modes=tuple(Policy), dut_timing: TimingPreset | None = None, covers_only: bool = False):
+                 dut_timing: TimingPreset | None = None, covers_only: bool = False):
         self.fmt, self.timing, self.config = fmt, timing, config
         self.groups = None if groups is None else frozenset(groups)
-        self.modes = tuple(modes)
         self.covers_only = covers_only
         self.dut = DcsQueue(fmt, dut_timing or timing, config)
         self.properties: Properties | None = None
@@ -87,10 +86,7 @@ class DcsHarness(Elaboratable):
         started = Signal()
         mode_q = Signal(2)
         m.d.sync += [started.eq(1), mode_q.eq(mode)]
-        allowed = Const(0, 1)
-        for pol in self.modes:
-            allowed = allowed | (mode == pol)
-        props.assume(allowed)
+        props.assume(mode < len(Policy))
         props.assume(~started | (mode == mode_q))
         inp = dut.cmd_in
         props.assume(inp.payload.op.as_value() < CHANNEL_OPCODES)
@@ -183,10 +179,10 @@ class DcsHarness(Elaboratable):
         # -- hazards: completion of each entry's issued accessors ---------------------------------------
         lat = latency_table(self.timing).tolist()
         lat_of = Array(Const(x, range(max(lat) + 1)) for x in lat)
-        buffers = {"gbuf": (fmt.gbuf_bits, BUFFER_ACCESS["gbuf"]), "obuf": (fmt.obuf_bits, BUFFER_ACCESS["obuf"])}
-        users = {name: acc["writes"] | acc["reads"] for name, (_, acc) in buffers.items()}
+        buffers = {"gbuf": fmt.gbuf_bits, "obuf": fmt.obuf_bits}
+        users = {"gbuf": GBUF_USERS, "obuf": OBUF_USERS}
         busy = {}
-        for name, (bits, _) in buffers.items():
+        for name, bits in buffers.items():
             regs = [Signal(range(max(lat) + 1), name=f"busy_{name}{e}") for e in range(1 << bits)]
             busy[name] = Array(regs)
             for e, reg in enumerate(regs):
@@ -270,9 +266,8 @@ class DcsHarness(Elaboratable):
                       out.valid & ~refresh & (out.payload.seq == older_first))
 
         # -- idle -------------------------------------------------------------------------------------------
-        completion = Array(Const(x, range(max(block) + 1)) for x in block)
         flight = Signal(range(max(block) + 1))
-        need = Mux(static, completion[op], lat_of[op]) - 1
+        need = Mux(static, block_of[op], lat_of[op]) - 1
         dec = Mux(flight == 0, 0, flight - 1)
         m.d.sync += flight.eq(Mux(issue & (need > dec), need, dec))
         quiet = (count[0] == 0) & (count[1] == 0) & ~held & (flight == 0)
