@@ -17,9 +17,11 @@ def register(sub: argparse._SubParsersAction, positive_type) -> None:
         "prove", help="check the RTL's properties formally (SymbiYosys)",
         description="Each block runs inside a property harness: assumptions on its inputs (the stream protocol) "
                     "and an independent monitor whose assertions state the block's promises, in groups (DCS "
-                    "queue: timing, order, hazards, progress, handshake, idle, refresh). Each group is checked "
-                    "from reset, every cycle up to its depth (bmc), or by k-induction (prove); a cover task "
-                    "checks that every Cover statement is reached. Prints a table (group, mode, depth, result, "
+                    "queue: timing, order, hazards, progress, handshake, idle, refresh; DPA controller: status, "
+                    "conservation, translate, protocol, run). Each group is checked from reset, every cycle up "
+                    "to its depth (bmc), or by k-induction (prove); a cover task checks that every Cover "
+                    "statement is reached (the DPA controller's traces are also replayed on the golden model). "
+                    "Prints a table (group, mode, depth, result, "
                     "time); a failing task names the properties that fail and leaves a VCD counterexample. "
                     "Exit code 1 on any failure.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction, positive_type) -> None:
                                                        "(default: each group's catalogued depth)")
     p.add_argument("--group", action="append", metavar="GROUP", help="only this property group (repeatable)")
     p.add_argument("--dut-timing", metavar="PRESET",
-                   help="build the block from this timing preset (name or YAML file) while the monitor checks "
+                   help="build the DCS queue from this timing preset (name or YAML file) while the monitor checks "
                         "the shipped one: a broken rule must give a counterexample naming the rule")
     p.add_argument("--jobs", type=positive_type, default=2, help="SymbiYosys runs at once")
     p.add_argument("--list", action="store_true", help="print the catalogue (group, mode, depth, why) and exit")
@@ -38,14 +40,14 @@ def register(sub: argparse._SubParsersAction, positive_type) -> None:
 
 
 def table(results) -> str:
-    lines = [f"  {'block':<5} {'group':<10} {'mode':<6} {'depth':>5} {'result':<8} {'time':>7}  detail"]
+    lines = [f"  {'block':<5} {'group':<12} {'mode':<6} {'depth':>5} {'result':<8} {'time':>7}  detail"]
     for r in results:
         t = r.task
         detail = r.detail
         if r.failed:
             what = "unreached" if t.mode == "cover" else "fails"
             detail = f"{what}: {', '.join(r.failed)}" + (f" at step {r.step}" if r.step is not None else "")
-        lines.append(f"  {t.block:<5} {t.group:<10} {t.mode:<6} {t.depth:>5} {r.status:<8} {r.seconds:>6.1f}s  "
+        lines.append(f"  {t.block:<5} {t.group:<12} {t.mode:<6} {t.depth:>5} {r.status:<8} {r.seconds:>6.1f}s  "
                      f"{detail}")
     return "\n".join(lines)
 
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     selected = tasks(blocks, args.mode, args.depth, args.group)
     if args.list:
         for t in selected:
-            print(f"{t.block:<5} {t.group:<10} {t.mode:<6} {t.depth:>4}  {t.reason}")
+            print(f"{t.block:<5} {t.group:<12} {t.mode:<6} {t.depth:>4}  {t.reason}")
         return 0
     dut_timing = TimingPreset.load(args.dut_timing) if args.dut_timing else None
     print(f"pimphony prove: {len(selected)} tasks, {args.jobs} at a time, work in {args.out}")

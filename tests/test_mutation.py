@@ -11,7 +11,7 @@ from pimphony.verification.mutation import CATALOGUE, MODULES, Mutant, MutationE
 from pimphony.verification.runner import available
 
 
-def test_catalogue_has_thirty_realistic_faults_over_every_block():
+def test_catalogue_has_at_least_thirty_realistic_faults_over_every_block():
     assert len(CATALOGUE) >= 30
     assert {m.block for m in CATALOGUE} == set(MODULES)
     assert len({m.name for m in CATALOGUE}) == len(CATALOGUE)
@@ -65,3 +65,11 @@ def test_a_short_row_gap_is_caught_by_the_timing_proof(tmp_path):
     group, failed = result.by_proof.split(": ")
     assert group == "timing" and set(failed.split(", ")) & {"timing.ACT-ACT", "timing.PRE-ACT", "timing.ACT-MAC",
                                                             "timing.ACT-PRE", "timing.PRE-REF", "timing.REF-ACT"}
+
+
+def test_a_lost_error_check_is_caught_by_the_status_proof(tmp_path):
+    """The DPA controller built without its DUPLICATE_REQUEST check answers a second OPEN of the same id with
+    OK; the harness's reference expects DUPLICATE_REQUEST."""
+    [result] = run_mutants(["duplicate-open-accepted"], "icarus", tmp_path, methods=("proof",))
+    assert result.caught, result
+    assert result.by_proof == "status: status.status-as-specified"

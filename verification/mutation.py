@@ -139,6 +139,24 @@ CATALOGUE = (
            "PAST_END (off-by-one bound)",
            "with m.Elif((arg >= length[slot]) | (req.segment >= S)):",
            "with m.Elif((arg > length[slot]) | (req.segment >= S)):"),
+    Mutant("free-list-wraps-early", "dpa", "the free list's head and tail wrap one entry before the end of "
+           "the pool (a pointer slip: the last chunk is never used, a returned chunk is handed out twice)",
+           "return Mux(ptr == C - 1, 0, ptr + 1)", "return Mux(ptr >= C - 2, 0, ptr + 1)"),
+    Mutant("va2pa-segment-dropped", "dpa", "allocation writes every segment's chunk into segment 0's VA2PA "
+           "entry (a VA2PA write to the wrong entry)",
+           "pending_addr.eq(va_addr(cur_slot, cur_kv, cur_seg, cur_vc))",
+           "pending_addr.eq(va_addr(cur_slot, cur_kv, 0, cur_vc))"),
+    Mutant("duplicate-open-accepted", "dpa", "OPEN of a request id that is already open is not refused (a "
+           "lost error check): the id takes a second config-buffer slot",
+           "with m.If(found):\n                            answer(StatusShape.DUPLICATE_REQUEST)",
+           "with m.If(Const(0, 1)):\n                            answer(StatusShape.DUPLICATE_REQUEST)"),
+    Mutant("config-buffer-survives-reset", "dpa", "reset does not clear the config buffer's valid bits: "
+           "requests open before a reset are still open after it",
+           'valid = Array(Signal(name=f"valid{i}") for i in range(R))',
+           'valid = Array(Signal(name=f"valid{i}", reset_less=True) for i in range(R))'),
+    Mutant("program-survives-reset", "dpa", "reset does not clear the program loader: a RUN after a reset "
+           "expands the program loaded before it instead of answering BAD_PROGRAM",
+           "loading = Signal()\n", "loading = Signal(reset_less=True)\n"),
     Mutant("barrier-without-drain", "hub", "the phase barrier does not wait for the queues to drain: the EPU "
            "runs softmax while scores are still being read out",
            "self.sync.valid.eq(need_sync & (self.drained == (1 << n) - 1))", "self.sync.valid.eq(need_sync)"),
@@ -222,15 +240,20 @@ def _by_simulation(m: Mutant, sim: str, root: Path) -> str:
 
 
 def _by_proof(m: Mutant, root: Path) -> str:
-    """The first proof task of the mutated block's harness that fails, cheapest first ("-": no harness)."""
+    """The first proof task of the mutated block's harness that fails, cheapest first, its cover task
+    last ("-": no harness)."""
     from .formal.sby import run_task
-    from .formal.tasks import TASKS, harness_for
+    from .formal.tasks import HARNESSES, harness_for, tasks
 
-    if m.block not in TASKS:
+    if m.block not in HARNESSES:
         return "-"
-    for task in sorted(TASKS[m.block], key=lambda t: (t.group in ("hazards", "progress", "order"), t.depth)):
+    selected = tasks([m.block])
+    order = sorted(selected[:-1], key=lambda t: (t.group in ("hazards", "progress", "order"), t.depth))
+    for task in [*order, selected[-1]]:
         result = run_task(task, harness_for(task), root / "prove")
         if result.status == "FAIL":
+            if task.mode == "cover":
+                return f"covers: unreached {', '.join(result.failed)}" if result.failed else "covers: golden replay"
             return f"{task.group}: {', '.join(result.failed) or 'failed'}"
     return ""
 

@@ -11,11 +11,22 @@ solver can close:
 * **DCS queue.** Queues of 2 + 2 commands (the shipped 32 + 32 differ only in pointer width; full,
   empty, wrap and both-heads-ready all occur at 2), a GBuf of 4 and an OBuf of 4 entries (so the
   ping-pong halves hold 2 entries each and a region differs from an entry, as in the shipped 64/16).
+* **DPA controller.** The shipped module's organisation cut to 2 channels of 2 banks, 16-element rows
+  and 6 rows, with 1-row chunks at head_dim 2: 6 physical chunks of 32 K and 32 V tokens, 2 V slices
+  of one channel (the shipped 16 channels at head_dim 128 hold 2 slices of 8); 2 config-buffer slots
+  for 4 request ids (so a third request finds the table full), 2 segments and 2 virtual chunks per
+  segment (so the allocation cursor steps over chunks, segments and K/V, and one request of 64 tokens
+  needs 8 chunks: more than the pool), 3 instruction-buffer entries (a prologue, a K and a V body). The
+  free list's wrap, the slot search and every check of every operation occur at these sizes; the
+  shipped sizes differ in the widths of the same fields.
 """
 
 from __future__ import annotations
 
-from pimphony.model.config import Provenance, TimingPreset
+import dataclasses
+
+from pimphony.model.config import ModuleOrg, Provenance, TimingPreset
+from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
 from pimphony.model.queue import QueueConfig
 
@@ -48,4 +59,13 @@ def formal_queue(fmt: Format, io_depth: int = 2, compute_depth: int = 2) -> Queu
                        obuf_entries=1 << fmt.obuf_bits, tag_bits=3)
 
 
-__all__ = ["REFRESH_INTERVAL", "TIMING_DIVISOR", "formal_format", "formal_queue", "formal_timing"]
+def formal_dpa(module: str = "aimx-16ch") -> DpaConfig:
+    """The DPA controller's parameters in the proofs (see the module docstring)."""
+    org = dataclasses.replace(ModuleOrg.load(module), name=f"{module}-formal", channels=2, banks=2, rows=8,
+                              columns=16, burst_bytes=4, gbuf_entries=4, outreg_entries=2, obuf_entries=2,
+                              gpr_bytes=1024)
+    return DpaConfig(org, head_dim=2, chunk_bytes=org.lanes * org.columns * org.element_bytes, max_requests=2,
+                     segments=2, max_chunks_per_segment=2, program_entries=3, request_id_bits=2)
+
+
+__all__ = ["REFRESH_INTERVAL", "TIMING_DIVISOR", "formal_dpa", "formal_format", "formal_queue", "formal_timing"]

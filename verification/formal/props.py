@@ -9,7 +9,6 @@ proof task stays small).
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 
 from amaranth import Module, Signal
@@ -33,8 +32,6 @@ class Properties:
     """False: only the Cover statements (a cover task)."""
     asserted: list[tuple[str, str]] = field(default_factory=list)
     covered: list[tuple[str, str]] = field(default_factory=list)
-    cover_sites: dict[str, str] = field(default_factory=dict)
-    """``file:line`` of each Cover statement (where the harness states it) -> ``group.name``."""
 
     def wanted(self, group: str) -> bool:
         return self.groups is None or group in self.groups
@@ -57,8 +54,6 @@ class Properties:
         """A state the harness must be able to reach."""
         if self.wanted(group):
             self.covered.append((group, name))
-            caller = sys._getframe(1)
-            self.cover_sites[f"{caller.f_code.co_filename}:{caller.f_lineno}"] = f"{group}.{name}"
             self.module.d.comb += Cover(self._signal(group, name, cond), name, src_loc_at=1)
 
     def assume(self, cond) -> None:

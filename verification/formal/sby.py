@@ -9,11 +9,14 @@ A task is one harness built for one property group, run in one mode (``prove``: 
 ``bmc``: every step up to the depth; ``cover``: every Cover statement reached within the depth). A
 failing task leaves its counterexample as a VCD trace; :func:`failed_properties` finds the property
 signals low in its last step, and :func:`run_task` names them ``group.name`` as the harness stated them.
+A cover task leaves a trace per reached Cover, which ends where its property signal is high; a harness
+with a ``check_traces`` method checks those traces further (against a golden model, say).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -63,6 +66,8 @@ class ProofResult:
     failed: list[str] = field(default_factory=list)
     """Properties false in the counterexample's last step, or covers not reached."""
     trace: Path | None = None
+    traces: list[Path] = field(default_factory=list)
+    """The traces of the reached covers (cover mode)."""
     step: int | None = None
     workdir: Path | None = None
     detail: str = ""
@@ -112,7 +117,6 @@ def sby_text(task: ProofTask, design: str) -> str:
 
 
 _FAILED = re.compile(r"failed assertion .* step (\d+)")
-_UNREACHED = re.compile(r"summary:\s+top\.\S+ at (\S+?:\d+)")
 
 
 def run_task(task: ProofTask, harness, work: Path, timeout: float = 1800) -> ProofResult:
@@ -142,10 +146,7 @@ def run_task(task: ProofTask, harness, work: Path, timeout: float = 1800) -> Pro
         result.status, result.detail = "ERROR", (lines[-1] if lines else proc.stderr.strip()[-300:])
         return result
     if task.mode == "cover":
-        unreached = log.split("unreached cover statements:")[1] if "unreached cover statements:" in log else ""
-        sites = harness.properties.cover_sites
-        result.failed = [sites.get(m.group(1), m.group(1)) for m in _UNREACHED.finditer(unreached)]
-        return result
+        return _covers(result, harness, out)
     trace = next((p for p in (out / "engine_0" / "trace.vcd", out / "engine_0" / "trace_induct.vcd") if p.is_file()),
                  None)
     if trace is not None and status in ("FAIL", "UNKNOWN"):
@@ -159,12 +160,38 @@ def run_task(task: ProofTask, harness, work: Path, timeout: float = 1800) -> Pro
     return result
 
 
-def failed_properties(vcd: Path, signals: set[str]) -> list[str]:
-    """The property ``signals`` (top-level names, :func:`~.props.signal_name`) that are 0 in the trace's last
-    step."""
+def _covers(result: ProofResult, harness, out: Path) -> ProofResult:
+    """A cover task's result: the covers no trace reaches, and the harness's own checks of the traces."""
+    covers = {signal_name(g, n): f"{g}.{n}" for g, n in harness.properties.covered}
+    result.traces = sorted((out / "engine_0").glob("trace*.vcd"), key=lambda p: int(p.stem[5:] or 0))
+    reached: set[str] = set()
+    for trace in result.traces:
+        steps = read_trace(trace, set(covers))
+        reached |= {name for name, value in (steps[-1] if steps else {}).items() if value == 1}
+    result.failed = [label for name, label in covers.items() if name not in reached]
+    check = getattr(harness, "check_traces", None)
+    problems = check(result.traces) if check is not None else []
+    if problems:
+        result.detail = f"{len(problems)} disagreements with the golden model, first: {problems[0]}"
+    result.status = "pass" if not result.failed and not problems else "FAIL"
+    return result
+
+
+def read_trace(vcd: Path, signals: set[str]) -> list[dict[str, int | None]]:
+    """The values of top-level ``signals`` in every step of a trace (None where undefined). A SymbiYosys
+    trace numbers its steps (``smt_step``) and writes the state after the last one as one more; its
+    witness file beside it (``.yw``) lists the steps that belong to the trace. In other traces every
+    timestamp is a step."""
     ids: dict[str, str] = {}
     value: dict[str, str] = {}
     scope: list[str] = []
+    steps: list[dict[str, int | None]] = []
+    step_id = None
+    changed = False
+
+    def snapshot():
+        steps.append({ids[i]: (int(v, 2) if set(v) <= {"0", "1"} else None) for i, v in value.items()})
+
     with open(vcd) as f:
         for line in f:
             words = line.split()
@@ -175,10 +202,30 @@ def failed_properties(vcd: Path, signals: set[str]) -> list[str]:
                 scope.append(words[2])
             elif head == "$upscope":
                 scope.pop()
+            elif head == "$var" and words[4] == "smt_step":
+                step_id = words[3]
             elif head == "$var" and len(scope) == 1 and words[4] in signals:
                 ids[words[3]] = words[4]
+            elif head[0] == "#":
+                if changed and value:
+                    snapshot()
+                changed = step_id is None
             elif head[0] in "01xz" and len(words) == 1 and head[1:] in ids:
                 value[head[1:]] = head[0]
-            elif head[0] == "b" and len(words) == 2 and words[1] in ids:
-                value[words[1]] = head[1:]
-    return sorted(ids[i] for i, v in value.items() if v == "0")
+            elif head[0] == "b" and len(words) == 2:
+                if words[1] in ids:
+                    value[words[1]] = head[1:]
+                changed |= words[1] == step_id
+    if changed and value:
+        snapshot()
+    witness = Path(vcd).with_suffix(".yw")
+    if step_id is not None and witness.is_file():
+        del steps[len(json.loads(witness.read_text())["steps"]):]
+    return steps
+
+
+def failed_properties(vcd: Path, signals: set[str]) -> list[str]:
+    """The property ``signals`` (top-level names, :func:`~.props.signal_name`) that are 0 in the trace's last
+    step."""
+    steps = read_trace(vcd, signals)
+    return sorted(name for name, value in (steps[-1] if steps else {}).items() if value == 0)

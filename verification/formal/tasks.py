@@ -1,11 +1,19 @@
 """The proof catalogue: which harness, which property groups, in which mode and to which depth.
 
+DCS queue:
+
 Induction does not close on the DCS queue's harness: the queue's RAM and its pointers can start a
 k-step induction trace in a state no reset reaches (a head holding an opcode no program has), and the
 harness may not look inside the block to rule that out. Each group is therefore checked by bounded
 model checking from reset, every cycle up to its depth, at the timing of
 :func:`~.configs.formal_timing` (the shipped preset / 32): the longest rule gap there is nRFC = 7 cycles,
 the refresh interval 10, the longest latency 2; the depths below say what each covers.
+
+DPA controller: for the same reason (its free list, VA2PA table and instruction buffer are RAMs),
+bounded from reset at the sizes of :func:`~.configs.formal_dpa`. The controller has no timing table;
+its longest fixed wait is the free list's rebuild after reset (one cycle per chunk, 8), and an
+operation takes one cycle, or one per chunk it allocates or returns. The cover task's traces (every
+status code, a wrapping allocation, RUNs) are replayed on the golden model, operation by operation.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ from dataclasses import replace
 
 from pimphony.model.config import TimingPreset
 
-from .configs import formal_format, formal_queue, formal_timing
+from .configs import formal_dpa, formal_format, formal_queue, formal_timing
 from .dcs import GROUPS as DCS_GROUPS
 from .dcs import DcsHarness
+from .dpa import GROUPS as DPA_GROUPS
+from .dpa import DpaHarness
 from .sby import ProofTask
 
 BASE_TIMING = "aim-gddr6"
@@ -32,7 +42,20 @@ DCS_TASKS = (
     ProofTask("dcs", "idle", "bmc", 16, "the longest rule gap (7) and blocking wait (nRDHUB = 3) after a queue fill"),
     ProofTask("dcs", "refresh", "bmc", 34, "three refresh intervals (10) and a refresh cycle (nRFC = 7)"),
 )
-COVER_DEPTH = {"dcs": 24}
+DPA_TASKS = (
+    ProofTask("dpa", "status", "bmc", 22, "the free list's rebuild after reset (8 cycles) and 14 cycles of operations: "
+              "an OPEN of half the pool and a CLOSE, two OPENs, or a PROGRAM and its LOADs; the solver's limit "
+              "(each step past 20 doubles the time: 3 min at 22)"),
+    ProofTask("dpa", "conservation", "bmc", 22, "as status"),
+    ProofTask("dpa", "translate", "bmc", 22, "as status"),
+    ProofTask("dpa", "protocol", "bmc", 40, "the rebuild, an OPEN of the whole pool (8 chunks), a program and a RUN, "
+              "and a reset with its rebuild"),
+    ProofTask("dpa", "run", "bmc", 48, "as protocol, and RUNs over two blocks"),
+)
+COVER_DEPTH = {"dcs": 24, "dpa": 28}
+COVER_REASON = {"dcs": "every Cover statement of the harness",
+                "dpa": "every Cover statement of the harness (reached by step 27); every trace replayed on the "
+                       "golden model"}
 
 
 def dcs_harness(groups=None, dut_timing: TimingPreset | None = None, covers_only: bool = False) -> DcsHarness:
@@ -44,9 +67,16 @@ def dcs_harness(groups=None, dut_timing: TimingPreset | None = None, covers_only
     return DcsHarness(fmt, timing, formal_queue(fmt), groups, dut_timing=dut, covers_only=covers_only)
 
 
-HARNESSES = {"dcs": dcs_harness}
-GROUPS = {"dcs": DCS_GROUPS}
-TASKS = {"dcs": DCS_TASKS}
+def dpa_harness(groups=None, covers_only: bool = False) -> DpaHarness:
+    """The DPA controller at the formal sizes (:func:`~.configs.formal_dpa`)."""
+    return DpaHarness(formal_dpa(), groups, covers_only=covers_only)
+
+
+HARNESSES = {"dcs": dcs_harness, "dpa": dpa_harness}
+TIMED = frozenset({"dcs"})
+"""Blocks built from a timing preset (``--dut-timing`` applies to them)."""
+GROUPS = {"dcs": DCS_GROUPS, "dpa": DPA_GROUPS}
+TASKS = {"dcs": DCS_TASKS, "dpa": DPA_TASKS}
 
 
 def tasks(blocks: list[str], mode: str | None = None, depth: int | None = None,
@@ -61,16 +91,16 @@ def tasks(blocks: list[str], mode: str | None = None, depth: int | None = None,
                     continue
                 out.append(replace(task, mode=mode or task.mode, depth=depth or task.depth))
         if mode in (None, "cover") and not groups:
-            out.append(ProofTask(block, "covers", "cover", depth or COVER_DEPTH[block],
-                                 "every Cover statement of the harness"))
+            out.append(ProofTask(block, "covers", "cover", depth or COVER_DEPTH[block], COVER_REASON[block]))
     return out
 
 
 def harness_for(task: ProofTask, dut_timing: TimingPreset | None = None):
     build = HARNESSES[task.block]
+    timed = {"dut_timing": dut_timing} if task.block in TIMED else {}
     if task.mode == "cover":
-        return build(None, dut_timing, covers_only=True)
-    return build([task.group], dut_timing)
+        return build(None, covers_only=True, **timed)
+    return build([task.group], **timed)
 
 
 def run_tasks(selected: list[ProofTask], work, jobs: int = 2, dut_timing: TimingPreset | None = None,
