@@ -69,7 +69,11 @@ def test_a_short_row_gap_is_caught_by_the_timing_proof(tmp_path):
 
 def test_a_lost_error_check_is_caught_by_the_status_proof(tmp_path):
     """The DPA controller built without its DUPLICATE_REQUEST check answers a second OPEN of the same id with
-    OK; the harness's reference expects DUPLICATE_REQUEST."""
-    [result] = run_mutants(["duplicate-open-accepted"], "icarus", tmp_path, methods=("proof",))
-    assert result.caught, result
-    assert result.by_proof == "status: status.status-as-specified"
+    OK; the harness's reference expects DUPLICATE_REQUEST (the status group at a quick depth, in a fresh
+    process with the mutant applied)."""
+    script = ("import sys; from pimphony.verification.mutation import apply, mutant; "
+              "apply(mutant('duplicate-open-accepted')); from pimphony.cli.main import main; "
+              "sys.exit(main(['prove', 'dpa', '--group', 'status', '--depth', '18', '--out', sys.argv[1]]))")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "fails: status.status-as-specified at step" in proc.stdout

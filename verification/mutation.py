@@ -240,16 +240,14 @@ def _by_simulation(m: Mutant, sim: str, root: Path) -> str:
 
 
 def _by_proof(m: Mutant, root: Path) -> str:
-    """The first proof task of the mutated block's harness that fails, cheapest first, its cover task
-    last ("-": no harness)."""
+    """The first proof task of the mutated block's harness that fails, in the catalogue's order (cheapest
+    first), its cover task last ("-": no harness)."""
     from .formal.sby import run_task
     from .formal.tasks import HARNESSES, harness_for, tasks
 
     if m.block not in HARNESSES:
         return "-"
-    selected = tasks([m.block])
-    order = sorted(selected[:-1], key=lambda t: (t.group in ("hazards", "progress", "order"), t.depth))
-    for task in [*order, selected[-1]]:
+    for task in tasks([m.block]):
         result = run_task(task, harness_for(task), root / "prove")
         if result.status == "FAIL":
             if task.mode == "cover":
