@@ -5,6 +5,7 @@ CLI."""
 import dataclasses
 
 import pytest
+from amaranth.hdl import Fragment
 
 from pimphony.cli.main import main
 from pimphony.model.config import TimingPreset
@@ -124,6 +125,7 @@ def test_the_replay_compares_every_answer_with_the_golden_model():
     """OPEN of one token takes a K and a V chunk per segment: the golden model answers OK with the pool
     less 2 x segments; a response that reports one chunk more free is named with its step."""
     harness = dpa_harness(covers_only=True)
+    Fragment.get(harness, None)                    # built, as in a cover task
     dut, config = harness.dut, formal_dpa()
     opened = dut.req_layout.const({"op": DpaOp.OPEN, "request": 1, "arg": 1}).as_bits()
     left = config.n_chunks - 2 * config.segments
