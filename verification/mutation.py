@@ -308,12 +308,15 @@ def table(results: list[MutantResult], sim: str) -> str:
              f"{by_proof} by the proofs" if ran_proof else "proofs not run"]
     lines = [f"mutation check: {caught}/{len(results)} mutants caught ({', '.join(parts)}; - = not run or no "
              f"harness)",
-             f"  {'mutant':<26} {'block':<5} {'smoke suite':<22} {'proofs':<56} {'time':>6}  fault"]
+             ""]
+    name_w = max([len("mutant"), *(len(r.name) for r in results)])
+    proof_w = max([len("proofs"), *(len(r.by_proof or "passed (not caught)") for r in results)])
+    lines[-1] = f"  {'mutant':<{name_w}} {'block':<5} {'smoke suite':<22} {'proofs':<{proof_w}} {'time':>6}  fault"
     for r in results:
         sim_col = r.by_sim or "passed (not caught)"
         proof_col = r.by_proof or "passed (not caught)"
         flag = "" if r.caught else "NOT CAUGHT: "
-        lines.append(f"  {r.name:<26} {r.block:<5} {sim_col:<22} {proof_col:<56} {r.seconds:>5.0f}s  "
+        lines.append(f"  {r.name:<{name_w}} {r.block:<5} {sim_col:<22} {proof_col:<{proof_w}} {r.seconds:>5.0f}s  "
                      f"{flag}{r.note or r.fault}")
     return "\n".join(lines)
 
