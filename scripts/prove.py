@@ -81,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
         if r.trace is not None:
             print(f"counterexample of {r.task.name}: {r.trace} (open it with gtkwave; the property signals are "
                   f"top.<group>__<name>); rerun: pimphony prove {r.task.block} --group {r.task.group} "
-                  f"--mode {r.task.mode} --depth {r.task.depth}")
+                  f"--mode {r.task.mode} --depth {r.task.depth}"
+                  + (f" --dut-timing {args.dut_timing}" if args.dut_timing else ""))
         elif r.workdir is not None:
             print(f"{r.task.name}: {r.status}; logs in {r.workdir}")
     passed = len(results) - len(failed)
