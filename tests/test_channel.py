@@ -101,10 +101,18 @@ def test_illegal_commands_name_the_command_and_rule(cmds, message):
 
 
 def test_legal_row_cycle_and_refresh():
-    ch = ChannelArray(ORG).channel(0)
+    """ACT opens a row on its channel only, PRE closes it (a second PRE is legal and changes nothing), REF
+    with every row closed is legal, and a row opened after it can be read."""
+    a = ChannelArray(ORG)
+    ch = a.channel(0)
+    opened = []
     for c in [Command(Opcode.ACT, row=1), Command(Opcode.PRE), Command(Opcode.REF), Command(Opcode.ACT, row=2),
-              Command(Opcode.PRE), Command(Opcode.PRE)]:
-        ch.execute(c)
+              Command(Opcode.PRE), Command(Opcode.PRE), Command(Opcode.ACT, row=3)]:
+        assert ch.execute(c) is None
+        opened.append(int(a.open_row[0]))
+    assert opened == [1, -1, -1, 2, -1, -1, 3]
+    assert (a.open_row[1:] == -1).all()
+    ch.execute(Command(Opcode.MAC, row=3))
 
 
 def test_baseline_output_registers():
