@@ -3,6 +3,7 @@ Verilog and nothing else, and one mutant goes through the smoke suite and is cau
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,12 @@ def test_catalogue_has_at_least_thirty_realistic_faults_over_every_block():
     assert len(CATALOGUE) >= 30
     assert {m.block for m in CATALOGUE} == set(MODULES)
     assert len({m.name for m in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_readme_states_the_catalogue_size():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"mutation check that injects {len(CATALOGUE)} realistic RTL faults" in readme
+    assert f"**{len(CATALOGUE)}/{len(CATALOGUE)} mutants caught**" in readme
 
 
 @pytest.mark.parametrize("m", CATALOGUE, ids=lambda m: m.name)
