@@ -18,7 +18,7 @@ from pimphony.model.config import index_bits
 from pimphony.model.dpa import ARG_BITS, OP_BITS, DpaConfig, DpaOp
 from pimphony.model.isa import ADVANCING, LOOP_ROW_UNIT, Format, Modi, Opcode
 
-from .layouts import StatusShape, instruction_layout, opcode_in
+from .layouts import StatusShape, instruction_layout, opcode_in, popcount
 
 
 class Phase(enum.Enum, shape=2):
@@ -73,13 +73,6 @@ class DpaWidths:
         return {"va2pa": self.va2pa_depth * self.chunk_bits, "free_list": c.n_chunks * self.chunk_bits,
                 "instruction_buffer": c.program_entries * self.entry_bits,
                 "config_buffer": c.max_requests * per_request}
-
-
-def _popcount(value) -> object:
-    total = Const(0, 1)
-    for i in range(len(value)):
-        total = total + value[i]
-    return total
 
 
 class DpaController(wiring.Component):
@@ -229,7 +222,7 @@ class DpaController(wiring.Component):
         w_kind = word.gbuf
         unit = LOOP_ROW_UNIT * lay.rows_per_chunk
         chunk_rows = Mux(w_kind == 0, lay.k_tokens // unit, lay.v_tokens // unit)
-        v_n = _popcount(word.ch_mask)
+        v_n = popcount(word.ch_mask)
         v_ns = Signal(range(org.channels + 1))
         m.d.comb += v_ns.eq(v_n >> lkb)
         bad_loop = ((w_kind != loops) | (w_kind > 1) | pend | (word.row != chunk_rows)
@@ -281,7 +274,7 @@ class DpaController(wiring.Component):
         b_v, b_kacc, b_vb = Signal(self.len_bits), Signal(lb + 4), Signal(lb)
         advance = ~out.valid | out.ready
         bpr = org.bursts_per_row
-        lanes_k = _popcount(loop_mask[0]) * org.banks
+        lanes_k = popcount(loop_mask[0]) * org.banks
         kstep = lanes_k * (bpr // kb)
         sec_end = Mux(f_phase == Phase.PROLOGUE, marks[0], Mux(f_phase == Phase.QK, marks[1], entries))
         f_kind = f_phase == Phase.SV
@@ -301,7 +294,7 @@ class DpaController(wiring.Component):
                 total = total + loop_mask[kind][ch]
             ranks.append(rk)
         # K: channel of rank p keeps the instruction while its first lane's token is below t1
-        first_k = b_kacc + g * (_popcount(loop_mask[0]) * org.banks)
+        first_k = b_kacc + g * (popcount(loop_mask[0]) * org.banks)
         k_mask = Cat(loop_mask[0][ch] & (first_k + ranks[0][ch] * org.banks < b_t1) for ch in range(fmt.channels))
         # V: slice s (ranks s*kb .. s*kb+kb-1) holds local bursts below ceil(ceil(t1/16) - s, ns)
         first_v = b_vb + g

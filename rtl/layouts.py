@@ -36,6 +36,14 @@ def opcode_in(op, opcodes) -> object:
     return hit
 
 
+def popcount(value) -> object:
+    """The number of set bits of ``value`` (an adder chain, wide enough for ``len(value)``)."""
+    total = Const(0, 1)
+    for i in range(len(value)):
+        total = total + value[i]
+    return total
+
+
 def _layout(fields: list[tuple[str, int]]) -> data.StructLayout:
     return data.StructLayout({name: OpcodeShape if name == "op" else width for name, width in fields})
 

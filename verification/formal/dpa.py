@@ -32,7 +32,7 @@ and states the block's promises over them, in groups:
 ``run``
     instructions leave only while a RUN is outstanding, and before its response. What a RUN emits is
     checked against the golden expansion on the traces of the ``run`` Cover statements
-    (:func:`check_run_traces`).
+    (:meth:`DpaHarness.check_traces`).
 
 Cover statements: every status code is answered, an allocation wraps the free list, and RUNs that
 emit K and V instructions, span two blocks and stall under back-pressure.
@@ -49,6 +49,7 @@ from pimphony.model.dpa import ARG_BITS, DpaConfig, DpaControllerModel, DpaOp, D
 from pimphony.model.isa import ADVANCING, LOOP_ROW_UNIT, Modi, Opcode
 from pimphony.model.kvcache import Status
 from pimphony.rtl.dpa import DpaController
+from pimphony.rtl.layouts import popcount
 
 from .props import Properties
 from .sby import read_trace
@@ -57,10 +58,6 @@ GROUPS = ("status", "conservation", "translate", "protocol", "run")
 _PORTS = ("rst", "mgmt__valid", "mgmt__ready", "mgmt__payload", "resp__valid", "resp__ready", "resp__payload",
           "ins_out__valid", "ins_out__ready", "ins_out__payload")
 """The harness's ports in a trace (the replay reads them)."""
-
-
-def _popcount(value):
-    return sum((value[i] for i in range(len(value))), Const(0, 1))
 
 
 class DpaHarness(Elaboratable):
@@ -194,7 +191,7 @@ class DpaHarness(Elaboratable):
                      | ((w_op < len(Opcode)) & ~advancing[w_op] & (word.op_size != 0)))
         kind = word.gbuf
         rows_ok = word.row * (LOOP_ROW_UNIT * lay.rows_per_chunk) == Mux(kind == 0, kt, vt)
-        n_ch = _popcount(word.ch_mask)
+        n_ch = popcount(word.ch_mask)
         slices = Signal(range(fmt.channels + 1))
         m.d.comb += slices.eq(n_ch // c.slice_channels)
         bad_loop = ((kind != loops) | (loops == 2) | pend | ~rows_ok
@@ -246,6 +243,7 @@ class DpaHarness(Elaboratable):
 
         # -- the reference's free list and VA2PA map -------------------------------------------------------
         def entry(i, k, s, v):
+            """The VA2PA entry of request id ``i``'s virtual chunk ``v`` of segment ``s``, K (0) or V (1)."""
             return ((i * 2 + k) * S + s) * V + v
 
         n_va = ids * 2 * S * V
@@ -260,17 +258,16 @@ class DpaHarness(Elaboratable):
         m.d.comb += token.eq(arg)
         vc = Mux(kv, token // vt, token // kt)
         va = Signal(range(n_va))
-        m.d.comb += va.eq(((rid * 2 + kv) * S + seg) * V + vc)
+        m.d.comb += va.eq(entry(rid, kv, seg, vc))
         with m.If(ok & ((op == DpaOp.OPEN) | appending)):
             m.d.sync += f_head.eq(wrap(f_head + need))
-            for i in range(ids):
-                for k in range(2):
-                    base = 0 if k == 0 else (want[0] - have[0]) * S
-                    for s in range(S):
-                        for v in range(V):
-                            rank = base + s * (want[k] - have[k]) + (v - have[k])
-                            with m.If((rid == i) & (v >= have[k]) & (v < want[k])):
-                                m.d.sync += va_chunk[entry(i, k, s, v)].eq(fifo[wrap(f_head + rank)])
+            for k in range(2):
+                base = 0 if k == 0 else (want[0] - have[0]) * S
+                for s in range(S):
+                    for v in range(V):
+                        rank = base + s * (want[k] - have[k]) + (v - have[k])
+                        with m.If((v >= have[k]) & (v < want[k])):
+                            m.d.sync += va_chunk[entry(rid, k, s, v)].eq(fifo[wrap(f_head + rank)])
         with m.If(ok & (op == DpaOp.CLOSE)):
             m.d.sync += f_tail.eq(wrap(f_tail + (closing[0] + closing[1]) * S))
             for k in range(2):
@@ -328,9 +325,7 @@ class DpaHarness(Elaboratable):
         with m.If(good):
             m.d.sync += [seen[q_va].eq(1), seen_chunk[q_va].eq(got.chunk)]
         with m.If(ok & (op == DpaOp.CLOSE)):
-            for i in range(ids):
-                with m.If(rid == i):
-                    m.d.sync += [seen[entry(i, k, s, v)].eq(0) for k in range(2) for s in range(S) for v in range(V)]
+            m.d.sync += [seen[entry(rid, k, s, v)].eq(0) for k in range(2) for s in range(S) for v in range(V)]
         props.implies("conservation", "free-count-is-pool-minus-held", taken, got.free == ref_free)
         props.implies("conservation", "translated-chunk-in-pool", good, got.chunk < C)
         props.implies("conservation", "a-virtual-chunk-keeps-its-chunk", good & seen[q_va],
