@@ -160,6 +160,8 @@ class TimingChecker:
 
     def __init__(self, preset: TimingPreset, obuf_dual_port: bool = False):
         self.table = rules(preset, obuf_dual_port)
+        self._before = {op: [(r, p) for r in self.table if op in r.next for p in r.prev] for op in Opcode}
+        """Per opcode, the (rule, earlier opcode) pairs that constrain it, in table order."""
         self.last: dict[Opcode, tuple[int, int]] = {}
         self.prev_cycle: int | None = None
 
@@ -169,14 +171,12 @@ class TimingChecker:
         if self.prev_cycle is not None and cycle == self.prev_cycle:
             out.append(f"cycle {cycle}: BUS: command {index} ({op.name}) shares its cycle with another command")
         self.prev_cycle = cycle
-        for r in self.table:
-            if op not in r.next:
-                continue
-            for p in r.prev:
-                if p in self.last and cycle - self.last[p][0] < r.gap:
-                    t0, j = self.last[p]
-                    out.append(f"cycle {cycle}: {r.name}: {op.name} (command {index}) {cycle - t0} cycles after "
-                               f"{Opcode(p).name} (command {j}) at cycle {t0}; needs {r.param} = {r.gap}")
+        last = self.last
+        for r, p in self._before[op]:
+            if p in last and cycle - last[p][0] < r.gap:
+                t0, j = last[p]
+                out.append(f"cycle {cycle}: {r.name}: {op.name} (command {index}) {cycle - t0} cycles after "
+                           f"{Opcode(p).name} (command {j}) at cycle {t0}; needs {r.param} = {r.gap}")
         self.last[op] = (cycle, index)
         return out
 

@@ -29,6 +29,7 @@ from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
 from pimphony.scheduler.lower import LoweringError
 from pimphony.scheduler.partition import PARTITIONS, PartitionError, make_partition
+from pimphony.verification.runner import SUITES
 
 from . import prove as prove_cli
 from . import serve as serve_cli
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="llama-3.1-8b", help="model preset or YAML file")
     run.add_argument("--lengths", type=_lengths, default=[2048, 2047], help="request lengths, comma-separated")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--module", default="aimx-16ch",
+                     help="module preset or YAML file: the hub gets one DCS queue per channel (fewer channels "
+                          "build and simulate faster)")
     run.add_argument("--sim", choices=["icarus", "verilator"], default="verilator",
                      help="Verilator compiles the 16-channel hub once (~50 s on 2 cores, cached in --out) and then "
                           "simulates ~10x faster than Icarus")
@@ -319,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--suite", default="smoke", help="suite name (a file in verification/suites/)")
     reg.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
     reg.add_argument("--seed", type=_nonneg, help="run every testbench with this one seed instead")
+    reg.add_argument("--block", action="append", choices=sorted(SUITES), metavar="BLOCK",
+                     help=f"run this block's runs of the suite only (repeatable; {', '.join(sorted(SUITES))}); "
+                          "the seeds stay those of the whole suite")
     reg.add_argument("--waves", action="store_true",
                      help="save waveforms (a separate, traced build: FST on Icarus, VCD on Verilator)")
     reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
@@ -783,23 +790,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import print_report, run_main_job
 
     model = ModelConfig.load(args.model)
+    ModuleOrg.load(args.module)
     try:
-        config = run_config(model, args.lengths)
+        config = run_config(model, args.lengths, args.module)
     except ValueError as exc:
-        raise CliError(f"--model {args.model} / --lengths: the hub cannot be built for this workload: {exc}") from None
+        raise CliError(f"--model {args.model} / --module {args.module} / --lengths: the hub cannot be built for "
+                       f"this workload: {exc}") from None
     if len(args.lengths) > RUN_MAX_REQUESTS or config.n_chunks > RUN_MAX_CHUNKS:
         raise CliError(f"--lengths: {len(args.lengths)} requests holding {config.n_chunks} chunks of 1 MiB; the main "
                        f"job simulates at most {RUN_MAX_REQUESTS} requests and {RUN_MAX_CHUNKS} chunks (a few minutes "
                        "of simulation); use `pimphony attention` for larger workloads on the golden model")
     try:
-        report = run_main_job(args.model, args.lengths, args.seed, args.sim, args.waves, args.out)
+        report = run_main_job(args.model, args.lengths, args.seed, args.sim, args.waves, args.out, module=args.module)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     return 0 if print_report(report) else 1
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from pimphony.verification.regress import SuiteError, load_suite, run_regression, summary
+    from pimphony.verification.regress import SuiteError, load_suite, run_regression, select_blocks, summary
     from pimphony.verification.runner import available
 
     missing = available(args.sim)
@@ -807,7 +816,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         raise CliError(f"{args.sim} is not available: {missing}")
     try:
         suite_seed = args.seed if args.seed is not None else random.randrange(1 << 31)
-        runs = load_suite(args.suite, args.seed, suite_seed)
+        runs = select_blocks(load_suite(args.suite, args.seed, suite_seed), args.block, args.suite)
     except SuiteError as exc:
         raise CliError(str(exc)) from None
     print(f"regress {args.suite}: {len(runs)} runs on {args.sim}, seeds " +

@@ -13,10 +13,10 @@ TEST_MODULE = "pimphony.verification.tests.tb_run"
 
 
 def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves: bool, out: Path,
-                 progress: bool = True) -> dict:
-    """Build the hub for the workload, run :mod:`pimphony.verification.tests.tb_run` once per policy of
-    :data:`POLICIES` (both at once) and return their merged report (with ``seconds``, ``simulator`` and
-    ``waveform`` added)."""
+                 progress: bool = True, module: str = "aimx-16ch") -> dict:
+    """Build the hub for the workload on ``module`` (a preset name or a YAML file), run
+    :mod:`pimphony.verification.tests.tb_run` once per policy of :data:`POLICIES` (both at once) and
+    return their merged report (with ``seconds``, ``simulator`` and ``waveform`` added)."""
     from pimphony.model.config import ModelConfig, TimingPreset
     from pimphony.model.kernels import warm_up
     from pimphony.model.queue import QueueConfig
@@ -29,7 +29,9 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
         raise RuntimeError(f"{sim} is not available: {missing}")
     start = time.perf_counter()
     model = ModelConfig.load(model_name)
-    config = run_config(model, lengths)
+    # the simulators run in their own folders: a model or module given as a file goes there by absolute path
+    model_name, module = (str(Path(x).resolve()) if Path(x).is_file() else x for x in (model_name, module))
+    config = run_config(model, lengths, module)
     out.mkdir(parents=True, exist_ok=True)
     timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
     source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
@@ -45,7 +47,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     failure: list[BaseException] = []
 
     def simulate(policy: str, folder: Path) -> None:
-        settings = {"model": model_name, "lengths": lengths, "seed": seed, "policies": [policy],
+        settings = {"model": model_name, "module": module, "lengths": lengths, "seed": seed, "policies": [policy],
                     "report": str((folder / "report.json").resolve()),
                     "progress": str((folder / "progress.txt").resolve())}
         try:

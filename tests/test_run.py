@@ -1,10 +1,12 @@
-"""The main job's plumbing (``pimphony run``): a small layer through the 16-channel hub on Icarus."""
+"""The main job's plumbing (``pimphony run``): a small layer through a 4-channel hub on Icarus."""
 
 import json
 
 import pytest
+import yaml
 
 from pimphony.cli.main import main
+from pimphony.rtl.build import cut_module
 from pimphony.verification.runner import available
 
 
@@ -13,9 +15,13 @@ def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
     if missing:
         pytest.skip(missing)
     model = tmp_path / "small.yaml"
-    model.write_text("name: small\nvalues:\n  layers: 1\n  heads: 2\n  kv_heads: 1\n  head_dim: 128\n  context: 4096\n")
+    model.write_text("name: small\nvalues:\n  layers: 1\n  heads: 2\n  kv_heads: 1\n  head_dim: 64\n  context: 4096\n")
+    module = tmp_path / "aimx-4ch.yaml"
+    org = cut_module("aimx-16ch", 4)        # 4 channels (head_dim 64: one V slice) convert and simulate ~4x faster
+    module.write_text(yaml.safe_dump({"name": org.name, "values": {k: getattr(org, k) for k in org.value_fields()}}))
     out = tmp_path / "run"
-    code = main(["run", "--model", str(model), "--lengths", "70,33", "--sim", "icarus", "--out", str(out)])
+    code = main(["run", "--model", str(model), "--module", str(module), "--lengths", "70,33", "--sim", "icarus",
+                 "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "correct against numpy: yes" in text and "speed-up" in text and "chunks used" in text

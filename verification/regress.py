@@ -121,6 +121,18 @@ def load_suite(name: str, seed: int | None = None, random_seed: int | None = Non
     return out
 
 
+def select_blocks(runs: list[SuiteRun], blocks: list[str] | None, suite: str) -> list[SuiteRun]:
+    """The runs of ``blocks`` only (all of them when None). Seeds are drawn before the selection, so a
+    selected run has the seed it has in the whole suite and the suite seed replays it."""
+    if not blocks:
+        return runs
+    missing = sorted(set(blocks) - {r.block for r in runs})
+    if missing:
+        raise SuiteError(f"suite {suite!r} has no run of block {', '.join(missing)}; its blocks: "
+                         f"{', '.join(sorted({r.block for r in runs}))}")
+    return [r for r in runs if r.block in blocks]
+
+
 def _cases(xml: Path, run: SuiteRun) -> list[CaseResult]:
     out = []
     for case in ET.parse(xml).getroot().iter("testcase"):

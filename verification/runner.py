@@ -141,15 +141,23 @@ def test(built, top: str, test_module: str, test_dir: Path | None = None, waves:
     test_dir = test_dir or build_dir
     test_dir.mkdir(parents=True, exist_ok=True)
     log = test_dir / "sim.log" if quiet else None
+    env = {"COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES", REWRITTEN)}
     try:
         results = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=test_dir,
-                              waves=waves, extra_env=extra_env or {}, testcase=testcase, log_file=log)
+                              waves=waves, extra_env=env | (extra_env or {}), testcase=testcase, log_file=log)
     except SystemExit as exc:          # cocotb's runner exits on a failure under pytest or a simulator crash
         raise RuntimeError(f"cocotb tests failed on {sim} (exit code {exc.code}); see {log or test_dir}") from None
     total, failed = get_results(results)
     if failed:
         raise RuntimeError(f"{failed} of {total} cocotb tests failed on {sim}; see {log or results}")
     return Path(results)
+
+
+REWRITTEN = "tb_*.py"
+"""The files whose ``assert`` statements cocotb rewrites to report their operands (its default, every
+module a test imports, costs each simulator process 1-3 s of parsing when Python may not keep its
+bytecode): our cocotb test modules, which are all named ``tb_*.py``. ``COCOTB_REWRITE_ASSERTION_FILES``
+in the environment overrides it."""
 
 
 def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, waves: bool = False,

@@ -26,7 +26,7 @@ from pimphony.model.attention import Reference, decode_attention
 from pimphony.model.config import ModelConfig
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.hub import PimHub
-from pimphony.model.isa import Format, Instruction
+from pimphony.model.isa import Command, Format, Instruction
 from pimphony.model.kernels import encode_command
 from pimphony.model.numerics import scale_for
 from pimphony.model.program import AttentionUnit
@@ -307,6 +307,7 @@ class HubBench:
         self.responses: list = []
         self.commands = 0
         self.cycle = 0
+        self._decoded: dict[int, Command] = {}
 
     async def run(self, ops, max_cycles: int = 2_000_000) -> int:
         """Run ``ops`` (each after the previous one is finished and the hub idle); returns the cycles. An
@@ -349,7 +350,7 @@ class HubBench:
                 for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
                     if r and int(valid.value):
                         out = unpack(self.out_layout, int(payload.value))
-                        cmd = self.fmt.decode_command(out["cmd"])
+                        cmd = self._decode(out["cmd"])
                         seq = -1 if out["refresh"] else out["seq"]
                         if out["refresh"]:
                             coverage.sample_issue(cmd.op, Policy(int(dut.mode.value)), 0, 0, refresh=True)
@@ -381,6 +382,14 @@ class HubBench:
             self.work.after(op)
         dut.mgmt__valid.value = 0
         return self.cycle - start
+
+    def _decode(self, word: int) -> Command:
+        """:meth:`Format.decode_command <pimphony.model.isa.Format.decode_command>`, remembered per word: a
+        workload issues a few thousand distinct commands hundreds of thousands of times."""
+        cmd = self._decoded.get(word)
+        if cmd is None:
+            cmd = self._decoded[word] = self.fmt.decode_command(word)
+        return cmd
 
     def _offer(self, pending: deque) -> None:
         """Drive ``ins`` with the first pending plain instruction (valid low when none is left)."""

@@ -1,6 +1,6 @@
 """The main job (``pimphony run``): decode attention of a model's layer through ``pim_hub`` under static
-and DCS issue. Configured by ``PIMPHONY_RUN`` (JSON: model, lengths, seed, policies, report path, progress
-path, written by :func:`pimphony.cli.run.run_main_job`, which runs one process per policy); writes the
+and DCS issue. Configured by ``PIMPHONY_RUN`` (JSON: model, module, lengths, seed, policies, report path,
+progress path, written by :func:`pimphony.cli.run.run_main_job`, which runs one process per policy); writes the
 report as JSON."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def main_job(dut):
     model = ModelConfig.load(SETTINGS.get("model", "llama-3.1-8b"))
     lengths = SETTINGS.get("lengths", [2048, 2047])
     seed = int(SETTINGS.get("seed", 0))
-    config = run_config(model, lengths)
+    config = run_config(model, lengths, SETTINGS.get("module", "aimx-16ch"))
     timing = TimingPreset.load("aim-gddr6")
     queue = QueueConfig.rtl_default(config.org)
     hub = PimHub(config, timing, queue)
