@@ -14,7 +14,9 @@ computes, bit for bit (a test holds the two equal on both partitions, MHA and GQ
   even; a NaN becomes the quiet NaN of its sign).
 
 The kernel reads the banks' bf16 bit patterns where they are stored (``(channels, columns, banks)``
-per row, so that one element of every bank is one contiguous vector); an ACT copies nothing.
+per row, so that one element of every bank is one contiguous vector) and widens a channel's open row to
+float32 once per call, at its first MAC (the banks do not change during a call): the MACs then
+multiply contiguous float32 vectors of all banks, which the compiler vectorises.
 
 Errors: the kernel executes nothing it has not checked. It stops *before* the first instruction that
 breaks a rule, or that it does not handle (DPA opcodes, a row command with an op-size), and returns
@@ -74,6 +76,28 @@ def bf16_round(x):
 
 
 @compiled
+def mac16(values, gbuf, gb, col, size, acc, t):
+    """``size`` MAC repetitions of one channel, accumulated into ``acc``, when a burst is 16 elements and
+    the channel has 16 banks (the AiM geometry of every shipped module): the general loop of
+    :func:`run_instructions` with both sizes known to the compiler, which then keeps each bank's tree in
+    vector registers (2-3x faster). The products and additions are the same, in the same order.
+    ``values`` is the channel's open row as float32 ``(columns, banks)``, ``gbuf`` its GBuf."""
+    for r in range(size):
+        base = (col + r) * 16
+        for j in range(8):
+            g0 = gbuf[gb + r, 2 * j]
+            g1 = gbuf[gb + r, 2 * j + 1]
+            v0 = values[base + 2 * j]
+            v1 = values[base + 2 * j + 1]
+            for b in range(16):
+                p0 = v0[b] * g0
+                p1 = v1[b] * g1
+                t[j, b] = p0 + p1
+        for b in range(16):
+            acc[b] += ((t[0, b] + t[1, b]) + (t[2, b] + t[3, b])) + ((t[4, b] + t[5, b]) + (t[6, b] + t[7, b]))
+
+
+@compiled
 def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, commands):
     """Execute ``enc[start:]`` (see :func:`encode`) on one module's state, in place.
 
@@ -86,11 +110,13 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
     n_obuf, n_banks = obuf.shape[1], obuf.shape[2]
     n_gpr = gpr.shape[0]
     n_rows = slot_of_row.shape[0]
-    bursts = rows[0].shape[1] // w
+    n_cols = rows[0].shape[1]
+    bursts = n_cols // w
     half = w // 2
     t = np.empty((half, n_banks), np.float32)
-    u = np.empty(n_banks, np.uint32)
-    f = u.view(np.float32)
+    held = np.full(n_ch, -1, np.int64)                  # the row each channel's float32 copy holds
+    wide = np.empty((n_ch, n_cols, n_banks), np.uint32)
+    values = wide.view(np.float32)
     acc = np.empty(n_banks, np.float32)
     chans = np.empty(n_ch, np.int64)
     macs = 0
@@ -147,29 +173,33 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
             data = rows[slot if slot >= 0 else len(rows) - 1]
             for i in range(m):
                 c = chans[i]
+                if held[c] != row:                      # the open row as float32, once per call and row
+                    for x in range(n_cols):
+                        for b in range(n_banks):
+                            wide[c, x, b] = np.uint32(data[c, x, b]) << np.uint32(16)
+                    held[c] = row
                 for b in range(n_banks):
                     acc[b] = obuf[c, ob, b]
-                for r in range(size):
-                    base = (col + r) * w
-                    for j in range(half):
-                        g0 = gbuf[c, gb + r, 2 * j]
-                        g1 = gbuf[c, gb + r, 2 * j + 1]
-                        for b in range(n_banks):
-                            u[b] = np.uint32(data[c, base + 2 * j, b]) << np.uint32(16)
-                        for b in range(n_banks):
-                            t[j, b] = f[b] * g0
-                        for b in range(n_banks):
-                            u[b] = np.uint32(data[c, base + 2 * j + 1, b]) << np.uint32(16)
-                        for b in range(n_banks):
-                            t[j, b] += f[b] * g1
-                    h = half // 2
-                    while h >= 1:
-                        for j in range(h):
+                if w == 16 and n_banks == 16:
+                    mac16(values[c], gbuf[c], gb, col, size, acc, t)
+                else:
+                    for r in range(size):
+                        base = (col + r) * w
+                        for j in range(half):
+                            g0 = gbuf[c, gb + r, 2 * j]
+                            g1 = gbuf[c, gb + r, 2 * j + 1]
                             for b in range(n_banks):
-                                t[j, b] = t[2 * j, b] + t[2 * j + 1, b]
-                        h //= 2
-                    for b in range(n_banks):
-                        acc[b] += t[0, b]
+                                p0 = values[c, base + 2 * j, b] * g0
+                                p1 = values[c, base + 2 * j + 1, b] * g1
+                                t[j, b] = p0 + p1
+                        h = half // 2
+                        while h >= 1:
+                            for j in range(h):
+                                for b in range(n_banks):
+                                    t[j, b] = t[2 * j, b] + t[2 * j + 1, b]
+                            h //= 2
+                        for b in range(n_banks):
+                            acc[b] += t[0, b]
                 for b in range(n_banks):
                     obuf[c, ob, b] = acc[b]
             macs += m * n_banks * size * w

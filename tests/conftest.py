@@ -13,3 +13,14 @@ def _kernel_cost_cache(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     monkeypatch.setenv("PIMPHONY_CACHE", str(shared / "pimphony-cache"))
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``long(seconds)`` run first, longest first: started last, one of them would keep a
+    worker busy while the other has nothing left to do."""
+
+    def seconds(item) -> float:
+        mark = item.get_closest_marker("long")
+        return mark.args[0] if mark is not None else 0.0
+
+    items.sort(key=seconds, reverse=True)

@@ -1,5 +1,6 @@
 """Decode attention on the golden PIM model against the float64 reference, within the derived bound."""
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_matches_reference(partition, shape, lengths):
     check(run_golden_attention(m, ORG, inp, partition=partition))
 
 
+@pytest.mark.long(25)
 @pytest.mark.parametrize(("name", "partition", "length"), [
     ("llama-3.1-8b", "tcp", 40000), ("qwen1.5-7b", "hfp", 40001), ("llama-3.1-70b", "tcp", 12345)])
 def test_long_contexts_of_paper_models(name, partition, length):
@@ -106,6 +108,20 @@ def test_compiled_and_instruction_paths_are_bit_identical(partition, shape, leng
     assert fast.mac_ops == ref.mac_ops
     for phase in ("qk", "sv"):
         assert np.array_equal(fast.phase_macs[phase], ref.phase_macs[phase])
+
+
+@pytest.mark.parametrize("banks", [8, 32])
+def test_compiled_path_of_other_bank_counts_is_bit_identical(banks):
+    """A module of 8 or 32 banks per channel (bursts of as many elements) takes the compiled loop's general
+    MAC path, not the 16-bank one of the shipped modules: the same bits as the instruction path."""
+    org = dataclasses.replace(ORG, banks=banks, burst_bytes=2 * banks)
+    m = SHAPES["gqa4-d128"]
+    inp = AttentionInputs.random(m, [300, 45], seed=banks)
+    fast = run_golden_attention(m, org, inp, partition="tcp", mode="compiled", check=False)
+    ref = run_golden_attention(m, org, inp, partition="tcp", mode="instructions", check=False)
+    assert fast.mac_ops == ref.mac_ops > 0
+    assert np.array_equal(fast.out.view(np.uint32), ref.out.view(np.uint32))
+    assert np.array_equal(fast.commands, ref.commands)
 
 
 def test_compiled_path_with_dpa_allocation_is_bit_identical():

@@ -41,6 +41,7 @@ def test_the_formal_preset_keeps_every_rule_and_its_order():
     assert [r.name for r in rules(small, True)] == [r.name for r in rules(base, True)]
 
 
+@pytest.mark.long(10)
 @pytest.mark.parametrize(("block", "group"), sorted(QUICK), ids=[f"{b}-{g}" for b, g in sorted(QUICK)])
 def test_quick_bounded_proof(block, group, tmp_path):
     task = ProofTask(block, group, "bmc", QUICK[block, group])

@@ -58,6 +58,7 @@ def test_cli_lists_the_catalogue(capsys):
     assert all(m.name in out for m in CATALOGUE)
 
 
+@pytest.mark.long(15)
 @pytest.mark.skipif(available("icarus") is not None, reason="Icarus Verilog not installed")
 def test_a_dropped_command_is_caught_by_the_smoke_suite(tmp_path):
     [result] = run_mutants(["drop-under-backpressure"], "icarus", tmp_path, methods=("sim",))
@@ -80,6 +81,7 @@ def test_a_short_row_gap_is_caught_by_the_timing_proof(tmp_path):
                     "timing.REF-ACT"}, proc.stdout
 
 
+@pytest.mark.long(20)
 def test_a_lost_error_check_is_caught_by_the_status_proof(tmp_path):
     """The DPA controller built without its DUPLICATE_REQUEST check answers a second OPEN of the same id with
     OK; the harness's reference expects DUPLICATE_REQUEST (the status group at a quick depth, in a fresh

@@ -33,6 +33,7 @@ take ~3.5 min). ``pimphony regress --suite quick --sim verilator`` runs all thre
 the 16-channel hub."""
 
 
+@pytest.mark.long(75)
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_quick_suite_passes(sim, tmp_path, capsys):
     """The quick suite on Icarus; its DCS part on Verilator, traced, with the queue's insides in the VCD."""
@@ -85,6 +86,7 @@ runs:
 """
 
 
+@pytest.mark.long(40)
 def test_stress_counts_replays_and_runs_on_dask(tmp_path, capsys):
     """A short stress suite on a local Dask cluster (two worker processes), then again locally from the
     printed seed: every counter equal, nothing lost, duplicated, illegal or leaked, resets at least one

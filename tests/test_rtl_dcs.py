@@ -38,6 +38,7 @@ def assert_cycle_exact(stream: np.ndarray, cfg: QueueConfig):
     return rtl
 
 
+@pytest.mark.long(15)
 @pytest.mark.parametrize("policy", list(Policy))
 def test_attention_stream_cycle_exact_with_refresh(policy):
     cfg = config(policy)
@@ -135,6 +136,7 @@ def test_command_layout_is_the_isa_encoding():
     assert np.zeros(1, COMMAND_DTYPE).dtype.names[0] == "op"
 
 
+@pytest.mark.long(30)
 def test_verilog_and_synth_commands(tmp_path, capsys, monkeypatch):
     from pimphony.cli.main import main
 

@@ -107,6 +107,7 @@ operation = st.one_of(
 )
 
 
+@pytest.mark.long(25)
 @settings(max_examples=20, deadline=None)
 @given(ops=st.lists(operation, min_size=1, max_size=25), block=st.sampled_from([None, 2048, 3000, 6144]),
        seed=st.integers(0, 2**16))

@@ -56,6 +56,7 @@ def runs():
     return ops, out
 
 
+@pytest.mark.long(20)
 @pytest.mark.parametrize("policy", list(Policy))
 def test_every_channel_issues_the_golden_commands_legally(runs, policy):
     ops, results = runs
@@ -93,6 +94,7 @@ def test_dcs_is_faster_than_static_on_the_same_workload(runs):
 
 
 
+@pytest.mark.long(30)
 @pytest.mark.parametrize(("heads", "kv_heads", "policy"), [(4, 2, Policy.DCS), (2, 2, Policy.STATIC)],
                          ids=["gqa-dcs", "mha-static"])
 def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads, policy):

@@ -10,6 +10,7 @@ from pimphony.rtl.build import cut_module
 from pimphony.verification.runner import available
 
 
+@pytest.mark.long(25)
 def test_run_reports_correct_cycles_and_chunks(tmp_path, capsys):
     missing = available("icarus")
     if missing:

@@ -107,6 +107,7 @@ TINY = ("name: tiny-serving\ndescription: two layers, two KV heads (4 DPA segmen
         "kv_heads: 2, head_dim: 128, context: 131072, hidden: 1024, intermediate: 2048, vocab: 1000}\n")
 
 
+@pytest.mark.long(20)
 def test_serving_trace_replays_through_the_dpa_rtl(tmp_path):
     """A serving run with preemptions (>= 200 decode steps) on a DPA controller sized like a scaled-down
     module: every OPEN / APPEND / CLOSE, and a TRANSLATE of every chunk it mapped, gets the same response from

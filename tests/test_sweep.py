@@ -74,6 +74,7 @@ def test_sweep_cli_errors(tmp_path, capsys):
     assert "must end in .csv or .parquet" in capsys.readouterr().err
 
 
+@pytest.mark.long(20)
 def test_reproduce_writes_every_target(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path), "--trials", "1"]) == 0
     text = (tmp_path / "reproduction.md").read_text()
