@@ -40,7 +40,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     compiling = threading.Thread(target=warm_up)     # the simulations' golden channels load it from disk
     compiling.start()
     if runtime is not None:
-        runtime.wait()
+        runtime.join()
     built = build(sim, source, "pim_hub", out / "sim", waves=waves, quiet=True)
     compiling.join()
     runs = {policy: Path(built.build_dir) / policy for policy in POLICIES}

@@ -1,7 +1,5 @@
 """Regression suites: the files are valid, and the quick suite passes on Icarus and Verilator."""
 
-import shutil
-
 import pytest
 
 from pimphony.cli.main import main
@@ -125,20 +123,3 @@ def test_block_selection_keeps_the_suite_seeds_and_names_a_missing_block():
     tiny = [r for r in whole if r.block == "dcs"]
     with pytest.raises(SuiteError, match="suite 'tiny' has no run of block hub; its blocks: dcs"):
         select_blocks(tiny, ["hub", "dcs"], "tiny")
-
-
-
-@pytest.mark.long(25)
-def test_runtime_warm_up_builds_the_stub_or_declines(tmp_path, monkeypatch):
-    """pimphony run compiles Verilator's run-time into ccache while the hub converts: the stub builds
-    (in its own process, at the lowest priority); on Icarus, or without ccache, there is nothing to warm."""
-    from pimphony.verification import runner
-
-    assert runner.warm_runtime("icarus", tmp_path) is None
-    if available("verilator") is None and shutil.which("ccache"):
-        proc = runner.warm_runtime("verilator", tmp_path)
-        assert proc is not None and proc.wait() == 0
-        assert (tmp_path / "runtime" / "verilator" / "pimphony_runtime" / "pimphony_runtime").is_file()
-    monkeypatch.setenv("MAKEFLAGS", "")
-    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
-    assert runner.warm_runtime("verilator", tmp_path) is None

@@ -16,12 +16,13 @@ register creates the event. The shipped Verilog is not changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
 import shutil
-import subprocess
 import sys
+import threading
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -133,23 +134,27 @@ RUNTIME_STUB = "module pimphony_runtime (input wire clk);\nendmodule\n"
 """A design of nothing, built by :func:`warm_runtime`."""
 
 
-def warm_runtime(sim: str, build_root: Path) -> subprocess.Popen | None:
-    """Start building :data:`RUNTIME_STUB` on ``sim`` under ``build_root`` in a background process at
-    the lowest CPU priority and return it, or None when that gains nothing (not Verilator, or no
-    ccache). The build compiles what every Verilator build compiles whatever the design -- Verilator's
-    run-time library and cocotb's ``main``, ~15 s of one core -- into ccache, with the flags of
-    :func:`build`. A caller that converts its design meanwhile (Python: one core) waits for the process
-    before its own build, which then finds them cached. A failure here is left for that build to report."""
+def warm_runtime(sim: str, build_root: Path) -> threading.Thread | None:
+    """Start building :data:`RUNTIME_STUB` on ``sim`` in the background (under ``build_root``) and return
+    the thread, or None when that gains nothing (not Verilator, or no ccache). The build compiles what
+    every Verilator build compiles whatever the design -- Verilator's run-time library and cocotb's
+    ``main``, ~15 s of one core -- into ccache, with the flags of :func:`build`; a caller that converts
+    its design meanwhile (Python, one core) joins the thread before its own build, which then finds them
+    cached. A failure here is left for the real build to report."""
     prepare_environment()
     if sim != "verilator" or "OBJCACHE" not in os.environ.get("MAKEFLAGS", ""):
         return None
     stub = build_root / "runtime" / "pimphony_runtime.v"
-    stub.parent.mkdir(parents=True, exist_ok=True)
-    stub.write_text(RUNTIME_STUB)
-    code = ("import sys; from pathlib import Path; from pimphony.verification.runner import build; "
-            "build('verilator', Path(sys.argv[1]), 'pimphony_runtime', Path(sys.argv[2]), quiet=True)")
-    return subprocess.Popen([sys.executable, "-c", code, str(stub), str(stub.parent)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(19))
+
+    def work() -> None:
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(RUNTIME_STUB)
+        with contextlib.suppress(Exception):
+            build(sim, stub, "pimphony_runtime", build_root / "runtime", quiet=True)
+
+    thread = threading.Thread(target=work, name="warm-runtime", daemon=True)
+    thread.start()
+    return thread
 
 
 def test(built, top: str, test_module: str, test_dir: Path | None = None, waves: bool = False,
