@@ -13,7 +13,7 @@ has drained and the EPU has acknowledged on ``sync``.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -143,9 +143,15 @@ class PimHub(wiring.Component):
         The DPA controller's parameters; its module organisation sets the channel count.
     timing, queue:
         The DCS queues' timing preset and configuration.
+    queue_module:
+        When given, each channel's queue is an instance of the Verilog module of that name instead of a
+        submodule (a black box: its ports are the queue's, ``clk`` and ``rst`` included). For conversion
+        only (:func:`pimphony.rtl.build.to_verilog`): the queue is then converted once, alone, instead of
+        once per channel. Simulate the hub built without it.
     """
 
-    def __init__(self, dpa: DpaConfig, timing: TimingPreset, queue: QueueConfig):
+    def __init__(self, dpa: DpaConfig, timing: TimingPreset, queue: QueueConfig, queue_module: str | None = None):
+        self.queue_module = queue_module
         self.dpa = DpaController(dpa)
         self.fmt = self.dpa.fmt
         self.sequencer = Sequencer(self.fmt)
@@ -177,10 +183,20 @@ class PimHub(wiring.Component):
         connect(m, seq.sync, flipped(self.sync))
         drained = []
         for c, q in enumerate(self.queues):
-            m.submodules[f"queue{c}"] = q
+            m.submodules[f"queue{c}"] = q if self.queue_module is None else black_box(self.queue_module, q)
             connect(m, seq.cmd_out[c], q.cmd_in)
             connect(m, q.cmd_out, flipped(self.cmd_out[c]))
             m.d.comb += q.mode.eq(self.mode)
             drained.append(q.idle)
         m.d.comb += [seq.drained.eq(Cat(drained)), self.idle.eq(seq.idle & Cat(drained).all())]
         return m
+
+
+def black_box(module: str, component: wiring.Component) -> Instance:
+    """An instance of Verilog module ``module`` connected to ``component``'s ports in its place (the names
+    Amaranth gives the ports of ``component`` converted alone: members joined by ``__``, and ``clk``,
+    ``rst`` of its sync domain)."""
+    ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+    for path, member, value in component.signature.flatten(component):
+        ports[("i_" if member.flow == In else "o_") + "__".join(map(str, path))] = value
+    return Instance(module, **ports)

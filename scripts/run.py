@@ -22,7 +22,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     from pimphony.model.queue import QueueConfig
     from pimphony.rtl.build import run_config, write_cached_verilog
     from pimphony.rtl.hub import PimHub
-    from pimphony.verification.runner import available, build, test, warm_runtime
+    from pimphony.verification.runner import available, build, test
 
     missing = available(sim)
     if missing:
@@ -34,13 +34,10 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     config = run_config(model, lengths, module)
     out.mkdir(parents=True, exist_ok=True)
     timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
-    runtime = warm_runtime(sim, out / "sim")          # on the other core while the hub converts
     source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
                                   (config, timing, queue))
     compiling = threading.Thread(target=warm_up)     # the simulations' golden channels load it from disk
     compiling.start()
-    if runtime is not None:
-        runtime.join()
     built = build(sim, source, "pim_hub", out / "sim", waves=waves, quiet=True)
     compiling.join()
     runs = {policy: Path(built.build_dir) / policy for policy in POLICIES}

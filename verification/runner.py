@@ -16,13 +16,11 @@ register creates the event. The shipped Verilog is not changed.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
 import shutil
 import sys
-import threading
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -128,33 +126,6 @@ def build(sim: str, verilog: Path, top: str, build_root: Path, waves: bool = Fal
                  timescale=("1ns", "1ps"), build_args=build_args,
                  log_file=build_dir / "build.log" if quiet else None)
     return runner
-
-
-RUNTIME_STUB = "module pimphony_runtime (input wire clk);\nendmodule\n"
-"""A design of nothing, built by :func:`warm_runtime`."""
-
-
-def warm_runtime(sim: str, build_root: Path) -> threading.Thread | None:
-    """Start building :data:`RUNTIME_STUB` on ``sim`` in the background (under ``build_root``) and return
-    the thread, or None when that gains nothing (not Verilator, or no ccache). The build compiles what
-    every Verilator build compiles whatever the design -- Verilator's run-time library and cocotb's
-    ``main``, ~15 s of one core -- into ccache, with the flags of :func:`build`; a caller that converts
-    its design meanwhile (Python, one core) joins the thread before its own build, which then finds them
-    cached. A failure here is left for the real build to report."""
-    prepare_environment()
-    if sim != "verilator" or "OBJCACHE" not in os.environ.get("MAKEFLAGS", ""):
-        return None
-    stub = build_root / "runtime" / "pimphony_runtime.v"
-
-    def work() -> None:
-        stub.parent.mkdir(parents=True, exist_ok=True)
-        stub.write_text(RUNTIME_STUB)
-        with contextlib.suppress(Exception):
-            build(sim, stub, "pimphony_runtime", build_root / "runtime", quiet=True)
-
-    thread = threading.Thread(target=work, name="warm-runtime", daemon=True)
-    thread.start()
-    return thread
 
 
 def test(built, top: str, test_module: str, test_dir: Path | None = None, waves: bool = False,
