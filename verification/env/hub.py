@@ -40,6 +40,7 @@ from pimphony.scheduler.partition import TokenCentricPartition, make_partition
 from . import coverage
 from .dpa import pack, unpack
 from .reset import hold_reset
+from .signals import reader
 
 
 class HubAttention:
@@ -314,8 +315,11 @@ class HubBench:
         op is a :class:`DpaOperation` for the host port (finished when answered) or a
         :class:`PlainJob` for the ``ins`` port (finished when every instruction was taken)."""
         dut, start = self.dut, self.cycle
-        ports = [(getattr(dut, f"cmd_out__{c}__valid"), getattr(dut, f"cmd_out__{c}__payload"),
+        ports = [(reader(getattr(dut, f"cmd_out__{c}__valid")), reader(getattr(dut, f"cmd_out__{c}__payload")),
                   getattr(dut, f"cmd_out__{c}__ready")) for c in range(self.channels)]
+        mgmt_ready, ins_ready, sync_valid, sync_payload, resp_valid, resp_payload, idle, mode = (
+            reader(getattr(dut, name)) for name in ("mgmt__ready", "ins__ready", "sync__valid", "sync__payload",
+                                                    "resp__valid", "resp__payload", "idle", "mode"))
         ready = [True] * self.channels                 # without back-pressure: set once, held
         for _, _, rdy in ports:
             rdy.value = 1
@@ -344,31 +348,31 @@ class HubBench:
                     sync_ready = not sync_ready
                     dut.sync__ready.value = int(sync_ready)
                 await ReadOnly()
-                accepted = not sent and int(dut.mgmt__ready.value)
+                accepted = not sent and mgmt_ready()
                 sent = sent or accepted
-                took = bool(pending) and int(dut.ins__ready.value)
+                took = bool(pending) and ins_ready()
                 for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
-                    if r and int(valid.value):
-                        out = unpack(self.out_layout, int(payload.value))
+                    if r and valid():
+                        out = unpack(self.out_layout, payload())
                         cmd = self._decode(out["cmd"])
                         seq = -1 if out["refresh"] else out["seq"]
                         if out["refresh"]:
-                            coverage.sample_issue(cmd.op, Policy(int(dut.mode.value)), 0, 0, refresh=True)
+                            coverage.sample_issue(cmd.op, Policy(mode()), 0, 0, refresh=True)
                         self.errors += self.checkers[c].observe(cmd.op, self.cycle, seq)
                         self.work.on_command(c, cmd)
                         self.commands += 1
-                if int(dut.sync__valid.value):
+                if sync_valid():
                     if waited >= self.epu_cycles:
-                        sv = int(dut.sync__payload.value) & 1                    # the payload is {sv}
-                        coverage.sample_barrier(bool(sv), Policy(int(dut.mode.value)))
+                        sv = sync_payload() & 1                                  # the payload is {sv}
+                        coverage.sample_barrier(bool(sv), Policy(mode()))
                         self.work.on_sync(sv)
                         waited = 0
                     else:
                         waited += 1
-                if int(dut.resp__valid.value):
-                    self.responses.append(unpack(self.resp_layout, int(dut.resp__payload.value)))
+                if resp_valid():
+                    self.responses.append(unpack(self.resp_layout, resp_payload()))
                     answered = True
-                done = answered and not pending and int(dut.idle.value)
+                done = answered and not pending and idle()
                 await RisingEdge(dut.clk)
                 if accepted:
                     dut.mgmt__valid.value = 0
