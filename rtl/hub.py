@@ -143,15 +143,13 @@ class PimHub(wiring.Component):
         The DPA controller's parameters; its module organisation sets the channel count.
     timing, queue:
         The DCS queues' timing preset and configuration.
-    queue_module:
-        When given, each channel's queue is an instance of the Verilog module of that name instead of a
-        submodule (a black box: its ports are the queue's, ``clk`` and ``rst`` included). For conversion
-        only (:func:`pimphony.rtl.build.to_verilog`): the queue is then converted once, alone, instead of
-        once per channel. Simulate the hub built without it.
     """
 
-    def __init__(self, dpa: DpaConfig, timing: TimingPreset, queue: QueueConfig, queue_module: str | None = None):
-        self.queue_module = queue_module
+    def __init__(self, dpa: DpaConfig, timing: TimingPreset, queue: QueueConfig):
+        self.queue_module: str | None = None
+        """When set, each channel's queue elaborates as an instance of the Verilog module of that name (a
+        black box: :func:`black_box`) instead of a submodule. Set only while
+        :func:`pimphony.rtl.build.to_verilog` converts the hub, which then converts one queue alone."""
         self.dpa = DpaController(dpa)
         self.fmt = self.dpa.fmt
         self.sequencer = Sequencer(self.fmt)
