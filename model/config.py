@@ -219,6 +219,12 @@ def _read(kind: str, name_or_path: str | Path) -> tuple[str, str]:
         raise ConfigError(text_arg, None, f"cannot read: {exc}") from None
 
 
+DEFAULT_MODULE = "aimx-16ch"
+"""The module preset every command and block uses unless told otherwise (the paper's 16 x 16 AiMX)."""
+DEFAULT_TIMING = "aim-gddr6"
+"""The timing preset every command and block uses unless told otherwise (aim_simulator's GDDR6-AiM)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TimingPreset(_Config):
     """DRAM/PIM command timing in command-clock cycles of ``tck_ps`` (docs/sources.md §timing)."""

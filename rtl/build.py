@@ -15,7 +15,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from pimphony.model.cache import cache_dir, source_digest
-from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModuleOrg, TimingPreset
 from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
 from pimphony.model.kvcache import ChunkLayout
@@ -33,12 +33,12 @@ DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
 
 
-def dpa_config(module: str = "aimx-16ch") -> DpaConfig:
+def dpa_config(module: str = DEFAULT_MODULE) -> DpaConfig:
     """The DPA controller's shipped parameters (:class:`DpaConfig` defaults at :data:`DPA_HEAD_DIM`)."""
     return DpaConfig(ModuleOrg.load(module), DPA_HEAD_DIM)
 
 
-def dpa_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
+def dpa_testbench_config(module: str = DEFAULT_MODULE) -> DpaConfig:
     """The DPA controller's parameters in the cocotb block testbench: the shipped design scaled down so
     that a random run fills the config buffer and exhausts the pool often (4 requests, 2 segments,
     8 virtual chunks per segment, a pool of 32 chunks = one longest request); the instruction buffer
@@ -56,7 +56,7 @@ def cut_module(module: str, channels: int) -> ModuleOrg:
     return dataclasses.replace(ModuleOrg.load(module), name=f"{module}-{channels}ch", channels=channels)
 
 
-def hub_testbench_config(module: str = "aimx-16ch") -> DpaConfig:
+def hub_testbench_config(module: str = DEFAULT_MODULE) -> DpaConfig:
     """The hub's parameters in its cocotb system testbench: the module cut to 4 channels (head_dim 64:
     one V slice of 4 channels) and the DPA controller of :func:`dpa_testbench_config` scaled to it."""
     return DpaConfig(cut_module(module, 4), 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
@@ -72,13 +72,13 @@ def workload_config(org: ModuleOrg, head_dim: int, segments: int, lengths: list[
                      max_chunks_per_segment=per_segment + 1, chunks=min(chunks, layout.chunks))
 
 
-def run_config(model, lengths, module: str = "aimx-16ch") -> DpaConfig:
+def run_config(model, lengths, module: str = DEFAULT_MODULE) -> DpaConfig:
     """The hub's parameters for the main job (``pimphony run``): the shipped module at the model's
     head_dim, sized for the batch with a segment per KV head of one layer (:func:`workload_config`)."""
     return workload_config(ModuleOrg.load(module), model.head_dim, model.kv_heads, lengths)
 
 
-def build_block(block: str, module: str = "aimx-16ch", timing: str = "aim-gddr6", testbench: bool = False):
+def build_block(block: str, module: str = DEFAULT_MODULE, timing: str = DEFAULT_TIMING, testbench: bool = False):
     """Elaborate one block with the default (or given) presets; ``testbench``: the parameters of its
     cocotb testbench (:func:`dpa_testbench_config`, :func:`hub_testbench_config`; the others' defaults)."""
     if block not in BLOCKS:

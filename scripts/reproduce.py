@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset, WorkloadConfig
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, ModuleOrg, TimingPreset, WorkloadConfig
 from pimphony.model.isa import Opcode
 from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
 from pimphony.model.perf.capacity import capacity_trials
@@ -58,7 +58,7 @@ def _breakdown_header() -> str:
     return " / ".join(c.replace("pipeline penalty", "penalty").replace("ACT/PRE", "ACT-PRE") for c in CATEGORIES)
 
 
-def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6", length: int = 32768) -> Path:
+def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT_TIMING, length: int = 32768) -> Path:
     """Write ``dcs.md`` and three PNGs into ``out``; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
     org, tp = ModuleOrg.load(module), TimingPreset.load(timing)
@@ -232,7 +232,7 @@ def reproduce_dcs(out: Path, module: str = "aimx-16ch", timing: str = "aim-gddr6
 DPA_WORKLOADS = (("qmsum", "qwen1.5-7b"), ("musique", "qwen1.5-7b"), ("multifieldqa", "llama-3.1-8b"),
                  ("loogle-sd", "llama-3.1-8b"))
 
-def capacity_rows(module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
+def capacity_rows(module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = 512, trials: int = 10,
                   seed: int = 0) -> list[tuple[str, str, int, dict]]:
     """Fig. 19's points, (workload, model, T_max, {policy: CapacityResult}): the one definition of capacity
     utilisation (live KV / reserved KV, averaged over the decode steps) that ``reproduce dpa`` and the full
@@ -247,7 +247,7 @@ def capacity_rows(module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 5
     return rows
 
 
-def reproduce_dpa(out: Path, module: str = "aimx-16ch", kv_gb: int = 112, generate: int = 512, trials: int = 10,
+def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = 512, trials: int = 10,
                   seed: int = 0) -> Path:
     """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pimphony.model.config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, ModuleOrg, SystemConfig, TimingPreset
 from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
 from pimphony.model.perf.capacity import Admitter
 from pimphony.model.perf.system import (
@@ -271,7 +271,7 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     md += _fig4_batches(run, fig4)
 
     # -- DCS figures (channel cycle model) ------------------------------------------------------------
-    org16, aim = ModuleOrg.load("aimx-16ch"), TimingPreset.load("aim-gddr6")
+    org16, aim = ModuleOrg.load(DEFAULT_MODULE), TimingPreset.load(DEFAULT_TIMING)
     f7 = X.fig7(org16, aim)
     f8 = next(r for r in X.fig8(org16, aim, dims=(128,)))
     f18 = X.fig18(org16, aim, length=8192)

@@ -7,13 +7,15 @@ import threading
 import time
 from pathlib import Path
 
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING
+
 from .progress import Progress
 
 TEST_MODULE = "pimphony.verification.tests.tb_run"
 
 
 def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves: bool, out: Path,
-                 progress: bool = True, module: str = "aimx-16ch") -> dict:
+                 progress: bool = True, module: str = DEFAULT_MODULE) -> dict:
     """Build the hub for the workload on ``module`` (a preset name or a YAML file), run
     :mod:`pimphony.verification.tests.tb_run` once per policy of :data:`POLICIES` (both at once) and
     return their merged report (with ``seconds``, ``simulator`` and ``waveform`` added)."""
@@ -33,7 +35,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     model_name, module = (str(Path(x).resolve()) if Path(x).is_file() else x for x in (model_name, module))
     config = run_config(model, lengths, module)
     out.mkdir(parents=True, exist_ok=True)
-    timing, queue = TimingPreset.load("aim-gddr6"), QueueConfig.rtl_default(config.org)
+    timing, queue = TimingPreset.load(DEFAULT_TIMING), QueueConfig.rtl_default(config.org)
     source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
                                   (config, timing, queue))
     compiling = threading.Thread(target=warm_up)     # the simulations' golden channels load it from disk

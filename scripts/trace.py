@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset, preset_names
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, ModuleOrg, TimingPreset, preset_names
 
 POLICIES = ("aim", "static", "pingpong", "dcs")
 POLICY_HELP = ("aim: aim_simulator's in-order AiM controller (TMOD mode switches, blocking RD_MAC) - the "
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction, lengths_type, nonneg_type) -> None
     exp.add_argument("--partition", choices=["tcp", "hfp"], default="tcp", help="token-centric or head-first")
     exp.add_argument("--phase", choices=["qk", "sv", "both"], default="both", help="attention phases to keep")
     exp.add_argument("--pair", action="store_true", help="only the first (request, KV head) pair")
-    exp.add_argument("--module", default="aimx-16ch",
+    exp.add_argument("--module", default=DEFAULT_MODULE,
                      help=f"module organisation ({', '.join(preset_names('modules'))}) or YAML file")
     exp.add_argument("--out", type=Path, required=True, help="the trace file to write")
     run = tsub.add_parser(
@@ -66,9 +66,9 @@ def register(sub: argparse._SubParsersAction, lengths_type, nonneg_type) -> None
     run.add_argument("--commands", type=Path, metavar="OUT.csv",
                      help="write every issued command: cycle,channel,command,row (aim_simulator's names)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument("--timing", default="aim-gddr6",
+    run.add_argument("--timing", default=DEFAULT_TIMING,
                      help=f"timing preset ({', '.join(preset_names('timing'))}) or YAML file")
-    run.add_argument("--module", default="aimx-16ch",
+    run.add_argument("--module", default=DEFAULT_MODULE,
                      help="module organisation (buffer sizes for static, pingpong and dcs)")
 
 
@@ -185,7 +185,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pimphony.model.aimtrace import AimTrace, Isr, from_stream, read
     from pimphony.scheduler.aim import attention_stream, run
 
-    org, timing = ModuleOrg.load("aimx-16ch"), TimingPreset.load("aim-gddr6")
+    org, timing = ModuleOrg.load(DEFAULT_MODULE), TimingPreset.load(DEFAULT_TIMING)
     pair = from_stream(attention_stream(ModelConfig.load("llama-3.1-8b"), org, [131072], 0, pair=True), 0)
     body = pair.kind != Isr.EOC
     times = -(-args.commands // pair.commands)

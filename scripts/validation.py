@@ -60,7 +60,7 @@ def sweep(quick: bool = False) -> list[Point]:
 
 def run_point(p: Point) -> Outcome:
     """Measure ``p`` on the RTL (hub and channel 0's queue) and predict it with the models."""
-    from pimphony.model.config import TimingPreset
+    from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, TimingPreset
     from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_program
     from pimphony.model.isa import Format, channel_stream
     from pimphony.model.perf.hub import predict_run
@@ -72,8 +72,8 @@ def run_point(p: Point) -> Outcome:
     from pimphony.scheduler.dpa import head_program
     from pimphony.scheduler.policies import issue_cycles
 
-    timing = TimingPreset.load("aim-gddr6")
-    config = workload_config(cut_module("aimx-16ch", p.channels), p.head_dim, 1, [p.length])
+    timing = TimingPreset.load(DEFAULT_TIMING)
+    config = workload_config(cut_module(DEFAULT_MODULE, p.channels), p.head_dim, 1, [p.length])
     fmt = Format.for_org(config.org)
     policy = Policy[p.policy]
     queue = dataclasses.replace(QueueConfig.rtl_default(config.org), policy=policy)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pimphony.model.config import ModuleOrg, Provenance, TimingPreset
+from pimphony.model.config import DEFAULT_MODULE, ModuleOrg, Provenance, TimingPreset
 from pimphony.model.dpa import DpaConfig
 from pimphony.model.isa import Format
 from pimphony.model.queue import QueueConfig
@@ -59,7 +59,7 @@ def formal_queue(fmt: Format, io_depth: int = 2, compute_depth: int = 2) -> Queu
                        obuf_entries=1 << fmt.obuf_bits, tag_bits=3)
 
 
-def formal_dpa(module: str = "aimx-16ch") -> DpaConfig:
+def formal_dpa(module: str = DEFAULT_MODULE) -> DpaConfig:
     """The DPA controller's parameters in the proofs (see the module docstring)."""
     org = dataclasses.replace(ModuleOrg.load(module), name=f"{module}-formal", channels=2, banks=2, rows=8,
                               columns=16, burst_bytes=4, gbuf_entries=4, outreg_entries=2, obuf_entries=2,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pimphony.model.config import TimingPreset
+from pimphony.model.config import DEFAULT_TIMING, TimingPreset
 
 from .configs import formal_dpa, formal_format, formal_queue, formal_timing
 from .dcs import GROUPS as DCS_GROUPS
@@ -29,7 +29,7 @@ from .dpa import GROUPS as DPA_GROUPS
 from .dpa import DpaHarness
 from .sby import ProofTask
 
-BASE_TIMING = "aim-gddr6"
+BASE_TIMING = DEFAULT_TIMING
 """The shipped timing preset the proofs scale down."""
 
 DCS_TASKS = (                                 # each catalogue runs cheapest first (pimphony mutate stops at a failure)

@@ -10,7 +10,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from pimphony.model.config import ModuleOrg, TimingPreset
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModuleOrg, TimingPreset
 from pimphony.model.isa import Command, Opcode, channel_stream, from_commands
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler.dcs_experiments import attention_program
@@ -21,8 +21,8 @@ from pimphony.verification.env.dcs import DcsBench, Workload
 from pimphony.verification.env.reset import hold_reset
 from pimphony.verification.env.stats import RESET_INTERVAL, cycles_target, record
 
-ORG = ModuleOrg.load("aimx-16ch")
-AIM = TimingPreset.load("aim-gddr6")
+ORG = ModuleOrg.load(DEFAULT_MODULE)
+AIM = TimingPreset.load(DEFAULT_TIMING)
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 SCALE = int(os.environ.get("PIMPHONY_SCALE", "1"))
 

@@ -9,7 +9,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 
-from pimphony.model.config import ModelConfig, TimingPreset
+from pimphony.model.config import DEFAULT_TIMING, ModelConfig, TimingPreset
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
@@ -19,7 +19,7 @@ from pimphony.verification.env.stats import cycles_target, record
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
 CONFIG = hub_testbench_config()
-AIM = TimingPreset.load("aim-gddr6")
+AIM = TimingPreset.load(DEFAULT_TIMING)
 QUEUE = QueueConfig.rtl_default(CONFIG.org)
 _HUB = PimHub(CONFIG, AIM, QUEUE)
 LAYOUTS = port_layouts(_HUB)

@@ -13,7 +13,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 
-from pimphony.model.config import ModelConfig, TimingPreset
+from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, TimingPreset
 from pimphony.model.dpa import DpaOp
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import run_config
@@ -43,8 +43,8 @@ async def main_job(dut):
     model = ModelConfig.load(SETTINGS.get("model", "llama-3.1-8b"))
     lengths = SETTINGS.get("lengths", [2048, 2047])
     seed = int(SETTINGS.get("seed", 0))
-    config = run_config(model, lengths, SETTINGS.get("module", "aimx-16ch"))
-    timing = TimingPreset.load("aim-gddr6")
+    config = run_config(model, lengths, SETTINGS.get("module", DEFAULT_MODULE))
+    timing = TimingPreset.load(DEFAULT_TIMING)
     queue = QueueConfig.rtl_default(config.org)
     hub = PimHub(config, timing, queue)
     layouts = port_layouts(hub)
