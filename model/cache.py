@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,11 +21,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PIMPHONY_CACHE") or Path.home() / ".cache" / "pimphony")
 
 
-def source_digest(inputs: object, sources: list[str]) -> hashlib._Hash:
-    """A SHA-256 of ``repr(inputs)`` and of every file in ``sources`` (paths or glob patterns relative
-    to :data:`ROOT`, taken in sorted order); more data may be added to it."""
-    digest = hashlib.sha256(repr(inputs).encode())
+@cache
+def _sources_digest(sources: tuple[str, ...]) -> bytes:
+    digest = hashlib.sha256()
     for pattern in sources:
         for path in sorted(ROOT.glob(pattern)):
             digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def source_digest(inputs: object, sources: tuple[str, ...] | list[str]) -> hashlib._Hash:
+    """A SHA-256 of ``repr(inputs)`` and of every file in ``sources`` (paths or glob patterns relative
+    to :data:`ROOT`, taken in sorted order); more data may be added to it. The sources are read once per
+    process (they do not change under a running program)."""
+    digest = hashlib.sha256(repr(inputs).encode())
+    digest.update(_sources_digest(tuple(sources)))
     return digest

@@ -1,5 +1,5 @@
 """Parameters of a channel controller's command queue, shared by the reference policies
-(:mod:`pimphony.scheduler.policies`) and the RTL (:mod:`pimphony.rtl.dcs`): the policy encoding of
+(:mod:`pimphony.model.policies`) and the RTL (:mod:`pimphony.rtl.dcs`): the policy encoding of
 the mode register, queue depths, buffer sizes and the D-/S-Table sizes."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One design runs the three policies of :mod:`pimphony.model.queue` (the ``mode`` input): static
 in-order, ping-pong and DCS. It is cycle-exact to the reference engine
-:func:`pimphony.scheduler.policies.issue_cycles` (tested in amaranth.sim), whose docstring defines
+:func:`pimphony.model.policies.issue_cycles` (tested in amaranth.sim), whose docstring defines
 the cycle semantics; the structures below are that engine in hardware.
 """
 

@@ -44,12 +44,12 @@ from pimphony.model.isa import CHANNEL_OPCODES, Instruction, Opcode, channel_str
 from pimphony.model.perf.channel import breakdown as channel_breakdown
 from pimphony.model.perf.channel import run_channel
 from pimphony.model.perf.hub import phases_of
+from pimphony.model.policies import issuer
 from pimphony.model.queue import QueueConfig
 from pimphony.model.timing import REGISTER_MODE, gap_matrix, latency_table
 
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
-from .policies import issuer
 
 COMMANDS = ("ACT16", "PREA", "REFab", "WRGB", "WRMAC16", "MAC16", "RDMAC16", "TMOD")
 """aim_simulator's names of the commands the controller issues; codes 0..6 are our channel opcodes

@@ -2,7 +2,7 @@
 
 The system model (:mod:`pimphony.model.perf.system`) needs, per decode step, the cycles a channel
 spends on attention and on FC GEMVs. It takes them from here, and everything here comes from the
-lowering (:mod:`.lower`), the issue policies (:mod:`.policies`) and the timing table — no second set of
+lowering (:mod:`.lower`), the issue policies (:mod:`pimphony.model.policies`) and the timing table — no second set of
 constants:
 
 * **attention**: the cycles of the busiest channel for the QK^T and for the SV part of one
@@ -46,14 +46,14 @@ COMMAND_CLASSES = {Opcode.ACT: "act", Opcode.MAC: "mac", Opcode.WR_INP: "io", Op
 """Commands counted for energy: a row opening (its PRE comes with it), a MAC, a 32 B transfer."""
 GEMV_SHAPE = (1024, 2048)
 """(inputs, outputs) of the GEMV that prices FC layers: the widest input one DRAM row holds."""
-SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "scheduler/policies.py", "scheduler/costs.py",
+SOURCES = ("scheduler/lower.py", "scheduler/partition.py", "model/policies.py", "scheduler/costs.py",
            "scheduler/aim.py", "model/aimtrace.py",
            "scheduler/dcs_experiments.py", "model/timing.py", "model/isa.py", "model/queue.py", "model/program.py",
            "model/perf/channel.py")
 
 
 def _channel_cycles(instructions, channel: int, cfg: QueueConfig, timing: TimingPreset) -> int:
-    from .policies import issuer
+    from pimphony.model.policies import issuer
 
     return run_channel(channel_stream(instructions, channel), timing, issuer(cfg), check=False).total_cycles
 

@@ -14,13 +14,13 @@ import numpy as np
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
 from pimphony.model.perf.channel import ChannelTrace, run_channel
+from pimphony.model.policies import issuer
 from pimphony.model.program import Program
 from pimphony.model.queue import Policy, QueueConfig
 
 from . import aim
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
-from .policies import issuer
 
 PAPER = {"fig7_static": 34, "fig7_dcs": 22, "fig8_static_util_128": 0.147, "fig18_max_ratio": 1.4,
          "table_bytes": 576}

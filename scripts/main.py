@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pimphony.experiments.serving import SERVING_RATES, reproduce_serving
 from pimphony.model.config import (
     DEFAULT_MODULE,
     DEFAULT_TIMING,
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     swp = sub.add_parser(
         "sweep", help="run a grid of system-model points into a CSV or Parquet table",
-        description="Evaluate every point of SPEC.yaml (keys base and grid; see pimphony.cli.sweep) with the "
+        description="Evaluate every point of SPEC.yaml (keys base and grid; see pimphony.experiments.sweep) with the "
                     "system model, in parallel on local processes or on an existing Dask cluster. Results are "
                     "cached by the hash of the point, its config files and the model sources, so a repeated "
                     "sweep is instant; a point that cannot run becomes a row with an error.",
@@ -392,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     rs.add_argument("--duration", type=float, default=120.0, help="simulated seconds per point")
     rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
-    rs.add_argument("--rates", type=serve_cli.rates_type, default=serve_cli.SERVING_RATES,
+    rs.add_argument("--rates", type=serve_cli.rates_type, default=SERVING_RATES,
                     help="offered loads, requests per second, comma-separated")
     rs.add_argument("--jobs", type=_positive, default=1, help="points simulated at once on local processes")
     rs.add_argument("--scheduler", help="address of a Dask scheduler to run the points on (tcp://host:8786)")
@@ -489,7 +490,9 @@ def cmd_attention(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from .perf import PointSpec, describe, run_point
+    from pimphony.experiments.points import PointSpec, run_point
+
+    from .perf import describe
 
     try:
         spec = PointSpec(model=args.model, system=args.system, capacity=args.capacity, workload=args.workload,
@@ -511,7 +514,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepError, load_spec, run_sweep, write_table
+    from pimphony.experiments.sweep import SweepError, load_spec, run_sweep, write_table
 
     if args.out.suffix not in (".csv", ".parquet"):
         raise CliError(f"--out {args.out}: the table must end in .csv or .parquet")
@@ -534,10 +537,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_perf(args: argparse.Namespace) -> int:
+    from pimphony.experiments.points import PointSpec, build_point
     from pimphony.model.perf.system import evaluate
     from pimphony.scheduler.costs import cache_path, kernel_costs
-
-    from .perf import PointSpec, build_point
 
     try:
         point = build_point(PointSpec(model=args.model, system=args.system, capacity=args.capacity,
@@ -665,10 +667,10 @@ def _numpy_attention_seconds(inputs) -> float:
 
 def cmd_bench_dcs(args: argparse.Namespace) -> int:
     from pimphony.model.config import TimingPreset as Timing
+    from pimphony.model.policies import issue_cycles
     from pimphony.model.queue import Policy, QueueConfig
     from pimphony.scheduler.dcs_experiments import attention_program
     from pimphony.scheduler.lower import command_streams
-    from pimphony.scheduler.policies import issue_cycles
 
     org, timing = ModuleOrg.load(DEFAULT_MODULE), Timing.load(DEFAULT_TIMING)
     print(f"bench dcs: channel cycle model, one channel's attention stream (g=4, TCP) repeated to "
@@ -856,15 +858,15 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce_dcs, reproduce_dpa
+    from pimphony.experiments.reproduce import reproduce_dcs, reproduce_dpa
 
     t0 = time.perf_counter()
     if args.target in (None, "all"):
-        from .reproduction import reproduce_all
+        from pimphony.experiments.reproduction import reproduce_all
 
         path = reproduce_all(args.out, trials=args.trials, progress=Progress("reproduction points"))
     elif args.target == "validation":
-        from .validation import reproduce_validation
+        from pimphony.experiments.validation import reproduce_validation
 
         path, summary = reproduce_validation(args.out, quick=args.quick, jobs=args.jobs,
                                              progress=Progress("validation points"))
@@ -872,7 +874,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     elif args.target == "serving":
         if not args.duration > 0:
             raise CliError(f"--duration must be a positive number of seconds; got {args.duration}")
-        path = serve_cli.reproduce_serving(args.out, duration_s=args.duration, seed=args.seed, rates=args.rates,
+        path = reproduce_serving(args.out, duration_s=args.duration, seed=args.seed, rates=args.rates,
                                            jobs=args.jobs, scheduler=args.scheduler,
                                            progress=Progress("serving points"))
     elif args.target == "dpa":

@@ -20,10 +20,10 @@ from pimphony.model import aimtrace
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, Opcode
 from pimphony.model.perf.channel import run_channel
+from pimphony.model.policies import issuer
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import gap_matrix
 from pimphony.scheduler import aim
-from pimphony.scheduler.policies import issuer
 
 DATA = Path(__file__).parent / "data" / "aim"
 CORPUS = yaml.safe_load((DATA / "corpus.yaml").read_text())

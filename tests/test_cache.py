@@ -9,8 +9,8 @@ import math
 import pytest
 
 from pimphony.cli.main import main
-from pimphony.cli.perf import PointSpec
-from pimphony.cli.sweep import evaluate_spec, point_key
+from pimphony.experiments.points import PointSpec
+from pimphony.experiments.sweep import evaluate_spec, point_key
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.scheduler import costs as C
 

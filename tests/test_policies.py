@@ -11,11 +11,11 @@ from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import COMMAND_DTYPE, IO_OPCODES, Command, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits
 from pimphony.model.perf.channel import CATEGORIES, run_channel
+from pimphony.model.policies import dependencies, issue_cycles, issuer
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import blocking_table, latencies, latency_table
 from pimphony.scheduler.lower import AttentionLowering, command_streams
 from pimphony.scheduler.partition import make_partition
-from pimphony.scheduler.policies import dependencies, issue_cycles, issuer
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")
@@ -158,7 +158,7 @@ def test_breakdown_categories():
 
 @pytest.mark.parametrize("policy", list(Policy))
 def test_compiled_engine_equals_the_python_reference(policy, monkeypatch):
-    import pimphony.scheduler.policies as pol
+    import pimphony.model.policies as pol
 
     stream, cfg = attention_stream(ModelConfig.load("llama-3.1-8b"), policy, length=1500)
     args = (stream["op"], stream["gbuf"], stream["obuf"], AIM, cfg)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, IO_OPCODES, Command, Format, Opcode, from_commands
+from pimphony.model.policies import issue_cycles
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
 from pimphony.rtl.dcs import DcsQueue
@@ -15,7 +16,6 @@ from pimphony.rtl.layouts import OpcodeShape, command_layout
 from pimphony.rtl.sim import simulate_queue
 from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams
-from pimphony.scheduler.policies import issue_cycles
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pimphony.cli.main import main
-from pimphony.cli.perf import PointSpec, build_point
+from pimphony.experiments.points import PointSpec, build_point
 from pimphony.model.config import InputError
 from pimphony.model.kvcache import ChunkLayout, Status, segments_of
 from pimphony.model.perf.serving import ServeRequest, read_trace, serve

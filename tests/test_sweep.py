@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from pimphony.cli import sweep as S
 from pimphony.cli.main import main
+from pimphony.experiments import sweep as S
 
 SPEC = """\
 base: {system: cent, capacity: 128GB, workload: multifieldqa, schedule: aim, alloc: static}

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimphony.cli.main import main
-from pimphony.cli.perf import PointSpec, build_point, parse_size, run_point
+from pimphony.experiments.points import PointSpec, build_point, parse_size, run_point
 from pimphony.model.config import ConfigError, ModelConfig, ModuleOrg, TimingPreset, WorkloadConfig
 from pimphony.model.perf.capacity import admit, capacity_run
 from pimphony.model.perf.system import (
@@ -254,7 +254,7 @@ def test_attention_energy_parts_and_ordering():
 def test_fig4_batch_rule_gives_the_papers_batch_labels():
     """Fig. 4's labels: static allocation reserving T_max = L, the whole capacity as KV (our Admitter with the
     fixed-context workload), for LLM-7B-GQA at 16-128 GB and 4K / 32K tokens."""
-    from pimphony.cli.reproduction import FIG4_BATCH, FIG4_CAPACITIES
+    from pimphony.experiments.reproduction import FIG4_BATCH, FIG4_CAPACITIES
     from pimphony.model.perf.capacity import Admitter
     from pimphony.model.perf.system import context_workload
 

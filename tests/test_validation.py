@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pimphony.cli.main import main
-from pimphony.cli.validation import Outcome, Point, run_point, statistics, sweep
+from pimphony.experiments.validation import Outcome, Point, run_point, statistics, sweep
 from pimphony.model.isa import Instruction, Opcode
 from pimphony.model.perf.hub import phases_of
 

@@ -1,7 +1,7 @@
 """Cycle model of one PIM channel: timed traces, MAC utilisation and the paper's latency breakdown.
 
 :func:`run_channel` issues a command stream with an *issue function* (the policies of
-:mod:`pimphony.scheduler.policies` provide them), checks the timed trace against the rule table, and
+:mod:`pimphony.model.policies` provide them), checks the timed trace against the rule table, and
 summarises it as a :class:`ChannelTrace`.
 
 MAC utilisation is MAC-busy cycles over total cycles, a MAC keeping its unit busy for nCCDS cycles

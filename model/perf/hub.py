@@ -2,7 +2,7 @@
 
 The hub executes a RUN phase by phase — the QK^T and SV phases of each block, separated by the
 sequencer's barriers (:class:`pimphony.rtl.hub.Sequencer`). The model composes the channel cycle model
-(:func:`pimphony.scheduler.policies.issue_cycles`, the reference the RTL queue equals cycle for cycle)
+(:func:`pimphony.model.policies.issue_cycles`, the reference the RTL queue equals cycle for cycle)
 with the pipeline of the DPA controller and the sequencer:
 
 * **Supply.** The DPA decoder fetches one buffer entry per cycle (:attr:`DpaControllerModel.fetched`
@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import TimingPreset
 from ..isa import Instruction, unroll
+from ..policies import issue_cycles
 from ..queue import QueueConfig
 from ..timing import completion_table
 
@@ -71,8 +72,6 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
                 pipeline: HubPipeline = HubPipeline()) -> HubRunPrediction:
     """Cycles of one RUN whose decoder fetches ``fetched`` (:attr:`DpaControllerModel.fetched`), offered
     at absolute cycle ``start`` (the refresh timers count from reset), issued under ``cfg.policy``."""
-    from pimphony.scheduler.policies import issue_cycles
-
     lat = completion_table(timing, cfg.blocking_reads)
     due = [timing.nREFI * (start // timing.nREFI + 1)] * channels
     rules: list[np.ndarray | None] = [None] * channels

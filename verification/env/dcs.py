@@ -22,9 +22,9 @@ from pimphony.model.config import ModuleOrg, TimingPreset
 from pimphony.model.hub import PimHub
 from pimphony.model.isa import IO_OPCODES, Format, Opcode, to_commands
 from pimphony.model.numerics import bf16_bits, to_bf16
+from pimphony.model.policies import dependencies
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import TimingChecker, latency_table
-from pimphony.scheduler.policies import dependencies
 
 from . import coverage
 

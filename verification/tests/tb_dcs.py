@@ -12,10 +12,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModuleOrg, TimingPreset
 from pimphony.model.isa import Command, Opcode, channel_stream, from_commands
+from pimphony.model.policies import issue_cycles
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams, lower_gemv
-from pimphony.scheduler.policies import issue_cycles
 from pimphony.verification.env import coverage
 from pimphony.verification.env.dcs import DcsBench, Workload
 from pimphony.verification.env.reset import hold_reset

@@ -7,7 +7,7 @@ cycles measured from its offer until the hub is idle. The hub model
 fetch sequence, starting at the cycle the RTL offered it (the refresh timers count from reset).
 At channel level, channel 0's command stream of the RUN goes through the RTL queue alone
 (:func:`pimphony.rtl.sim.simulate_queue`) and through the channel cycle model
-(:func:`pimphony.scheduler.policies.issue_cycles`): every issue cycle must be equal.
+(:func:`pimphony.model.policies.issue_cycles`): every issue cycle must be equal.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ def run_point(p: Point) -> Outcome:
     from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_program
     from pimphony.model.isa import Format, channel_stream
     from pimphony.model.perf.hub import predict_run
+    from pimphony.model.policies import issue_cycles
     from pimphony.model.queue import Policy, QueueConfig
     from pimphony.rtl.build import cut_module, workload_config
     from pimphony.rtl.dcs import DcsQueue
     from pimphony.rtl.hub import PimHub
     from pimphony.rtl.sim import simulate_hub, simulate_queue
     from pimphony.scheduler.dpa import head_program
-    from pimphony.scheduler.policies import issue_cycles
 
     timing = TimingPreset.load(DEFAULT_TIMING)
     config = workload_config(cut_module(DEFAULT_MODULE, p.channels), p.head_dim, 1, [p.length])

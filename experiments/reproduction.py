@@ -39,7 +39,7 @@ from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.costs import kernel_costs
 from pimphony.scheduler.partition import make_partition
 
-from .perf import PointSpec, build_point, run_point
+from .points import PointSpec, build_point, run_point
 from .reproduce import capacity_rows
 
 MODELS = {  # Table I class -> (preset, workloads, capacity on which the paper runs it)

@@ -22,22 +22,22 @@ run (weights do not fit, a bad preset name) becomes a row with an ``error`` and 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pimphony.model.cache import source_digest
 from pimphony.model.config import yaml_message
 from pimphony.scheduler.costs import cache_dir, cache_load, cache_store, warn
 
-from .perf import PointSpec, run_point
+from .points import PointSpec, run_point
 
 FIELDS = {f.name for f in dataclasses.fields(PointSpec)}
 FILE_FIELDS = ("model", "system", "workload", "module", "timing")
@@ -90,25 +90,15 @@ def load_spec(path: Path) -> list[PointSpec]:
     return points
 
 
-@lru_cache(maxsize=1)
-def _source_digest() -> str:
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for source in sorted([*root.glob("model/**/*.py"), *root.glob("model/presets/*/*.yaml"),
-                          *root.glob("scheduler/*.py"), root / "scripts" / "perf.py"]):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()
+SOURCES = ("model/**/*.py", "model/presets/*/*.yaml", "scheduler/*.py", "experiments/points.py")
+"""What computes a point: its key covers these files (:func:`~pimphony.model.cache.source_digest`)."""
 
 
 def point_key(spec: PointSpec) -> str:
-    """Hash of the point, the config files it names (by content) and the model's sources."""
-    digest = hashlib.sha256(spec.key().encode())
-    for name in FILE_FIELDS:
-        value = getattr(spec, name)
-        if value and Path(str(value)).is_file():
-            digest.update(Path(str(value)).read_bytes())
-    digest.update(_source_digest().encode())
-    return digest.hexdigest()[:32]
+    """Hash of the point, the config files it names (by content) and the sources that compute it."""
+    files = [Path(str(v)).read_bytes() for v in (getattr(spec, name) for name in FILE_FIELDS)
+             if v and Path(str(v)).is_file()]
+    return source_digest((spec.key(), files), SOURCES).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
