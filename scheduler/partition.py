@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pimphony.model.config import ModuleOrg, ceil_div
+from pimphony.model.perf.system import PARTITIONS as PARTITION_NAMES
 
 
 class PartitionError(ValueError):
@@ -242,7 +243,8 @@ class TokenCentricPartition(Partition):
         return module, tuple(range(c)), slices
 
 
-PARTITIONS = {"hfp": HeadFirstPartition, "tcp": TokenCentricPartition}
+PARTITIONS = dict(zip(PARTITION_NAMES, (HeadFirstPartition, TokenCentricPartition), strict=True))
+"""The classes of the partitions the system model names (:data:`pimphony.model.perf.system.PARTITIONS`)."""
 
 
 def make_partition(name: str, org: ModuleOrg, head_dim: int, modules: int = 1, span: int = 1) -> Partition:

@@ -50,8 +50,8 @@ from ..queue import Policy
 from .capacity import Admission, Admitter
 
 PARTITIONS = ("hfp", "tcp")
-"""The partitions of :mod:`pimphony.scheduler.partition` the system model charges (:func:`channel_cycles`;
-a test holds the two lists equal)."""
+"""The partitions, head-first and token-centric, in the order the CLI lists them; the system model charges
+them (:func:`channel_cycles`) and :mod:`pimphony.scheduler.partition` implements them under these names."""
 HFP_SPANS = (1, 2, 4, 8)
 """The channel spans of an HFP pair's keys whose costs are measured: a system's ``hfp_span`` is one of them."""
 LAYOUTS = (*(f"hfp-{k}" for k in HFP_SPANS), "tcp")
