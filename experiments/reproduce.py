@@ -16,6 +16,7 @@ from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
 from pimphony.model.perf.capacity import capacity_trials
 from pimphony.model.perf.channel import CATEGORIES
 from pimphony.model.queue import Policy, QueueConfig
+from pimphony.rtl.dcs import table_bytes
 from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.aim import TMOD
 
@@ -74,7 +75,7 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
     contexts = X.context_table(org, tp, 8, [length // 4, length, 4 * length, 16 * length])
     violations = sum(v for r in util + contexts for k, v in r.items() if k.endswith("_violations"))
     cfg = QueueConfig.for_org(org, Policy.DCS)
-    tables = cfg.table_bytes()
+    tables = table_bytes(tp, QueueConfig.rtl_default(org))
     shallow = " + ".join(str(v) for v in X.SHALLOW_QUEUES.values())
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 5.4), sharex=True)
@@ -134,8 +135,9 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
         f"{at128['static'] / paper8:.2f} |",
         f"| Fig. 18 | DCS / ping-pong utilisation, max over MHA, g=2,4,8 | up to {paper18}x | "
         f"up to {max(r['ratio'] for r in f18):.2f}x | {max(r['ratio'] for r in f18) / paper18:.2f} |",
-        f"| Sec VII-C | D-Table + S-Table bytes per controller | {paper_bytes} B | {tables['total']} B "
-        f"(D {tables['d_table']} B, S {tables['s_table']} B) | {tables['total'] / paper_bytes:.2f} |",
+        f"| Sec VII-C | D-Table + S-Table bytes per controller (the RTL as built) | {paper_bytes} B | "
+        f"{tables['total']} B (D {tables['d_table']} B, S {tables['s_table']} B) | "
+        f"{tables['total'] / paper_bytes:.2f} |",
         "",
         "![Fig. 7](dcs_fig7.png)",
         "",
@@ -213,8 +215,7 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
         f"{org.gbuf_entries // 2}-MAC tile ("
         + " and ".join(f"{r['phase'].upper()} {_pct(r['dcs_shallow'])}" for r in g8) + "): commands are "
         "dispatched in program order, so the dispatcher waits on a tile's last MACs before it can queue the next "
-        f"tile's WR-INPs. A {cfg.compute_depth}-deep compute queue holds a whole tile, and {cfg.io_depth} + "
-        f"{cfg.compute_depth} queued commands still fit the {1 << cfg.tag_bits} names of {cfg.tag_bits}-bit tags. "
+        f"tile's WR-INPs. A {cfg.compute_depth}-deep compute queue holds a whole tile. "
         "MHA and g = 4 cannot reach 85% on this hardware: a row switch costs "
         f"{tp.nRCDRDMAC + tp.nRTP + tp.nRP} cycles (nRCDRDMAC {tp.nRCDRDMAC} + nRTP {tp.nRTP} + nRP {tp.nRP}) "
         f"per {org.bursts_per_row} x g MACs of {tp.nCCDS} cycles, and all-bank refresh takes nRFC = {tp.nRFC} "

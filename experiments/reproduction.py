@@ -32,8 +32,9 @@ from pimphony.model.perf.system import (
     evaluate,
     weight_bytes,
 )
-from pimphony.model.queue import Policy, QueueConfig
+from pimphony.model.queue import QueueConfig
 from pimphony.rtl.build import dpa_config
+from pimphony.rtl.dcs import table_bytes
 from pimphony.rtl.dpa import DpaWidths
 from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.costs import kernel_costs
@@ -445,14 +446,12 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     md.append("")
 
     # -- hardware cost ------------------------------------------------------------------------------------------
-    queues = QueueConfig.for_org(org16, Policy.DCS)
-    table = queues.table_bytes()
+    table = table_bytes(aim, QueueConfig.rtl_default(org16))
     rows.append(Row("R23", "D-Table + S-Table bytes per controller", f"{dcs_paper['table_bytes']} B",
                     f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)",
                     table["total"] / dcs_paper["table_bytes"],
-                    f"our tables at the defaults ({queues.tag_bits}-bit tags; {queues.io_depth}-deep I/O and "
-                    f"{queues.compute_depth}-deep compute queues); the paper's {dcs_paper['table_bytes']} B is an "
-                    "upper bound we stay under"))
+                    "the RTL as built (commands named by 16-bit sequence numbers; the S-Table holds the last "
+                    f"cycles' issues); the paper's {dcs_paper['table_bytes']} B is an upper bound we stay under"))
     dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
     rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
 

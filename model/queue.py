@@ -1,6 +1,6 @@
 """Parameters of a channel controller's command queue, shared by the reference policies
 (:mod:`pimphony.model.policies`) and the RTL (:mod:`pimphony.rtl.dcs`): the policy encoding of
-the mode register, queue depths, buffer sizes and the D-/S-Table sizes."""
+the mode register, queue depths and buffer sizes."""
 
 from __future__ import annotations
 
@@ -40,12 +40,10 @@ class QueueConfig:
     compute_depth: int = 32
     """The compute queue holds a whole SV tile of MACs (half the 64-entry GBuf): commands are dispatched in
     program order, so with a shorter compute queue the dispatcher waits on a tile's last MACs before it can
-    hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile. The
-    32 + 32 queued commands use all 64 names of 6-bit tags (docs/sources.md §dcs proposes 16 + 16 with the
-    same tags)."""
+    hand the next tile's WR-INPs to the I/O queue, and the MAC unit loses two cycles at every tile (the
+    16 + 16 of docs/sources.md §dcs)."""
     gbuf_entries: int = 64
     obuf_entries: int = 16
-    tag_bits: int = 6
     obuf_dual_port: bool = True
     """PIMphony's OBuf drains through its own port; False models AiM's output registers (RD-OUT is a
     column command, :mod:`pimphony.model.timing`)."""
@@ -56,9 +54,6 @@ class QueueConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.policy == Policy.PINGPONG and (self.gbuf_entries < 2 or self.obuf_entries < 2):
             raise ValueError("ping-pong needs at least 2 GBuf and 2 OBuf entries (two halves each)")
-        if (1 << self.tag_bits) < self.io_depth + self.compute_depth:
-            queued = self.io_depth + self.compute_depth
-            raise ValueError(f"tag_bits={self.tag_bits} cannot name {queued} queued commands")
 
     @classmethod
     def for_org(cls, org: ModuleOrg, policy: Policy, **kw) -> QueueConfig:
@@ -89,12 +84,3 @@ class QueueConfig:
     @property
     def obuf_regions(self) -> int:
         return {Policy.DCS: self.obuf_entries, Policy.PINGPONG: 2, Policy.STATIC: 1}[self.policy]
-
-    def table_bytes(self) -> dict[str, int]:
-        """Storage of the D-Table (a valid bit + last-accessor tag per tracked region) and the S-Table
-        (per tag: valid, is-MAC, completion cycle) for DCS-style tracking of every entry."""
-        tag = self.tag_bits
-        completion_bits = 16
-        d_bits = (self.gbuf_entries + self.obuf_entries) * (1 + tag)
-        s_bits = (1 << tag) * (1 + 1 + completion_bits)
-        return {"d_table": -(-d_bits // 8), "s_table": -(-s_bits // 8), "total": -(-(d_bits + s_bits) // 8)}

@@ -728,8 +728,10 @@ def cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from pimphony.model.queue import QueueConfig
     from pimphony.rtl.blocks import HUB_PARTS
     from pimphony.rtl.build import SynthesisError, synthesize
+    from pimphony.rtl.dcs import table_bytes
 
     blocks = HUB_PARTS if args.block == "hub" else (args.block,)
     stats = {}
@@ -749,6 +751,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
         print(f"hub = sequencer + DPA controller + {channels} DCS queues (synthesised per block):")
         for key in stats["dcs"]:
             print(f"  {key:<15} {sum(count[b] * stats[b][key] for b in blocks)}")
+    if args.block in ("dcs", "hub"):
+        tables = table_bytes(TimingPreset.load(args.timing), QueueConfig.rtl_default(ModuleOrg.load(args.module)))
+        print("DCS D-Tables (GBuf + OBuf) and S-Table as built, bytes per controller (paper: 576 in all):")
+        for key, value in tables.items():
+            print(f"  {key:<15} {value}")
     if args.block in ("dpa", "hub"):
         from pimphony.rtl.build import dpa_config
         from pimphony.rtl.dpa import DpaWidths

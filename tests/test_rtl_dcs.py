@@ -11,7 +11,7 @@ from pimphony.model.isa import CHANNEL_OPCODES, COMMAND_DTYPE, IO_OPCODES, Comma
 from pimphony.model.policies import issue_cycles
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
-from pimphony.rtl.dcs import DcsQueue
+from pimphony.rtl.dcs import DcsQueue, table_bytes
 from pimphony.rtl.layouts import OpcodeShape, command_layout
 from pimphony.rtl.sim import simulate_queue
 from pimphony.scheduler.dcs_experiments import attention_program
@@ -149,3 +149,29 @@ def test_verilog_and_synth_commands(tmp_path, capsys, monkeypatch):
     stats = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()[2:] if line.startswith("  ")}
     assert stats["flip_flops"] > 1000 and stats["ice40_lut4"] > 1000
     assert stats["memories"] == 2 and stats["ice40_ram"] > 0          # the two queues map to block RAM
+    assert stats["d_table"] == 180 and stats["s_table"] == 5 and stats["total"] == 185
+
+
+def _registers(fragment) -> dict[str, int]:
+    """Name -> width of every register a fragment drives in its sync domain."""
+    found = {}
+    for stmt in fragment.statements.get("sync", []):
+        for sig in stmt._lhs_signals():
+            found[sig.name] = len(sig)
+    return found
+
+
+def test_table_bytes_are_the_registers_the_rtl_builds():
+    """The D/S-Table figure equals the bits of the tables' registers in the elaborated design (the D-Tables'
+    scrub pointers aside): 64 + 16 entries of valid + 16-bit sequence number + queue bit, and the S-Table's
+    slots."""
+    from amaranth.hdl import Fragment
+
+    dut = DcsQueue(FMT, AIM, QueueConfig.rtl_default(ORG))
+    parts = {name: sub for sub, name, _ in Fragment.get(dut, None).subfragments}
+    d_bits = sum(w for t in ("dtable_gbuf", "dtable_obuf") for n, w in _registers(parts[t]).items() if n != "scrub_ptr")
+    s_bits = sum(_registers(parts["stable"]).values())
+    assert d_bits == (64 + 16) * 18
+    tables = table_bytes(AIM, QueueConfig.rtl_default(ORG))
+    assert (tables["d_table"], tables["s_table"]) == (-(-d_bits // 8), -(-s_bits // 8))
+    assert tables["total"] == -(-(d_bits + s_bits) // 8)

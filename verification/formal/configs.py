@@ -56,7 +56,7 @@ def formal_format() -> Format:
 
 def formal_queue(fmt: Format, io_depth: int = 2, compute_depth: int = 2) -> QueueConfig:
     return QueueConfig(io_depth=io_depth, compute_depth=compute_depth, gbuf_entries=1 << fmt.gbuf_bits,
-                       obuf_entries=1 << fmt.obuf_bits, tag_bits=3)
+                       obuf_entries=1 << fmt.obuf_bits)
 
 
 def formal_dpa(module: str = DEFAULT_MODULE) -> DpaConfig:

@@ -1,0 +1,141 @@
+"""The DCS queue's components alone, in amaranth.sim, as LiteDRAM tests its timers: per-cycle input
+strings in, per-cycle output strings compared (character ``i`` is clock cycle ``i``, sampled before its
+edge)."""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from pimphony.rtl.dcs import (
+    DEPENDENCY,
+    CompletionWait,
+    DependencyTable,
+    InFlightTable,
+    InOrderQueue,
+    RefreshTimer,
+    TimingCounters,
+)
+from pimphony.rtl.layouts import OpcodeShape
+
+
+def port(dut, path: str):
+    """``dut``'s port at ``path``, e.g. ``push.valid`` or ``query[1]``."""
+    value = dut
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        value = getattr(value, name)
+        if index:
+            value = value[int(index.rstrip("]"))]
+    return value
+
+
+def run(dut, drive: dict, sample: dict, cycles: int) -> dict[str, str]:
+    """Each cycle: set every port ``drive[path]`` (a string of digits or a function of the cycle), then
+    record ``sample[name](ctx)`` as one character; return the recorded strings."""
+    seen = {name: [] for name in sample}
+
+    async def bench(ctx):
+        for c in range(cycles):
+            for path, value in drive.items():
+                v = value(c) if callable(value) else int(value[c])
+                ctx.set(port(dut, path), v)
+            for name, probe in sample.items():
+                seen[name].append(str(probe(ctx)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return {name: "".join(v) for name, v in seen.items()}
+
+
+def op(k: int):
+    return OpcodeShape(k)
+
+
+def test_in_order_queue_is_a_fifo_with_a_one_cycle_head():
+    """Depth 4: a push into the empty queue is the head next cycle; ready is low while 4 are held (a pop
+    frees a place from the next cycle); entries leave in order."""
+    dut = InOrderQueue(data.ArrayLayout(8, 1), 4)
+    pushes = "1111110000000"
+    pops = "0000011110000"
+    got = run(dut, {"push.valid": pushes, "push.payload": lambda c: [10 + c], "pop": pops},
+              {"ready": lambda ctx: ctx.get(dut.push.ready), "valid": lambda ctx: ctx.get(dut.nonempty),
+               "count": lambda ctx: ctx.get(dut.count),
+               "head": lambda ctx: chr(ord("a") + ctx.get(dut.head)[0] - 10) if ctx.get(dut.nonempty) else "."},
+              13)
+    assert got["ready"] == "1111001111111"
+    assert got["count"] == "0123443210000"
+    assert got["valid"] == "0111111110000"
+    assert got["head"] == ".aaaaabcd...."        # e and f (cycles 4, 5) were refused: the queue was full
+
+
+def test_in_order_queue_depth_error():
+    with pytest.raises(ValueError, match=r"^depth must be a power of two and at least 2, got 3$"):
+        InOrderQueue(data.ArrayLayout(8, 1), 3)
+
+
+@pytest.mark.parametrize(("mode", "seen"), [(2, "0100"),     # DCS: one region per entry
+                                          (1, "0110"),     # ping-pong: entries 2 and 3 are one half
+                                          (0, "0000")])    # static: nothing is tracked
+def test_dependency_table_regions_by_mode(mode, seen):
+    """Entry 2 gets its writer in cycle 0; cycles 1, 2 and 3 look up entries 2, 3 and 0."""
+    dut = DependencyTable(4, 2)
+    got = run(dut, {"mode": lambda c: mode, "write": "1000", "uses": lambda c: 1,
+                    "index": lambda c: (2, 2, 3, 0)[c], "seq": lambda c: 7, "cls": lambda c: 1},
+              {"dep": lambda ctx: ctx.get(dut.dep.valid)}, 4)
+    assert got["dep"] == seen
+
+
+def test_dependency_table_records_and_scrubs():
+    """A write fills its entry; the scrubber visits the entries round robin, one per cycle from entry 0,
+    and clears the one it visits when the parent says its command has completed."""
+    dut = DependencyTable(4, 2)
+    got = run(dut, {"mode": lambda c: 2, "write": "1000000000", "uses": lambda c: 1, "index": lambda c: 1,
+                    "seq": lambda c: 7, "cls": lambda c: 1, "scrub_free": "0000010000"},
+              {"dep": lambda ctx: ctx.get(dut.dep.seq) if ctx.get(dut.dep.valid) else ".",
+               "scrub": lambda ctx: "v" if ctx.get(dut.scrub.valid) else "."}, 10)
+    assert got == {"scrub": ".v...v....", "dep": ".77777...."}
+    assert DependencyTable.storage_bits(4) == 4 * DEPENDENCY.size
+
+
+def test_dependency_table_size_error():
+    with pytest.raises(ValueError, match=r"^entries \(5\) must equal 2\^2$"):
+        DependencyTable(5, 2)
+
+
+def test_in_flight_table_holds_a_command_for_its_latency():
+    """Latencies (1, 3, 2): an opcode-1 command issued in cycle 1 is pending in cycles 2 and 3 (complete
+    after 3 cycles), an opcode-0 command (latency 1) never; busy follows."""
+    dut = InFlightTable([1, 3, 2], queries=2)
+    got = run(dut, {"issue.valid": "0100100", "issue.op": lambda c: op(1) if c == 1 else op(0),
+                    "issue.seq": lambda c: c, "query[0]": lambda c: 1, "query[1]": lambda c: 4},
+              {"q0": lambda ctx: ctx.get(dut.pending[0]), "q1": lambda ctx: ctx.get(dut.pending[1]),
+               "busy": lambda ctx: ctx.get(dut.busy)}, 7)
+    assert got == {"q0": "0011000", "q1": "0000000", "busy": "0011000"}
+    assert InFlightTable.storage_bits([1, 3, 2]) == 2 * (16 + 2)
+
+
+def test_timing_counters_keep_each_gap():
+    """gap = [[2, 3], [1, 4]]: after opcode 0 issues in cycle 1, opcode 0 may issue again in cycle 3 and
+    opcode 1 in cycle 4; a later issue only raises a counter."""
+    dut = TimingCounters([[2, 3], [1, 4]])
+    got = run(dut, {"issue.valid": "0100010000", "issue.op": lambda c: op(0) if c == 1 else op(1)},
+              {"r0": lambda ctx: ctx.get(dut.ready[0]), "r1": lambda ctx: ctx.get(dut.ready[1])}, 10)
+    assert got == {"r0": "1101111111", "r1": "1100110001"}
+
+
+def test_completion_wait_and_refresh_timer():
+    """The static gap after an opcode whose blocking time is 3 cycles; a refresh falls due every 4 cycles
+    and is pending from the first PRE after that until the REF."""
+    wait = CompletionWait([1, 3])
+    got = run(wait, {"issue.valid": "0100000", "issue.op": lambda c: op(1)},
+              {"done": lambda ctx: ctx.get(wait.done)}, 7)
+    assert got["done"] == "1100111"
+    timer = RefreshTimer(4)
+    got = run(timer, {"pre": "0010001000000", "refreshed": "0000000001000"},
+              {"pending": lambda ctx: ctx.get(timer.pending)}, 13)
+    assert got["pending"] == "0000000111000"        # due from cycle 4; the PRE in cycle 2 was too early
