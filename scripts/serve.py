@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction, positive_type, nonneg_type) -> Non
     p.add_argument("--seed", type=nonneg_type, default=0, help="seed of the arrivals and lengths")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction, lengths_type, nonneg_type) -> None
         description="Traces in arkhadem/aim_simulator's format (one ISR per line: 'AiM WR_GB 32 0 0x1', "
                     "'AiM MAC_ABK 32 0x1 7', 'AiM RD_MAC 0 0x1', 'AiM WR_BIAS 0 0x1', 'AiM EOC'; '#' comments; "
                     "bit i of a channel mask is channel 31 - i).")
+    trace.set_defaults(func=main)
     tsub = trace.add_subparsers(dest="trace_command", metavar="ACTION")
     tsub.required = True
     exp = tsub.add_parser(
@@ -174,6 +175,7 @@ def register_bench(bsub: argparse._SubParsersAction, positive_type) -> None:
     bt.add_argument("--commands", type=positive_type, default=2_000_000, help="commands in the trace")
     bt.add_argument("--repeat", type=positive_type, default=3, help="timed runs")
     bt.add_argument("--out", type=Path, default=Path("build/bench/trace.trace"), help="where the trace is written")
+    bt.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
