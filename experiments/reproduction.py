@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib
 
@@ -144,40 +145,111 @@ SPANS_SWEPT = tuple(k for k in HFP_SPANS if k != 1)
 """The baseline's key spans other than the paper's one channel, for the sensitivity table."""
 
 
+@dataclass
+class Study:
+    """The points of the reproduction, evaluated once (:meth:`Runner.run`), and what its sections write:
+    the paper-against-pimphony rows and the Markdown sections, in order."""
+
+    out: Path
+    run: Runner
+    points: list[tuple[str, str, str]]
+    ablation: dict
+    ablation_span: dict
+    fig17a: dict
+    fig17b: dict
+    fig17_span: dict
+    short: dict
+    short_tmax: dict
+    fig4: dict
+    fig15: dict
+    rows: list[Row] = field(default_factory=list)
+    md: list[str] = field(default_factory=list)
+
+    base_label: ClassVar[str] = ABLATION[0][0]
+    top_label: ClassVar[str] = ABLATION[-1][0]
+    pair: ClassVar[tuple] = (("HFP", BASELINE), ("PIMphony", PIMPHONY))
+
+    @classmethod
+    def evaluate(cls, out: Path, trials: int, progress: Callable[[int, int], None] | None) -> Study:
+        points = [(sysname, c, wl) for sysname in SYSTEMS for c, (_, wls, _) in MODELS.items() for wl in wls]
+        pair = cls.pair
+        short = {(s, model, label): _spec(model, s, "128GB", tech, context=256)
+                 for s in SYSTEMS for model in ("qwen1.5-7b", "llama-3.1-8b") for label, tech in pair}
+        study = cls(
+            out=out, run=Runner(trials, progress), points=points,
+            ablation={(s, c, w, label): _spec(MODELS[c][0], s, MODELS[c][2], tech, workload=w)
+                      for s, c, w in points for label, tech in ABLATION},
+            ablation_span={(s, c, w, k): _spec(MODELS[c][0], s, MODELS[c][2], BASELINE, workload=w, span=k)
+                           for s, c, w in points for k in SPANS_SWEPT},
+            fig17a={(s, cap, label): _spec("llama-3.1-8b", s, cap, tech, context=65536)
+                    for s in SYSTEMS for cap in FIG17_CAPACITIES for label, tech in pair},
+            fig17b={(s, ctx, label): _spec("llama-3.1-8b", s, "512GB", tech, context=ctx)
+                    for s in SYSTEMS for ctx in FIG17_CONTEXTS for label, tech in pair},
+            fig17_span={(s, k): _spec("llama-3.1-8b", s, "512GB", BASELINE, context=1 << 20, span=k)
+                        for s in SYSTEMS for k in SPANS_SWEPT},
+            short=short,
+            # the same baseline reserving the model's maximum context, as in Fig. 13/14 (a deployment that
+            # does not know its requests will be short)
+            short_tmax={(s, model): replace(short[(s, model, "HFP")], t_max=ModelConfig.load(model).context)
+                        for s in SYSTEMS for model in ("qwen1.5-7b", "llama-3.1-8b")},
+            fig4={ctx: _spec("llama-3.1-8b", "cent", "128GB", BASELINE, context=ctx, fixed=True)
+                  for ctx in FIG4_CONTEXTS},
+            fig15={alloc: replace(_spec("llama-3.1-8b", "cent", "128GB", PIMPHONY, workload="multifieldqa"),
+                                  alloc=alloc) for alloc in ("static", "dpa")})
+        study.run.run([spec for group in (study.ablation, study.ablation_span, study.fig17a, study.fig17b,
+                                          study.fig17_span, study.short, study.short_tmax, study.fig4, study.fig15)
+                       for spec in group.values()])
+        return study
+
+    def first(self, spec: PointSpec) -> PerfResult:
+        return self.run.results[spec][0]
+
+    def gain(self, p: tuple[str, str, str], span: int = 1) -> float:
+        """PIMphony's throughput over the baseline's (its keys on ``span`` channels) at point ``p``."""
+        base = self.ablation[(*p, self.base_label)] if span == 1 else self.ablation_span[(*p, span)]
+        return self.run.tps(self.ablation[(*p, self.top_label)]) / self.run.tps(base)
+
+    def best(self, system: str, pick: Callable[[str], bool], span: int = 1) -> tuple[float, tuple[str, str, str]]:
+        """The largest PIMphony / HFP gain on ``system`` over the classes ``pick`` accepts, and its point."""
+        top = max((p for p in self.points if p[0] == system and pick(p[1])), key=lambda p: self.gain(p, span))
+        return self.gain(top, span), top
+
+    def attention_gain(self, p: tuple[str, str, str], span: int = 1) -> float:
+        base = self.ablation[(*p, self.base_label)] if span == 1 else self.ablation_span[(*p, span)]
+        return (_attention_per_token(self.first(base))
+                / _attention_per_token(self.first(self.ablation[(*p, self.top_label)])))
+
+    def step_shares(self, p: tuple[str, str, str]) -> str:
+        b0 = self.first(self.ablation[(*p, self.base_label)])
+        b1 = self.first(self.ablation[(*p, self.top_label)])
+        return (f"at the maximum ({p[1]}, {p[2]}) the baseline spends {_pct(_share(b0, 'attention'))} of its step "
+                f"in PIM attention and {_pct(_share(b0, 'fc'))} in FC; PIMphony {_pct(_share(b1, 'attention'))} in "
+                f"attention, {_pct(_share(b1, 'softmax'))} waiting on softmax and {_pct(_share(b1, 'fc'))} in FC")
+
+
 def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``reproduction.md`` and its plots into ``out``; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
-    run = Runner(trials, progress)
-    base_label = ABLATION[0][0]
-    top_label = ABLATION[-1][0]
-    points = [(sysname, cls, wl) for sysname in SYSTEMS for cls, (_, wls, _) in MODELS.items() for wl in wls]
-    ablation = {(s, c, w, label): _spec(MODELS[c][0], s, MODELS[c][2], tech, workload=w)
-                for s, c, w in points for label, tech in ABLATION}
-    ablation_span = {(s, c, w, k): _spec(MODELS[c][0], s, MODELS[c][2], BASELINE, workload=w, span=k)
-                     for s, c, w in points for k in SPANS_SWEPT}
-    pair = (("HFP", BASELINE), ("PIMphony", PIMPHONY))
-    fig17a = {(s, cap, label): _spec("llama-3.1-8b", s, cap, tech, context=65536)
-              for s in SYSTEMS for cap in FIG17_CAPACITIES for label, tech in pair}
-    fig17b = {(s, ctx, label): _spec("llama-3.1-8b", s, "512GB", tech, context=ctx)
-              for s in SYSTEMS for ctx in FIG17_CONTEXTS for label, tech in pair}
-    fig17_span = {(s, k): _spec("llama-3.1-8b", s, "512GB", BASELINE, context=1 << 20, span=k)
-                  for s in SYSTEMS for k in SPANS_SWEPT}
-    short = {(s, model, label): _spec(model, s, "128GB", tech, context=256)
-             for s in SYSTEMS for model in ("qwen1.5-7b", "llama-3.1-8b") for label, tech in pair}
-    # the same baseline reserving the model's maximum context, as in Fig. 13/14 (a deployment that does
-    # not know its requests will be short)
-    short_tmax = {(s, model): replace(short[(s, model, "HFP")], t_max=ModelConfig.load(model).context)
-                  for s in SYSTEMS for model in ("qwen1.5-7b", "llama-3.1-8b")}
-    fig4 = {ctx: _spec("llama-3.1-8b", "cent", "128GB", BASELINE, context=ctx, fixed=True) for ctx in FIG4_CONTEXTS}
-    fig15 = {alloc: replace(_spec("llama-3.1-8b", "cent", "128GB", PIMPHONY, workload="multifieldqa"), alloc=alloc)
-             for alloc in ("static", "dpa")}
-    run.run([*ablation.values(), *ablation_span.values(), *fig17a.values(), *fig17b.values(), *fig17_span.values(),
-             *short.values(), *short_tmax.values(), *fig4.values(), *fig15.values()])
+    study = Study.evaluate(out, trials, progress)
+    gains = _ablations(study)
+    _headline(study, gains)
+    _fig4_drop(study)
+    _dcs_rows(study)
+    cap = _capacity(study)
+    plans = _fig15(study)
+    study.rows.append(_attention_row(study))
+    short_gain, short_gain_tmax = _fig17(study)
+    _short_context_and_tables(study, cap, short_gain, short_gain_tmax, plans)
+    _hardware_rows(study)
+    _energy(study)
+    for target, quantity, paper, why in NOT_MODELLED:
+        study.rows.append(Row(target, quantity, paper, "not modelled", None, why))
+    return _write(study, trials)
 
-    rows: list[Row] = []
-    md: list[str] = []
 
-    # -- Fig. 13 / 14 ablations ---------------------------------------------------------------------
+def _ablations(st: Study) -> dict[tuple[str, str, str], float]:
+    """Fig. 13 / 14: techniques added one by one on every (system, model class, workload); the gains."""
+    run, md = st.run, st.md
     gains: dict[tuple[str, str, str], float] = {}
     for sysname, title in SYSTEMS.items():
         fig_no = 13 if sysname == "cent" else 14
@@ -189,19 +261,19 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
                + " | PIMphony tok/s | HFP TP x PP, batch | PIMphony TP x PP, batch |",
                "|---|---|---:|" + "---:|" * (len(ABLATION) - 1) + "---:|---|---|"]
         labels, series = [], {label: [] for label, _ in ABLATION[1:]}
-        for s, cls, wl in points:
+        for s, cls, wl in st.points:
             if s != sysname:
                 continue
-            tps = {label: run.tps(ablation[(s, cls, wl, label)]) for label, _ in ABLATION}
-            base = tps[base_label]
+            tps = {label: run.tps(st.ablation[(s, cls, wl, label)]) for label, _ in ABLATION}
+            base = tps[st.base_label]
             for label, _ in ABLATION[1:]:
                 series[label].append(tps[label] / base)
-            gains[(s, cls, wl)] = tps[top_label] / base
-            b0 = run.results[ablation[(s, cls, wl, base_label)]][0]
-            b1 = run.results[ablation[(s, cls, wl, top_label)]][0]
+            gains[(s, cls, wl)] = tps[st.top_label] / base
+            b0 = st.first(st.ablation[(s, cls, wl, st.base_label)])
+            b1 = st.first(st.ablation[(s, cls, wl, st.top_label)])
             md.append(f"| {cls} ({MODELS[cls][0]}, {MODELS[cls][2]}) | {wl} | {base:,.1f} | "
                       + " | ".join(_x(tps[label] / base) for label, _ in ABLATION[1:])
-                      + f" | {tps[top_label]:,.1f} | {b0.best.tp} x {b0.best.pp}, {b0.admission.batch} | "
+                      + f" | {tps[st.top_label]:,.1f} | {b0.best.tp} x {b0.best.pp}, {b0.admission.batch} | "
                       f"{b1.best.tp} x {b1.best.pp}, {b1.admission.batch} |")
             labels.append(f"{cls.split(' ')[0]}\n{wl}")
         md += ["", f"![Fig. {fig_no}](reproduction_fig{fig_no}.png)", ""]
@@ -213,71 +285,65 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
         ax.set_xticks(xs, labels, fontsize=7)
         ax.set(yscale="log", ylabel="throughput / HFP baseline", title=f"Fig. {fig_no}: {title}, ablation (pimphony)")
         ax.legend(fontsize=8)
-        _save(fig, out / f"reproduction_fig{fig_no}.png")
+        _save(fig, st.out / f"reproduction_fig{fig_no}.png")
+    return gains
 
-    def best(system: str, pick: Callable[[str], bool], span: int = 1) -> tuple[float, tuple[str, str, str]]:
-        """The largest PIMphony / HFP gain on ``system`` over the classes ``pick`` accepts, and its point."""
-        def gain(p):
-            base = ablation[(*p, base_label)] if span == 1 else ablation_span[(*p, span)]
-            return run.tps(ablation[(*p, top_label)]) / run.tps(base)
-        cands = [p for p in points if p[0] == system and pick(p[1])]
-        top = max(cands, key=gain)
-        return gain(top), top
 
-    def step_shares(p: tuple[str, str, str]) -> str:
-        b0 = run.results[ablation[(*p, base_label)]][0]
-        b1 = run.results[ablation[(*p, top_label)]][0]
-        return (f"at the maximum ({p[1]}, {p[2]}) the baseline spends {_pct(_share(b0, 'attention'))} of its step "
-                f"in PIM attention and {_pct(_share(b0, 'fc'))} in FC; PIMphony {_pct(_share(b1, 'attention'))} in "
-                f"attention, {_pct(_share(b1, 'softmax'))} waiting on softmax and {_pct(_share(b1, 'fc'))} in FC")
-
-    r1, p1 = best("cent", lambda c: "GQA" in c)
-    rows.append(_vs("R1", "PIM-only gain, max (GQA-128K, LV-Eval)", PAPER_GAINS["R1"], r1,
-                    step_shares(p1) + "; " + _softmax_needed(run.results[ablation[(*p1, top_label)]][0], r1,
-                                                             PAPER_GAINS["R1"])))
-    r2, p2 = best("neupims", lambda c: True)
-    rows.append(_vs("R2", "xPU+PIM gain, max", PAPER_GAINS["R2"], r2, step_shares(p2)))
+def _headline(st: Study, gains: dict[tuple[str, str, str], float]) -> None:
+    """R1-R4: the headline gains on both systems, the GQA-disabled models, 72B against 7B."""
+    r1, p1 = st.best("cent", lambda c: "GQA" in c)
+    st.rows.append(_vs("R1", "PIM-only gain, max (GQA-128K, LV-Eval)", PAPER_GAINS["R1"], r1,
+                       st.step_shares(p1) + "; " + _softmax_needed(st.first(st.ablation[(*p1, st.top_label)]), r1,
+                                                                   PAPER_GAINS["R1"])))
+    r2, p2 = st.best("neupims", lambda c: True)
+    st.rows.append(_vs("R2", "xPU+PIM gain, max", PAPER_GAINS["R2"], r2, st.step_shares(p2)))
     mha = [v for (_, c, _), v in gains.items() if "GQA" not in c]
     lo, hi = R3_PAPER
-    p3 = max((p for p in points if "GQA" not in p[1]), key=lambda p: gains[p])
-    b3 = run.results[ablation[(*p3, base_label)]][0]
-    rows.append(Row("R3", "GQA-disabled 32K models, LongBench, both systems (ratio of the ranges' geometric "
-                    "middles)", f"{lo}-{hi}x", f"{min(mha):.2f}-{max(mha):.2f}x",
-                    float(np.sqrt(min(mha) * max(mha) / (lo * hi))),
-                    f"a 32K MHA model has {ModelConfig.load(MODELS[p3[1]][0]).kv_heads} KV heads, so even a batch "
-                    f"of {b3.admission.batch} spreads head-first over every channel (the baseline's channels work "
-                    f"{_pct(b3.best.channel_balance)} of its busiest one's time at the best point, {p3[0]} "
-                    f"{p3[1]} {p3[2]}) and TCP has little to fix; the baseline spends "
-                    f"{_pct(_share(b3, 'attention'))} of its step in attention and {_pct(_share(b3, 'fc'))} in FC, "
-                    f"so {hi}x needs the FC part to shrink too, which none of the techniques does"))
+    p3 = max((p for p in st.points if "GQA" not in p[1]), key=lambda p: gains[p])
+    b3 = st.first(st.ablation[(*p3, st.base_label)])
+    st.rows.append(Row("R3", "GQA-disabled 32K models, LongBench, both systems (ratio of the ranges' geometric "
+                       "middles)", f"{lo}-{hi}x", f"{min(mha):.2f}-{max(mha):.2f}x",
+                       float(np.sqrt(min(mha) * max(mha) / (lo * hi))),
+                       f"a 32K MHA model has {ModelConfig.load(MODELS[p3[1]][0]).kv_heads} KV heads, so even a batch "
+                       f"of {b3.admission.batch} spreads head-first over every channel (the baseline's channels work "
+                       f"{_pct(b3.best.channel_balance)} of its busiest one's time at the best point, {p3[0]} "
+                       f"{p3[1]} {p3[2]}) and TCP has little to fix; the baseline spends "
+                       f"{_pct(_share(b3, 'attention'))} of its step in attention and {_pct(_share(b3, 'fc'))} in FC, "
+                       f"so {hi}x needs the FC part to shrink too, which none of the techniques does"))
     r4 = (max(gains[("cent", "LLM-72B-128K (GQA)", w)] for w in MODELS["LLM-72B-128K (GQA)"][1]),
           max(gains[("cent", "LLM-7B-128K (GQA)", w)] for w in MODELS["LLM-7B-128K (GQA)"][1]))
-    rows.append(Row("R4", "72B vs 7B gain (PIM-only, GQA-128K)", "often higher for 72B",
-                    f"{r4[0]:.1f}x vs {r4[1]:.1f}x"))
+    st.rows.append(Row("R4", "72B vs 7B gain (PIM-only, GQA-128K)", "often higher for 72B",
+                       f"{r4[0]:.1f}x vs {r4[1]:.1f}x"))
 
-    # -- R5: Fig. 4 baseline utilisation drop, with Fig. 4's batch rule --------------------------------
+
+def _fig4_drop(st: Study) -> None:
+    """R5: Fig. 4's baseline utilisation drop, with Fig. 4's batch rule."""
+    run, fig4 = st.run, st.fig4
     util4 = {ctx: run.mean(spec, lambda r: r.best.mac_utilisation) for ctx, spec in fig4.items()}
     drop = 1 - util4[FIG4_CONTEXTS[1]] / util4[FIG4_CONTEXTS[0]]
     att4 = {ctx: run.mean(spec, lambda r: r.best.attention_mac_utilisation) for ctx, spec in fig4.items()}
     att_drop = 1 - att4[FIG4_CONTEXTS[1]] / att4[FIG4_CONTEXTS[0]]
     fc4 = {ctx: run.mean(spec, lambda r: _share(r, "fc")) for ctx, spec in fig4.items()}
-    rows.append(Row("R5", "baseline MAC-utilisation drop, 4K -> 32K (LLM-7B-GQA, CENT 128 GB, Fig. 4's batch rule)",
-                    "48%", f"{100 * drop:.0f}%", drop / 0.48,
-                    f"our utilisation counts the whole step, and FC GEMVs ({_pct(fc4[FIG4_CONTEXTS[0]])} of the "
-                    f"step at 4K, {_pct(fc4[FIG4_CONTEXTS[1]])} at 32K) keep every channel's MACs busy; attention "
-                    f"alone drops {100 * att_drop:.0f}% ({_pct(att4[FIG4_CONTEXTS[0]])} -> "
-                    f"{_pct(att4[FIG4_CONTEXTS[1]])} of its MAC roofline): at 32K the batch of "
-                    f"{run.results[fig4[FIG4_CONTEXTS[1]]][0].admission.batch} still deals "
-                    f"{_pairs(run.results[fig4[FIG4_CONTEXTS[1]]][0])} head-first, so few channels idle"))
-    md += _fig4_batches(run, fig4)
+    st.rows.append(Row("R5", "baseline MAC-utilisation drop, 4K -> 32K (LLM-7B-GQA, CENT 128 GB, Fig. 4's batch "
+                       "rule)", "48%", f"{100 * drop:.0f}%", drop / 0.48,
+                       f"our utilisation counts the whole step, and FC GEMVs ({_pct(fc4[FIG4_CONTEXTS[0]])} of the "
+                       f"step at 4K, {_pct(fc4[FIG4_CONTEXTS[1]])} at 32K) keep every channel's MACs busy; attention "
+                       f"alone drops {100 * att_drop:.0f}% ({_pct(att4[FIG4_CONTEXTS[0]])} -> "
+                       f"{_pct(att4[FIG4_CONTEXTS[1]])} of its MAC roofline): at 32K the batch of "
+                       f"{st.first(fig4[FIG4_CONTEXTS[1]]).admission.batch} still deals "
+                       f"{_pairs(st.first(fig4[FIG4_CONTEXTS[1]]))} head-first, so few channels idle"))
+    st.md += _fig4_batches(run, fig4)
 
-    # -- DCS figures (channel cycle model) ------------------------------------------------------------
+
+def _dcs_rows(st: Study) -> None:
+    """R6-R8 (the DCS figures on the channel cycle model) and R10 (TCP's geometry)."""
     org16, aim = ModuleOrg.load(DEFAULT_MODULE), TimingPreset.load(DEFAULT_TIMING)
     f7 = X.fig7(org16, aim)
     f8 = next(r for r in X.fig8(org16, aim, dims=(128,)))
     f18 = X.fig18(org16, aim, length=8192)
     dcs_paper = X.PAPER
     static128 = dcs_paper["fig8_static_util_128"]
+    rows = st.rows
     rows.append(Row("R6", "static MAC utilisation, GEMV dimension 128 (aim)", _pct(static128), _pct(f8["aim"]),
                     f8["aim"] / static128))
     rows.append(Row("R7", "Fig. 7 GEMV cycles, static -> DCS (aim)",
@@ -289,8 +355,6 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     f18_max = max(r["ratio"] for r in f18)
     rows.append(Row("R8", "DCS / ping-pong utilisation, max over MHA and g = 2, 4, 8",
                     _x(dcs_paper["fig18_max_ratio"]), _x(f18_max), f18_max / dcs_paper["fig18_max_ratio"]))
-
-    # -- TCP geometry (R10) -------------------------------------------------------------------------------
     qk_at, sv_at = _activation_thresholds(org16)
     rows.append(Row("R10", "TCP: every bank of 16 ch x 16 banks busy from (QK^T / SV)", "> 256 / > 32 tokens",
                     f"{qk_at} / {sv_at} tokens", float(np.sqrt(qk_at / 256 * sv_at / 32)),
@@ -300,49 +364,56 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
                     f"{sv_at} tokens; the paper's 32 is where both slices hold a full 16-token burst "
                     "(ratio: geometric mean of the two)"))
 
-    # -- Fig. 19 capacity (R11, R12): the same points and definition as `pimphony reproduce dpa` --------------
+
+def _capacity(st: Study) -> list:
+    """R11, R12: Fig. 19's capacity utilisation, the same points and definition as `pimphony reproduce dpa`."""
     cap = capacity_rows()
     static_u = [r[3]["static"].utilisation for r in cap]
     dpa_u = [r[3]["dpa"].utilisation for r in cap]
     naive = [r[3]["static"].naive for r in cap]
     cp = CAPACITY_PAPER
-    rows.append(Row("R11", "static capacity utilisation, range (avg)",
-                    f"{_pct(cp['static_low'])}-{_pct(cp['static_high'])} ({_pct(cp['static_average'])})",
-                    f"{_pct(min(static_u))}-{_pct(max(static_u))} ({_pct(float(np.mean(static_u)))})",
-                    float(np.mean(static_u)) / cp["static_average"],
-                    "the paper does not define its metric; ours (here and in `pimphony reproduce dpa`) is live KV / "
-                    f"reserved KV averaged over the decode steps, which for static reservation is close to the "
-                    f"naive Table II mean / T_max ({_pct(min(naive))}-{_pct(max(naive))}); the paper's lower "
-                    f"figures need about {_pct(1 - cp['static_average'] / float(np.mean(static_u)))} of the pool "
-                    "counted as reserved but never held"))
-    rows.append(Row("R12", "DPA capacity utilisation, avg", _pct(cp["dpa_average"]), _pct(float(np.mean(dpa_u))),
-                    float(np.mean(dpa_u)) / cp["dpa_average"]))
+    st.rows.append(Row("R11", "static capacity utilisation, range (avg)",
+                       f"{_pct(cp['static_low'])}-{_pct(cp['static_high'])} ({_pct(cp['static_average'])})",
+                       f"{_pct(min(static_u))}-{_pct(max(static_u))} ({_pct(float(np.mean(static_u)))})",
+                       float(np.mean(static_u)) / cp["static_average"],
+                       "the paper does not define its metric; ours (here and in `pimphony reproduce dpa`) is live "
+                       "KV / reserved KV averaged over the decode steps, which for static reservation is close to "
+                       f"the naive Table II mean / T_max ({_pct(min(naive))}-{_pct(max(naive))}); the paper's lower "
+                       f"figures need about {_pct(1 - cp['static_average'] / float(np.mean(static_u)))} of the pool "
+                       "counted as reserved but never held"))
+    st.rows.append(Row("R12", "DPA capacity utilisation, avg", _pct(cp["dpa_average"]), _pct(float(np.mean(dpa_u))),
+                       float(np.mean(dpa_u)) / cp["dpa_average"]))
+    return cap
 
-    # -- R13: Fig. 15 (TP, PP) with DPA --------------------------------------------------------------------
+
+def _fig15(st: Study) -> tuple[dict, dict, dict]:
+    """R13: Fig. 15's (TP, PP) plans with and without DPA; the plans' throughputs and DPA's gains."""
     def all_modules(r: PerfResult) -> dict[tuple[int, int], float]:
         return {(p.tp, p.pp): p.tokens_per_s for p in r.plans if p.modules == r.point.modules}
 
-    plans_s = all_modules(run.results[fig15["static"]][0])
-    plans_d = all_modules(run.results[fig15["dpa"]][0])
+    plans_s = all_modules(st.first(st.fig15["static"]))
+    plans_d = all_modules(st.first(st.fig15["dpa"]))
     dpa_gain = {k: plans_d[k] / plans_s[k] for k in plans_s}
     pp_best = max((k for k in dpa_gain if k[1] > 1), key=lambda k: dpa_gain[k])
     r13 = dpa_gain[pp_best] / dpa_gain[(8, 1)] - 1
-    rows.append(Row("R13", "DPA's gain with PP over without (LLM-7B-128K, multifieldqa, CENT)",
-                    "+20%", f"{100 * r13:+.0f}% (TP {pp_best[0]} x PP {pp_best[1]} vs TP 8 x PP 1)", (1 + r13) / 1.2))
+    st.rows.append(Row("R13", "DPA's gain with PP over without (LLM-7B-128K, multifieldqa, CENT)",
+                       "+20%", f"{100 * r13:+.0f}% (TP {pp_best[0]} x PP {pp_best[1]} vs TP 8 x PP 1)",
+                       (1 + r13) / 1.2))
+    return plans_s, plans_d, dpa_gain
 
-    # -- R14 attention speed-up -----------------------------------------------------------------------------
-    def attention_gain(p: tuple[str, str, str], span: int = 1) -> float:
-        base = ablation[(*p, base_label)] if span == 1 else ablation_span[(*p, span)]
-        return (_attention_per_token(run.results[base][0])
-                / _attention_per_token(run.results[ablation[(*p, top_label)]][0]))
 
-    p14 = max(points, key=attention_gain)
-    rows.append(_vs("R14", "attention speed-up per request token, max", PAPER_GAINS["R14"], attention_gain(p14),
-                    _attention_why(run.results[ablation[(*p14, base_label)]][0],
-                                   run.results[ablation[(*p14, top_label)]][0], attention_gain(p14),
-                                   PAPER_GAINS["R14"])))
+def _attention_row(st: Study) -> Row:
+    """R14: the attention speed-up per request token."""
+    p14 = max(st.points, key=st.attention_gain)
+    return _vs("R14", "attention speed-up per request token, max", PAPER_GAINS["R14"], st.attention_gain(p14),
+               _attention_why(st.first(st.ablation[(*p14, st.base_label)]),
+                              st.first(st.ablation[(*p14, st.top_label)]), st.attention_gain(p14),
+                              PAPER_GAINS["R14"]))
 
-    # -- Fig. 17 --------------------------------------------------------------------------------------------
+
+def _fig17(st: Study) -> tuple[dict, dict]:
+    """Fig. 17 (capacity and context scaling), R17-R20; the 256-token gains for the table after Fig. 19."""
+    run, md, rows, pair = st.run, st.md, st.rows, st.pair
     md += ["## Fig. 17: scalability (LLM-7B-128K, llama-3.1-8b)", "",
            "(a) context 64K, capacity 128-1024 GB; (b) 512 GB, context 4K-1M. Lengths: normal(L, L/3) clipped to "
            "[1, 2L] (\"3 sigma context variation\", our reading); static reserves 2L + the generated tokens. "
@@ -352,9 +423,9 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     for sysname in SYSTEMS:
         values = []
         for c in FIG17_CAPACITIES:
-            tps = {label: run.tps(fig17a[(sysname, c, label)]) for label, _ in pair}
+            tps = {label: run.tps(st.fig17a[(sysname, c, label)]) for label, _ in pair}
             values.append(tps["PIMphony"])
-            mods = run.results[fig17a[(sysname, c, "PIMphony")]][0].point.modules
+            mods = st.first(st.fig17a[(sysname, c, "PIMphony")]).point.modules
             md.append(f"| {sysname} | {c} | {mods} | {tps['HFP']:,.1f} | {tps['PIMphony']:,.1f} | "
                       f"{_x(tps['PIMphony'] / tps['HFP'])} |")
         rising[sysname] = values
@@ -364,34 +435,20 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     utils: dict[str, dict[int, float]] = {s: {} for s in SYSTEMS}
     for sysname in SYSTEMS:
         for ctx in FIG17_CONTEXTS:
-            tps = {label: run.tps(fig17b[(sysname, ctx, label)]) for label, _ in pair}
-            utils[sysname][ctx] = run.mean(fig17b[(sysname, ctx, "HFP")], lambda r: r.best.mac_utilisation)
+            tps = {label: run.tps(st.fig17b[(sysname, ctx, label)]) for label, _ in pair}
+            utils[sysname][ctx] = run.mean(st.fig17b[(sysname, ctx, "HFP")], lambda r: r.best.mac_utilisation)
             speedups[sysname][ctx] = tps["PIMphony"] / tps["HFP"]
             paper = FIG17_PAPER[sysname].get(ctx)
             md.append(f"| {sysname} | {ctx:,} | {tps['HFP']:,.2f} ({100 * utils[sysname][ctx]:.2f}%) | "
                       f"{tps['PIMphony']:,.1f} | {_x(speedups[sysname][ctx])} | {_x(paper) if paper else '-'} |")
     md += ["", "![Fig. 17](reproduction_fig17.png)", ""]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for sysname in SYSTEMS:
-        axes[0].plot([int(c[:-2]) for c in FIG17_CAPACITIES], rising[sysname], marker="o", label=sysname)
-        axes[1].plot(FIG17_CONTEXTS, [speedups[sysname][c] for c in FIG17_CONTEXTS], marker="o", label=sysname)
-        paper = FIG17_PAPER[sysname]
-        axes[1].plot(list(paper), list(paper.values()), linestyle="--", marker="x", label=f"{sysname} (paper)")
-    axes[0].set(xscale="log", xlabel="capacity (GB)", ylabel="PIMphony tokens/s", title="(a) 64K context")
-    gbs = [int(c[:-2]) for c in FIG17_CAPACITIES]
-    axes[0].set_xticks(gbs, [str(g) for g in gbs])
-    axes[0].minorticks_off()
-    axes[1].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="speed-up over HFP", title="(b) 512 GB")
-    for ax in axes:
-        ax.legend(fontsize=6)
-    _save(fig, out / "reproduction_fig17.png")
+    _plot_fig17(st.out, rising, speedups)
     one_m = 1 << 20
-    at_1m = {s: (run.results[fig17b[(s, one_m, "HFP")]][0], run.results[fig17b[(s, one_m, "PIMphony")]][0])
-             for s in SYSTEMS}
-    tps_1m = {s: (run.tps(fig17b[(s, one_m, "HFP")]), run.tps(fig17b[(s, one_m, "PIMphony")])) for s in SYSTEMS}
+    at_1m = {s: (st.first(st.fig17b[(s, one_m, "HFP")]), st.first(st.fig17b[(s, one_m, "PIMphony")])) for s in SYSTEMS}
+    tps_1m = {s: (run.tps(st.fig17b[(s, one_m, "HFP")]), run.tps(st.fig17b[(s, one_m, "PIMphony")])) for s in SYSTEMS}
     rows.append(_vs("R17", "1M context, 512 GB, speed-up over CENT", FIG17_PAPER["cent"][one_m],
                     speedups["cent"][one_m], _at_1m(*at_1m["cent"], *tps_1m["cent"], FIG17_PAPER["cent"][one_m],
-                                                    {k: run.tps(fig17_span[("cent", k)]) for k in SPANS_SWEPT})))
+                                                    {k: run.tps(st.fig17_span[("cent", k)]) for k in SPANS_SWEPT})))
     rows.append(Row("R17'", "CENT baseline MAC utilisation at 1M", "2%", f"{100 * utils['cent'][one_m]:.2f}%",
                     utils["cent"][one_m] / 0.02,
                     "utilisation is MAC-busy time over the whole step, FC included, on every channel of the 512 GB "
@@ -401,10 +458,11 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     rows.append(_vs("R18", "1M context, 512 GB, speed-up over NeuPIMs", FIG17_PAPER["neupims"][one_m],
                     speedups["neupims"][one_m], _at_1m(*at_1m["neupims"], *tps_1m["neupims"],
                                                        FIG17_PAPER["neupims"][one_m],
-                                                       {k: run.tps(fig17_span[("neupims", k)]) for k in SPANS_SWEPT})))
-    short_gain = {(s, m): run.tps(short[(s, m, "PIMphony")]) / run.tps(short[(s, m, "HFP")])
+                                                       {k: run.tps(st.fig17_span[("neupims", k)])
+                                                        for k in SPANS_SWEPT})))
+    short_gain = {(s, m): run.tps(st.short[(s, m, "PIMphony")]) / run.tps(st.short[(s, m, "HFP")])
                   for s in SYSTEMS for m in ("qwen1.5-7b", "llama-3.1-8b")}
-    short_gain_tmax = {(s, m): run.tps(short[(s, m, "PIMphony")]) / run.tps(short_tmax[(s, m)])
+    short_gain_tmax = {(s, m): run.tps(st.short[(s, m, "PIMphony")]) / run.tps(st.short_tmax[(s, m)])
                        for s in SYSTEMS for m in ("qwen1.5-7b", "llama-3.1-8b")}
     rows.append(_vs("R19", "256-token context, speed-up (best of LLM-7B x system)", PAPER_GAINS["R19"],
                     max(short_gain.values()),
@@ -419,8 +477,29 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     ok = all(all(b >= a for a, b in itertools.pairwise(v)) for v in rising.values())
     rows.append(Row("R20", "capacity 128 -> 1024 GB at 64K: throughput keeps rising", "rising",
                     "rising" if ok else "not monotone: " + ", ".join(f"{v:,.0f}" for v in rising["cent"])))
+    return short_gain, short_gain_tmax
 
-    # -- Fig. 19 ----------------------------------------------------------------------------------------------
+
+def _plot_fig17(out: Path, rising: dict, speedups: dict) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for sysname in SYSTEMS:
+        axes[0].plot([int(c[:-2]) for c in FIG17_CAPACITIES], rising[sysname], marker="o", label=sysname)
+        axes[1].plot(FIG17_CONTEXTS, [speedups[sysname][c] for c in FIG17_CONTEXTS], marker="o", label=sysname)
+        paper = FIG17_PAPER[sysname]
+        axes[1].plot(list(paper), list(paper.values()), linestyle="--", marker="x", label=f"{sysname} (paper)")
+    axes[0].set(xscale="log", xlabel="capacity (GB)", ylabel="PIMphony tokens/s", title="(a) 64K context")
+    gbs = [int(c[:-2]) for c in FIG17_CAPACITIES]
+    axes[0].set_xticks(gbs, [str(g) for g in gbs])
+    axes[0].minorticks_off()
+    axes[1].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="speed-up over HFP", title="(b) 512 GB")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    _save(fig, out / "reproduction_fig17.png")
+
+
+def _short_context_and_tables(st: Study, cap: list, short_gain: dict, short_gain_tmax: dict, plans: tuple) -> None:
+    """The Fig. 19, 256-token and Fig. 15 sections of the report."""
+    md = st.md
     md += ["## Fig. 19: capacity utilisation (the points of `pimphony reproduce dpa`)", "",
            "| workload | static | DPA | naive mean / T_max |", "|---|---:|---:|---:|"]
     md += [f"| {wl} ({model}) | {_pct(r['static'].utilisation)} | {_pct(r['dpa'].utilisation)} | "
@@ -428,13 +507,14 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     md += ["", "![Fig. 19](reproduction_fig19.png)", ""]
     fig, ax = plt.subplots(figsize=(6, 3))
     xs = np.arange(len(cap))
-    ax.bar(xs - 0.2, static_u, width=0.4, label="static (T_max)")
-    ax.bar(xs + 0.2, dpa_u, width=0.4, label="DPA")
+    ax.bar(xs - 0.2, [r[3]["static"].utilisation for r in cap], width=0.4, label="static (T_max)")
+    ax.bar(xs + 0.2, [r[3]["dpa"].utilisation for r in cap], width=0.4, label="DPA")
     ax.set_xticks(xs, [f"{wl} ({model})" for wl, model, _, _ in cap], fontsize=7)
     ax.set_ylabel("live / reserved KV")
     ax.legend(fontsize=8)
-    _save(fig, out / "reproduction_fig19.png")
+    _save(fig, st.out / "reproduction_fig19.png")
 
+    plans_s, plans_d, dpa_gain = plans
     md += ["## 256-token context (LLM-7B, 128 GB)", "",
            "Speed-up of PIMphony over HFP with static allocation reserving 2T + generated tokens, and reserving the "
            "model's maximum context.", "",
@@ -445,66 +525,80 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
     md += [f"| {k[0]} x {k[1]} | {plans_s[k]:,.1f} | {plans_d[k]:,.1f} | {_x(dpa_gain[k])} |" for k in plans_s]
     md.append("")
 
-    # -- hardware cost ------------------------------------------------------------------------------------------
-    table = table_bytes(aim, QueueConfig.rtl_default(org16))
-    rows.append(Row("R23", "D-Table + S-Table bytes per controller", f"{dcs_paper['table_bytes']} B",
-                    f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)",
-                    table["total"] / dcs_paper["table_bytes"],
-                    "the RTL as built (commands named by 16-bit sequence numbers; the S-Table holds the last "
-                    f"cycles' issues); the paper's {dcs_paper['table_bytes']} B is an upper bound we stay under"))
-    dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
-    rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
 
-    # -- R15 / R16 attention energy (CENT's public power constants) ---------------------------------------------
-    cent_points = [p for p in points if p[0] == "cent"]
+def _hardware_rows(st: Study) -> None:
+    """R23, R24: the storage of the DCS tables and the DPA buffers, from the RTL as built."""
+    paper = X.PAPER["table_bytes"]
+    table = table_bytes(TimingPreset.load(DEFAULT_TIMING), QueueConfig.rtl_default(ModuleOrg.load(DEFAULT_MODULE)))
+    st.rows.append(Row("R23", "D-Table + S-Table bytes per controller", f"{paper} B",
+                       f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)", table["total"] / paper,
+                       "the RTL as built (commands named by 16-bit sequence numbers; the S-Table holds the last "
+                       f"cycles' issues); the paper's {paper} B is an upper bound we stay under"))
+    dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
+    st.rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
+
+
+def _energy(st: Study) -> None:
+    """R15, R16 and Fig. 16: attention energy on CENT's public power constants."""
+    run = st.run
+    cent_points = [p for p in st.points if p[0] == "cent"]
 
     def share(label: str) -> float:
-        return float(np.mean([run.mean(ablation[(*p, label)], lambda r: r.best.background_share)
+        return float(np.mean([run.mean(st.ablation[(*p, label)], lambda r: r.best.background_share)
                               for p in cent_points]))
 
     def per_token(label: str, p) -> float:
-        return run.mean(ablation[(*p, label)], lambda r: r.best.attention_nj_per_token)
+        return run.mean(st.ablation[(*p, label)], lambda r: r.best.attention_nj_per_token)
 
+    base_label, top_label = st.base_label, st.top_label
     base_share, top_share = share(base_label), share(top_label)
-    rows.append(Row("R15", "background share of attention energy, baseline -> PIMphony (CENT, mean of the Fig. 13 "
-                    "points)", "71.5% -> 13.0%", f"{_pct(base_share)} -> {_pct(top_share)}", base_share / 0.715,
-                    "CENT's background powers (183 mW per idle channel, 264 mW per working one) against its "
-                    "per-command energies (ACT16 47.2 nJ, MAC16 1.31 nJ): the baseline's attention is row-switch "
-                    "heavy, so commands, not idle channels, take most of its energy"))
+    st.rows.append(Row("R15", "background share of attention energy, baseline -> PIMphony (CENT, mean of the "
+                       "Fig. 13 points)", "71.5% -> 13.0%", f"{_pct(base_share)} -> {_pct(top_share)}",
+                       base_share / 0.715,
+                       "CENT's background powers (183 mW per idle channel, 264 mW per working one) against its "
+                       "per-command energies (ACT16 47.2 nJ, MAC16 1.31 nJ): the baseline's attention is row-switch "
+                       "heavy, so commands, not idle channels, take most of its energy"))
     p16 = max(cent_points, key=lambda p: per_token(base_label, p) / per_token(top_label, p))
     r16 = per_token(base_label, p16) / per_token(top_label, p16)
-    e_b, e_t = (run.results[ablation[(*p16, label)]][0].best for label in (base_label, top_label))
-    batch_b, batch_t = (run.results[ablation[(*p16, label)]][0].admission.batch for label in (base_label, top_label))
+    e_b, e_t = (st.first(st.ablation[(*p16, label)]).best for label in (base_label, top_label))
+    batch_b, batch_t = (st.first(st.ablation[(*p16, label)]).admission.batch for label in (base_label, top_label))
     bg_b, bg_t = e_b.energy_nj["background"] / batch_b / 1e3, e_t.energy_nj["background"] / batch_t / 1e3
     cmd_b = e_b.attention_nj_per_token / 1e3 - bg_b
     cmd_t = e_t.attention_nj_per_token / 1e3 - bg_t
-    rows.append(_vs("R16", "attention energy per token, reduction, max (CENT)", PAPER_GAINS["R16"], r16,
-                    f"at the maximum ({p16[1]}, {p16[2]}) the baseline spends {cmd_b:,.0f} uJ/token on commands and "
-                    f"{bg_b:,.0f} on background power, PIMphony {cmd_t:,.0f} and {bg_t:,.0f}: the background falls "
-                    f"with the attention time (R14); the paper's {PAPER_GAINS['R16']}x implies PIMphony at "
-                    f"{(cmd_b + bg_b) / PAPER_GAINS['R16']:,.0f} uJ/token, "
-                    f"{(cmd_b + bg_b) / PAPER_GAINS['R16'] / (cmd_t + bg_t):.2f}x ours"))
-    md += ["## Fig. 16: attention energy (CENT's public power constants)", "",
-           "| model | workload | HFP uJ/token (background) | PIMphony uJ/token (background) |", "|---|---|---:|---:|"]
+    st.rows.append(_vs("R16", "attention energy per token, reduction, max (CENT)", PAPER_GAINS["R16"], r16,
+                       f"at the maximum ({p16[1]}, {p16[2]}) the baseline spends {cmd_b:,.0f} uJ/token on commands "
+                       f"and {bg_b:,.0f} on background power, PIMphony {cmd_t:,.0f} and {bg_t:,.0f}: the background "
+                       f"falls with the attention time (R14); the paper's {PAPER_GAINS['R16']}x implies PIMphony at "
+                       f"{(cmd_b + bg_b) / PAPER_GAINS['R16']:,.0f} uJ/token, "
+                       f"{(cmd_b + bg_b) / PAPER_GAINS['R16'] / (cmd_t + bg_t):.2f}x ours"))
+    st.md += ["## Fig. 16: attention energy (CENT's public power constants)", "",
+              "| model | workload | HFP uJ/token (background) | PIMphony uJ/token (background) |",
+              "|---|---|---:|---:|"]
     for p in cent_points:
         cells = [f"{per_token(label, p) / 1000:,.1f} "
-                 f"({100 * run.mean(ablation[(*p, label)], lambda r: r.best.background_share):.0f}%)"
+                 f"({100 * run.mean(st.ablation[(*p, label)], lambda r: r.best.background_share):.0f}%)"
                  for label in (base_label, top_label)]
-        md.append(f"| {p[1]} | {p[2]} | " + " | ".join(cells) + " |")
-    md.append("")
+        st.md.append(f"| {p[1]} | {p[2]} | " + " | ".join(cells) + " |")
+    st.md.append("")
 
-    for target, quantity, paper, why in (
-            ("R9", "SV cross-channel reduction share", "< 0.2%", "the system model overlaps the HUB reduction "
-             "with other pairs' PIM work and does not time it; the hub RTL times it (`pimphony reproduce "
-             "validation`)"),
-            ("R21", "vs A100 flash-decoding + paged attention", "substantial speed-ups", "no GPU model"),
-            ("R22", "OBuf area", "0.47% of a MAC unit", "no CACTI run; synthesis covers the control logic "
-             "(`pimphony synth`)"),
-            ("R25", "LoL-PIM (v1/v2) headline", "8.54x / 16.0x", "older paper version; other baselines")):
-        rows.append(Row(target, quantity, paper, "not modelled", None, why))
 
-    spans = _span_table(run, best, lambda k: max(attention_gain(p, k) for p in points), fig17b, fig17_span)
-    within = [r.target for r in rows if r.ratio is not None and not r.far]
+NOT_MODELLED = (
+    ("R9", "SV cross-channel reduction share", "< 0.2%", "the system model overlaps the HUB reduction "
+     "with other pairs' PIM work and does not time it; the hub RTL times it (`pimphony reproduce "
+     "validation`)"),
+    ("R21", "vs A100 flash-decoding + paged attention", "substantial speed-ups", "no GPU model"),
+    ("R22", "OBuf area", "0.47% of a MAC unit", "no CACTI run; synthesis covers the control logic "
+     "(`pimphony synth`)"),
+    ("R25", "LoL-PIM (v1/v2) headline", "8.54x / 16.0x", "older paper version; other baselines"))
+"""The paper's figures the project does not compute, and why."""
+
+
+def _write(st: Study, trials: int) -> Path:
+    """The report: the introduction, the paper-against-pimphony table, the sensitivity to the baseline's
+    span, the sections, the assumptions."""
+    spans = _span_table(st.run, st.best, lambda k: max(st.attention_gain(p, k) for p in st.points), st.fig17b,
+                        st.fig17_span)
+    within = [r.target for r in st.rows if r.ratio is not None and not r.far]
     head = ["# PIMphony reproduction", "",
             "Regenerate with `pimphony reproduce` (a few minutes on 2 cores the first time, while the kernel costs "
             f"are measured and cached). Every throughput is the mean of {trials} seeded draws of the request lengths. "
@@ -519,7 +613,7 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
             f"Within 25% of the paper: {', '.join(within)}. Every row further off says why, with the arithmetic.", "",
             "## Paper against pimphony", "", "| # | quantity | paper | pimphony | ratio | gap over 25%: why |",
             "|---|---|---|---|---:|---|"]
-    for r in rows:
+    for r in st.rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None and np.isfinite(r.ratio) else "-"
         head.append(f"| {r.target} | {r.quantity} | {r.paper} | {r.ours} | {ratio} | {r.why if r.far else ''} |")
     head += ["", *spans, ""]
@@ -531,8 +625,8 @@ def reproduce_all(out: Path, trials: int = 3, progress: Callable[[int, int], Non
              "decode position; softmax overlaps other pairs' PIM work; FC GEMVs do not reuse weights across "
              "requests on PIM; PP runs min(batch, PP) micro-batches of whole requests; the xPU overlaps FC with "
              "attention only from `interleave_batch` requests on.", ""]
-    path = out / "reproduction.md"
-    path.write_text("\n".join(head + md + tail))
+    path = st.out / "reproduction.md"
+    path.write_text("\n".join(head + st.md + tail))
     return path
 
 
