@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -59,25 +60,56 @@ def _breakdown_header() -> str:
     return " / ".join(c.replace("pipeline penalty", "penalty").replace("ACT/PRE", "ACT-PRE") for c in CATEGORIES)
 
 
+@dataclass
+class DcsResults:
+    """What the DCS reproduction computes: Fig. 7, 8 and 18, the utilisation and context tables, and the
+    storage of the RTL's tables."""
+
+    org: ModuleOrg
+    tp: TimingPreset
+    length: int
+    f7: object
+    f8: list[dict]
+    at128: dict
+    unblocked: float
+    f18: list[dict]
+    util: list[dict]
+    contexts: list[dict]
+    violations: int
+    cfg: QueueConfig
+    tables: dict[str, int]
+    shallow: str
+    labels: list[str]
+
+    @classmethod
+    def compute(cls, org: ModuleOrg, tp: TimingPreset, length: int) -> DcsResults:
+        f8 = X.fig8(org, tp)
+        f18 = X.fig18(org, tp, length=length)
+        util = X.utilisation_table(org, tp, length=length)
+        contexts = X.context_table(org, tp, 8, [length // 4, length, 4 * length, 16 * length])
+        return cls(
+            org=org, tp=tp, length=length, f7=X.fig7(org, tp), f8=f8, at128=next(r for r in f8 if r["dim"] == 128),
+            unblocked=X.gemv_trace(org, dataclasses.replace(tp, nRDHUB=tp.nCLREG + tp.nBL), 128,
+                                   Policy.STATIC).mac_utilisation,
+            f18=f18, util=util, contexts=contexts,
+            violations=sum(v for r in util + contexts for k, v in r.items() if k.endswith("_violations")),
+            cfg=QueueConfig.for_org(org, Policy.DCS), tables=table_bytes(tp, QueueConfig.rtl_default(org)),
+            shallow=" + ".join(str(v) for v in X.SHALLOW_QUEUES.values()),
+            labels=["MHA" if r["group"] == 1 else f"GQA g={r['group']}" for r in f18])
+
+
 def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT_TIMING, length: int = 32768) -> Path:
     """Write ``dcs.md`` and three PNGs into ``out``; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
-    org, tp = ModuleOrg.load(module), TimingPreset.load(timing)
-    f7 = X.fig7(org, tp)
-    f8 = X.fig8(org, tp)
-    at128 = next(r for r in f8 if r["dim"] == 128)
-    unblocked = X.gemv_trace(org, dataclasses.replace(tp, nRDHUB=tp.nCLREG + tp.nBL), 128,
-                             Policy.STATIC).mac_utilisation
-    paper7 = X.PAPER["fig7_static"] / X.PAPER["fig7_dcs"]
-    paper8, paper18, paper_bytes = X.PAPER["fig8_static_util_128"], X.PAPER["fig18_max_ratio"], X.PAPER["table_bytes"]
-    f18 = X.fig18(org, tp, length=length)
-    util = X.utilisation_table(org, tp, length=length)
-    contexts = X.context_table(org, tp, 8, [length // 4, length, 4 * length, 16 * length])
-    violations = sum(v for r in util + contexts for k, v in r.items() if k.endswith("_violations"))
-    cfg = QueueConfig.for_org(org, Policy.DCS)
-    tables = table_bytes(tp, QueueConfig.rtl_default(org))
-    shallow = " + ".join(str(v) for v in X.SHALLOW_QUEUES.values())
+    d = DcsResults.compute(ModuleOrg.load(module), TimingPreset.load(timing), length)
+    _dcs_plots(out, d)
+    path = out / "dcs.md"
+    path.write_text("\n".join(_dcs_summary(d) + _dcs_tables(d) + _dcs_drivers(d)))
+    return path
 
+
+def _dcs_plots(out: Path, d: DcsResults) -> None:
+    tp, f7, f8, f18, paper8 = d.tp, d.f7, d.f8, d.f18, X.PAPER["fig8_static_util_128"]
     fig, axes = plt.subplots(3, 1, figsize=(9, 5.4), sharex=True)
     _timeline(axes[0], f7.aim_run.command, f7.aim_run.cycle - 1,
               f"aim (aim_simulator's in-order AiM controller): {f7.aim_cycles} cycles")
@@ -102,15 +134,21 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
     _save(fig, out / "dcs_fig8.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    labels = ["MHA" if r["group"] == 1 else f"GQA g={r['group']}" for r in f18]
-    _paired_bars(ax, labels, [100 * r["pingpong"] for r in f18], [100 * r["dcs"] for r in f18],
+    _paired_bars(ax, d.labels, [100 * r["pingpong"] for r in f18], [100 * r["dcs"] for r in f18],
                  ("ping-pong", "DCS"), "MAC utilisation (%)", "Fig. 18: DCS vs ping-pong, same buffers, d_h = 128")
     for x, r in enumerate(f18):
         ax.text(x + 0.2, 100 * r["dcs"] + 1, f"{r['ratio']:.2f}x", ha="center", fontsize=8)
     ax.legend(fontsize=8)
     _save(fig, out / "dcs_fig18.png")
 
-    lines = [
+
+def _dcs_summary(d: DcsResults) -> list[str]:
+    """The introduction and the paper-against-pimphony table."""
+    org, tp, f7, at128, f18 = d.org, d.tp, d.f7, d.at128, d.f18
+    paper7 = X.PAPER["fig7_static"] / X.PAPER["fig7_dcs"]
+    paper8, paper18, paper_bytes = X.PAPER["fig8_static_util_128"], X.PAPER["fig18_max_ratio"], X.PAPER["table_bytes"]
+    length, violations, tables = d.length, d.violations, d.tables
+    return [
         "# DCS reproduction",
         "",
         f"Regenerate with `pimphony reproduce dcs`. Module `{org.name}` ({org.gbuf_entries}-entry GBuf, "
@@ -140,6 +178,13 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
         f"{tables['total'] / paper_bytes:.2f} |",
         "",
         "![Fig. 7](dcs_fig7.png)",
+    ]
+
+
+def _dcs_tables(d: DcsResults) -> list[str]:
+    """Fig. 8, Fig. 18, the utilisation table and the context table."""
+    f8, f18, util, contexts, cfg, shallow, labels = d.f8, d.f18, d.util, d.contexts, d.cfg, d.shallow, d.labels
+    lines = [
         "",
         "## Fig. 8: MAC utilisation of an n x n GEMV",
         "",
@@ -170,14 +215,21 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
         lines.append(f"| {label} | {r['phase'].upper()} | {_pct(r['aim'])} | {_pct(r['static'])} | "
                      f"{_pct(r['pingpong'])} | {_pct(r['dcs'])} | {_pct(r['dcs_shallow'])} | {_pct(r['bound'])} | "
                      f"{_pct(r['dcs'] / r['bound'])} | " + " / ".join(_pct(b[k]) for k in b) + " |")
-    g8 = [r for r in util if r["group"] == 8]
     lines += ["", "## GQA g = 8 with DCS as the context grows (default queues)", "",
               "| context (tokens) | QK^T | SV | refreshes in the QK^T trace | timing violations |",
               "|---|---|---|---|---|"]
     for r in contexts:
         lines.append(f"| {r['length']:,} | {_pct(r['qk'])} | {_pct(r['sv'])} | {r['qk_refreshes']} | "
                      f"{r['qk_violations'] + r['sv_violations']} |")
-    lines += [
+    return lines
+
+
+def _dcs_drivers(d: DcsResults) -> list[str]:
+    """What drives the gaps, with the arithmetic."""
+    org, tp, f7, at128, f18, util, cfg, shallow = d.org, d.tp, d.f7, d.at128, d.f18, d.util, d.cfg, d.shallow
+    unblocked, paper8 = d.unblocked, X.PAPER["fig8_static_util_128"]
+    g8 = [r for r in util if r["group"] == 8]
+    return [
         "",
         "## What drives the gaps",
         "",
@@ -225,9 +277,6 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
         + " of that bound in every row of the table, refresh included.",
         "",
     ]
-    path = out / "dcs.md"
-    path.write_text("\n".join(lines))
-    return path
 
 
 DPA_WORKLOADS = (("qmsum", "qwen1.5-7b"), ("musique", "qwen1.5-7b"), ("multifieldqa", "llama-3.1-8b"),
