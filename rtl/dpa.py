@@ -3,6 +3,16 @@
 The operation-level behaviour is :class:`~pimphony.model.dpa.DpaControllerModel`'s (its docstring
 lists the operations, the program structure and every error); this module is that model in gates,
 checked against it operation by operation in amaranth.sim and at the Verilog boundary in cocotb.
+
+The controller is built from components, each with its own tests (``tests/test_rtl_dpa_parts.py``):
+
+- :class:`FreeList`: the pool's free chunks, a ring in block RAM, rebuilt after reset;
+- :class:`Va2PaTable`: the physical chunk of every virtual chunk of every open request;
+- :class:`ConfigBuffer`: the open requests (id, length, chunks held), looked up by id;
+- :class:`ProgramLoader`: PROGRAM / LOAD, the program's checks and the instruction buffer;
+- :class:`Decoder`: RUN's two-stage expansion of the program into physical instructions.
+
+:class:`DpaController` answers the host's operations with an FSM over them.
 """
 
 from __future__ import annotations
@@ -75,6 +85,435 @@ class DpaWidths:
                 "config_buffer": c.max_requests * per_request}
 
 
+class FreeList(wiring.Component):
+    """The pool's free chunk numbers, a ring in block RAM.
+
+    After reset it writes chunk numbers 0 .. ``chunks - 1``, one per cycle; ``ready`` is low meanwhile.
+    ``pop`` (only while ``ready`` and ``count`` is not zero) takes the head: its number is on ``head``
+    in the next cycle and stays there until the next pop. ``push`` appends ``push_chunk`` at the tail.
+    A pop and a push may not fall in one cycle.
+
+    Parameters
+    ----------
+    chunks:
+        Chunks of the pool.
+    """
+
+    def __init__(self, chunks: int):
+        self.chunks = chunks
+        bits = index_bits(chunks)
+        super().__init__({
+            "ready": Out(1),
+            "count": Out(range(chunks + 1), init=chunks),
+            "pop": In(1),
+            "head": Out(bits),
+            "push": In(1),
+            "push_chunk": In(bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.chunks
+        m.submodules.ram = ram = Memory(shape=len(self.head), depth=C, init=[])        # rebuilt after reset
+        wp, rp = ram.write_port(), ram.read_port(domain="sync")
+        head, tail = Signal(range(C)), Signal(range(C))
+        rebuilding, init_i = Signal(init=1), Signal(range(C))
+
+        def wrap(ptr):
+            return Mux(ptr == C - 1, 0, ptr + 1)
+
+        m.d.comb += [self.ready.eq(~rebuilding), self.head.eq(rp.data), rp.addr.eq(head), rp.en.eq(self.pop)]
+        with m.If(rebuilding):
+            m.d.comb += [wp.addr.eq(init_i), wp.data.eq(init_i), wp.en.eq(1)]
+            m.d.sync += init_i.eq(init_i + 1)
+            with m.If(init_i == C - 1):
+                m.d.sync += rebuilding.eq(0)
+        with m.Elif(self.push):
+            m.d.comb += [wp.addr.eq(tail), wp.data.eq(self.push_chunk), wp.en.eq(1)]
+            m.d.sync += tail.eq(wrap(tail))
+        with m.If(self.pop):
+            m.d.sync += head.eq(wrap(head))
+        m.d.sync += self.count.eq(self.count - self.pop + self.push)
+        return m
+
+
+class Va2PaTable(wiring.Component):
+    """VA2PA: the physical chunk of every (config slot, K or V, segment, virtual chunk), in block RAM.
+
+    A read (``read_en``) of ``read_addr`` answers on ``read_data`` in the next cycle and holds it until
+    the next read; a write (``write_en``) takes effect at the clock edge. :meth:`address` gives an entry's
+    address.
+
+    Parameters
+    ----------
+    slots, segments, vchunks:
+        Config-buffer slots, segments per request and virtual chunks per segment.
+    chunk_bits:
+        Width of a chunk number.
+    """
+
+    def __init__(self, slots: int, segments: int, vchunks: int, chunk_bits: int):
+        self.segments, self.vchunks = segments, vchunks
+        self.depth = slots * 2 * segments * vchunks
+        super().__init__({
+            "read_addr": In(range(self.depth)), "read_en": In(1), "read_data": Out(chunk_bits),
+            "write_addr": In(range(self.depth)), "write_data": In(chunk_bits), "write_en": In(1),
+        })
+
+    def address(self, slot, kv, seg, vchunk):
+        """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``."""
+        return ((slot * 2 + kv) * self.segments + seg) * self.vchunks + vchunk
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ram = ram = Memory(shape=len(self.read_data), depth=self.depth, init=[])
+        wp, rp = ram.write_port(), ram.read_port(domain="sync")
+        m.d.comb += [rp.addr.eq(self.read_addr), rp.en.eq(self.read_en), self.read_data.eq(rp.data),
+                     wp.addr.eq(self.write_addr), wp.data.eq(self.write_data), wp.en.eq(self.write_en)]
+        return m
+
+
+class ConfigBuffer(wiring.Component):
+    """The open requests: per slot a valid bit, the request id, its length and the K and V chunks it holds
+    per segment.
+
+    Every cycle ``request`` is looked up (a match of the valid slots' ids): ``found``, its ``slot`` and
+    that slot's ``length`` and ``have`` (K, V); ``free`` is high while a slot is free, ``free_slot`` the
+    lowest. At the clock edge: ``open`` fills ``free_slot`` (the id is ``request``), ``update`` writes
+    the looked-up slot's length and chunks, ``close`` frees the looked-up slot (one of them per cycle).
+
+    Parameters
+    ----------
+    config:
+        The controller's parameters.
+    len_bits:
+        Width of a request length.
+    """
+
+    def __init__(self, config: DpaConfig, len_bits: int):
+        self.config = config
+        R, V = config.max_requests, config.max_chunks_per_segment
+        values = data.StructLayout({"length": len_bits, "have": data.ArrayLayout(range(V + 1), 2)})
+        self.values = values
+        super().__init__({
+            "request": In(config.request_id_bits),
+            "found": Out(1), "slot": Out(range(R)), "free": Out(1), "free_slot": Out(range(R)),
+            "current": Out(values),
+            "open": In(1), "update": In(1), "close": In(1), "write": In(values),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        R = c.max_requests
+        valid = Array(Signal(name=f"valid{i}") for i in range(R))
+        ids = Array(Signal(c.request_id_bits, name=f"id{i}") for i in range(R))
+        values = Array(Signal(self.values, name=f"request{i}") for i in range(R))
+        hit, free_slots = Signal(R), Signal(R)
+        m.d.comb += [hit[i].eq(valid[i] & (ids[i] == self.request)) for i in range(R)]
+        m.d.comb += [free_slots[i].eq(~valid[i]) for i in range(R)]
+        for i in reversed(range(R)):
+            with m.If(hit[i]):
+                m.d.comb += self.slot.eq(i)
+            with m.If(free_slots[i]):
+                m.d.comb += self.free_slot.eq(i)
+        m.d.comb += [self.found.eq(hit.any()), self.free.eq(free_slots.any()), self.current.eq(values[self.slot])]
+        with m.If(self.open):
+            m.d.sync += [valid[self.free_slot].eq(1), ids[self.free_slot].eq(self.request),
+                         values[self.free_slot].eq(self.write)]
+        with m.If(self.update):
+            m.d.sync += values[self.slot].eq(self.write)
+        with m.If(self.close):
+            m.d.sync += valid[self.slot].eq(0)
+        return m
+
+
+class ProgramLoader(wiring.Component):
+    """PROGRAM and LOAD: the program's structure checks and the instruction buffer.
+
+    ``program`` (a PROGRAM of ``arg`` tokens per block, not zero, taken this cycle) starts a new program.
+    ``load`` (a LOAD of ``word`` taken this cycle) applies the word when ``load_status`` (combinational,
+    the LOAD's answer) is OK: a DYN_LOOP opens the K or V loop, a DYN_MODI marks the next entry, any
+    other word is written into the instruction buffer. The decoder reads the program's shape (``block``,
+    ``entries``, the loops' first entries ``marks``, their tokens per row ``row_tokens`` and channel
+    ``masks``, ``slices_log2``) and the buffer (``read_addr``, ``read_en`` -> ``read_data`` the next
+    cycle); ``complete`` is high when the program has both loops, each closed by its words.
+
+    Parameters
+    ----------
+    config:
+        The controller's parameters.
+    """
+
+    def __init__(self, config: DpaConfig):
+        self.config = config
+        w = DpaWidths(config)
+        fmt, org, P = w.fmt, config.org, config.program_entries
+        self.ins_layout = instruction_layout(fmt)
+        self.entry_layout = data.StructLayout({"ins": self.ins_layout, "rowm": 1, "stride": fmt.gpr_bits,
+                                               "guard": fmt.row_bits})
+        assert self.entry_layout.size == w.entry_bits
+        self.max_slices = org.channels // config.slice_channels
+        super().__init__({
+            "arg": In(ARG_BITS), "word": In(self.ins_layout),
+            "program": In(1), "load": In(1), "load_status": Out(StatusShape),
+            "complete": Out(1),
+            "block": Out(w.len_bits), "entries": Out(range(P + 1)),
+            "marks": Out(data.ArrayLayout(range(P + 1), 2)),
+            "row_tokens": Out(data.ArrayLayout(fmt.row_bits + LOOP_ROW_UNIT.bit_length(), 2)),
+            "masks": Out(data.ArrayLayout(fmt.channels, 2)),
+            "slices_log2": Out(range(max(2, self.max_slices.bit_length()))),
+            "read_addr": In(range(P)), "read_en": In(1), "read_data": Out(self.entry_layout),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c, org, lay = self.config, self.config.org, self.config.layout
+        fmt, P, kb = DpaWidths(c).fmt, c.program_entries, c.slice_channels
+        lkb = (kb - 1).bit_length()
+        m.submodules.ibuf = ibuf = Memory(shape=self.entry_layout, depth=P, init=[])
+        ib_w, ib_r = ibuf.write_port(), ibuf.read_port(domain="sync")
+        m.d.comb += [ib_r.addr.eq(self.read_addr), ib_r.en.eq(self.read_en), self.read_data.eq(ib_r.data)]
+        entries, marks = self.entries, self.marks
+        loading = Signal()
+        loops = Signal(range(3))
+        words = Signal(fmt.gpr_bits + 1)               # words since the last DYN_LOOP
+        loop_words = [Signal(fmt.gpr_bits, name=f"loop_words{k}") for k in range(2)]
+        pend, pend_row = Signal(), Signal()
+        pend_stride, pend_guard = Signal(fmt.gpr_bits), Signal(fmt.row_bits)
+        m.d.comb += self.complete.eq(loading & (loops == 2) & ~pend & (words == loop_words[1])
+                                     & (entries != marks[1]))
+
+        word = self.word
+        w_op = word.op.as_value()
+        op_exists = w_op < len(Opcode)
+        no_size = opcode_in(word.op, [op for op in Opcode if not ADVANCING[op]])
+        bad_word = ~op_exists | (word.ch_mask == 0) | (no_size & (word.op_size != 0))
+        w_kind = word.gbuf
+        unit = LOOP_ROW_UNIT * lay.rows_per_chunk
+        chunk_rows = Mux(w_kind == 0, lay.k_tokens // unit, lay.v_tokens // unit)
+        v_n = popcount(word.ch_mask)
+        v_ns = Signal(range(org.channels + 1))
+        m.d.comb += v_ns.eq(v_n >> lkb)
+        bad_loop = ((w_kind != loops) | (w_kind > 1) | pend | (word.row != chunk_rows)
+                    | ((loops == 1) & ((words != loop_words[0]) | (entries == marks[0])))
+                    | ((w_kind == 1) & ((v_n & (kb - 1) != 0) | ((v_ns & (v_ns - 1)) != 0))))
+        bad_modi = (loops == 0) | (word.gbuf > max(Modi))
+
+        status = self.load_status
+        m.d.comb += status.eq(StatusShape.OK)
+        with m.If(~loading | bad_word):
+            m.d.comb += status.eq(StatusShape.BAD_PROGRAM)
+        with m.Elif(w_op == Opcode.DYN_LOOP), m.If(bad_loop):
+            m.d.comb += status.eq(StatusShape.BAD_PROGRAM)
+        with m.Elif(w_op == Opcode.DYN_MODI), m.If(bad_modi):
+            m.d.comb += status.eq(StatusShape.BAD_PROGRAM)
+        with m.Elif(entries == P):
+            m.d.comb += status.eq(StatusShape.PROGRAM_FULL)
+
+        with m.If(self.program):
+            m.d.sync += [loading.eq(1), entries.eq(0), loops.eq(0), pend.eq(0), words.eq(0),
+                         self.block.eq(Mux(self.arg > c.max_tokens, c.max_tokens, self.arg))]
+        with m.If(self.load & (status == StatusShape.OK)):
+            with m.If(w_op == Opcode.DYN_LOOP):
+                m.d.sync += [loops.eq(loops + 1), words.eq(0), marks[w_kind].eq(entries),
+                             Array(loop_words)[w_kind].eq(word.gpr),
+                             self.row_tokens[w_kind].eq(word.row * LOOP_ROW_UNIT),
+                             self.masks[w_kind].eq(word.ch_mask)]
+                with m.If(w_kind == 1):
+                    for k in range(self.max_slices.bit_length()):
+                        with m.If(v_ns == 1 << k):
+                            m.d.sync += self.slices_log2.eq(k)
+            with m.Elif(w_op == Opcode.DYN_MODI):
+                m.d.sync += [pend.eq(1), words.eq(words + 1)]
+                with m.Switch(word.gbuf):
+                    with m.Case(Modi.ROW):
+                        m.d.sync += pend_row.eq(1)
+                    with m.Case(Modi.GPR):
+                        m.d.sync += pend_stride.eq(pend_stride + word.row)
+                    with m.Case(Modi.GUARD):
+                        m.d.sync += pend_guard.eq(word.row)
+            with m.Else():
+                m.d.comb += [ib_w.addr.eq(entries), ib_w.en.eq(1), ib_w.data.ins.eq(word),
+                             ib_w.data.rowm.eq(pend_row), ib_w.data.stride.eq(pend_stride),
+                             ib_w.data.guard.eq(pend_guard)]
+                m.d.sync += [entries.eq(entries + 1), words.eq(words + 1), pend.eq(0),
+                             pend_row.eq(0), pend_stride.eq(0), pend_guard.eq(0)]
+        return m
+
+
+class Decoder(wiring.Component):
+    """RUN's expansion of the program into physical instructions, two pipeline stages.
+
+    ``start`` (with the request's config ``slot``, ``segment`` and ``length``) begins a RUN at the clock
+    edge. While ``enable`` is high the fetch stage reads one buffer entry per cycle (``ib_addr``,
+    ``ib_en``) and the VA2PA entry of the row the loop is at (``va``, ``va_en``), walking the prologue,
+    the K loop over the rows of the block and the V loop, block after block; the decode stage (the next
+    cycle) applies the Dyn-Loop guards to the channel mask and op-size, writes the physical row and the
+    GPR stride, and registers the instruction on ``out``. An entry that the guards leave with no
+    channel or no repetition is dropped. ``out.ready`` low stalls both stages. ``done`` is high in the
+    cycle the last instruction leaves (or, with nothing to send, when the fetch has ended).
+
+    Parameters
+    ----------
+    config:
+        The controller's parameters.
+    loader:
+        The :class:`ProgramLoader` whose program and buffer the decoder reads (its layouts).
+    """
+
+    def __init__(self, config: DpaConfig, loader: ProgramLoader):
+        self.config = config
+        w = DpaWidths(config)
+        self.fmt, self.len_bits = w.fmt, w.len_bits
+        R, S = config.max_requests, config.segments
+        va = data.StructLayout({"slot": range(R), "kv": 1, "seg": range(S), "vchunk": w.len_bits})
+        super().__init__({
+            "enable": In(1),
+            "start": In(1), "slot": In(range(R)), "segment": In(range(S)), "length": In(w.len_bits),
+            "block": In(w.len_bits), "entries": In(range(config.program_entries + 1)),
+            "marks": In(loader.marks.shape()), "row_tokens": In(loader.row_tokens.shape()),
+            "masks": In(loader.masks.shape()), "slices_log2": In(loader.slices_log2.shape()),
+            "ib_addr": Out(range(config.program_entries)), "ib_en": Out(1), "ib_data": In(loader.entry_layout),
+            "va": Out(va), "va_en": Out(1), "va_data": In(w.chunk_bits),
+            "out": Out(stream.Signature(data.StructLayout({"ins": loader.ins_layout, "sv": 1}))),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, lb = self.fmt, self.len_bits + 1
+        f_run, f_phase = Signal(), Signal(Phase)
+        pc, r = Signal(range(self.config.program_entries)), Signal(fmt.gpr_bits)
+        b = data.StructLayout({"valid": 1, "phase": Phase, "r": fmt.gpr_bits, "t1": lb, "v": self.len_bits,
+                               "kacc": lb + 4, "vb": lb})
+        fetched = Signal(b, name="fetched")             # what the fetch stage hands the decode stage
+        advance = ~self.out.valid | self.out.ready
+        self._fetch(m, f_run, f_phase, pc, r, fetched, advance)
+        self._decode(m, fetched, advance)
+        m.d.comb += self.done.eq(~f_run & ~fetched.valid & advance)
+        return m
+
+    def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance):
+        """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk."""
+        c, org, lay = self.config, self.config.org, self.config.layout
+        lb = self.len_bits + 1
+        lrpc = (lay.rows_per_chunk - 1).bit_length()
+        t0, t1, run_len = Signal(lb), Signal(lb), Signal(self.len_bits)
+        rs = [Signal(lb, name=f"row_start{k}") for k in range(2)]
+        vr = [Signal(self.len_bits, name=f"vrow{k}") for k in range(2)]
+        kacc, vb = Signal(lb + 4), Signal(lb)
+        run_slot, run_seg = Signal(range(c.max_requests)), Signal(range(c.segments))
+        marks, loop_rt, block = self.marks, self.row_tokens, self.block
+        bpr, kb = org.bursts_per_row, c.slice_channels
+        kstep = popcount(self.masks[0]) * org.banks * (bpr // kb)
+        sec_end = Mux(f_phase == Phase.PROLOGUE, marks[0], Mux(f_phase == Phase.QK, marks[1], self.entries))
+        f_kind = f_phase == Phase.SV
+
+        with m.If(self.start):
+            m.d.sync += [run_slot.eq(self.slot), run_seg.eq(self.segment), run_len.eq(self.length),
+                         f_run.eq(1), pc.eq(0), r.eq(0), t0.eq(0),
+                         t1.eq(Mux(self.length < block, self.length, block)),
+                         f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE)),
+                         kacc.eq(0), vb.eq(0), fetched.valid.eq(0)]
+            m.d.sync += [s.eq(0) for s in (*rs, *vr)]
+        with m.If(self.enable):
+            vrow = Mux(f_kind, vr[1], vr[0])
+            m.d.comb += [self.ib_addr.eq(pc), self.ib_en.eq(advance), self.va.slot.eq(run_slot),
+                         self.va.kv.eq(f_kind), self.va.seg.eq(run_seg), self.va.vchunk.eq(vrow >> lrpc),
+                         self.va_en.eq(advance)]
+            with m.If(advance):
+                m.d.sync += [fetched.valid.eq(f_run), fetched.phase.eq(f_phase), fetched.r.eq(r), fetched.t1.eq(t1),
+                             fetched.v.eq(vrow), fetched.kacc.eq(kacc), fetched.vb.eq(vb)]
+            last = pc + 1 == sec_end
+            t0n = t0 + block
+
+            def next_row(kind):
+                m.d.sync += [rs[kind].eq(rs[kind] + loop_rt[kind]), vr[kind].eq(vr[kind] + 1)]
+                m.d.sync += (kacc.eq(kacc + kstep) if kind == 0 else vb.eq(vb + bpr))
+
+            with m.If(advance & f_run):
+                with m.If(~last):
+                    m.d.sync += pc.eq(pc + 1)
+                with m.Elif(f_phase == Phase.PROLOGUE):
+                    m.d.sync += [f_phase.eq(Phase.QK), pc.eq(marks[0]), r.eq(0)]
+                with m.Elif(f_phase == Phase.QK):
+                    with m.If(rs[0] + loop_rt[0] < t1):
+                        next_row(0)
+                        m.d.sync += [r.eq(r + 1), pc.eq(marks[0])]
+                    with m.Else():
+                        m.d.sync += [f_phase.eq(Phase.SV), pc.eq(marks[1]), r.eq(0)]
+                with m.Else():
+                    with m.If(rs[1] + loop_rt[1] < t1):
+                        next_row(1)
+                        m.d.sync += [r.eq(r + 1), pc.eq(marks[1])]
+                    with m.Elif(t0n < run_len):
+                        m.d.sync += [t0.eq(t0n), t1.eq(Mux(t0n + block < run_len, t0n + block, run_len)), pc.eq(0),
+                                     r.eq(0), f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE))]
+                        for kind in range(2):
+                            with m.If(rs[kind] + loop_rt[kind] <= t0n):
+                                next_row(kind)
+                    with m.Else():
+                        m.d.sync += f_run.eq(0)
+
+    def _decode(self, m, b, advance):
+        """The second stage: the Dyn-Loop guards, the physical row and the GPR stride; the output register."""
+        c, org, lay, fmt = self.config, self.config.org, self.config.layout, self.fmt
+        out, e = self.out, self.ib_data
+        ins = e.ins
+        lrpc = (lay.rows_per_chunk - 1).bit_length()
+        kb = c.slice_channels
+        lkb = (kb - 1).bit_length()
+        lburst = (org.burst_elements - 1).bit_length()
+        max_ns = org.channels // kb
+        masks = self.masks
+        size = Signal(fmt.op_size_bits + 1)
+        mask = Signal(fmt.channels)
+        g = Signal(fmt.row_bits)
+        m.d.comb += g.eq(Mux(e.guard != 0, e.guard - 1, 0))
+        ranks = []
+        for kind in range(2):
+            rk, total = [], Const(0, 1)
+            for ch in range(fmt.channels):
+                rk.append(total)
+                total = total + masks[kind][ch]
+            ranks.append(rk)
+        # K: channel of rank p keeps the instruction while its first lane's token is below t1
+        first_k = b.kacc + g * (popcount(masks[0]) * org.banks)
+        k_mask = Cat(masks[0][ch] & (first_k + ranks[0][ch] * org.banks < b.t1) for ch in range(fmt.channels))
+        # V: slice s (ranks s*kb .. s*kb+kb-1) holds local bursts below ceil(ceil(t1/16) - s, ns)
+        first_v = b.vb + g
+        bursts = (b.t1 + (1 << lburst) - 1) >> lburst
+        ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
+        v_mask = Const(0, fmt.channels)
+        v_size = Signal(fmt.op_size_bits + 1)
+        m.d.comb += v_size.eq(ins.op_size + 1)
+        for s in range(max_ns):
+            members = Cat(masks[1][ch] & ((ranks[1][ch] >> lkb) == s) for ch in range(fmt.channels))
+            end = Mux(bursts > s, (bursts - s + ns - 1) >> self.slices_log2, 0)
+            exists = s < ns
+            v_mask = v_mask | Mux(exists & (end > first_v), members, 0)
+            with m.If(exists & (e.guard != 0) & ((ins.ch_mask & members) != 0)):
+                m.d.comb += v_size.eq(Mux(end <= first_v, 0, Mux(end - first_v < ins.op_size + 1,
+                                                                   end - first_v, ins.op_size + 1)))
+        with m.Switch(b.phase):
+            with m.Case(Phase.PROLOGUE):
+                m.d.comb += [mask.eq(ins.ch_mask), size.eq(ins.op_size + 1)]
+            with m.Case(Phase.QK):
+                m.d.comb += [mask.eq(k_mask & ins.ch_mask), size.eq(ins.op_size + 1)]
+            with m.Default():
+                m.d.comb += [mask.eq(v_mask & ins.ch_mask), size.eq(v_size)]
+        loop = b.phase != Phase.PROLOGUE
+        row = Cat(b.v[:lrpc], self.va_data) if lrpc else self.va_data
+        with m.If(advance):
+            m.d.sync += out.valid.eq(b.valid & (mask != 0) & (size != 0))
+            m.d.sync += [out.payload.ins.eq(ins), out.payload.ins.ch_mask.eq(mask),
+                         out.payload.ins.op_size.eq(size - 1),
+                         out.payload.ins.row.eq(Mux(loop & e.rowm, row, ins.row)),
+                         out.payload.ins.gpr.eq(Mux(loop, ins.gpr + b.r * e.stride, ins.gpr)),
+                         out.payload.sv.eq(b.phase == Phase.SV)]
+
+
 class DpaController(wiring.Component):
     """DPA controller of one module: config buffer, VA2PA table, free list, instruction buffer, decoder.
 
@@ -117,10 +556,6 @@ class DpaController(wiring.Component):
         self.fmt = w.fmt
         self.ins_layout = instruction_layout(self.fmt)
         self.seg_bits, self.chunk_bits, self.len_bits = w.seg_bits, w.chunk_bits, w.len_bits
-        self.va2pa_depth = w.va2pa_depth
-        self.entry_layout = data.StructLayout({"ins": self.ins_layout, "rowm": 1, "stride": self.fmt.gpr_bits,
-                                               "guard": self.fmt.row_bits})
-        assert self.entry_layout.size == w.entry_bits
         self.req_layout = data.StructLayout({"op": OP_BITS, "request": config.request_id_bits,
                                              "segment": self.seg_bits, "kv": 1, "arg": ARG_BITS,
                                              "word": self.fmt.instruction_bits})
@@ -139,397 +574,228 @@ class DpaController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c, fmt, lay, org = self.config, self.fmt, self.config.layout, self.config.org
-        R, S, V, C, P = c.max_requests, c.segments, c.max_chunks_per_segment, c.n_chunks, c.program_entries
-        lb = self.len_bits + 1
-        req, resp, out = self.mgmt.payload, self.resp, self.ins_out
-        lrpc = (lay.rows_per_chunk - 1).bit_length()
+        c, lay = self.config, self.config.layout
+        S = c.segments
+        req, resp = self.mgmt.payload, self.resp
         lkt, lvt = (lay.k_tokens - 1).bit_length(), (lay.v_tokens - 1).bit_length()
-        kb = c.slice_channels
-        lkb = (kb - 1).bit_length()
-        lburst = (org.burst_elements - 1).bit_length()
-        max_ns = org.channels // kb
-
-        # -- memories ---------------------------------------------------------------------------------
-        m.submodules.free_mem = free_mem = Memory(shape=self.chunk_bits, depth=C, init=[])   # rebuilt by INIT
-        m.submodules.va2pa = va2pa = Memory(shape=self.chunk_bits, depth=self.va2pa_depth, init=[])
-        m.submodules.ibuf = ibuf = Memory(shape=self.entry_layout, depth=P, init=[])
-        free_w, free_r = free_mem.write_port(), free_mem.read_port(domain="sync")
-        va_w, va_r = va2pa.write_port(), va2pa.read_port(domain="sync")
-        ib_w, ib_r = ibuf.write_port(), ibuf.read_port(domain="sync")
-        for port in (free_r, va_r, ib_r):
-            m.d.comb += port.en.eq(0)
-
-        def va_addr(slot, kv, seg, vchunk):
-            return ((slot * 2 + kv) * S + seg) * V + vchunk
-
-        # -- config buffer and free-list state --------------------------------------------------------
-        valid = Array(Signal(name=f"valid{i}") for i in range(R))
-        ids = Array(Signal(c.request_id_bits, name=f"id{i}") for i in range(R))
-        length = Array(Signal(self.len_bits, name=f"length{i}") for i in range(R))
-        have = [Array(Signal(range(V + 1), name=f"{kv}chunks{i}") for i in range(R)) for kv in "kv"]
-        head, tail = Signal(range(C)), Signal(range(C))
-        count = Signal(range(C + 1), init=C)
-
-        def wrap(ptr):
-            return Mux(ptr == C - 1, 0, ptr + 1)
-
-        hit = Signal(R)
-        free_slots = Signal(R)
-        m.d.comb += [hit[i].eq(valid[i] & (ids[i] == req.request)) for i in range(R)]
-        m.d.comb += [free_slots[i].eq(~valid[i]) for i in range(R)]
-        slot, new_slot = Signal(range(R)), Signal(range(R))
-        for i in reversed(range(R)):
-            with m.If(hit[i]):
-                m.d.comb += slot.eq(i)
-            with m.If(free_slots[i]):
-                m.d.comb += new_slot.eq(i)
-        found = hit.any()
+        free = m.submodules.free_list = FreeList(c.n_chunks)
+        va2pa = m.submodules.va2pa = Va2PaTable(c.max_requests, S, c.max_chunks_per_segment, self.chunk_bits)
+        buf = m.submodules.config_buffer = ConfigBuffer(c, self.len_bits)
+        loader = m.submodules.loader = ProgramLoader(c)
+        dec = m.submodules.decoder = Decoder(c, loader)
+        m.d.comb += [buf.request.eq(req.request), loader.arg.eq(req.arg), loader.word.eq(req.word),
+                     dec.slot.eq(buf.slot), dec.segment.eq(req.segment), dec.length.eq(buf.current.length),
+                     dec.ib_data.eq(loader.read_data), loader.read_addr.eq(dec.ib_addr), loader.read_en.eq(dec.ib_en),
+                     dec.va_data.eq(va2pa.read_data)]
+        for name in ("block", "entries", "marks", "row_tokens", "masks", "slices_log2"):
+            m.d.comb += getattr(dec, name).eq(getattr(loader, name))
+        m.d.comb += [self.ins_out.valid.eq(dec.out.valid), self.ins_out.payload.eq(dec.out.payload),
+                     dec.out.ready.eq(self.ins_out.ready)]
+        length, have = buf.current.length, buf.current.have
 
         # -- chunk arithmetic of OPEN / APPEND --------------------------------------------------------
         arg = req.arg
         new_len = Signal(ARG_BITS + 1)
-        m.d.comb += new_len.eq(Mux(req.op == DpaOp.APPEND, length[slot] + arg, arg))
+        m.d.comb += new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))
         want = [Signal(ARG_BITS + 1, name="want_k"), Signal(ARG_BITS + 1, name="want_v")]
         m.d.comb += [want[0].eq((new_len + lay.k_tokens - 1) >> lkt), want[1].eq((new_len + lay.v_tokens - 1) >> lvt)]
-        held = [Mux(req.op == DpaOp.APPEND, have[kv][slot], 0) for kv in range(2)]
+        held = [Mux(req.op == DpaOp.APPEND, have[kv], 0) for kv in range(2)]
         need = Signal(ARG_BITS + 8)
         m.d.comb += need.eq((want[0] - held[0] + want[1] - held[1]) * S)
-
-        # -- program registers ------------------------------------------------------------------------
-        loading = Signal()
-        block = Signal(self.len_bits)
-        entries = Signal(range(P + 1))
-        marks = [Signal(range(P + 1), name=f"mark{k}") for k in range(2)]
-        loops = Signal(range(3))
-        words = Signal(fmt.gpr_bits + 1)               # words since the last DYN_LOOP
-        loop_words = [Signal(fmt.gpr_bits, name=f"loop_words{k}") for k in range(2)]
-        loop_rt = [Signal(fmt.row_bits + LOOP_ROW_UNIT.bit_length(), name=f"row_tokens{k}") for k in range(2)]
-        loop_mask = [Signal(fmt.channels, name=f"loop_mask{k}") for k in range(2)]
-        lns = Signal(range(max(2, max_ns.bit_length())))
-        pend = Signal()
-        pend_row = Signal()
-        pend_stride = Signal(fmt.gpr_bits)
-        pend_guard = Signal(fmt.row_bits)
-        complete = Signal()
-        m.d.comb += complete.eq(loading & (loops == 2) & ~pend & (words == loop_words[1]) & (entries != marks[1]))
-
-        word = self.ins_layout(req.word)
-        w_op = word.op.as_value()
-        op_exists = w_op < len(Opcode)
-        no_size = opcode_in(word.op, [op for op in Opcode if not ADVANCING[op]])
-        bad_word = ~op_exists | (word.ch_mask == 0) | (no_size & (word.op_size != 0))
-        w_kind = word.gbuf
-        unit = LOOP_ROW_UNIT * lay.rows_per_chunk
-        chunk_rows = Mux(w_kind == 0, lay.k_tokens // unit, lay.v_tokens // unit)
-        v_n = popcount(word.ch_mask)
-        v_ns = Signal(range(org.channels + 1))
-        m.d.comb += v_ns.eq(v_n >> lkb)
-        bad_loop = ((w_kind != loops) | (w_kind > 1) | pend | (word.row != chunk_rows)
-                    | ((loops == 1) & ((words != loop_words[0]) | (entries == marks[0])))
-                    | ((w_kind == 1) & ((v_n & (kb - 1) != 0) | ((v_ns & (v_ns - 1)) != 0))))
-        bad_modi = (loops == 0) | (word.gbuf > max(Modi))
+        m.d.comb += [buf.write.length.eq(new_len), buf.write.have[0].eq(want[0]), buf.write.have[1].eq(want[1])]
 
         # -- response register ------------------------------------------------------------------------
         with m.If(resp.valid & resp.ready):
             m.d.sync += resp.valid.eq(0)
 
-        def answer(status, chunk=0, offset=0, free=None):
+        def answer(status, chunk=0, offset=0):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(status), resp.payload.chunk.eq(chunk),
-                         resp.payload.offset.eq(offset), resp.payload.free.eq(count if free is None else free)]
+                         resp.payload.offset.eq(offset), resp.payload.free.eq(free.count)]
 
-        # -- allocation / release cursor --------------------------------------------------------------
-        cur_slot = Signal(range(R))
-        cur_kv, cur_seg, cur_vc = Signal(), Signal(range(S)), Signal(range(V + 1))
-        lo = [Signal(range(V + 1), name=f"lo{k}") for k in range(2)]
-        hi = [Signal(range(V + 1), name=f"hi{k}") for k in range(2)]
-        more = Signal()
-        pending, pending_addr = Signal(), Signal(range(self.va2pa_depth))
-
-        def step_cursor():
-            """Advance (kv, segment, chunk) over [lo, hi) per kv; ``more`` falls after the last."""
-            lo_v, hi_v = Array(lo), Array(hi)
-            with m.If(cur_vc + 1 < hi_v[cur_kv]):
-                m.d.sync += cur_vc.eq(cur_vc + 1)
-            with m.Elif(cur_seg != S - 1):
-                m.d.sync += [cur_seg.eq(cur_seg + 1), cur_vc.eq(lo_v[cur_kv])]
-            with m.Elif((cur_kv == 0) & (hi[1] > lo[1])):
-                m.d.sync += [cur_kv.eq(1), cur_seg.eq(0), cur_vc.eq(lo[1])]
-            with m.Else():
-                m.d.sync += more.eq(0)
-
-        def start_cursor(slot_v, lo0, hi0, lo1, hi1):
-            m.d.sync += [cur_slot.eq(slot_v), lo[0].eq(lo0), hi[0].eq(hi0), lo[1].eq(lo1), hi[1].eq(hi1),
-                         cur_kv.eq(Mux(hi0 > lo0, 0, 1)), cur_seg.eq(0), cur_vc.eq(Mux(hi0 > lo0, lo0, lo1)),
-                         more.eq(1), pending.eq(0)]
-
-        # -- decoder state ----------------------------------------------------------------------------
-        f_run, f_phase, pc, r = Signal(), Signal(Phase), Signal(range(P)), Signal(fmt.gpr_bits)
-        t0, t1, run_len = Signal(lb), Signal(lb), Signal(self.len_bits)
-        rs = [Signal(lb, name=f"row_start{k}") for k in range(2)]
-        vr = [Signal(self.len_bits, name=f"vrow{k}") for k in range(2)]
-        kacc, vb = Signal(lb + 4), Signal(lb)
-        run_slot, run_seg = Signal(range(R)), Signal(range(S))
-        b_valid, b_phase, b_r, b_t1 = Signal(), Signal(Phase), Signal(fmt.gpr_bits), Signal(lb)
-        b_v, b_kacc, b_vb = Signal(self.len_bits), Signal(lb + 4), Signal(lb)
-        advance = ~out.valid | out.ready
-        bpr = org.bursts_per_row
-        lanes_k = popcount(loop_mask[0]) * org.banks
-        kstep = lanes_k * (bpr // kb)
-        sec_end = Mux(f_phase == Phase.PROLOGUE, marks[0], Mux(f_phase == Phase.QK, marks[1], entries))
-        f_kind = f_phase == Phase.SV
-
-        # -- decode: the second pipeline stage (combinational) --------------------------------------
-        e = ib_r.data
-        ins = e.ins
-        size = Signal(fmt.op_size_bits + 1)
-        mask = Signal(fmt.channels)
-        g = Signal(fmt.row_bits)
-        m.d.comb += g.eq(Mux(e.guard != 0, e.guard - 1, 0))
-        ranks = []
-        for kind in range(2):
-            rk, total = [], Const(0, 1)
-            for ch in range(fmt.channels):
-                rk.append(total)
-                total = total + loop_mask[kind][ch]
-            ranks.append(rk)
-        # K: channel of rank p keeps the instruction while its first lane's token is below t1
-        first_k = b_kacc + g * (popcount(loop_mask[0]) * org.banks)
-        k_mask = Cat(loop_mask[0][ch] & (first_k + ranks[0][ch] * org.banks < b_t1) for ch in range(fmt.channels))
-        # V: slice s (ranks s*kb .. s*kb+kb-1) holds local bursts below ceil(ceil(t1/16) - s, ns)
-        first_v = b_vb + g
-        bursts = (b_t1 + (1 << lburst) - 1) >> lburst
-        ns = Const(1, max_ns.bit_length() + 1) << lns
-        v_mask = Const(0, fmt.channels)
-        v_size = Signal(fmt.op_size_bits + 1)
-        m.d.comb += v_size.eq(ins.op_size + 1)
-        for s in range(max_ns):
-            members = Cat(loop_mask[1][ch] & ((ranks[1][ch] >> lkb) == s) for ch in range(fmt.channels))
-            end = Mux(bursts > s, (bursts - s + ns - 1) >> lns, 0)
-            exists = s < ns
-            v_mask = v_mask | Mux(exists & (end > first_v), members, 0)
-            with m.If(exists & (e.guard != 0) & ((ins.ch_mask & members) != 0)):
-                m.d.comb += v_size.eq(Mux(end <= first_v, 0, Mux(end - first_v < ins.op_size + 1,
-                                                                   end - first_v, ins.op_size + 1)))
-        with m.Switch(b_phase):
-            with m.Case(Phase.PROLOGUE):
-                m.d.comb += [mask.eq(ins.ch_mask), size.eq(ins.op_size + 1)]
-            with m.Case(Phase.QK):
-                m.d.comb += [mask.eq(k_mask & ins.ch_mask), size.eq(ins.op_size + 1)]
-            with m.Default():
-                m.d.comb += [mask.eq(v_mask & ins.ch_mask), size.eq(v_size)]
-        loop = b_phase != Phase.PROLOGUE
-        row = Cat(b_v[:lrpc], va_r.data) if lrpc else va_r.data
-        with m.If(advance):
-            m.d.sync += out.valid.eq(b_valid & (mask != 0) & (size != 0))
-            m.d.sync += [out.payload.ins.eq(ins), out.payload.ins.ch_mask.eq(mask),
-                         out.payload.ins.op_size.eq(size - 1),
-                         out.payload.ins.row.eq(Mux(loop & e.rowm, row, ins.row)),
-                         out.payload.ins.gpr.eq(Mux(loop, ins.gpr + b_r * e.stride, ins.gpr)),
-                         out.payload.sv.eq(b_phase == Phase.SV)]
-
-        init_i = Signal(range(C))
-
-        with m.FSM(init="INIT"):
-            with m.State("INIT"):
-                m.d.comb += [free_w.addr.eq(init_i), free_w.data.eq(init_i), free_w.en.eq(1)]
-                m.d.sync += init_i.eq(init_i + 1)
-                with m.If(init_i == C - 1):
-                    m.d.sync += [head.eq(0), tail.eq(0), count.eq(C)]
-                    m.next = "IDLE"
-
+        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c), answer, want, need, new_len)
+        with m.FSM(init="IDLE"):
             with m.State("IDLE"):
-                m.d.comb += self.mgmt.ready.eq(~resp.valid | resp.ready)
-                with m.If(self.mgmt.valid & self.mgmt.ready), m.Switch(req.op):
-                    with m.Case(DpaOp.OPEN):
-                        with m.If(found):
-                            answer(StatusShape.DUPLICATE_REQUEST)
-                        with m.Elif(arg == 0):
-                            answer(StatusShape.BAD_LENGTH)
-                        with m.Elif(arg > c.max_tokens):
-                            answer(StatusShape.PAST_END)
-                        with m.Elif(~free_slots.any()):
-                            answer(StatusShape.TABLE_FULL)
-                        with m.Elif(need > count):
-                            answer(StatusShape.OUT_OF_CHUNKS)
-                        with m.Else():
-                            m.d.sync += [valid[new_slot].eq(1), ids[new_slot].eq(req.request),
-                                         length[new_slot].eq(arg), have[0][new_slot].eq(want[0]),
-                                         have[1][new_slot].eq(want[1])]
-                            start_cursor(new_slot, 0, want[0], 0, want[1])
-                            m.next = "ALLOC"
-                    with m.Case(DpaOp.APPEND):
-                        with m.If(~found):
-                            answer(StatusShape.UNKNOWN_REQUEST)
-                        with m.Elif(arg == 0):
-                            answer(StatusShape.BAD_LENGTH)
-                        with m.Elif(new_len > c.max_tokens):
-                            answer(StatusShape.PAST_END)
-                        with m.Elif(need > count):
-                            answer(StatusShape.OUT_OF_CHUNKS)
-                        with m.Else():
-                            m.d.sync += [length[slot].eq(new_len), have[0][slot].eq(want[0]),
-                                         have[1][slot].eq(want[1])]
-                            with m.If(need == 0):
-                                answer(StatusShape.OK)
-                            with m.Else():
-                                start_cursor(slot, have[0][slot], want[0], have[1][slot], want[1])
-                                m.next = "ALLOC"
-                    with m.Case(DpaOp.CLOSE):
-                        with m.If(~found):
-                            answer(StatusShape.UNKNOWN_REQUEST)
-                        with m.Else():
-                            m.d.sync += valid[slot].eq(0)
-                            start_cursor(slot, 0, have[0][slot], 0, have[1][slot])
-                            m.next = "FREE"
-                    with m.Case(DpaOp.TRANSLATE):
-                        with m.If(~found):
-                            answer(StatusShape.UNKNOWN_REQUEST)
-                        with m.Elif((arg >= length[slot]) | (req.segment >= S)):
-                            answer(StatusShape.PAST_END)
-                        with m.Else():
-                            m.d.comb += [va_r.en.eq(1), va_r.addr.eq(va_addr(
-                                slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
-                            m.d.sync += resp.payload.offset.eq(
-                                Mux(req.kv, arg[:lvt] if lvt else 0, arg[:lkt] if lkt else 0))
-                            m.next = "TRANSLATE"
-                    with m.Case(DpaOp.RUN):
-                        with m.If(~found):
-                            answer(StatusShape.UNKNOWN_REQUEST)
-                        with m.Elif(req.segment >= S):
-                            answer(StatusShape.PAST_END)
-                        with m.Elif(~complete):
-                            answer(StatusShape.BAD_PROGRAM)
-                        with m.Else():
-                            m.d.sync += [run_slot.eq(slot), run_seg.eq(req.segment), run_len.eq(length[slot]),
-                                         f_run.eq(1), pc.eq(0), r.eq(0), t0.eq(0),
-                                         t1.eq(Mux(length[slot] < block, length[slot], block)),
-                                         f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE)),
-                                         kacc.eq(0), vb.eq(0), b_valid.eq(0)]
-                            m.d.sync += [s.eq(0) for s in (*rs, *vr)]
-                            m.next = "RUN"
-                    with m.Case(DpaOp.PROGRAM):
-                        with m.If(arg == 0):
-                            answer(StatusShape.BAD_LENGTH)
-                        with m.Else():
-                            m.d.sync += [loading.eq(1), entries.eq(0), loops.eq(0), pend.eq(0), words.eq(0),
-                                         block.eq(Mux(arg > c.max_tokens, c.max_tokens, arg))]
-                            answer(StatusShape.OK)
-                    with m.Case(DpaOp.LOAD):
-                        with m.If(~loading | bad_word):
-                            answer(StatusShape.BAD_PROGRAM)
-                        with m.Elif(w_op == Opcode.DYN_LOOP):
-                            with m.If(bad_loop):
-                                answer(StatusShape.BAD_PROGRAM)
-                            with m.Else():
-                                m.d.sync += [loops.eq(loops + 1), words.eq(0),
-                                             Array(marks)[w_kind].eq(entries),
-                                             Array(loop_words)[w_kind].eq(word.gpr),
-                                             Array(loop_rt)[w_kind].eq(word.row * LOOP_ROW_UNIT),
-                                             Array(loop_mask)[w_kind].eq(word.ch_mask)]
-                                with m.If(w_kind == 1):
-                                    for k in range(max_ns.bit_length()):
-                                        with m.If(v_ns == 1 << k):
-                                            m.d.sync += lns.eq(k)
-                                answer(StatusShape.OK)
-                        with m.Elif(w_op == Opcode.DYN_MODI):
-                            with m.If(bad_modi):
-                                answer(StatusShape.BAD_PROGRAM)
-                            with m.Else():
-                                m.d.sync += [pend.eq(1), words.eq(words + 1)]
-                                with m.Switch(word.gbuf):
-                                    with m.Case(Modi.ROW):
-                                        m.d.sync += pend_row.eq(1)
-                                    with m.Case(Modi.GPR):
-                                        m.d.sync += pend_stride.eq(pend_stride + word.row)
-                                    with m.Case(Modi.GUARD):
-                                        m.d.sync += pend_guard.eq(word.row)
-                                answer(StatusShape.OK)
-                        with m.Elif(entries == P):
-                            answer(StatusShape.PROGRAM_FULL)
-                        with m.Else():
-                            m.d.comb += [ib_w.addr.eq(entries), ib_w.en.eq(1), ib_w.data.ins.eq(word),
-                                         ib_w.data.rowm.eq(pend_row), ib_w.data.stride.eq(pend_stride),
-                                         ib_w.data.guard.eq(pend_guard)]
-                            m.d.sync += [entries.eq(entries + 1), words.eq(words + 1), pend.eq(0),
-                                         pend_row.eq(0), pend_stride.eq(0), pend_guard.eq(0)]
-                            answer(StatusShape.OK)
-                    with m.Default():
-                        answer(StatusShape.BAD_OP)
+                self._operations(d)
+            self._walks(d)
+        return m
 
-            with m.State("ALLOC"):
-                # pop the free list's head for the cursor's entry; write it into VA2PA a cycle later
-                with m.If(pending):
-                    m.d.comb += [va_w.addr.eq(pending_addr), va_w.data.eq(free_r.data), va_w.en.eq(1)]
-                m.d.sync += pending.eq(more)
-                with m.If(more):
-                    m.d.comb += [free_r.addr.eq(head), free_r.en.eq(1)]
-                    m.d.sync += [head.eq(wrap(head)), count.eq(count - 1),
-                                 pending_addr.eq(va_addr(cur_slot, cur_kv, cur_seg, cur_vc))]
-                    step_cursor()
-                with m.Elif(~pending):
+    def _operations(self, d: _Datapath) -> None:
+        """IDLE: take one operation when the previous answer is gone, check it and start it."""
+        m, c, lay = d.m, self.config, self.config.layout
+        S = c.segments
+        req, resp, arg = self.mgmt.payload, self.resp, self.mgmt.payload.arg
+        lkt, lvt = (lay.k_tokens - 1).bit_length(), (lay.v_tokens - 1).bit_length()
+        free, va2pa, buf, loader, dec, cursor, answer = d.free, d.va2pa, d.buf, d.loader, d.dec, d.cursor, d.answer
+        slot, found, length, have = buf.slot, buf.found, buf.current.length, buf.current.have
+        want, need, new_len, va_addr = d.want, d.need, d.new_len, va2pa.address
+        m.d.comb += self.mgmt.ready.eq(free.ready & (~resp.valid | resp.ready))
+        with m.If(self.mgmt.valid & self.mgmt.ready), m.Switch(req.op):
+            with m.Case(DpaOp.OPEN):
+                with m.If(found):
+                    answer(StatusShape.DUPLICATE_REQUEST)
+                with m.Elif(arg == 0):
+                    answer(StatusShape.BAD_LENGTH)
+                with m.Elif(arg > c.max_tokens):
+                    answer(StatusShape.PAST_END)
+                with m.Elif(~buf.free):
+                    answer(StatusShape.TABLE_FULL)
+                with m.Elif(need > free.count):
+                    answer(StatusShape.OUT_OF_CHUNKS)
+                with m.Else():
+                    m.d.comb += buf.open.eq(1)
+                    cursor.start(buf.free_slot, 0, want[0], 0, want[1])
+                    m.next = "ALLOC"
+            with m.Case(DpaOp.APPEND):
+                with m.If(~found):
+                    answer(StatusShape.UNKNOWN_REQUEST)
+                with m.Elif(arg == 0):
+                    answer(StatusShape.BAD_LENGTH)
+                with m.Elif(new_len > c.max_tokens):
+                    answer(StatusShape.PAST_END)
+                with m.Elif(need > free.count):
+                    answer(StatusShape.OUT_OF_CHUNKS)
+                with m.Else():
+                    m.d.comb += buf.update.eq(1)
+                    with m.If(need == 0):
+                        answer(StatusShape.OK)
+                    with m.Else():
+                        cursor.start(slot, have[0], want[0], have[1], want[1])
+                        m.next = "ALLOC"
+            with m.Case(DpaOp.CLOSE):
+                with m.If(~found):
+                    answer(StatusShape.UNKNOWN_REQUEST)
+                with m.Else():
+                    m.d.comb += buf.close.eq(1)
+                    cursor.start(slot, 0, have[0], 0, have[1])
+                    m.next = "FREE"
+            with m.Case(DpaOp.TRANSLATE):
+                with m.If(~found):
+                    answer(StatusShape.UNKNOWN_REQUEST)
+                with m.Elif((arg >= length) | (req.segment >= S)):
+                    answer(StatusShape.PAST_END)
+                with m.Else():
+                    m.d.comb += [va2pa.read_en.eq(1), va2pa.read_addr.eq(va_addr(
+                        slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
+                    m.d.sync += resp.payload.offset.eq(
+                        Mux(req.kv, arg[:lvt] if lvt else 0, arg[:lkt] if lkt else 0))
+                    m.next = "TRANSLATE"
+            with m.Case(DpaOp.RUN):
+                with m.If(~found):
+                    answer(StatusShape.UNKNOWN_REQUEST)
+                with m.Elif(req.segment >= S):
+                    answer(StatusShape.PAST_END)
+                with m.Elif(~loader.complete):
+                    answer(StatusShape.BAD_PROGRAM)
+                with m.Else():
+                    m.d.comb += dec.start.eq(1)
+                    m.next = "RUN"
+            with m.Case(DpaOp.PROGRAM):
+                with m.If(arg == 0):
+                    answer(StatusShape.BAD_LENGTH)
+                with m.Else():
+                    m.d.comb += loader.program.eq(1)
                     answer(StatusShape.OK)
-                    m.next = "IDLE"
+            with m.Case(DpaOp.LOAD):
+                m.d.comb += loader.load.eq(1)
+                answer(loader.load_status)
+            with m.Default():
+                answer(StatusShape.BAD_OP)
 
-            with m.State("FREE"):
-                # read the cursor's VA2PA entry; push it onto the free list's tail a cycle later
-                with m.If(pending):
-                    m.d.comb += [free_w.addr.eq(tail), free_w.data.eq(va_r.data), free_w.en.eq(1)]
-                m.d.sync += pending.eq(more)
-                m.d.sync += [tail.eq(Mux(pending, wrap(tail), tail)),
-                             count.eq(count + pending)]
-                with m.If(more):
-                    m.d.comb += [va_r.addr.eq(va_addr(cur_slot, cur_kv, cur_seg, cur_vc)), va_r.en.eq(1)]
-                    step_cursor()
-                with m.Elif(~pending):
-                    answer(StatusShape.OK)
-                    m.next = "IDLE"
 
-            with m.State("TRANSLATE"):
-                m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(StatusShape.OK),
-                             resp.payload.chunk.eq(va_r.data), resp.payload.free.eq(count)]
+    def _walks(self, d: _Datapath) -> None:
+        """The states after IDLE: ALLOC and FREE walk the cursor, TRANSLATE answers, RUN waits on the
+        decoder."""
+        m, resp = d.m, self.resp
+        free, va2pa, dec, cursor, answer = d.free, d.va2pa, d.dec, d.cursor, d.answer
+        va_addr = va2pa.address
+        with m.State("ALLOC"):
+            # pop the free list's head for the cursor's entry; write it into VA2PA a cycle later
+            with m.If(cursor.pending):
+                m.d.comb += [va2pa.write_addr.eq(cursor.pending_addr), va2pa.write_data.eq(free.head),
+                             va2pa.write_en.eq(1)]
+            m.d.sync += cursor.pending.eq(cursor.more)
+            with m.If(cursor.more):
+                m.d.comb += free.pop.eq(1)
+                m.d.sync += cursor.pending_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc))
+                cursor.step()
+            with m.Elif(~cursor.pending):
+                answer(StatusShape.OK)
                 m.next = "IDLE"
 
-            with m.State("RUN"):
-                # -- fetch: the first pipeline stage ----------------------------------------------
-                vrow = Mux(f_kind, vr[1], vr[0])
-                m.d.comb += [ib_r.addr.eq(pc), ib_r.en.eq(advance),
-                             va_r.addr.eq(va_addr(run_slot, f_kind, run_seg, vrow >> lrpc)),
-                             va_r.en.eq(advance)]
-                with m.If(advance):
-                    m.d.sync += [b_valid.eq(f_run), b_phase.eq(f_phase), b_r.eq(r), b_t1.eq(t1), b_v.eq(vrow),
-                                 b_kacc.eq(kacc), b_vb.eq(vb)]
-                last = pc + 1 == sec_end
-                t0n = t0 + block
+        with m.State("FREE"):
+            # read the cursor's VA2PA entry; push it onto the free list's tail a cycle later
+            m.d.comb += [free.push.eq(cursor.pending), free.push_chunk.eq(va2pa.read_data)]
+            m.d.sync += cursor.pending.eq(cursor.more)
+            with m.If(cursor.more):
+                m.d.comb += [va2pa.read_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc)),
+                             va2pa.read_en.eq(1)]
+                cursor.step()
+            with m.Elif(~cursor.pending):
+                answer(StatusShape.OK)
+                m.next = "IDLE"
 
-                def next_row(kind):
-                    m.d.sync += [rs[kind].eq(rs[kind] + loop_rt[kind]), vr[kind].eq(vr[kind] + 1)]
-                    m.d.sync += (kacc.eq(kacc + kstep) if kind == 0 else vb.eq(vb + bpr))
+        with m.State("TRANSLATE"):
+            m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(StatusShape.OK),
+                         resp.payload.chunk.eq(va2pa.read_data), resp.payload.free.eq(free.count)]
+            m.next = "IDLE"
 
-                with m.If(advance & f_run):
-                    with m.If(~last):
-                        m.d.sync += pc.eq(pc + 1)
-                    with m.Elif(f_phase == Phase.PROLOGUE):
-                        m.d.sync += [f_phase.eq(Phase.QK), pc.eq(marks[0]), r.eq(0)]
-                    with m.Elif(f_phase == Phase.QK):
-                        with m.If(rs[0] + loop_rt[0] < t1):
-                            next_row(0)
-                            m.d.sync += [r.eq(r + 1), pc.eq(marks[0])]
-                        with m.Else():
-                            m.d.sync += [f_phase.eq(Phase.SV), pc.eq(marks[1]), r.eq(0)]
-                    with m.Else():
-                        with m.If(rs[1] + loop_rt[1] < t1):
-                            next_row(1)
-                            m.d.sync += [r.eq(r + 1), pc.eq(marks[1])]
-                        with m.Elif(t0n < run_len):
-                            m.d.sync += [t0.eq(t0n), t1.eq(Mux(t0n + block < run_len, t0n + block, run_len)), pc.eq(0),
-                                         r.eq(0), f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE))]
-                            for kind in range(2):
-                                with m.If(rs[kind] + loop_rt[kind] <= t0n):
-                                    next_row(kind)
-                        with m.Else():
-                            m.d.sync += f_run.eq(0)
-                with m.If(~f_run & ~b_valid & (~out.valid | out.ready)):     # the last one leaves now
-                    answer(StatusShape.OK)
-                    m.next = "IDLE"
-        return m
+        with m.State("RUN"):
+            m.d.comb += [dec.enable.eq(1), va2pa.read_en.eq(dec.va_en),
+                         va2pa.read_addr.eq(va_addr(dec.va.slot, dec.va.kv, dec.va.seg, dec.va.vchunk))]
+            with m.If(dec.done):
+                answer(StatusShape.OK)
+                m.next = "IDLE"
+
+
+@dataclass
+class _Datapath:
+    """What the controller's FSM states share: the components, the cursor, the response and the chunk
+    arithmetic of OPEN / APPEND."""
+
+    m: Module
+    free: FreeList
+    va2pa: Va2PaTable
+    buf: ConfigBuffer
+    loader: ProgramLoader
+    dec: Decoder
+    cursor: _Cursor
+    answer: object
+    want: list
+    need: object
+    new_len: object
+
+
+class _Cursor:
+    """The (K/V, segment, virtual chunk) walk of an allocation or a release over ``[lo, hi)`` chunks per
+    K and V, in every segment of one config slot; ``more`` falls after the last entry, ``pending`` marks
+    the entry whose memory access completes in this cycle."""
+
+    def __init__(self, m: Module, c: DpaConfig):
+        R, S, V = c.max_requests, c.segments, c.max_chunks_per_segment
+        self.m, self.S = m, S
+        self.slot = Signal(range(R), name="cur_slot")
+        self.kv, self.seg, self.vc = Signal(name="cur_kv"), Signal(range(S), name="cur_seg"), Signal(range(V + 1),
+                                                                                                     name="cur_vc")
+        self.lo = [Signal(range(V + 1), name=f"lo{k}") for k in range(2)]
+        self.hi = [Signal(range(V + 1), name=f"hi{k}") for k in range(2)]
+        self.more = Signal(name="more")
+        self.pending = Signal(name="pending")
+        self.pending_addr = Signal(range(R * 2 * S * V), name="pending_addr")
+
+    def start(self, slot_v, lo0, hi0, lo1, hi1):
+        self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.hi[0].eq(hi0), self.lo[1].eq(lo1),
+                          self.hi[1].eq(hi1), self.kv.eq(Mux(hi0 > lo0, 0, 1)), self.seg.eq(0),
+                          self.vc.eq(Mux(hi0 > lo0, lo0, lo1)), self.more.eq(1), self.pending.eq(0)]
+
+    def step(self):
+        """Advance over [lo, hi) per kv; ``more`` falls after the last."""
+        m, lo, hi = self.m, self.lo, self.hi
+        lo_v, hi_v = Array(lo), Array(hi)
+        with m.If(self.vc + 1 < hi_v[self.kv]):
+            m.d.sync += self.vc.eq(self.vc + 1)
+        with m.Elif(self.seg != self.S - 1):
+            m.d.sync += [self.seg.eq(self.seg + 1), self.vc.eq(lo_v[self.kv])]
+        with m.Elif((self.kv == 0) & (hi[1] > lo[1])):
+            m.d.sync += [self.kv.eq(1), self.seg.eq(0), self.vc.eq(lo[1])]
+        with m.Else():
+            m.d.sync += self.more.eq(0)

@@ -952,7 +952,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _dispatch(argv)
+        code = _dispatch(argv)
+        sys.stdout.flush()                   # a reader that left after the last write: fail here, not at exit
+        return code
     except BrokenPipeError:                  # the reader went away (`pimphony presets | head -1`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from amaranth.lib import data
-from amaranth.sim import Simulator
+from helpers import run_cycles as run
 
 from pimphony.rtl.dcs import (
     DEPENDENCY,
@@ -18,38 +18,6 @@ from pimphony.rtl.dcs import (
     TimingCounters,
 )
 from pimphony.rtl.layouts import OpcodeShape
-
-
-def port(dut, path: str):
-    """``dut``'s port at ``path``, e.g. ``push.valid`` or ``query[1]``."""
-    value = dut
-    for part in path.split("."):
-        name, _, index = part.partition("[")
-        value = getattr(value, name)
-        if index:
-            value = value[int(index.rstrip("]"))]
-    return value
-
-
-def run(dut, drive: dict, sample: dict, cycles: int) -> dict[str, str]:
-    """Each cycle: set every port ``drive[path]`` (a string of digits or a function of the cycle), then
-    record ``sample[name](ctx)`` as one character; return the recorded strings."""
-    seen = {name: [] for name in sample}
-
-    async def bench(ctx):
-        for c in range(cycles):
-            for path, value in drive.items():
-                v = value(c) if callable(value) else int(value[c])
-                ctx.set(port(dut, path), v)
-            for name, probe in sample.items():
-                seen[name].append(str(probe(ctx)))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return {name: "".join(v) for name, v in seen.items()}
 
 
 def op(k: int):

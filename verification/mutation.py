@@ -117,40 +117,38 @@ CATALOGUE = (
            "with m.If(push & cls):\n            m.d.sync += seq.eq(seq + 1)"),
     Mutant("va2pa-sv-index", "dpa", "the SV phase translates through the K half of the VA2PA table "
            "(wrong VA2PA index)",
-           "va_r.addr.eq(va_addr(run_slot, f_kind, run_seg, vrow >> lrpc))",
-           "va_r.addr.eq(va_addr(run_slot, 0, run_seg, vrow >> lrpc))"),
+           "self.va.kv.eq(f_kind)", "self.va.kv.eq(0)"),
     Mutant("chunk-not-returned", "dpa", "CLOSE returns every K chunk of a segment but the last to the free "
            "list (a leak)",
-           "start_cursor(slot, 0, have[0][slot], 0, have[1][slot])",
-           "start_cursor(slot, 0, have[0][slot] - 1, 0, have[1][slot])"),
+           "cursor.start(slot, 0, have[0], 0, have[1])", "cursor.start(slot, 0, have[0] - 1, 0, have[1])"),
     Mutant("out-of-chunks-early", "dpa", "OPEN refuses a request that exactly fits the free pool "
            "(off-by-one in the OUT_OF_CHUNKS check)",
-           "with m.Elif(need > count):\n                            answer(StatusShape.OUT_OF_CHUNKS)\n"
-           "                        with m.Else():\n                            m.d.sync += [valid[new_slot]",
-           "with m.Elif(need >= count):\n                            answer(StatusShape.OUT_OF_CHUNKS)\n"
-           "                        with m.Else():\n                            m.d.sync += [valid[new_slot]"),
+           "with m.Elif(need > free.count):\n                    answer(StatusShape.OUT_OF_CHUNKS)\n"
+           "                with m.Else():\n                    m.d.comb += buf.open.eq(1)",
+           "with m.Elif(need >= free.count):\n                    answer(StatusShape.OUT_OF_CHUNKS)\n"
+           "                with m.Else():\n                    m.d.comb += buf.open.eq(1)"),
     Mutant("append-overwrites-length", "dpa", "APPEND sets the request's length to the appended tokens "
            "instead of adding them",
-           "new_len.eq(Mux(req.op == DpaOp.APPEND, length[slot] + arg, arg))",
+           "new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))",
            "new_len.eq(Mux(req.op == DpaOp.APPEND, arg, arg))"),
     Mutant("k-guard-past-end", "dpa", "the Dyn-Loop K guard keeps a channel whose first token is at the "
            "request's end (<= instead of <)",
-           "(first_k + ranks[0][ch] * org.banks < b_t1)", "(first_k + ranks[0][ch] * org.banks <= b_t1)"),
+           "(first_k + ranks[0][ch] * org.banks < b.t1)", "(first_k + ranks[0][ch] * org.banks <= b.t1)"),
     Mutant("translate-past-end", "dpa", "TRANSLATE answers for the token at the request's length instead of "
            "PAST_END (off-by-one bound)",
-           "with m.Elif((arg >= length[slot]) | (req.segment >= S)):",
-           "with m.Elif((arg > length[slot]) | (req.segment >= S)):"),
+           "with m.Elif((arg >= length) | (req.segment >= S)):",
+           "with m.Elif((arg > length) | (req.segment >= S)):"),
     Mutant("free-list-wraps-early", "dpa", "the free list's head and tail wrap one entry before the end of "
            "the pool (a pointer slip: the last chunk is never used, a returned chunk is handed out twice)",
            "return Mux(ptr == C - 1, 0, ptr + 1)", "return Mux(ptr >= C - 2, 0, ptr + 1)"),
     Mutant("va2pa-segment-dropped", "dpa", "allocation writes every segment's chunk into segment 0's VA2PA "
            "entry (a VA2PA write to the wrong entry)",
-           "pending_addr.eq(va_addr(cur_slot, cur_kv, cur_seg, cur_vc))",
-           "pending_addr.eq(va_addr(cur_slot, cur_kv, 0, cur_vc))"),
+           "pending_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc))",
+           "pending_addr.eq(va_addr(cursor.slot, cursor.kv, 0, cursor.vc))"),
     Mutant("duplicate-open-accepted", "dpa", "OPEN of a request id that is already open is not refused (a "
            "lost error check): the id takes a second config-buffer slot",
-           "with m.If(found):\n                            answer(StatusShape.DUPLICATE_REQUEST)",
-           "with m.If(Const(0, 1)):\n                            answer(StatusShape.DUPLICATE_REQUEST)"),
+           "with m.If(found):\n                    answer(StatusShape.DUPLICATE_REQUEST)",
+           "with m.If(Const(0, 1)):\n                    answer(StatusShape.DUPLICATE_REQUEST)"),
     Mutant("config-buffer-survives-reset", "dpa", "reset does not clear the config buffer's valid bits: "
            "requests open before a reset are still open after it",
            'valid = Array(Signal(name=f"valid{i}") for i in range(R))',
