@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING
+from pimphony.rtl.blocks import TOP_NAMES
 
 from .progress import Progress
 
 TEST_MODULE = "pimphony.verification.tests.tb_run"
+TOP = TOP_NAMES["hub"]
 
 
 def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves: bool, out: Path,
@@ -36,11 +38,11 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     config = run_config(model, lengths, module)
     out.mkdir(parents=True, exist_ok=True)
     timing, queue = TimingPreset.load(DEFAULT_TIMING), QueueConfig.rtl_default(config.org)
-    source = write_cached_verilog(PimHub(config, timing, queue), "pim_hub", out / "rtl" / "pim_hub.v",
+    source = write_cached_verilog(PimHub(config, timing, queue), TOP, out / "rtl" / f"{TOP}.v",
                                   (config, timing, queue))
     compiling = threading.Thread(target=warm_up)     # the simulations' golden channels load it from disk
     compiling.start()
-    built = build(sim, source, "pim_hub", out / "sim", waves=waves, quiet=True)
+    built = build(sim, source, TOP, out / "sim", waves=waves, quiet=True)
     compiling.join()
     runs = {policy: Path(built.build_dir) / policy for policy in POLICIES}
     for folder in runs.values():
@@ -53,7 +55,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
                     "report": str((folder / "report.json").resolve()),
                     "progress": str((folder / "progress.txt").resolve())}
         try:
-            test(built, "pim_hub", TEST_MODULE, folder, waves=waves,
+            test(built, TOP, TEST_MODULE, folder, waves=waves,
                  extra_env={"PIMPHONY_RUN": json.dumps(settings)}, quiet=True)
         except BaseException as exc:                 # reported by the caller, after the report if any
             failure.append(exc)

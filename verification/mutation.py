@@ -20,10 +20,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pimphony.rtl.blocks import SOURCES, TESTBENCHES
+
 from .parallel import map_with_progress
 
-MODULES = {"dcs": "pimphony.rtl.dcs", "dpa": "pimphony.rtl.dpa", "hub": "pimphony.rtl.hub"}
-"""The RTL source module a mutant edits, by block."""
+MODULES = {block: SOURCES[block] for block in TESTBENCHES}
+"""The RTL source module a mutant edits, by block with a testbench of its own (the sequencer's source is
+the hub's; :data:`pimphony.rtl.blocks.REGISTRY`)."""
 
 
 @dataclass(frozen=True)

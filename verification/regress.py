@@ -171,7 +171,7 @@ def _testbench_verilog(block: str, root: Path) -> Path:
 def run_one(run: SuiteRun, index: int, sim: str, root: Path, waves: bool, separate: bool = False) -> RunOutcome:
     """Run one (block, seed) of a suite under ``root``; ``separate`` gives it its own build folder (runs
     on a Dask cluster may share a machine and must not share a simulator build)."""
-    from pimphony.rtl.build import TOP_NAMES
+    from pimphony.rtl.blocks import TOP_NAMES
 
     from .runner import run_suite
 

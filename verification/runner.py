@@ -24,6 +24,8 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
+from pimphony.rtl.blocks import TESTBENCHES
+
 SIMULATORS = ("icarus", "verilator")
 
 
@@ -168,9 +170,8 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
     return test(built, top, test_module, waves=waves, extra_env=extra_env, testcase=testcase, quiet=quiet)
 
 
-SUITES = {"dcs": "pimphony.verification.tests.tb_dcs", "dpa": "pimphony.verification.tests.tb_dpa",
-          "hub": "pimphony.verification.tests.tb_hub"}
-"""The cocotb test module of each RTL block (top names: :data:`pimphony.rtl.build.TOP_NAMES`)."""
+SUITES = TESTBENCHES
+"""The cocotb test module of each RTL block that has one (:data:`pimphony.rtl.blocks.REGISTRY`)."""
 
 
 def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False,
@@ -180,7 +181,7 @@ def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, 
     (see :func:`run`); with ``coverage``, the functional coverage is written there (YAML). ``tests``
     keeps those test cases only; ``cycles`` sets ``PIMPHONY_CYCLES`` (the stress tests' length) and
     ``stats`` the file their counters go to (:mod:`pimphony.verification.env.stats`)."""
-    from pimphony.rtl.build import TOP_NAMES
+    from pimphony.rtl.blocks import TOP_NAMES
 
     env = {"PIMPHONY_SEED": str(seed), "PIMPHONY_SCALE": str(scale)}
     if cycles:
