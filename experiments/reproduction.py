@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, ModuleOrg, SystemConfig, TimingPreset
-from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
+from pimphony.model.paper import PAPER
 from pimphony.model.perf.capacity import Admitter
 from pimphony.model.perf.system import (
     ABLATION,
@@ -53,16 +53,15 @@ MODELS = {  # Table I class -> (preset, workloads, capacity on which the paper r
 SYSTEMS = {"cent": "PIM-only (CENT)", "neupims": "xPU+PIM (NeuPIMs)"}
 FIG17_CONTEXTS = (4096, 16384, 65536, 262144, 1048576)
 FIG17_CAPACITIES = ("128GB", "256GB", "512GB", "1024GB")
-FIG17_PAPER = {"cent": {16384: 1.3, 65536: 4.8, 262144: 12.7, 1048576: 46.6},
-               "neupims": {4096: 2.0, 16384: 2.3, 65536: 2.6, 262144: 3.4, 1048576: 5.0}}
+FIG17_PAPER = PAPER["fig17"]
 """Fig. 17 speed-up labels; the x-positions are our reading of the figure."""
-PAPER_GAINS = {"R1": 11.3, "R2": 8.4, "R14": 19.0, "R16": 3.46, "R19": 2.1}
+PAPER_GAINS = PAPER["gains"]
 """The paper's headline speed-ups: R1, R2 (abstract), R14 (Sec VIII-C), R16 (Fig. 16), R19 (Sec VIII-C)."""
-R3_PAPER = (2.1, 4.5)
+R3_PAPER = tuple(PAPER["R3_range"])
 """Sec VIII-B: the gain range of the GQA-disabled 32K models on LongBench."""
-FIG4_CONTEXTS = (4096, 32768)
-FIG4_CAPACITIES = (16, 32, 64, 128)
-FIG4_BATCH = {4096: (32, 64, 128, 256), 32768: (4, 8, 16, 32)}
+FIG4_CONTEXTS = tuple(PAPER["fig4"]["contexts"])
+FIG4_CAPACITIES = tuple(PAPER["fig4"]["capacities_gb"])
+FIG4_BATCH = PAPER["fig4"]["batch"]
 """Fig. 4's batch labels per context, at the capacities (GB) of :data:`FIG4_CAPACITIES`."""
 PIMPHONY = ABLATION[-1][1]
 
@@ -325,7 +324,8 @@ def _fig4_drop(st: Study) -> None:
     att_drop = 1 - att4[FIG4_CONTEXTS[1]] / att4[FIG4_CONTEXTS[0]]
     fc4 = {ctx: run.mean(spec, lambda r: _share(r, "fc")) for ctx, spec in fig4.items()}
     st.rows.append(Row("R5", "baseline MAC-utilisation drop, 4K -> 32K (LLM-7B-GQA, CENT 128 GB, Fig. 4's batch "
-                       "rule)", "48%", f"{100 * drop:.0f}%", drop / 0.48,
+                       "rule)", f"{100 * PAPER['fig4']['utilisation_drop']:.0f}%", f"{100 * drop:.0f}%",
+                       drop / PAPER["fig4"]["utilisation_drop"],
                        f"our utilisation counts the whole step, and FC GEMVs ({_pct(fc4[FIG4_CONTEXTS[0]])} of the "
                        f"step at 4K, {_pct(fc4[FIG4_CONTEXTS[1]])} at 32K) keep every channel's MACs busy; attention "
                        f"alone drops {100 * att_drop:.0f}% ({_pct(att4[FIG4_CONTEXTS[0]])} -> "
@@ -356,12 +356,14 @@ def _dcs_rows(st: Study) -> None:
     rows.append(Row("R8", "DCS / ping-pong utilisation, max over MHA and g = 2, 4, 8",
                     _x(dcs_paper["fig18_max_ratio"]), _x(f18_max), f18_max / dcs_paper["fig18_max_ratio"]))
     qk_at, sv_at = _activation_thresholds(org16)
-    rows.append(Row("R10", "TCP: every bank of 16 ch x 16 banks busy from (QK^T / SV)", "> 256 / > 32 tokens",
-                    f"{qk_at} / {sv_at} tokens", float(np.sqrt(qk_at / 256 * sv_at / 32)),
+    busy = PAPER["tcp_busy_from"]
+    rows.append(Row("R10", "TCP: every bank of 16 ch x 16 banks busy from (QK^T / SV)",
+                    f"> {busy['qk']} / > {busy['sv']} tokens",
+                    f"{qk_at} / {sv_at} tokens", float(np.sqrt(qk_at / busy["qk"] * sv_at / busy["sv"])),
                     f"QK^T: {org16.channels} x {org16.banks} banks, one key each, are all busy from token "
                     f"{qk_at}. SV: V is dealt in 16-token bursts over {org16.channels // 8} slices of 8 channels, "
                     f"one dimension per bank, so the second slice starts at token 17 and every bank has work from "
-                    f"{sv_at} tokens; the paper's 32 is where both slices hold a full 16-token burst "
+                    f"{sv_at} tokens; the paper's {busy['sv']} is where both slices hold a full 16-token burst "
                     "(ratio: geometric mean of the two)"))
 
 
@@ -371,7 +373,7 @@ def _capacity(st: Study) -> list:
     static_u = [r[3]["static"].utilisation for r in cap]
     dpa_u = [r[3]["dpa"].utilisation for r in cap]
     naive = [r[3]["static"].naive for r in cap]
-    cp = CAPACITY_PAPER
+    cp = PAPER["fig19"]
     st.rows.append(Row("R11", "static capacity utilisation, range (avg)",
                        f"{_pct(cp['static_low'])}-{_pct(cp['static_high'])} ({_pct(cp['static_average'])})",
                        f"{_pct(min(static_u))}-{_pct(max(static_u))} ({_pct(float(np.mean(static_u)))})",
@@ -397,8 +399,9 @@ def _fig15(st: Study) -> tuple[dict, dict, dict]:
     pp_best = max((k for k in dpa_gain if k[1] > 1), key=lambda k: dpa_gain[k])
     r13 = dpa_gain[pp_best] / dpa_gain[(8, 1)] - 1
     st.rows.append(Row("R13", "DPA's gain with PP over without (LLM-7B-128K, multifieldqa, CENT)",
-                       "+20%", f"{100 * r13:+.0f}% (TP {pp_best[0]} x PP {pp_best[1]} vs TP 8 x PP 1)",
-                       (1 + r13) / 1.2))
+                       f"+{100 * PAPER['fig15']['pp_gain']:.0f}%",
+                       f"{100 * r13:+.0f}% (TP {pp_best[0]} x PP {pp_best[1]} vs TP 8 x PP 1)",
+                       (1 + r13) / (1 + PAPER["fig15"]["pp_gain"])))
     return plans_s, plans_d, dpa_gain
 
 
@@ -449,12 +452,14 @@ def _fig17(st: Study) -> tuple[dict, dict]:
     rows.append(_vs("R17", "1M context, 512 GB, speed-up over CENT", FIG17_PAPER["cent"][one_m],
                     speedups["cent"][one_m], _at_1m(*at_1m["cent"], *tps_1m["cent"], FIG17_PAPER["cent"][one_m],
                                                     {k: run.tps(st.fig17_span[("cent", k)]) for k in SPANS_SWEPT})))
-    rows.append(Row("R17'", "CENT baseline MAC utilisation at 1M", "2%", f"{100 * utils['cent'][one_m]:.2f}%",
-                    utils["cent"][one_m] / 0.02,
+    paper_util = PAPER["R17_baseline_utilisation"]
+    rows.append(Row("R17'", "CENT baseline MAC utilisation at 1M", f"{100 * paper_util:.0f}%",
+                    f"{100 * utils['cent'][one_m]:.2f}%", utils["cent"][one_m] / paper_util,
                     "utilisation is MAC-busy time over the whole step, FC included, on every channel of the 512 GB "
                     f"system; the baseline's one request keeps {_busy(at_1m['cent'][0])} busy, their work "
-                    f"{_pct(at_1m['cent'][0].best.channel_balance)} of the busiest channel's; 2% needs "
-                    f"{0.02 / utils['cent'][one_m]:.1f}x our baseline's MAC work per step time"))
+                    f"{_pct(at_1m['cent'][0].best.channel_balance)} of the busiest channel's; "
+                    f"{100 * paper_util:.0f}% needs "
+                    f"{paper_util / utils['cent'][one_m]:.1f}x our baseline's MAC work per step time"))
     rows.append(_vs("R18", "1M context, 512 GB, speed-up over NeuPIMs", FIG17_PAPER["neupims"][one_m],
                     speedups["neupims"][one_m], _at_1m(*at_1m["neupims"], *tps_1m["neupims"],
                                                        FIG17_PAPER["neupims"][one_m],
@@ -528,14 +533,15 @@ def _short_context_and_tables(st: Study, cap: list, short_gain: dict, short_gain
 
 def _hardware_rows(st: Study) -> None:
     """R23, R24: the storage of the DCS tables and the DPA buffers, from the RTL as built."""
-    paper = X.PAPER["table_bytes"]
+    paper = PAPER["table_bytes"]
     table = table_bytes(TimingPreset.load(DEFAULT_TIMING), QueueConfig.rtl_default(ModuleOrg.load(DEFAULT_MODULE)))
     st.rows.append(Row("R23", "D-Table + S-Table bytes per controller", f"{paper} B",
                        f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)", table["total"] / paper,
                        "the RTL as built (commands named by 16-bit sequence numbers; the S-Table holds the last "
                        f"cycles' issues); the paper's {paper} B is an upper bound we stay under"))
     dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
-    st.rows.append(Row("R24", "DPA dispatcher buffers", "< 200 KB", f"{dpa_bytes / 1024:.1f} KiB"))
+    st.rows.append(Row("R24", "DPA dispatcher buffers", f"< {PAPER['dpa_buffer_kb']} KB",
+                       f"{dpa_bytes / 1024:.1f} KiB"))
 
 
 def _energy(st: Study) -> None:
@@ -553,8 +559,8 @@ def _energy(st: Study) -> None:
     base_label, top_label = st.base_label, st.top_label
     base_share, top_share = share(base_label), share(top_label)
     st.rows.append(Row("R15", "background share of attention energy, baseline -> PIMphony (CENT, mean of the "
-                       "Fig. 13 points)", "71.5% -> 13.0%", f"{_pct(base_share)} -> {_pct(top_share)}",
-                       base_share / 0.715,
+                       "Fig. 13 points)", " -> ".join(_pct(x) for x in PAPER["fig16"]["background_share"]),
+                       f"{_pct(base_share)} -> {_pct(top_share)}", base_share / PAPER["fig16"]["background_share"][0],
                        "CENT's background powers (183 mW per idle channel, 264 mW per working one) against its "
                        "per-command energies (ACT16 47.2 nJ, MAC16 1.31 nJ): the baseline's attention is row-switch "
                        "heavy, so commands, not idle channels, take most of its energy"))

@@ -27,6 +27,7 @@ from pimphony.model.config import (
     preset_names,
 )
 from pimphony.model.isa import Opcode
+from pimphony.model.paper import PAPER
 from pimphony.model.perf.system import ALLOCS, HFP_SPANS, SCHEDULES, PerfError, Techniques
 from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
@@ -674,7 +675,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
             print(f"  {key:<15} {sum(count[b] * stats[b][key] for b in blocks)}")
     if args.block in ("dcs", "hub"):
         tables = table_bytes(TimingPreset.load(args.timing), QueueConfig.rtl_default(ModuleOrg.load(args.module)))
-        print("DCS D-Tables (GBuf + OBuf) and S-Table as built, bytes per controller (paper: 576 in all):")
+        print("DCS D-Tables (GBuf + OBuf) and S-Table as built, bytes per controller "
+              f"(paper: {PAPER['table_bytes']} in all):")
         for key, value in tables.items():
             print(f"  {key:<15} {value}")
     if args.block in ("dpa", "hub"):
@@ -686,7 +688,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         print("DPA storage (bits):")
         for key, value in bits.items():
             print(f"  {key:<19} {value:>9} ({value / 8 / 1024:.1f} KiB)")
-        print(f"  {'total':<19} {total:>9} ({total / 8 / 1024:.1f} KiB; paper: under 200 KB)")
+        print(f"  {'total':<19} {total:>9} ({total / 8 / 1024:.1f} KiB; paper: under {PAPER['dpa_buffer_kb']} KB)")
     return 0
 
 

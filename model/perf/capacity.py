@@ -19,9 +19,10 @@ import numpy as np
 
 from ..config import ModelConfig, ModuleOrg, WorkloadConfig
 from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
+from ..paper import PAPER as PAPER_FIGURES
 
-PAPER = {"static_low": 0.310, "static_high": 0.405, "static_average": 0.362, "dpa_average": 0.756}
-"""The paper's capacity utilisation (docs/sources.md §targets: R11, R12)."""
+PAPER = PAPER_FIGURES["fig19"]
+"""The paper's capacity utilisation (R11, R12; :mod:`pimphony.model.paper`)."""
 
 
 def sample_lengths(workload: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
