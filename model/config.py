@@ -24,6 +24,7 @@ import functools
 import json
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -101,7 +102,7 @@ class _Config:
         if not isinstance(raw, dict):
             raise ConfigError(where, None,
                               f"expected a mapping with keys name, description, values; got {type(raw).__name__}")
-        allowed_top = {"name", "description", "values"}
+        allowed_top = {"name", "description", "extends", "values"}
         for key in raw:
             if key not in allowed_top:
                 raise ConfigError(where, str(key), f"unknown key; allowed: {', '.join(sorted(allowed_top))}")
@@ -111,33 +112,30 @@ class _Config:
         description = raw.get("description", "")
         if not isinstance(description, str):
             raise ConfigError(where, "description", "must be a string")
-        values = raw.get("values")
-        if not isinstance(values, dict):
-            raise ConfigError(where, "values", "missing or not a mapping of key -> value")
+        values = _inherited_values(cls, raw, where)
         specs = cls.value_fields()
         parsed: dict[str, int | float] = {}
         prov: dict[str, Provenance] = {}
+        times: dict[str, tuple[Fraction, int]] = {}
         for key, entry in values.items():
             if key not in specs:
                 raise ConfigError(where, f"values.{key}", f"unknown key; allowed: {', '.join(specs)}")
             if isinstance(entry, dict):
-                extra = set(entry) - {"value", "source", "basis"}
-                if extra:
-                    raise ConfigError(where, f"values.{key}",
-                                      f"unknown field {sorted(extra)[0]!r}; allowed: value, source, basis")
-                if "value" not in entry:
-                    raise ConfigError(where, f"values.{key}", "missing 'value'")
-                basis = entry.get("basis", "user")
-                if basis not in BASES:
-                    raise ConfigError(where, f"values.{key}.basis", f"{basis!r} is not one of {', '.join(BASES)}")
-                source = entry.get("source", where)
-                if not isinstance(source, str) or not source:
-                    raise ConfigError(where, f"values.{key}.source", "must be a non-empty string")
-                value = entry["value"]
+                value, basis, source, time = _entry(entry, where, f"values.{key}")
+                if time is not None:
+                    times[key] = time
+                    prov[key] = Provenance(source=source, basis=basis)
+                    continue
             else:
                 value, basis, source = entry, "user", where
             parsed[key] = _check_value(value, specs[key], where, f"values.{key}")
             prov[key] = Provenance(source=source, basis=basis)
+        for key, (ns, ck) in times.items():
+            if "tck_ps" not in specs or "tck_ps" not in parsed:
+                raise ConfigError(where, f"values.{key}.ns", "a time needs the clock: only a timing preset with "
+                                                              "tck_ps can give one")
+            parsed[key] = _check_value(max(ck, math.ceil(ns * 1000 / parsed["tck_ps"])), specs[key], where,
+                                       f"values.{key}")
         required = [k for k, f in specs.items() if not f.metadata.get("optional")]
         missing = [k for k in required if k not in parsed]
         if missing:
@@ -174,6 +172,56 @@ def _parse(cls: type[T], text: str, where: str) -> T:
     except yaml.YAMLError as exc:
         raise ConfigError(where, None, f"broken YAML{yaml_message(exc)}") from None
     return cls.from_mapping(raw, where)
+
+
+def _inherited_values(cls: type, raw: dict, where: str, depth: int = 0) -> dict:
+    """``raw``'s values over those of the preset it ``extends`` (of the same kind, by name or path),
+    recursively."""
+    values = raw.get("values")
+    if not isinstance(values, dict):
+        raise ConfigError(where, "values", "missing or not a mapping of key -> value")
+    base = raw.get("extends")
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise ConfigError(where, "extends", f"must name a {cls.KIND} preset or file")
+    if depth >= 8:
+        raise ConfigError(where, "extends", "more than 8 levels of extends (a preset extending itself?)")
+    text, base_where = _read(cls.KIND, base)
+    try:
+        base_raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(base_where, None, f"broken YAML{yaml_message(exc)}") from None
+    if not isinstance(base_raw, dict):
+        raise ConfigError(base_where, None, "expected a mapping with keys name, description, values")
+    return {**_inherited_values(cls, base_raw, base_where, depth + 1), **values}
+
+
+def _entry(entry: dict, where: str, key: str) -> tuple[Any, str, str, tuple[Fraction, int] | None]:
+    """(value, basis, source, time) of a ``{value | ns [ck], source, basis}`` entry; ``time`` is
+    (nanoseconds, minimum cycles) when the entry gives a time, as LiteDRAM's (ck, ns) pairs: the cycles
+    are then max(ck, ceil(ns / tCK))."""
+    extra = set(entry) - {"value", "ns", "ck", "source", "basis"}
+    if extra:
+        raise ConfigError(where, key, f"unknown field {sorted(extra)[0]!r}; allowed: value, ns, ck, source, basis")
+    if ("value" in entry) == ("ns" in entry):
+        raise ConfigError(where, key, "give 'value' (in cycles) or 'ns' (a time), one of them")
+    if "ck" in entry and "ns" not in entry:
+        raise ConfigError(where, f"{key}.ck", "a minimum in cycles goes with 'ns'")
+    basis = entry.get("basis", "user")
+    if basis not in BASES:
+        raise ConfigError(where, f"{key}.basis", f"{basis!r} is not one of {', '.join(BASES)}")
+    source = entry.get("source", where)
+    if not isinstance(source, str) or not source:
+        raise ConfigError(where, f"{key}.source", "must be a non-empty string")
+    if "value" in entry:
+        return entry["value"], basis, source, None
+    ns, ck = entry["ns"], entry.get("ck", 0)
+    if isinstance(ns, bool) or not isinstance(ns, int | float) or not math.isfinite(ns) or ns <= 0:
+        raise ConfigError(where, f"{key}.ns", f"must be a positive number of nanoseconds; got {ns!r}")
+    if isinstance(ck, bool) or not isinstance(ck, int) or ck < 0:
+        raise ConfigError(where, f"{key}.ck", f"must be a whole number of cycles; got {ck!r}")
+    return None, basis, source, (Fraction(str(ns)), ck)
 
 
 def _check_value(value: Any, spec: dataclasses.Field, where: str, key: str) -> int | float:

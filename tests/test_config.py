@@ -1,6 +1,7 @@
 """Configs: presets with provenance, Hugging Face configs, and every class of config error."""
 
 import json
+import re
 
 import pytest
 
@@ -155,3 +156,41 @@ def test_blocking_read_cannot_beat_the_output_register(tmp_path):
     with pytest.raises(ConfigError, match=r"values.nRDHUB: 1 must be at least nCLREG \+ nBL \(2\): the data leaves "
                                           r"the OBuf first"):
         TimingPreset.load(str(path))
+
+
+def test_timing_presets_share_their_values_and_convert_times(tmp_path):
+    """The 1 ns preset is the 0.5 ns one with another clock: cycle values stay, a time given in ns (CENT's
+    37.5 ns RD_MAC) becomes ceil(ns / tCK) cycles; a file can extend a preset the same way, and a
+    minimum in cycles ('ck') goes with a time as in LiteDRAM's (ck, ns) pairs."""
+    base, slow = TimingPreset.load("aim-gddr6"), TimingPreset.load("aim-gddr6-1ns")
+    assert (base.tck_ps, base.nRDHUB, slow.tck_ps, slow.nRDHUB) == (500, 75, 1000, 38)
+    same = [k for k in TimingPreset.value_fields() if k not in ("tck_ps", "nRDHUB")]
+    assert all(getattr(base, k) == getattr(slow, k) for k in same)
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nextends: aim-gddr6\nvalues:\n  tck_ps: 2000\n  nRP: {ns: 1, ck: 5}\n")
+    t = TimingPreset.load(path)
+    assert (t.nRDHUB, t.nRP, t.nRC) == (19, 5, base.nRC)
+    assert t.provenance["nRC"] == base.provenance["nRC"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: t\nextends: aim-gddr6\nvalues:\n  nRP: {value: 3, ns: 2}\n",
+     "values.nRP: give 'value' (in cycles) or 'ns' (a time), one of them"),
+    ("name: t\nextends: aim-gddr6\nvalues:\n  nRP: {value: 3, ck: 2}\n", "values.nRP.ck: a minimum in cycles goes with 'ns'"),
+    ("name: t\nextends: aim-gddr6\nvalues:\n  nRP: {ns: -1}\n",
+     "values.nRP.ns: must be a positive number of nanoseconds; got -1"),
+    ("name: t\nextends: nothing-like-it\nvalues: {}\n", "no such timing preset"),
+    ("name: t\nextends: {f}\nvalues: {{}}\n", "extends: more than 8 levels of extends (a preset extending itself?)"),
+])
+def test_extends_and_time_errors(tmp_path, text, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(text.replace("{f}", str(path)).replace("{{}}", "{}"))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TimingPreset.load(path)
+
+
+def test_a_time_needs_a_clock(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nextends: aimx-16ch\nvalues:\n  channels: {ns: 3}\n")
+    with pytest.raises(ConfigError, match=r"values\.channels\.ns: a time needs the clock"):
+        ModuleOrg.load(path)
