@@ -167,11 +167,14 @@ class _Config:
 @functools.lru_cache(maxsize=256)
 def _parse(cls: type[T], text: str, where: str) -> T:
     """Parse and validate one config text (configs are frozen, so one object serves every caller)."""
+    return cls.from_mapping(_yaml(text, where), where)
+
+
+def _yaml(text: str, where: str) -> Any:
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(where, None, f"broken YAML{yaml_message(exc)}") from None
-    return cls.from_mapping(raw, where)
 
 
 def _inherited_values(cls: type, raw: dict, where: str, depth: int = 0) -> dict:
@@ -188,10 +191,7 @@ def _inherited_values(cls: type, raw: dict, where: str, depth: int = 0) -> dict:
     if depth >= 8:
         raise ConfigError(where, "extends", "more than 8 levels of extends (a preset extending itself?)")
     text, base_where = _read(cls.KIND, base)
-    try:
-        base_raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(base_where, None, f"broken YAML{yaml_message(exc)}") from None
+    base_raw = _yaml(text, base_where)
     if not isinstance(base_raw, dict):
         raise ConfigError(base_where, None, "expected a mapping with keys name, description, values")
     return {**_inherited_values(cls, base_raw, base_where, depth + 1), **values}
