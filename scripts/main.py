@@ -565,6 +565,7 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
     from pimphony.scheduler.lower import command_streams
 
     org, timing = ModuleOrg.load(DEFAULT_MODULE), Timing.load(DEFAULT_TIMING)
+    missed = False
     print(f"bench dcs: channel cycle model, one channel's attention stream (g=4, TCP) repeated to "
           f">= {args.commands} commands")
     for policy in Policy:
@@ -577,17 +578,22 @@ def cmd_bench_dcs(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         res = issue_cycles(stream["op"], stream["gbuf"], stream["obuf"], timing, cfg)
         dt = time.perf_counter() - t0
-        print(f"  {policy.name.lower():<9} {len(stream):>9} commands in {dt:.3f} s = {len(stream) / dt / 1e6:6.2f} M "
+        rate = len(stream) / dt
+        missed |= rate < 1e6
+        print(f"  {policy.name.lower():<9} {len(stream):>9} commands in {dt:.3f} s = {rate / 1e6:6.2f} M "
               f"commands/s (target >= 1 M)  simulated {int(res.cycles[-1])} cycles; first call {warm:.2f} s")
-    return 0 if args.no_cocotb else _time_cocotb_suite("dcs", "the DCS queue")
+    slow = not args.no_cocotb and _time_cocotb_suite("dcs", "the DCS queue")
+    return 1 if missed or slow else 0
 
 
-def _time_cocotb_suite(block: str, what: str) -> int:
-    """Run a block's cocotb suite on every simulator (seed 1) and print the wall time of each."""
+def _time_cocotb_suite(block: str, what: str) -> bool:
+    """Run a block's cocotb suite on every simulator (seed 1) and print the wall time of each; True when
+    one took longer than the 3-minute target."""
     from pimphony.rtl.build import write_verilog
-    from pimphony.verification.runner import SIMULATORS, available, run_suite
+    from pimphony.verification.runner import SIMULATORS, available, run_suite, testcases
 
-    print(f"cocotb block suite of {what} (4 tests; target <= 3 min on 2 cores):")
+    print(f"cocotb block suite of {what} ({len(testcases(block))} tests; target <= 3 min on 2 cores):")
+    slow = False
     verilog = write_verilog(block, Path("build/rtl/testbench"), testbench=True)
     for sim in SIMULATORS:
         missing = available(sim)
@@ -596,8 +602,10 @@ def _time_cocotb_suite(block: str, what: str) -> int:
             continue
         t0 = time.perf_counter()
         run_suite(block, sim, verilog, Path("build/sim"), seed=1, quiet=True)
-        print(f"  {sim:<9} {time.perf_counter() - t0:6.1f} s (build included; seed 1)")
-    return 0
+        seconds = time.perf_counter() - t0
+        slow |= seconds > 180
+        print(f"  {sim:<9} {seconds:6.1f} s (build included; seed 1)")
+    return slow
 
 
 def _write_block(block: str, args: argparse.Namespace) -> Path:
@@ -728,7 +736,8 @@ def cmd_bench_dpa(args: argparse.Namespace) -> int:
           f"{args.steps} decode steps")
     print(f"  {n} appends in {dt:.2f} s = {n / dt / 1e6:.2f} M appends/s (target >= 1 M); {failed} failed; "
           f"{alloc.held_chunks()} chunks held, no leak")
-    return 0 if args.no_cocotb else _time_cocotb_suite("dpa", "the DPA controller")
+    slow = not args.no_cocotb and _time_cocotb_suite("dpa", "the DPA controller")
+    return 1 if n / dt < 1e6 or failed or slow else 0
 
 
 def _register_run(sub: argparse._SubParsersAction) -> None:

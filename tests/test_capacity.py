@@ -1,5 +1,7 @@
 """Capacity utilisation and effective batch (static T_max against DPA), and its commands."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,8 @@ def test_reproduce_dpa_and_bench(tmp_path, capsys):
     assert "| qmsum | qwen1.5-7b (32768) |" in text and "## What drives the gaps" in text
     assert (tmp_path / "dpa_capacity.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
-    assert main(["bench", "dpa", "--requests", "4", "--steps", "5000", "--no-cocotb"]) == 0
+    code = main(["bench", "dpa", "--requests", "4", "--steps", "5000", "--no-cocotb"])
     out = capsys.readouterr().out
-    assert "M appends/s" in out and "; 0 failed;" in out and "no leak" in out
+    assert "; 0 failed;" in out and "no leak" in out
+    rate = float(re.search(r"= ([0-9.]+) M appends/s", out).group(1))
+    assert code == (1 if rate < 1 else 0)                   # the exit code follows the 1 M appends/s target

@@ -1,5 +1,7 @@
 """The DCS experiments and ``pimphony reproduce dcs`` / ``bench dcs``."""
 
+import re
+
 import pytest
 
 from pimphony.cli.main import main
@@ -79,7 +81,10 @@ def test_reproduce_dcs_writes_report_and_plots(tmp_path, capsys):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_dcs_prints_rates(capsys):
-    assert main(["bench", "dcs", "--commands", "20000", "--no-cocotb"]) == 0
+def test_bench_dcs_prints_rates_and_fails_below_its_target(capsys):
+    """Three policies' rates; the exit code is 1 exactly when one is below 1 M commands/s."""
+    code = main(["bench", "dcs", "--commands", "20000", "--no-cocotb"])
     out = capsys.readouterr().out
-    assert out.count("M commands/s") == 3
+    rates = [float(x) for x in re.findall(r"= +([0-9.]+) M commands/s", out)]
+    assert len(rates) == 3
+    assert code == (1 if min(rates) < 1 else 0)

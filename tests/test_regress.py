@@ -126,3 +126,14 @@ def test_block_selection_keeps_the_suite_seeds_and_names_a_missing_block():
     tiny = [r for r in whole if r.block == "dcs"]
     with pytest.raises(SuiteError, match="suite 'tiny' has no run of block hub; its blocks: dcs"):
         select_blocks(tiny, ["hub", "dcs"], "tiny")
+
+
+def test_readme_states_each_block_suites_size():
+    """The README's suite sizes are the suites' (they drifted once: '4 tests' for five)."""
+    from pathlib import Path
+
+    from pimphony.verification.runner import testcases
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for block, name in (("dcs", "DcsQueue"), ("dpa", "DpaController")):
+        assert f"cocotb block suite of `{name}` ({len(testcases(block))} tests)" in readme

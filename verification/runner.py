@@ -16,6 +16,7 @@ register creates the event. The shipped Verilog is not changed.
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import re
@@ -172,6 +173,13 @@ def run(sim: str, verilog: Path, top: str, test_module: str, build_root: Path, w
 
 SUITES = TESTBENCHES
 """The cocotb test module of each RTL block that has one (:data:`pimphony.rtl.blocks.REGISTRY`)."""
+
+
+def testcases(block: str) -> list[str]:
+    """The cocotb test cases of ``block``'s suite, in file order (read from its source, not imported)."""
+    tree = ast.parse(Path(find_spec(SUITES[block]).origin).read_text())
+    return [node.name for node in tree.body if isinstance(node, ast.AsyncFunctionDef)
+            and any(ast.unparse(d).startswith("cocotb.test") for d in node.decorator_list)]
 
 
 def run_suite(block: str, sim: str, verilog: Path, build_root: Path, seed: int, quiet: bool = False,
