@@ -1,12 +1,12 @@
 """``pimphony reproduce validation``: the performance model's cycles against the RTL's.
 
 Every point runs one attention pair (one request, one KV head) through the RTL hub in amaranth.sim
-(:func:`pimphony.rtl.sim.simulate_hub`): the program is loaded, the request opened, and the RUN's
+(:func:`pimphony.verification.sim.simulate_hub`): the program is loaded, the request opened, and the RUN's
 cycles measured from its offer until the hub is idle. The hub model
 (:func:`pimphony.model.perf.hub.predict_run`) predicts the same RUN from the golden DPA controller's
 fetch sequence, starting at the cycle the RTL offered it (the refresh timers count from reset).
 At channel level, channel 0's command stream of the RUN goes through the RTL queue alone
-(:func:`pimphony.rtl.sim.simulate_queue`) and through the channel cycle model
+(:func:`pimphony.verification.sim.simulate_queue`) and through the channel cycle model
 (:func:`pimphony.model.policies.issue_cycles`): every issue cycle must be equal.
 """
 
@@ -69,8 +69,8 @@ def run_point(p: Point) -> Outcome:
     from pimphony.rtl.build import cut_module, workload_config
     from pimphony.rtl.dcs import DcsQueue
     from pimphony.rtl.hub import PimHub
-    from pimphony.rtl.sim import simulate_hub, simulate_queue
     from pimphony.scheduler.dpa import head_program
+    from pimphony.verification.sim import simulate_hub, simulate_queue
 
     timing = TimingPreset.load(DEFAULT_TIMING)
     config = workload_config(cut_module(DEFAULT_MODULE, p.channels), p.head_dim, 1, [p.length])

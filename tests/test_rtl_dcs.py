@@ -13,9 +13,9 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
 from pimphony.rtl.dcs import DcsQueue, table_bytes
 from pimphony.rtl.layouts import OpcodeShape, command_layout
-from pimphony.rtl.sim import simulate_queue
 from pimphony.scheduler.dcs_experiments import attention_program
 from pimphony.scheduler.lower import command_streams
+from pimphony.verification.sim import simulate_queue
 
 ORG = ModuleOrg.load("aimx-16ch")
 AIM = TimingPreset.load("aim-gddr6")

@@ -12,9 +12,9 @@ from pimphony.model.isa import Format
 from pimphony.model.kvcache import Status
 from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
-from pimphony.rtl.sim import simulate_dpa
 from pimphony.scheduler.dpa import head_program
 from pimphony.verification.env.dpa import OperationSource, error_cases, fetched_entries
+from pimphony.verification.sim import simulate_dpa
 
 ORG = ModuleOrg.load("aimx-16ch")
 FMT = Format.for_org(ORG)

@@ -13,9 +13,9 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
 from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
-from pimphony.rtl.sim import simulate_hub
 from pimphony.scheduler.dpa import head_program
 from pimphony.verification.env.hub import AttentionOnHub
+from pimphony.verification.sim import simulate_hub
 
 CONFIG = hub_testbench_config()
 ORG4 = CONFIG.org

@@ -53,7 +53,7 @@ def operations(log: list[tuple[str, int, int, Status, int]], config: DpaConfig) 
 def replay(log: list[tuple[str, int, int, Status, int]], config: DpaConfig) -> ReplayResult:
     """Run the log through the RTL and the golden controller; list every difference (:func:`compare`)."""
     from pimphony.rtl.dpa import DpaController
-    from pimphony.rtl.sim import simulate_dpa
+    from pimphony.verification.sim import simulate_dpa
 
     ops = operations(log, config)
     golden = DpaControllerModel(config)

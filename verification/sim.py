@@ -11,11 +11,10 @@ from amaranth.sim import Simulator
 from pimphony.model.dpa import DpaOperation, DpaResponse
 from pimphony.model.isa import CHANNEL_OPCODES, Command, Instruction, Opcode
 from pimphony.model.kvcache import Status
-
-from .dcs import DcsQueue
-from .dpa import DpaController
-from .hub import PimHub
-from .layouts import OpcodeShape
+from pimphony.rtl.dcs import DcsQueue
+from pimphony.rtl.dpa import DpaController
+from pimphony.rtl.hub import PimHub
+from pimphony.rtl.layouts import OpcodeShape
 
 
 @dataclass
