@@ -16,6 +16,8 @@ from pimphony.rtl.dpa import DpaController
 from pimphony.rtl.hub import PimHub
 from pimphony.rtl.layouts import OpcodeShape
 
+from .env.stream import EpuBarrier, SimPort, Sink, Source
+
 
 @dataclass
 class SimResult:
@@ -39,23 +41,19 @@ def simulate_queue(dut: DcsQueue, stream: np.ndarray, mode: int, ready_pattern=N
     fields = [name for name in stream.dtype.names if name != "op"]
     res = SimResult([], [], [], [], {})
 
+    source = Source(SimPort(dut.cmd_in), encode=lambda rec: {"op": OpcodeShape[Opcode(int(rec["op"])).name],
+                                                             **{f: int(rec[f]) for f in fields}})
+    for rec in stream:
+        source.send(rec)
+    sink = Sink(SimPort(dut.cmd_out), ready=ready_pattern)
+
     async def bench(ctx):
         ctx.set(dut.mode, int(mode))
-        p, issued, cycle = 0, 0, 0
+        issued, cycle = 0, 0
         while issued < n and cycle < max_cycles:
-            if p < n:
-                rec = stream[p]
-                ctx.set(dut.cmd_in.payload, {"op": OpcodeShape[Opcode(int(rec["op"])).name],
-                                             **{f: int(rec[f]) for f in fields}})
-                ctx.set(dut.cmd_in.valid, 1)
-            else:
-                ctx.set(dut.cmd_in.valid, 0)
-            ready = True if ready_pattern is None else bool(ready_pattern(cycle))
-            ctx.set(dut.cmd_out.ready, int(ready))
-            if p < n and ctx.get(dut.cmd_in.ready):
-                p += 1
-            if ctx.get(dut.cmd_out.valid) and ready:
-                out = ctx.get(dut.cmd_out.payload)
+            source.step(ctx, cycle)
+            out = sink.step(ctx, cycle)
+            if out is not None:
                 is_ref = bool(out.refresh)
                 res.cycles.append(cycle)
                 res.seqs.append(int(out.seq))
@@ -101,6 +99,9 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
     """
     fmt = dut.fmt
     res = DpaSimResult([], [], [], [], 0)
+    mgmt = Source(SimPort(dut.mgmt), encode=lambda op: {**vars(op), "op": int(op.op)})
+    ins = Sink(SimPort(dut.ins_out), ready=ready_pattern)
+    resp = Sink(SimPort(dut.resp), ready=ready_pattern)
 
     async def bench(ctx):
         cycle = 0
@@ -109,30 +110,23 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
             cycle += 1
         res.init_cycles = cycle
         for op in ops:
-            start, sent, emitted, response, accepted, first = cycle, False, [], None, 0, -1
+            start, emitted, response, accepted, first = cycle, [], None, 0, -1
+            mgmt.send(op)
             while response is None:
                 if cycle > max_cycles:
                     raise TimeoutError(f"no response to {op} within {max_cycles} cycles")
-                ready = True if ready_pattern is None else bool(ready_pattern(cycle))
-                ctx.set(dut.ins_out.ready, int(ready))
-                ctx.set(dut.resp.ready, int(ready))
-                if not sent:
-                    ctx.set(dut.mgmt.payload, {**vars(op), "op": int(op.op)})
-                    ctx.set(dut.mgmt.valid, 1)
-                    if ctx.get(dut.mgmt.ready):
-                        sent, accepted = True, cycle
-                else:
-                    ctx.set(dut.mgmt.valid, 0)
-                if ready and ctx.get(dut.ins_out.valid):
+                out = ins.step(ctx, cycle)
+                if out is not None:
                     first = cycle - accepted if first < 0 else first
-                    out = ctx.get(dut.ins_out.payload)
                     emitted.append((fmt.decode_instruction(out.ins.as_value().value), bool(out.sv)))
-                if ready and ctx.get(dut.resp.valid):
-                    r = ctx.get(dut.resp.payload)
+                r = resp.step(ctx, cycle)
+                if r is not None:
                     response = DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset), int(r.free))
+                if mgmt.step(ctx, cycle) is not None:      # after resp.ready: mgmt.ready follows it
+                    accepted = cycle
                 await ctx.tick()
                 cycle += 1
-            ctx.set(dut.mgmt.valid, 0)
+            mgmt.step(ctx, cycle)                   # nothing left to offer: valid falls
             res.responses.append(response)
             res.emitted.append(emitted)
             res.cycles.append(cycle - start)
@@ -170,54 +164,45 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
     """
     fmt, n = hub.fmt, hub.fmt.channels
     res = HubSimResult([], [[] for _ in range(n)], [], 0)
+    mgmt = Source(SimPort(hub.mgmt), encode=lambda op: {**vars(op), "op": int(op.op)})
+    resp = Sink(SimPort(hub.resp))
+    channels = [Sink(SimPort(hub.cmd_out[c])) for c in range(n)]
+    barrier = EpuBarrier(epu_cycles)
 
     async def bench(ctx):
         ctx.set(hub.mode, int(mode))
-        for c in range(n):
-            ctx.set(hub.cmd_out[c].ready, 1)
-        ctx.set(hub.resp.ready, 1)
-        cycle, waiting_sync = 0, 0
+        cycle = 0
         for op in ops:
-            sent, answered, begun = False, False, cycle
+            answered, begun = False, cycle
             if hooks is not None:
                 hooks.before(op)
+            mgmt.send(op)
             while not (answered and ctx.get(hub.idle)):
                 if cycle > max_cycles:
                     raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
-                if not sent:
-                    ctx.set(hub.mgmt.payload, {**vars(op), "op": int(op.op)})
-                    ctx.set(hub.mgmt.valid, 1)
-                    sent = bool(ctx.get(hub.mgmt.ready))
-                else:
-                    ctx.set(hub.mgmt.valid, 0)
-                if ctx.get(hub.sync.valid):
-                    waiting_sync += 1
-                    ack = waiting_sync > epu_cycles
-                    ctx.set(hub.sync.ready, int(ack))
-                    if ack:
-                        sv = int(ctx.get(hub.sync.payload).sv)
-                        res.syncs.append((cycle, sv))
-                        waiting_sync = 0
-                        if hooks is not None:
-                            hooks.on_sync(sv)
-                else:
-                    ctx.set(hub.sync.ready, 0)
-                for c in range(n):
-                    if ctx.get(hub.cmd_out[c].valid):
-                        out = ctx.get(hub.cmd_out[c].payload)
-                        word = out.cmd.as_value().value
-                        cmd = fmt.decode_command(word)
+                ack = barrier.step(bool(ctx.get(hub.sync.valid)))
+                ctx.set(hub.sync.ready, int(ack))
+                if ack:
+                    sv = int(ctx.get(hub.sync.payload).sv)
+                    res.syncs.append((cycle, sv))
+                    if hooks is not None:
+                        hooks.on_sync(sv)
+                for c, sink in enumerate(channels):
+                    out = sink.step(ctx, cycle)
+                    if out is not None:
+                        cmd = fmt.decode_command(out.cmd.as_value().value)
                         res.issued[c].append((cycle, int(out.seq), cmd, bool(out.refresh)))
                         if hooks is not None:
                             hooks.on_command(c, cmd)
-                if ctx.get(hub.resp.valid):
-                    r = ctx.get(hub.resp.payload)
+                r = resp.step(ctx, cycle)
+                if r is not None:
                     res.responses.append(DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset),
                                                      int(r.free)))
                     answered = True
+                mgmt.step(ctx, cycle)                       # after resp.ready: mgmt.ready follows it
                 await ctx.tick()
                 cycle += 1
-            ctx.set(hub.mgmt.valid, 0)
+            mgmt.step(ctx, cycle)
             res.spans.append((begun, cycle))
             if hooks is not None:
                 hooks.after(op)
