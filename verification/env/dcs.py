@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from amaranth.lib.data import Layout, StructLayout
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.config import ModuleOrg, TimingPreset
@@ -25,10 +26,13 @@ from pimphony.model.numerics import bf16_bits, to_bf16
 from pimphony.model.policies import dependencies
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import TimingChecker, latency_table
+from pimphony.rtl.dcs import SEQ_BITS
+from pimphony.rtl.layouts import command_layout
 
 from . import coverage
+from .stream import CocotbPort, Gaps, Sink, Source
 
-SEQ_MASK = (1 << 16) - 1
+SEQ_MASK = (1 << SEQ_BITS) - 1
 ENOUGH_ERRORS = 20
 """A run stops once its scoreboard has found this many errors (a broken design fails fast)."""
 
@@ -74,54 +78,15 @@ class Workload:
         return bfm.gpr
 
 
-class CommandDriver:
-    """Offers the stream on ``cmd_in`` in order, leaving ``valid`` low with probability ``idle``."""
-
-    def __init__(self, dut, fmt: Format, stream: np.ndarray, rng: np.random.Generator, idle: float):
-        self.dut, self.fmt, self.rng, self.idle = dut, fmt, rng, idle
-        self.words = [fmt.encode_command(c) for c in to_commands(stream)]
-        self.next = 0
-        self.offering = False
-
-    def drive(self) -> None:
-        self.offering = self.next < len(self.words) and self.rng.random() >= self.idle
-        self.dut.cmd_in__valid.value = int(self.offering)
-        self.dut.cmd_in__payload.value = self.words[self.next] if self.offering else 0
-
-    def sample(self) -> int | None:
-        """The index of the command accepted in this cycle, if any."""
-        if self.offering and int(self.dut.cmd_in__ready.value):
-            self.next += 1
-            return self.next - 1
-        return None
+def _not(pattern):
+    """Ready in the cycles ``pattern`` (back-pressure) leaves free."""
+    return lambda cycle: not pattern(cycle)
 
 
-class Backpressure:
-    """Drives ``cmd_out.ready`` low with probability ``rate``."""
-
-    def __init__(self, dut, rng: np.random.Generator, rate: float):
-        self.dut, self.rng, self.rate = dut, rng, rate
-        self.ready = True
-
-    def drive(self) -> None:
-        self.ready = self.rng.random() >= self.rate
-        self.dut.cmd_out__ready.value = int(self.ready)
-
-
-class IssueMonitor:
-    """Collects transfers on ``cmd_out``: (cycle, seq, command word, refresh)."""
-
-    def __init__(self, dut, fmt: Format):
-        self.dut, self.fmt = dut, fmt
-        self.cmd_mask = (1 << fmt.command_bits) - 1
-
-    def sample(self, cycle: int, ready: bool):
-        if not (ready and int(self.dut.cmd_out__valid.value)):
-            return None
-        word = int(self.dut.cmd_out__payload.value)
-        seq = (word >> self.fmt.command_bits) & SEQ_MASK
-        refresh = bool(word >> (self.fmt.command_bits + 16) & 1)
-        return cycle, seq, self.fmt.decode_command(word & self.cmd_mask), refresh
+def _layouts(fmt: Format) -> tuple[Layout, Layout]:
+    """The payloads of ``cmd_in`` and ``cmd_out``, from the RTL's layouts."""
+    cmd = command_layout(fmt)
+    return cmd, StructLayout({"cmd": cmd, "seq": SEQ_BITS, "refresh": 1})
 
 
 class Scoreboard:
@@ -207,9 +172,15 @@ class DcsBench:
         self.fmt = Format.for_org(org)
         self.rng = np.random.default_rng(seed)
         cfg = dataclasses.replace(QueueConfig.rtl_default(org), policy=policy)
-        self.driver = CommandDriver(dut, self.fmt, workload.stream, self.rng, idle)
-        self.ready = Backpressure(dut, self.rng, backpressure)
-        self.monitor = IssueMonitor(dut, self.fmt)
+        cmd_layout, out_layout = _layouts(self.fmt)
+        self.driver = Source(CocotbPort(dut, "cmd_in", cmd_layout),
+                             idle=Gaps(idle, int(self.rng.integers(1 << 32)), log=None) if idle else None)
+        for cmd in to_commands(workload.stream):
+            self.driver.send(self.fmt.encode_command(cmd))
+        self.accepted = 0
+        self.ready = Sink(CocotbPort(dut, "cmd_out", out_layout),
+                          ready=_not(Gaps(backpressure, int(self.rng.integers(1 << 32)), log=None))
+                          if backpressure else None)
         self.scoreboard = Scoreboard(workload, timing, policy, cfg)
         self.cycles: list[int] = []
         self.policy = policy
@@ -229,11 +200,15 @@ class DcsBench:
                and len(self.scoreboard.errors) < ENOUGH_ERRORS):
             if stop_after is not None and cycle >= stop_after:
                 break
-            self.driver.drive()
-            self.ready.drive()
+            self.driver.drive(None, cycle)
+            self.ready.drive(None, cycle)
             await ReadOnly()
-            accepted = self.driver.sample()
-            got = self.monitor.sample(cycle, self.ready.ready)
+            accepted = None
+            if self.driver.taken(None) is not None:
+                accepted, self.accepted = self.accepted, self.accepted + 1
+            out = self.ready.sample(None)
+            got = None if out is None else (cycle, int(out.seq), self.fmt.decode_command(out.cmd.as_value().value),
+                                             bool(out.refresh))
             if got is not None:
                 op, refresh = got[2].op, got[3]
                 q = self.queue_of(op)

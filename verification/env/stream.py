@@ -6,7 +6,8 @@ unpacked with the port's layout, so no field is sliced by hand).
 The stream rules they keep: a source holds ``valid`` and the payload from the cycle it offers an item
 until the cycle ``valid & ready`` takes it, and inserts idle cycles only between items; a sink may
 lower ``ready`` in any cycle. Both are stepped once per clock cycle, before the clock edge
-(``step(ctx, cycle)``; cocotb's binding ignores ``ctx``); :class:`Gaps` makes seeded idle and
+(``step(ctx, cycle)``, or under cocotb ``drive`` before and ``taken`` / ``sample`` after the
+signals settle; cocotb's binding ignores ``ctx``); :class:`Gaps` makes seeded idle and
 back-pressure patterns and logs its seed so that a failure can be replayed.
 """
 
@@ -123,16 +124,25 @@ class Source:
         """An item is being offered or waits."""
         return self.offered or bool(self.items)
 
-    def step(self, ctx, cycle: int) -> Any:
-        """Drive this cycle; the item taken in it (``valid & ready``), else None."""
+    def drive(self, ctx, cycle: int) -> None:
+        """Set ``valid`` and the payload for this cycle."""
         if not self.offered and self.items and not (self.idle and self.idle(cycle)):
             self.current, self.offered = self.items.popleft(), True
             self.port.set_payload(ctx, self.encode(self.current) if self.encode else self.current)
         self.port.set_valid(ctx, self.offered)
+
+    def taken(self, ctx) -> Any:
+        """After :meth:`drive` (and, under cocotb, once the signals have settled): the item taken in this
+        cycle (``valid & ready``), else None."""
         if self.offered and self.port.get_ready(ctx):
             self.offered = False
             return self.current
         return None
+
+    def step(self, ctx, cycle: int) -> Any:
+        """:meth:`drive` then :meth:`taken` (amaranth.sim settles between them on its own)."""
+        self.drive(ctx, cycle)
+        return self.taken(ctx)
 
 
 class Sink:
@@ -141,13 +151,25 @@ class Sink:
 
     def __init__(self, port: SimPort | CocotbPort, ready: Callable[[int], bool] | None = None):
         self.port, self.ready = port, ready
+        self.now = True
 
-    def step(self, ctx, cycle: int) -> Any:
-        ready = True if self.ready is None else bool(self.ready(cycle))
-        self.port.set_ready(ctx, ready)
-        if ready and self.port.get_valid(ctx):
+    def drive(self, ctx, cycle: int) -> bool:
+        """Set ``ready`` for this cycle; returns it."""
+        self.now = True if self.ready is None else bool(self.ready(cycle))
+        self.port.set_ready(ctx, self.now)
+        return self.now
+
+    def sample(self, ctx) -> Any:
+        """After :meth:`drive` (under cocotb, once settled): the payload transferred in this cycle, else
+        None."""
+        if self.now and self.port.get_valid(ctx):
             return self.port.get_payload(ctx)
         return None
+
+    def step(self, ctx, cycle: int) -> Any:
+        """:meth:`drive` then :meth:`sample`."""
+        self.drive(ctx, cycle)
+        return self.sample(ctx)
 
 
 class EpuBarrier:
