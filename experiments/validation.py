@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-EPU_CYCLES = 2
-"""Cycles the EPU takes to acknowledge a phase barrier, in both the RTL bench and the model."""
+from pimphony.model.perf.hub import EPU_CYCLES
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperatio
 from pimphony.model.isa import CHANNEL_OPCODES, Instruction, Opcode, channel_stream
 from pimphony.model.perf.channel import breakdown as channel_breakdown
 from pimphony.model.perf.channel import run_channel
-from pimphony.model.perf.hub import phases_of
+from pimphony.model.perf.hub import EPU_CYCLES, phases_of
 from pimphony.model.policies import issuer
 from pimphony.model.queue import QueueConfig
 from pimphony.model.timing import REGISTER_MODE, gap_matrix, latency_table
@@ -296,7 +296,8 @@ def run_stream(stream: np.ndarray, timing: TimingPreset, refresh: bool = True, c
     return run(from_stream(stream, channel), timing, refresh, start, state)
 
 
-def predict_run(emitted: list[tuple[Instruction, bool]], channels: int, timing: TimingPreset, epu_cycles: int = 2,
+def predict_run(emitted: list[tuple[Instruction, bool]], channels: int, timing: TimingPreset,
+                epu_cycles: int = EPU_CYCLES,
                 barrier: int = 1, refresh: bool = True, start: int = 0) -> int:
     """Cycles of one hub RUN (the DPA dispatcher's ``emitted`` instructions, each tagged with its phase)
     on AiM's controllers: each phase is one aim kernel per channel, ended by its EOC; the next phase
@@ -364,7 +365,7 @@ def gemv_stream(org: ModuleOrg, n_in: int, n_out: int, channel: int = 0) -> np.n
 
 
 def predict_operations(operations: list[DpaOperation], config: DpaConfig, timing: TimingPreset,
-                       epu_cycles: int = 2, refresh: bool = True) -> int:
+                       epu_cycles: int = EPU_CYCLES, refresh: bool = True) -> int:
     """The RUN cycles of a hub workload (DPA operations, as ``pimphony run`` offers them) on AiM's
     controllers: each RUN's instructions from the golden DPA controller through :func:`predict_run`,
     one after another with each channel's refresh schedule kept. The management operations (program

@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 from pimphony.model.dpa import DpaOperation, DpaResponse
 from pimphony.model.isa import CHANNEL_OPCODES, Command, Instruction, Opcode
 from pimphony.model.kvcache import Status
+from pimphony.model.perf.hub import EPU_CYCLES
 from pimphony.rtl.dcs import DcsQueue
 from pimphony.rtl.dpa import DpaController
 from pimphony.rtl.hub import PimHub
@@ -152,7 +153,7 @@ class HubSimResult:
     spans: list[tuple[int, int]] = field(default_factory=list)
 
 
-def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = 0,
+def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = EPU_CYCLES,
                  max_cycles: int = 10_000_000, hooks=None) -> HubSimResult:
     """Issue ``ops`` one after another; after each, wait until the hub is idle. Every phase barrier
     is acknowledged ``epu_cycles`` cycles after it is offered (the EPU's work).
@@ -180,8 +181,10 @@ def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: in
             while not (answered and ctx.get(hub.idle)):
                 if cycle > max_cycles:
                     raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
-                ack = barrier.step(bool(ctx.get(hub.sync.valid)))
+                offered = bool(ctx.get(hub.sync.valid))
+                ack = offered and barrier.ready
                 ctx.set(hub.sync.ready, int(ack))
+                barrier.step(offered)
                 if ack:
                     sv = int(ctx.get(hub.sync.payload).sv)
                     res.syncs.append((cycle, sv))

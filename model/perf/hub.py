@@ -38,6 +38,10 @@ from ..policies import issue_cycles
 from ..queue import QueueConfig
 from ..timing import completion_table
 
+EPU_CYCLES = 2
+"""Cycles the EPU takes to acknowledge a phase barrier (its softmax work between QK^T and SV) in the
+hub model, the benches that drive the RTL hub, and the baselines' predictions."""
+
 
 @dataclass(frozen=True)
 class HubPipeline:
@@ -68,7 +72,7 @@ def phases_of(fetched: list[tuple[Instruction | None, bool]]) -> list[list[Instr
 
 
 def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, timing: TimingPreset,
-                cfg: QueueConfig, start: int = 0, epu_cycles: int = 2,
+                cfg: QueueConfig, start: int = 0, epu_cycles: int = EPU_CYCLES,
                 pipeline: HubPipeline = HubPipeline()) -> HubRunPrediction:
     """Cycles of one RUN whose decoder fetches ``fetched`` (:attr:`DpaControllerModel.fetched`), offered
     at absolute cycle ``start`` (the refresh timers count from reset), issued under ``cfg.policy``."""

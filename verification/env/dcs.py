@@ -207,8 +207,8 @@ class DcsBench:
             if self.driver.taken(None) is not None:
                 accepted, self.accepted = self.accepted, self.accepted + 1
             out = self.ready.sample(None)
-            got = None if out is None else (cycle, int(out.seq), self.fmt.decode_command(out.cmd.as_value().value),
-                                             bool(out.refresh))
+            got = None if out is None else (cycle, out["seq"], self.fmt.decode_command(out["cmd"]),
+                                             bool(out["refresh"]))
             if got is not None:
                 op, refresh = got[2].op, got[3]
                 q = self.queue_of(op)

@@ -11,13 +11,11 @@ Random choices come from one seeded generator (printed by the tests), so every r
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-from amaranth.lib import data
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, DpaResponse
@@ -27,6 +25,7 @@ from pimphony.model.program import DpaProgram
 from pimphony.scheduler.dpa import head_program
 
 from . import coverage
+from .stream import CocotbPort, Gaps, Sink, Source
 
 
 def testbench_program(config: DpaConfig) -> DpaProgram:
@@ -184,25 +183,6 @@ class OperationSource:
         return ops
 
 
-@functools.cache
-def _fields(layout: data.StructLayout) -> tuple[tuple[str, int, int], ...]:
-    """(name, offset, mask) of every field; computed once per layout (Amaranth derives a field's width
-    from its shape on every access, which dominated the testbench's time per command)."""
-    return tuple((name, fld.offset, (1 << fld.width) - 1) for name, fld in layout)
-
-
-def pack(layout: data.StructLayout, values: dict[str, int]) -> int:
-    """The bits of a payload of ``layout`` (fields LSB first, as Amaranth lays them out)."""
-    word = 0
-    for name, offset, mask in _fields(layout):
-        word |= (int(values.get(name, 0)) & mask) << offset
-    return word
-
-
-def unpack(layout: data.StructLayout, word: int) -> dict[str, int]:
-    return {name: (word >> offset) & mask for name, offset, mask in _fields(layout)}
-
-
 class DpaScoreboard:
     """Expected responses and instructions from the golden model; errors as they are found."""
 
@@ -243,6 +223,11 @@ class DpaScoreboard:
         self.expected.clear()
 
 
+def _ready(backpressure: Gaps):
+    """Ready in the cycles the back-pressure pattern leaves free."""
+    return lambda cycle: not backpressure(cycle)
+
+
 class DpaBench:
     """Drives ``mgmt`` (with idle cycles), ``resp.ready`` and ``ins_out.ready`` (with back-pressure),
     and feeds the monitors' transfers to the scoreboard, once per clock cycle."""
@@ -252,7 +237,11 @@ class DpaBench:
         self.dut, self.config, self.rng = dut, config, rng
         self.req_layout, self.resp_layout, self.out_layout = layouts
         self.fmt = Format.for_org(config.org)
-        self.idle, self.backpressure = idle, backpressure
+        self.mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars,
+                           idle=Gaps(idle, int(rng.integers(1 << 32)), log=None) if idle else None)
+        ready = _ready(Gaps(backpressure, int(rng.integers(1 << 32)), log=None)) if backpressure else None
+        self.resp = Sink(CocotbPort(dut, "resp", self.resp_layout), ready=ready)
+        self.ins = Sink(CocotbPort(dut, "ins_out", self.out_layout), ready=ready)
         self.scoreboard = DpaScoreboard(config)
         self.cycle = 0
         self.accept_cycle = 0
@@ -272,35 +261,37 @@ class DpaBench:
     async def run(self, ops, max_cycles: int = 5_000_000, stop: Callable[[], bool] | None = None) -> int:
         """Issue ``ops`` in order, each once the previous one is answered; returns the number accepted.
         ``stop()`` true at the start of a cycle ends the run early (an operation may be in flight)."""
-        dut, rng = self.dut, self.rng
+        dut = self.dut
         pending: deque[DpaOperation] = deque(ops)
-        accepted, offering, waiting, start = 0, False, False, self.cycle
+        accepted, waiting, start = 0, False, self.cycle
         while (pending or waiting) and self.cycle - start < max_cycles:
             if stop is not None and stop():
                 break
-            offering = bool(pending) and not waiting and rng.random() >= self.idle
-            dut.mgmt__valid.value = int(offering)
-            dut.mgmt__payload.value = pack(self.req_layout, vars(pending[0])) if offering else 0
-            ready = rng.random() >= self.backpressure
-            dut.resp__ready.value = int(ready)
-            dut.ins_out__ready.value = int(ready)
+            if pending and not waiting and not self.mgmt.busy:
+                self.mgmt.send(pending.popleft())
+            self.mgmt.drive(None, self.cycle)
+            self.resp.drive(None, self.cycle)
+            self.ins.drive(None, self.cycle)
             await ReadOnly()
-            if offering and int(dut.mgmt__ready.value):
-                self.scoreboard.accepted(pending.popleft())
+            op = self.mgmt.taken(None)
+            if op is not None:
+                self.scoreboard.accepted(op)
                 self.accept_cycle = self.cycle
                 accepted += 1
                 waiting = True
-            if ready and int(dut.ins_out__valid.value):
-                out = unpack(self.out_layout, int(dut.ins_out__payload.value))
+            out = self.ins.sample(None)
+            if out is not None:
                 self.scoreboard.instruction(self.cycle, self.fmt.decode_instruction(out["ins"]), bool(out["sv"]))
-            if ready and int(dut.resp__valid.value):
-                r = unpack(self.resp_layout, int(dut.resp__payload.value))
+            r = self.resp.sample(None)
+            if r is not None:
                 self.scoreboard.response(self.cycle, DpaResponse(Status(r["status"]), r["chunk"], r["offset"],
                                                                  r["free"]))
                 waiting = False
             await RisingEdge(dut.clk)
             self.cycle += 1
-        dut.mgmt__valid.value = 0
+        if self.mgmt.offered:                   # stopped with an operation offered: it is not sent
+            self.mgmt.offered = False
+        self.mgmt.drive(None, self.cycle)
         if self.cycle - start >= max_cycles:
             self.scoreboard.errors.append(f"cycle {self.cycle}: no progress within {max_cycles} cycles")
         return accepted

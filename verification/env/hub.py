@@ -16,7 +16,6 @@ operation is answered and the hub is idle.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +37,9 @@ from pimphony.scheduler.lower import AttentionLowering
 from pimphony.scheduler.partition import TokenCentricPartition, make_partition
 
 from . import coverage
-from .dpa import pack, unpack
 from .reset import hold_reset
 from .signals import reader
+from .stream import CocotbPort, EpuBarrier, Gaps, Sink, Source
 
 
 class HubAttention:
@@ -290,6 +289,11 @@ async def reset_hub(dut, channels: int, policy: int) -> None:
     await RisingEdge(dut.clk)
 
 
+def _ready(backpressure):
+    """Ready in the cycles the back-pressure pattern leaves free."""
+    return lambda cycle: not backpressure(cycle)
+
+
 class HubBench:
     """Drives a ``pim_hub`` at its pins with an :class:`AttentionOnHub` (cocotb): the host port, the
     EPU's barrier handshake (``epu_cycles`` after each barrier), ``ready`` on every channel's command
@@ -315,77 +319,70 @@ class HubBench:
         op is a :class:`DpaOperation` for the host port (finished when answered) or a
         :class:`PlainJob` for the ``ins`` port (finished when every instruction was taken)."""
         dut, start = self.dut, self.cycle
-        ports = [(reader(getattr(dut, f"cmd_out__{c}__valid")), reader(getattr(dut, f"cmd_out__{c}__payload")),
-                  getattr(dut, f"cmd_out__{c}__ready")) for c in range(self.channels)]
-        mgmt_ready, ins_ready, sync_valid, sync_payload, resp_valid, resp_payload, idle, mode = (
-            reader(getattr(dut, name)) for name in ("mgmt__ready", "ins__ready", "sync__valid", "sync__payload",
-                                                    "resp__valid", "resp__payload", "idle", "mode"))
-        ready = [True] * self.channels                 # without back-pressure: set once, held
-        for _, _, rdy in ports:
-            rdy.value = 1
-        dut.resp__ready.value = 1
+        mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars)
+        plain = Source(CocotbPort(dut, "ins", self.ins_layout),
+                       encode=lambda item: {"ins": self.fmt.encode_instruction(item[0]), "sv": item[1]})
+        resp = Sink(CocotbPort(dut, "resp", self.resp_layout), hold=True)
+        channels = [Sink(CocotbPort(dut, f"cmd_out__{c}", self.out_layout),
+                         ready=_ready(Gaps(self.backpressure, int(self.rng.integers(1 << 32)), log=None))
+                         if self.backpressure else None, hold=True) for c in range(self.channels)]
+        barrier = EpuBarrier(self.epu_cycles)
+        sync_valid, sync_payload, idle, mode = (reader(getattr(dut, name))
+                                                for name in ("sync__valid", "sync__payload", "idle", "mode"))
         sync_ready = False
         dut.sync__ready.value = 0
         for op in ops:
             self.work.before(op)
-            plain = isinstance(op, PlainJob)
-            pending = deque(op.instructions) if plain else deque()
-            sent, answered, waited = plain, plain, 0
-            if plain:
-                self._offer(pending)
-            else:
-                dut.mgmt__valid.value = 1
-                dut.mgmt__payload.value = pack(self.req_layout, vars(op))
+            answered = isinstance(op, PlainJob)
+            for item in op.instructions if answered else (op,):
+                (plain if answered else mgmt).send(item)
             while True:
                 if self.cycle - start > max_cycles:
                     self.errors.append(f"{op}: no progress within {max_cycles} cycles")
                     return self.cycle - start
-                if self.backpressure:
-                    ready = [self.rng.random() >= self.backpressure for _ in range(self.channels)]
-                    for (_, _, rdy), r in zip(ports, ready, strict=True):
-                        rdy.value = int(r)
-                if (waited >= self.epu_cycles) != sync_ready:
-                    sync_ready = not sync_ready
+                for sink in channels:
+                    sink.drive(None, self.cycle)
+                resp.drive(None, self.cycle)
+                if barrier.ready != sync_ready:
+                    sync_ready = barrier.ready
                     dut.sync__ready.value = int(sync_ready)
+                mgmt.drive(None, self.cycle)
+                plain.drive(None, self.cycle)
                 await ReadOnly()
-                accepted = not sent and mgmt_ready()
-                sent = sent or accepted
-                took = bool(pending) and ins_ready()
-                for c, ((valid, payload, _), r) in enumerate(zip(ports, ready, strict=True)):
-                    if r and valid():
-                        out = unpack(self.out_layout, payload())
-                        cmd = self._decode(out["cmd"])
-                        seq = -1 if out["refresh"] else out["seq"]
-                        if out["refresh"]:
-                            coverage.sample_issue(cmd.op, Policy(mode()), 0, 0, refresh=True)
-                        self.errors += self.checkers[c].observe(cmd.op, self.cycle, seq)
-                        self.work.on_command(c, cmd)
-                        self.commands += 1
-                if sync_valid():
-                    if waited >= self.epu_cycles:
-                        sv = sync_payload() & 1                                  # the payload is {sv}
-                        coverage.sample_barrier(bool(sv), Policy(mode()))
-                        self.work.on_sync(sv)
-                        waited = 0
-                    else:
-                        waited += 1
-                if resp_valid():
-                    self.responses.append(unpack(self.resp_layout, resp_payload()))
+                offering = plain.busy                   # the plain job is done from the cycle after its last take
+                mgmt.taken(None)
+                plain.taken(None)
+                for c, sink in enumerate(channels):
+                    out = sink.sample(None)
+                    if out is not None:
+                        self._observe(c, out, Policy(mode()))
+                if barrier.step(sync_valid() == 1):
+                    sv = sync_payload() & 1                                  # the payload is {sv}
+                    coverage.sample_barrier(bool(sv), Policy(mode()))
+                    self.work.on_sync(sv)
+                r = resp.sample(None)
+                if r is not None:
+                    self.responses.append(r)
                     answered = True
-                done = answered and not pending and idle()
+                done = answered and not offering and idle()
                 await RisingEdge(dut.clk)
-                if accepted:
-                    dut.mgmt__valid.value = 0
-                    dut.mgmt__payload.value = 0
-                if took:
-                    pending.popleft()
-                    self._offer(pending)
                 self.cycle += 1
                 if done:
                     break
             self.work.after(op)
-        dut.mgmt__valid.value = 0
+        mgmt.drive(None, self.cycle)
+        plain.drive(None, self.cycle)
         return self.cycle - start
+
+    def _observe(self, channel: int, out: dict, policy: Policy) -> None:
+        """A command transferred on ``channel``: checked for timing and executed by the data side."""
+        cmd = self._decode(out["cmd"])
+        seq = -1 if out["refresh"] else out["seq"]
+        if out["refresh"]:
+            coverage.sample_issue(cmd.op, policy, 0, 0, refresh=True)
+        self.errors += self.checkers[channel].observe(cmd.op, self.cycle, seq)
+        self.work.on_command(channel, cmd)
+        self.commands += 1
 
     def _decode(self, word: int) -> Command:
         """:meth:`Format.decode_command <pimphony.model.isa.Format.decode_command>`, remembered per word: a
@@ -394,10 +391,3 @@ class HubBench:
         if cmd is None:
             cmd = self._decoded[word] = self.fmt.decode_command(word)
         return cmd
-
-    def _offer(self, pending: deque) -> None:
-        """Drive ``ins`` with the first pending plain instruction (valid low when none is left)."""
-        self.dut.ins__valid.value = int(bool(pending))
-        if pending:
-            ins, sv = pending[0]
-            self.dut.ins__payload.value = pack(self.ins_layout, {"ins": self.fmt.encode_instruction(ins), "sv": sv})

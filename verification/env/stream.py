@@ -16,9 +16,14 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from amaranth.lib import data
+
+from pimphony.model.perf.hub import EPU_CYCLES
+
+from .signals import reader
 
 
 class Gaps:
@@ -68,28 +73,49 @@ class SimPort:
         ctx.set(self.port.payload, value)
 
 
+@cache
+def _fields(layout: data.StructLayout) -> tuple[tuple[str, int, int], ...]:
+    """(name, offset, mask) of every field; computed once per layout (Amaranth derives a field's width
+    from its shape on every access, which dominated the testbench's time per command)."""
+    return tuple((name, fld.offset, (1 << fld.width) - 1) for name, fld in layout)
+
+
+def pack(layout: data.StructLayout, values: dict[str, int]) -> int:
+    """The bits of a payload of ``layout`` (fields LSB first, as Amaranth lays them out)."""
+    word = 0
+    for name, offset, mask in _fields(layout):
+        word |= (int(values.get(name, 0)) & mask) << offset
+    return word
+
+
+def unpack(layout: data.StructLayout, word: int) -> dict[str, int]:
+    return {name: (word >> offset) & mask for name, offset, mask in _fields(layout)}
+
+
 class CocotbPort:
     """cocotb binding of a stream port ``name`` of a generated Verilog top (its ``<name>__valid``,
-    ``<name>__ready`` and ``<name>__payload`` signals); payloads are packed and unpacked with
-    ``layout`` (a mapping of field values in, a :class:`data.Const` view out)."""
+    ``<name>__ready`` and ``<name>__payload`` signals); payloads are packed from and unpacked to a
+    mapping of the top-level fields of ``layout`` (:func:`pack`, :func:`unpack`; an ``int`` is taken
+    as the packed bits)."""
 
-    def __init__(self, dut, name: str, layout: data.Layout):
-        self.layout = data.Layout.cast(layout)
+    def __init__(self, dut, name: str, layout: data.StructLayout):
+        self.layout = layout
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
+        self._valid, self._ready, self._payload = reader(self.valid), reader(self.ready), reader(self.payload)
 
     def pack(self, value: Any) -> int:
-        return value if isinstance(value, int) else self.layout.const(value).as_value().value
+        return value if isinstance(value, int) else pack(self.layout, value)
 
-    def unpack(self, bits: int) -> Any:
-        return self.layout.from_bits(bits)
+    def unpack(self, bits: int) -> dict[str, int]:
+        return unpack(self.layout, bits)
 
     def get_valid(self, ctx=None) -> bool:
-        return int(self.valid.value) == 1
+        return self._valid() == 1
 
     def get_ready(self, ctx=None) -> bool:
-        return int(self.ready.value) == 1
+        return self._ready() == 1
 
     def set_valid(self, ctx, value: bool) -> None:
         self.valid.value = int(value)
@@ -98,7 +124,7 @@ class CocotbPort:
         self.ready.value = int(value)
 
     def get_payload(self, ctx=None) -> Any:
-        return self.unpack(int(self.payload.value))
+        return self.unpack(self._payload())
 
     def set_payload(self, ctx, value: Any) -> None:
         self.payload.value = self.pack(value)
@@ -147,17 +173,21 @@ class Source:
 
 class Sink:
     """Monitor with back-pressure: ``ready(cycle)`` (optional; always ready by default) drives
-    ``ready``; :meth:`step` returns the payload transferred in the cycle, else None."""
+    ``ready``; :meth:`step` returns the payload transferred in the cycle, else None. With ``hold`` the
+    signal is written only when it changes (for a bench that owns it: nothing else, a reset included,
+    drives it meanwhile; each write costs a simulator call)."""
 
-    def __init__(self, port: SimPort | CocotbPort, ready: Callable[[int], bool] | None = None):
-        self.port, self.ready = port, ready
-        self.now = True
+    def __init__(self, port: SimPort | CocotbPort, ready: Callable[[int], bool] | None = None, hold: bool = False):
+        self.port, self.ready, self.hold = port, ready, hold
+        self.now, self._driven = True, False
 
     def drive(self, ctx, cycle: int) -> bool:
         """Set ``ready`` for this cycle; returns it."""
-        self.now = True if self.ready is None else bool(self.ready(cycle))
-        self.port.set_ready(ctx, self.now)
-        return self.now
+        now = True if self.ready is None else bool(self.ready(cycle))
+        if now != self.now or not (self.hold and self._driven):
+            self.port.set_ready(ctx, now)
+            self.now, self._driven = now, True
+        return now
 
     def sample(self, ctx) -> Any:
         """After :meth:`drive` (under cocotb, once settled): the payload transferred in this cycle, else
@@ -174,18 +204,23 @@ class Sink:
 
 class EpuBarrier:
     """The host's side of the hub's phase barrier (``sync``): the EPU acknowledges a barrier
-    ``epu_cycles`` cycles after it is first offered (its softmax work); :meth:`step` is told each
-    cycle whether a barrier is offered and answers whether to take it in that cycle."""
+    ``epu_cycles`` cycles after it is first offered (its softmax work). ``ready`` says, before the
+    cycle's signals settle, whether a barrier offered in this cycle is taken; :meth:`step` is then told
+    whether one was offered and returns whether it was taken."""
 
-    def __init__(self, epu_cycles: int):
+    def __init__(self, epu_cycles: int = EPU_CYCLES):
         self.epu_cycles = epu_cycles
         self.waiting = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.waiting >= self.epu_cycles
 
     def step(self, offered: bool) -> bool:
         if not offered:
             return False
-        self.waiting += 1
-        if self.waiting > self.epu_cycles:
+        if self.ready:
             self.waiting = 0
             return True
+        self.waiting += 1
         return False
