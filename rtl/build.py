@@ -27,7 +27,7 @@ from .dpa import DpaController
 from .hub import PimHub, Sequencer
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "cut_module", "dpa_config",
-           "dpa_testbench_config", "hub_testbench_config", "run_config", "synthesize",
+           "run_config", "synthesize",
            "to_verilog", "workload_config", "write_block_verilog", "write_cached_verilog", "write_verilog"]
 DPA_HEAD_DIM = 128
 """Head dimension the DPA controller is built for (its chunk geometry and V slices depend on it)."""
@@ -38,15 +38,6 @@ def dpa_config(module: str = DEFAULT_MODULE) -> DpaConfig:
     return DpaConfig(ModuleOrg.load(module), DPA_HEAD_DIM)
 
 
-def dpa_testbench_config(module: str = DEFAULT_MODULE) -> DpaConfig:
-    """The DPA controller's parameters in the cocotb block testbench: the shipped design scaled down so
-    that a random run fills the config buffer and exhausts the pool often (4 requests, 2 segments,
-    8 virtual chunks per segment, a pool of 32 chunks = one longest request); the instruction buffer
-    and the field widths are the shipped ones."""
-    return DpaConfig(ModuleOrg.load(module), DPA_HEAD_DIM, max_requests=4, segments=2, max_chunks_per_segment=8,
-                     chunks=32)
-
-
 class SynthesisError(RuntimeError):
     """Yosys failed or printed no statistics."""
 
@@ -54,12 +45,6 @@ class SynthesisError(RuntimeError):
 def cut_module(module: str, channels: int) -> ModuleOrg:
     """Module preset ``module`` with only ``channels`` channels (smaller hubs for simulation)."""
     return dataclasses.replace(ModuleOrg.load(module), name=f"{module}-{channels}ch", channels=channels)
-
-
-def hub_testbench_config(module: str = DEFAULT_MODULE) -> DpaConfig:
-    """The hub's parameters in its cocotb system testbench: the module cut to 4 channels (head_dim 64:
-    one V slice of 4 channels) and the DPA controller of :func:`dpa_testbench_config` scaled to it."""
-    return DpaConfig(cut_module(module, 4), 64, max_requests=4, segments=2, max_chunks_per_segment=4, chunks=32)
 
 
 def workload_config(org: ModuleOrg, head_dim: int, segments: int, lengths: list[int]) -> DpaConfig:
@@ -78,18 +63,19 @@ def run_config(model, lengths, module: str = DEFAULT_MODULE) -> DpaConfig:
     return workload_config(ModuleOrg.load(module), model.head_dim, model.kv_heads, lengths)
 
 
-def build_block(block: str, module: str = DEFAULT_MODULE, timing: str = DEFAULT_TIMING, testbench: bool = False):
-    """Elaborate one block with the default (or given) presets; ``testbench``: the parameters of its
-    cocotb testbench (:func:`dpa_testbench_config`, :func:`hub_testbench_config`; the others' defaults)."""
+def build_block(block: str, module: str = DEFAULT_MODULE, timing: str = DEFAULT_TIMING, dpa: DpaConfig | None = None):
+    """Elaborate one block with the default (or given) presets; ``dpa``: the DPA controller's parameters
+    (of the ``dpa`` block, or the hub's) instead of :func:`dpa_config` (a testbench's scaled build,
+    :mod:`pimphony.verification.configs`)."""
     if block not in BLOCKS:
         raise ValueError(f"unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
     org = ModuleOrg.load(module)
     if block == "dpa":
-        return DpaController(dpa_testbench_config(module) if testbench else dpa_config(module))
+        return DpaController(dpa or dpa_config(module))
     if block == "sequencer":
         return Sequencer(Format.for_org(org))
     if block == "hub":
-        dpa = hub_testbench_config(module) if testbench else dpa_config(module)
+        dpa = dpa or dpa_config(module)
         return PimHub(dpa, TimingPreset.load(timing), QueueConfig.rtl_default(dpa.org))
     return DcsQueue(Format.for_org(org), TimingPreset.load(timing), QueueConfig.rtl_default(org))
 

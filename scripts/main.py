@@ -590,11 +590,12 @@ def _time_cocotb_suite(block: str, what: str) -> bool:
     """Run a block's cocotb suite on every simulator (seed 1) and print the wall time of each; True when
     one took longer than the 3-minute target."""
     from pimphony.rtl.build import write_verilog
+    from pimphony.verification.configs import testbench_options
     from pimphony.verification.runner import SIMULATORS, available, run_suite, testcases
 
     print(f"cocotb block suite of {what} ({len(testcases(block))} tests; target <= 3 min on 2 cores):")
     slow = False
-    verilog = write_verilog(block, Path("build/rtl/testbench"), testbench=True)
+    verilog = write_verilog(block, Path("build/rtl/testbench"), **testbench_options(block))
     for sim in SIMULATORS:
         missing = available(sim)
         if missing:

@@ -101,17 +101,17 @@ def test_testbench_verilog_is_converted_once_per_revision(tmp_path, monkeypatch)
     import pimphony.rtl.build as build
 
     monkeypatch.setenv("PIMPHONY_CACHE", str(tmp_path / "cache"))
-    first = build.write_block_verilog("dcs", tmp_path / "a", testbench=True)
+    first = build.write_block_verilog("dcs", tmp_path / "a")
     converted = []
     real = build.to_verilog
     monkeypatch.setattr(build, "to_verilog", lambda *a: converted.append(a) or real(*a))
-    second = build.write_block_verilog("dcs", tmp_path / "b", testbench=True)
+    second = build.write_block_verilog("dcs", tmp_path / "b")
     assert second.read_text() == first.read_text() and not converted
     stamp = first.stat().st_mtime_ns
-    assert build.write_block_verilog("dcs", tmp_path / "a", testbench=True).stat().st_mtime_ns == stamp
-    build.write_block_verilog("dcs", tmp_path / "c")                    # other options: another key
+    assert build.write_block_verilog("dcs", tmp_path / "a").stat().st_mtime_ns == stamp
+    build.write_block_verilog("dcs", tmp_path / "c", timing="aim-gddr6-1ns")     # other options: another key
     assert len(converted) == 1
     blocker = tmp_path / "cache-is-a-file"
     blocker.write_text("")
     monkeypatch.setenv("PIMPHONY_CACHE", str(blocker))
-    assert build.write_block_verilog("dcs", tmp_path / "d", testbench=True).read_text() == first.read_text()
+    assert build.write_block_verilog("dcs", tmp_path / "d").read_text() == first.read_text()

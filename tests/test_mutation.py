@@ -43,11 +43,11 @@ def test_mutated_verilog_differs_and_the_shipped_rtl_does_not_change(tmp_path):
     """In a fresh process the mutant's block is built from the faulty source; this process's RTL is intact."""
     script = ("import sys; from pimphony.verification.mutation import apply, mutant; "
               "apply(mutant('queue-overflow')); from pimphony.rtl.build import write_verilog; "
-              "write_verilog('dcs', __import__('pathlib').Path(sys.argv[1]), testbench=True)")
+              "write_verilog('dcs', __import__('pathlib').Path(sys.argv[1]))")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "bad")], check=True)
     from pimphony.rtl.build import write_verilog
 
-    good = write_verilog("dcs", tmp_path / "good", testbench=True).read_text()
+    good = write_verilog("dcs", tmp_path / "good").read_text()
     bad = (tmp_path / "bad" / "dcs_queue.v").read_text()
     assert good != bad and len(good.splitlines()) == pytest.approx(len(bad.splitlines()), rel=0.01)
 

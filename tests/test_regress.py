@@ -67,7 +67,7 @@ def test_waves_hold_the_design_inside(tmp_path):
     from pimphony.rtl.build import write_block_verilog
     from pimphony.verification.runner import run
 
-    source = write_block_verilog("dcs", tmp_path / "rtl", testbench=True)
+    source = write_block_verilog("dcs", tmp_path / "rtl")
     run("icarus", source, "dcs_queue", "pimphony.verification.tests.tb_dcs", tmp_path / "sim", waves=True,
         quiet=True, extra_env={"PIMPHONY_SEED": "1"}, testcase=["gemv_every_policy"])
     [wave] = (tmp_path / "sim" / "icarus" / "dcs_queue").glob("*.fst")

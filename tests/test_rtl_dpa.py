@@ -10,9 +10,9 @@ from pimphony.model.config import ModuleOrg
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.isa import Format
 from pimphony.model.kvcache import Status
-from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
 from pimphony.scheduler.dpa import head_program
+from pimphony.verification.configs import dpa_testbench_config
 from pimphony.verification.env.dpa import OperationSource, error_cases, fetched_entries
 from pimphony.verification.sim import simulate_dpa
 

@@ -11,9 +11,10 @@ from pimphony.model.dpa import DpaControllerModel, DpaOp, DpaOperation, load_pro
 from pimphony.model.isa import Format, to_commands, unroll
 from pimphony.model.queue import Policy, QueueConfig
 from pimphony.model.timing import check_trace
-from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
 from pimphony.scheduler.dpa import head_program
+from pimphony.verification import configs
+from pimphony.verification.configs import hub_testbench_config
 from pimphony.verification.env.hub import AttentionOnHub
 from pimphony.verification.sim import simulate_hub
 
@@ -120,7 +121,7 @@ def test_hub_verilog_holds_one_queue_module_for_every_channel(tmp_path):
     from pimphony.rtl.build import write_block_verilog, write_verilog
     from pimphony.verification.runner import hierarchical_blocks, repeated_modules
 
-    text = write_block_verilog("hub", tmp_path, testbench=True).read_text()
+    text = write_block_verilog("hub", tmp_path, **configs.testbench_options("hub")).read_text()
     assert text.count("\nmodule pim_hub_queue(") == 1
     assert [f"queue{c}" for c in range(4)] == sorted(
         line.split()[1] for line in text.splitlines() if line.startswith("  pim_hub_queue "))

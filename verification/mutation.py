@@ -228,12 +228,13 @@ def smoke_order(m: Mutant) -> list:
 
 
 def _by_simulation(m: Mutant, sim: str, root: Path) -> str:
-    from pimphony.rtl.build import write_verilog
+    from pimphony.rtl.build import write_verilog  # the blocks: imported after the mutant is applied
 
+    from .configs import testbench_options
     from .runner import SUITES, run_suite
 
     for run in smoke_order(m):
-        source = write_verilog(run.block, root / "rtl" / run.block, testbench=True)
+        source = write_verilog(run.block, root / "rtl" / run.block, **testbench_options(run.block))
         try:
             run_suite(run.block, sim, source, root / "sim", run.seed, quiet=True, scale=run.scale)
         except RuntimeError:

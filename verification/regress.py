@@ -165,7 +165,9 @@ def _testbench_verilog(block: str, root: Path) -> Path:
     """A block's testbench Verilog, written once per process and folder (converted once per revision)."""
     from pimphony.rtl.build import write_block_verilog
 
-    return write_block_verilog(block, root / "rtl" / block, testbench=True)
+    from .configs import testbench_options
+
+    return write_block_verilog(block, root / "rtl" / block, **testbench_options(block))
 
 
 def run_one(run: SuiteRun, index: int, sim: str, root: Path, waves: bool, separate: bool = False) -> RunOutcome:

@@ -1,5 +1,5 @@
 """cocotb tests of the DPA controller (top ``dpa_controller``, built with
-:func:`pimphony.rtl.build.dpa_testbench_config`). Parameters come from the environment:
+:func:`pimphony.verification.configs.dpa_testbench_config`). Parameters come from the environment:
 ``PIMPHONY_SEED`` (default: random, printed) and ``PIMPHONY_SCALE`` (operations per random run / 300)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from pimphony.model.dpa import DpaConfig, DpaOp, DpaOperation, load_program
 from pimphony.model.isa import LOOP_ROW_UNIT, Format
 from pimphony.model.kvcache import Status
-from pimphony.rtl.build import dpa_testbench_config
 from pimphony.rtl.dpa import DpaController
+from pimphony.verification.configs import dpa_testbench_config
 from pimphony.verification.env import coverage
 from pimphony.verification.env.dpa import DpaBench, OperationSource, error_cases, fetched_entries, testbench_program
 from pimphony.verification.env.reset import hold_reset

@@ -1,5 +1,6 @@
-"""cocotb system tests of the hub (top ``pim_hub``, built with :func:`pimphony.rtl.build.hub_testbench_config`:
-4 channels). ``PIMPHONY_SEED`` (default: random, printed) seeds the data and the back-pressure."""
+"""cocotb system tests of the hub (top ``pim_hub``, built with
+:func:`pimphony.verification.configs.hub_testbench_config`: 4 channels). ``PIMPHONY_SEED`` (default:
+random, printed) seeds the data and the back-pressure."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from cocotb.clock import Clock
 
 from pimphony.model.config import DEFAULT_TIMING, ModelConfig, TimingPreset
 from pimphony.model.queue import Policy, QueueConfig
-from pimphony.rtl.build import hub_testbench_config
 from pimphony.rtl.hub import PimHub
+from pimphony.verification.configs import hub_testbench_config
 from pimphony.verification.env import coverage
 from pimphony.verification.env.hub import AttentionOnHub, HubBench, PlainAttentionOnHub, port_layouts, reset_hub
 from pimphony.verification.env.stats import cycles_target, record
