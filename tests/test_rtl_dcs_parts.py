@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The DCS queue's components alone, in amaranth.sim, as LiteDRAM tests its timers: per-cycle input
 strings in, per-cycle output strings compared (character ``i`` is clock cycle ``i``, sampled before its
 edge)."""
