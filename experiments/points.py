@@ -9,7 +9,15 @@ import json
 import re
 from dataclasses import dataclass
 
-from pimphony.model.config import DEFAULT_TIMING, ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from pimphony.model.config import (
+    DEFAULT_GENERATE,
+    DEFAULT_TIMING,
+    ModelConfig,
+    ModuleOrg,
+    SystemConfig,
+    TimingPreset,
+    WorkloadConfig,
+)
 from pimphony.model.perf.system import MODULES, PerfResult, Point, Techniques, context_workload, evaluate
 from pimphony.scheduler.costs import kernel_costs
 
@@ -45,7 +53,7 @@ class PointSpec:
     module: str | None = None
     timing: str = DEFAULT_TIMING
     seed: int = 0
-    generate: int = 512
+    generate: int = DEFAULT_GENERATE
     t_max: int | None = None
     hfp_span: int | None = None
 

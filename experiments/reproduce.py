@@ -11,7 +11,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pimphony.model.config import DEFAULT_MODULE, DEFAULT_TIMING, ModelConfig, ModuleOrg, TimingPreset, WorkloadConfig
+from pimphony.model.config import (
+    DEFAULT_GENERATE,
+    DEFAULT_MODULE,
+    DEFAULT_TIMING,
+    ModelConfig,
+    ModuleOrg,
+    TimingPreset,
+    WorkloadConfig,
+)
 from pimphony.model.isa import Opcode
 from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
 from pimphony.model.perf.capacity import capacity_trials
@@ -282,7 +290,7 @@ def _dcs_drivers(d: DcsResults) -> list[str]:
 DPA_WORKLOADS = (("qmsum", "qwen1.5-7b"), ("musique", "qwen1.5-7b"), ("multifieldqa", "llama-3.1-8b"),
                  ("loogle-sd", "llama-3.1-8b"))
 
-def capacity_rows(module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = 512, trials: int = 10,
+def capacity_rows(module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = DEFAULT_GENERATE, trials: int = 10,
                   seed: int = 0) -> list[tuple[str, str, int, dict]]:
     """Fig. 19's points, (workload, model, T_max, {policy: CapacityResult}): the one definition of capacity
     utilisation (live KV / reserved KV, averaged over the decode steps) that ``reproduce dpa`` and the full
@@ -297,8 +305,8 @@ def capacity_rows(module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int 
     return rows
 
 
-def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = 512, trials: int = 10,
-                  seed: int = 0) -> Path:
+def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, generate: int = DEFAULT_GENERATE,
+                  trials: int = 10, seed: int = 0) -> Path:
     """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
     out.mkdir(parents=True, exist_ok=True)
     org = ModuleOrg.load(module)

@@ -271,6 +271,9 @@ DEFAULT_MODULE = "aimx-16ch"
 """The module preset every command and block uses unless told otherwise (the paper's 16 x 16 AiMX)."""
 DEFAULT_TIMING = "aim-gddr6"
 """The timing preset every command and block uses unless told otherwise (aim_simulator's GDDR6-AiM)."""
+DEFAULT_GENERATE = 512
+"""Tokens each request generates in the system and capacity models unless told otherwise (the static
+baseline reserves them on top of the context)."""
 
 
 @dataclass(frozen=True, kw_only=True)

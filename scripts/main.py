@@ -15,6 +15,7 @@ import numpy as np
 
 from pimphony.experiments.serving import SERVING_RATES, reproduce_serving
 from pimphony.model.config import (
+    DEFAULT_GENERATE,
     DEFAULT_MODULE,
     DEFAULT_TIMING,
     ConfigError,
@@ -288,7 +289,7 @@ def _register_perf(sub: argparse._SubParsersAction) -> None:
     perf.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
     perf.add_argument("--alloc", choices=ALLOCS, default=Techniques.alloc)
     perf.add_argument("--t-max", type=_positive, help="static reservation per request (default: the model's context)")
-    perf.add_argument("--generate", type=_positive, default=512, help="tokens generated per request")
+    perf.add_argument("--generate", type=_positive, default=DEFAULT_GENERATE, help="tokens generated per request")
     perf.add_argument("--seed", type=_nonneg, default=0, help="seed of the sampled request lengths")
     perf.add_argument("--json", action="store_true", help="print the result as one JSON object")
     perf.set_defaults(func=cmd_perf)
@@ -927,7 +928,7 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
     rp.add_argument("--module", default=DEFAULT_MODULE)
     rp.add_argument("--kv-gb", type=_positive, default=112, help="KV-cache capacity in GB")
-    rp.add_argument("--generate", type=_positive, default=512, help="decode steps per request")
+    rp.add_argument("--generate", type=_positive, default=DEFAULT_GENERATE, help="decode steps per request")
     rp.add_argument("--trials", type=_positive, default=10, help="seeded batches per point")
     rp.add_argument("--seed", type=_nonneg, default=0)
     rep.set_defaults(func=cmd_reproduce)

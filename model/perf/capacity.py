@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ModelConfig, ModuleOrg, WorkloadConfig
+from ..config import DEFAULT_GENERATE, ModelConfig, ModuleOrg, WorkloadConfig
 from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 from ..paper import PAPER as PAPER_FIGURES
 
@@ -42,7 +42,7 @@ class CapacityResult:
 
 
 def capacity_run(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str,
-                 seed: int, generate: int = 512, t_max: int | None = None, max_requests: int = 4096,
+                 seed: int, generate: int = DEFAULT_GENERATE, t_max: int | None = None, max_requests: int = 4096,
                  chunk_bytes: int = MIB) -> CapacityResult:
     """Admit and decode one batch under ``policy`` (``"static"`` or ``"dpa"``)."""
     if policy not in ("static", "dpa"):
@@ -91,7 +91,8 @@ class Admitter:
     capacities (the system model's deployments) costs a binary search per capacity."""
 
     def __init__(self, model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, policy: str, seed: int,
-                 generate: int = 512, t_max: int | None = None, max_requests: int = 4096, chunk_bytes: int = MIB):
+                 generate: int = DEFAULT_GENERATE, t_max: int | None = None, max_requests: int = 4096,
+                 chunk_bytes: int = MIB):
         if policy not in ("static", "dpa"):
             raise ValueError(f"policy must be 'static' or 'dpa', got {policy!r}")
         self.policy, self.generate, self.chunk_bytes, self.max_requests = policy, generate, chunk_bytes, max_requests
@@ -132,7 +133,7 @@ class Admitter:
 
 
 def admit(model: ModelConfig, org: ModuleOrg, workload: WorkloadConfig, kv_bytes: int, policy: str, seed: int,
-          generate: int = 512, t_max: int | None = None, max_requests: int = 4096,
+          generate: int = DEFAULT_GENERATE, t_max: int | None = None, max_requests: int = 4096,
           chunk_bytes: int = MIB) -> Admission:
     """The closed form of :func:`capacity_run`: the same batch, lengths and utilisation, vectorised.
 

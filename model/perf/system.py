@@ -44,7 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..config import ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
+from ..config import DEFAULT_GENERATE, ModelConfig, ModuleOrg, SystemConfig, TimingPreset, WorkloadConfig
 from ..kvcache import MIB
 from ..queue import Policy
 from .capacity import Admission, Admitter
@@ -174,7 +174,7 @@ class Point:
     techniques: Techniques = field(default_factory=Techniques)
     t_max: int | None = None
     seed: int = 0
-    generate: int = 512
+    generate: int = DEFAULT_GENERATE
     chunk_bytes: int = MIB
 
     @property
@@ -419,7 +419,7 @@ def evaluate(point: Point, costs: KernelCosts) -> PerfResult:
     return PerfResult(point, best, plans)
 
 
-def context_workload(context: int, fixed: bool = False, generate: int = 512) -> tuple[WorkloadConfig, int]:
+def context_workload(context: int, fixed: bool = False, generate: int = DEFAULT_GENERATE) -> tuple[WorkloadConfig, int]:
     """The workload of a context-``L`` point and the T_max that static allocation reserves for it.
 
     * spread (Fig. 17, "3 sigma context variation"): prompts normal(L, L/3) clipped to [1, 2L] (our
