@@ -264,7 +264,7 @@ class DpaBench:
         dut = self.dut
         pending: deque[DpaOperation] = deque(ops)
         accepted, waiting, start = 0, False, self.cycle
-        while (pending or waiting) and self.cycle - start < max_cycles:
+        while (pending or waiting or self.mgmt.busy) and self.cycle - start < max_cycles:
             if stop is not None and stop():
                 break
             if pending and not waiting and not self.mgmt.busy:
