@@ -85,3 +85,24 @@ def test_epu_barrier_takes_a_barrier_after_the_epu_cycles():
     barrier = EpuBarrier(2)
     assert [barrier.step(o) for o in (False, True, True, True, True, False, True)] == \
         [False, False, False, True, False, False, False]
+
+
+def test_bench_patterns_and_a_cleared_source():
+    """The benches' patterns: none at rate 0, a seeded one otherwise (ready is the complement of the
+    stalled cycles); a cleared source drops what it offered and lowers valid."""
+    import numpy as np
+
+    from pimphony.verification.env.stream import idle_pattern, ready_pattern
+
+    rng = np.random.default_rng(7)
+    assert idle_pattern(0, rng) is None and ready_pattern(0, rng) is None
+    ready = ready_pattern(0.25, rng)
+    assert 130 < sum(ready(c) for c in range(200)) < 170
+    top = _Top("cmd")
+    source = Source(CocotbPort(top, "cmd", data.StructLayout({"a": 4})))
+    source.send({"a": 1})
+    source.send({"a": 2})
+    assert source.step(None, 0) is None and top.cmd__valid.value == 1        # not ready: held
+    source.clear()
+    source.drive(None, 1)
+    assert top.cmd__valid.value == 0 and not source.busy

@@ -30,7 +30,7 @@ from pimphony.rtl.dcs import SEQ_BITS
 from pimphony.rtl.layouts import command_layout
 
 from . import coverage
-from .stream import CocotbPort, Gaps, Sink, Source
+from .stream import CocotbPort, Sink, Source, idle_pattern, ready_pattern
 
 SEQ_MASK = (1 << SEQ_BITS) - 1
 ENOUGH_ERRORS = 20
@@ -76,11 +76,6 @@ class Workload:
         for cmd in to_commands(self.stream):
             bfm.execute(cmd)
         return bfm.gpr
-
-
-def _not(pattern):
-    """Ready in the cycles ``pattern`` (back-pressure) leaves free."""
-    return lambda cycle: not pattern(cycle)
 
 
 def _layouts(fmt: Format) -> tuple[Layout, Layout]:
@@ -173,14 +168,11 @@ class DcsBench:
         self.rng = np.random.default_rng(seed)
         cfg = dataclasses.replace(QueueConfig.rtl_default(org), policy=policy)
         cmd_layout, out_layout = _layouts(self.fmt)
-        self.driver = Source(CocotbPort(dut, "cmd_in", cmd_layout),
-                             idle=Gaps(idle, int(self.rng.integers(1 << 32)), log=None) if idle else None)
+        self.driver = Source(CocotbPort(dut, "cmd_in", cmd_layout), idle=idle_pattern(idle, self.rng))
         for cmd in to_commands(workload.stream):
             self.driver.send(self.fmt.encode_command(cmd))
         self.accepted = 0
-        self.ready = Sink(CocotbPort(dut, "cmd_out", out_layout),
-                          ready=_not(Gaps(backpressure, int(self.rng.integers(1 << 32)), log=None))
-                          if backpressure else None)
+        self.ready = Sink(CocotbPort(dut, "cmd_out", out_layout), ready=ready_pattern(backpressure, self.rng))
         self.scoreboard = Scoreboard(workload, timing, policy, cfg)
         self.cycles: list[int] = []
         self.policy = policy

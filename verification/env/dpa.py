@@ -25,7 +25,7 @@ from pimphony.model.program import DpaProgram
 from pimphony.scheduler.dpa import head_program
 
 from . import coverage
-from .stream import CocotbPort, Gaps, Sink, Source
+from .stream import CocotbPort, Sink, Source, idle_pattern, ready_pattern
 
 
 def testbench_program(config: DpaConfig) -> DpaProgram:
@@ -223,11 +223,6 @@ class DpaScoreboard:
         self.expected.clear()
 
 
-def _ready(backpressure: Gaps):
-    """Ready in the cycles the back-pressure pattern leaves free."""
-    return lambda cycle: not backpressure(cycle)
-
-
 class DpaBench:
     """Drives ``mgmt`` (with idle cycles), ``resp.ready`` and ``ins_out.ready`` (with back-pressure),
     and feeds the monitors' transfers to the scoreboard, once per clock cycle."""
@@ -237,9 +232,8 @@ class DpaBench:
         self.dut, self.config, self.rng = dut, config, rng
         self.req_layout, self.resp_layout, self.out_layout = layouts
         self.fmt = Format.for_org(config.org)
-        self.mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars,
-                           idle=Gaps(idle, int(rng.integers(1 << 32)), log=None) if idle else None)
-        ready = _ready(Gaps(backpressure, int(rng.integers(1 << 32)), log=None)) if backpressure else None
+        self.mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars, idle=idle_pattern(idle, rng))
+        ready = ready_pattern(backpressure, rng)
         self.resp = Sink(CocotbPort(dut, "resp", self.resp_layout), ready=ready)
         self.ins = Sink(CocotbPort(dut, "ins_out", self.out_layout), ready=ready)
         self.scoreboard = DpaScoreboard(config)
@@ -289,8 +283,7 @@ class DpaBench:
                 waiting = False
             await RisingEdge(dut.clk)
             self.cycle += 1
-        if self.mgmt.offered:                   # stopped with an operation offered: it is not sent
-            self.mgmt.offered = False
+        self.mgmt.clear()                       # stopped with an operation offered: it is not sent
         self.mgmt.drive(None, self.cycle)
         if self.cycle - start >= max_cycles:
             self.scoreboard.errors.append(f"cycle {self.cycle}: no progress within {max_cycles} cycles")

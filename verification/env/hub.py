@@ -39,7 +39,7 @@ from pimphony.scheduler.partition import TokenCentricPartition, make_partition
 from . import coverage
 from .reset import hold_reset
 from .signals import reader
-from .stream import CocotbPort, EpuBarrier, Gaps, Sink, Source
+from .stream import CocotbPort, EpuBarrier, Sink, Source, ready_pattern
 
 
 class HubAttention:
@@ -289,11 +289,6 @@ async def reset_hub(dut, channels: int, policy: int) -> None:
     await RisingEdge(dut.clk)
 
 
-def _ready(backpressure):
-    """Ready in the cycles the back-pressure pattern leaves free."""
-    return lambda cycle: not backpressure(cycle)
-
-
 class HubBench:
     """Drives a ``pim_hub`` at its pins with an :class:`AttentionOnHub` (cocotb): the host port, the
     EPU's barrier handshake (``epu_cycles`` after each barrier), ``ready`` on every channel's command
@@ -324,8 +319,7 @@ class HubBench:
                        encode=lambda item: {"ins": self.fmt.encode_instruction(item[0]), "sv": item[1]})
         resp = Sink(CocotbPort(dut, "resp", self.resp_layout), hold=True)
         channels = [Sink(CocotbPort(dut, f"cmd_out__{c}", self.out_layout),
-                         ready=_ready(Gaps(self.backpressure, int(self.rng.integers(1 << 32)), log=None))
-                         if self.backpressure else None, hold=True) for c in range(self.channels)]
+                         ready=ready_pattern(self.backpressure, self.rng), hold=True) for c in range(self.channels)]
         barrier = EpuBarrier(self.epu_cycles)
         sync_valid, sync_payload, idle, mode = (reader(getattr(dut, name))
                                                 for name in ("sync__valid", "sync__payload", "idle", "mode"))

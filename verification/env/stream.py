@@ -48,6 +48,21 @@ class Gaps:
         return self._memo[cycle]
 
 
+def idle_pattern(rate: float, rng) -> Callable[[int], bool] | None:
+    """A source's idle cycles at ``rate``, seeded from ``rng`` (a numpy Generator the bench seeded and
+    printed); None when ``rate`` is 0."""
+    return Gaps(rate, int(rng.integers(1 << 32)), log=None) if rate else None
+
+
+def ready_pattern(backpressure: float, rng) -> Callable[[int], bool] | None:
+    """A sink's ``ready`` with back-pressure in about ``backpressure`` of the cycles, seeded from ``rng``;
+    None (always ready) when it is 0."""
+    if not backpressure:
+        return None
+    stalled = Gaps(backpressure, int(rng.integers(1 << 32)), log=None)
+    return lambda cycle: not stalled(cycle)
+
+
 class SimPort:
     """amaranth.sim binding of a stream port (an interface with ``valid``, ``ready`` and ``payload``)."""
 
@@ -144,6 +159,12 @@ class Source:
 
     def send(self, item: Any) -> None:
         self.items.append(item)
+
+    def clear(self) -> None:
+        """Forget the item being offered and those waiting (a run stopped early); ``valid`` falls at the
+        next :meth:`drive`."""
+        self.items.clear()
+        self.offered = False
 
     @property
     def busy(self) -> bool:
