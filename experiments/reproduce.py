@@ -21,7 +21,7 @@ from pimphony.model.config import (
     WorkloadConfig,
 )
 from pimphony.model.isa import Opcode
-from pimphony.model.perf.capacity import PAPER as CAPACITY_PAPER
+from pimphony.model.paper import PAPER
 from pimphony.model.perf.capacity import capacity_trials
 from pimphony.model.perf.channel import CATEGORIES
 from pimphony.model.queue import Policy, QueueConfig
@@ -117,7 +117,7 @@ def reproduce_dcs(out: Path, module: str = DEFAULT_MODULE, timing: str = DEFAULT
 
 
 def _dcs_plots(out: Path, d: DcsResults) -> None:
-    tp, f7, f8, f18, paper8 = d.tp, d.f7, d.f8, d.f18, X.PAPER["fig8_static_util_128"]
+    tp, f7, f8, f18, paper8 = d.tp, d.f7, d.f8, d.f18, PAPER["fig8"]["static_utilisation_128"]
     fig, axes = plt.subplots(3, 1, figsize=(9, 5.4), sharex=True)
     _timeline(axes[0], f7.aim_run.command, f7.aim_run.cycle - 1,
               f"aim (aim_simulator's in-order AiM controller): {f7.aim_cycles} cycles")
@@ -153,8 +153,10 @@ def _dcs_plots(out: Path, d: DcsResults) -> None:
 def _dcs_summary(d: DcsResults) -> list[str]:
     """The introduction and the paper-against-pimphony table."""
     org, tp, f7, at128, f18 = d.org, d.tp, d.f7, d.at128, d.f18
-    paper7 = X.PAPER["fig7_static"] / X.PAPER["fig7_dcs"]
-    paper8, paper18, paper_bytes = X.PAPER["fig8_static_util_128"], X.PAPER["fig18_max_ratio"], X.PAPER["table_bytes"]
+    fig7 = PAPER["fig7"]
+    paper7 = fig7["static_cycles"] / fig7["dcs_cycles"]
+    paper8, paper18 = PAPER["fig8"]["static_utilisation_128"], PAPER["fig18"]["max_ratio"]
+    paper_bytes = PAPER["table_bytes"]
     length, violations, tables = d.length, d.violations, d.tables
     return [
         "# DCS reproduction",
@@ -169,10 +171,10 @@ def _dcs_summary(d: DcsResults) -> list[str]:
         "",
         "| figure | quantity | paper | pimphony | ratio |",
         "|---|---|---|---|---|",
-        f"| Fig. 7 | GEMV example, static -> DCS cycles (baseline: aim) | {X.PAPER['fig7_static']} -> "
-        f"{X.PAPER['fig7_dcs']} ({paper7:.2f}x) | {f7.aim_cycles} -> {f7.dcs_cycles} "
+        f"| Fig. 7 | GEMV example, static -> DCS cycles (baseline: aim) | {fig7['static_cycles']} -> "
+        f"{fig7['dcs_cycles']} ({paper7:.2f}x) | {f7.aim_cycles} -> {f7.dcs_cycles} "
         f"({f7.aim_cycles / f7.dcs_cycles:.2f}x) | {f7.aim_cycles / f7.dcs_cycles / paper7:.2f} |",
-        f"| Fig. 7 | same, second baseline: static (nRDHUB) | {X.PAPER['fig7_static']} -> {X.PAPER['fig7_dcs']} "
+        f"| Fig. 7 | same, second baseline: static (nRDHUB) | {fig7['static_cycles']} -> {fig7['dcs_cycles']} "
         f"({paper7:.2f}x) | {f7.static_cycles} -> {f7.dcs_cycles} "
         f"({f7.static_cycles / f7.dcs_cycles:.2f}x) | {f7.static_cycles / f7.dcs_cycles / paper7:.2f} |",
         f"| Fig. 8 | static MAC utilisation, dimension 128 (baseline: aim) | {_pct(paper8)} | {_pct(at128['aim'])} | "
@@ -235,7 +237,7 @@ def _dcs_tables(d: DcsResults) -> list[str]:
 def _dcs_drivers(d: DcsResults) -> list[str]:
     """What drives the gaps, with the arithmetic."""
     org, tp, f7, at128, f18, util, cfg, shallow = d.org, d.tp, d.f7, d.at128, d.f18, d.util, d.cfg, d.shallow
-    unblocked, paper8 = d.unblocked, X.PAPER["fig8_static_util_128"]
+    unblocked, paper8 = d.unblocked, PAPER["fig8"]["static_utilisation_128"]
     g8 = [r for r in util if r["group"] == 8]
     return [
         "",
@@ -319,10 +321,10 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
     _paired_bars(ax1, names, [100 * r[3]["static"].utilisation for r in rows],
                  [100 * r[3]["dpa"].utilisation for r in rows], ("static (T_max)", "DPA"),
                  "capacity utilisation (%)", "Fig. 19: live KV / reserved KV")
-    ax1.axhline(100 * CAPACITY_PAPER["static_average"], color="C0", linestyle=":",
-                label=f"paper static avg {_pct(CAPACITY_PAPER['static_average'])}")
-    ax1.axhline(100 * CAPACITY_PAPER["dpa_average"], color="C1", linestyle=":",
-                label=f"paper DPA avg {_pct(CAPACITY_PAPER['dpa_average'])}")
+    ax1.axhline(100 * PAPER['fig19']["static_average"], color="C0", linestyle=":",
+                label=f"paper static avg {_pct(PAPER['fig19']['static_average'])}")
+    ax1.axhline(100 * PAPER['fig19']["dpa_average"], color="C1", linestyle=":",
+                label=f"paper DPA avg {_pct(PAPER['fig19']['dpa_average'])}")
     ax1.set_ylim(0, 130)
     ax1.legend(fontsize=7, loc="upper center", ncol=2)
     _paired_bars(ax2, names, [r[3]["static"].batch for r in rows], [r[3]["dpa"].batch for r in rows],
@@ -351,11 +353,11 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
         "",
         "| | paper | pimphony | ratio |",
         "|---|---|---|---|",
-        f"| static capacity utilisation | {_pct(CAPACITY_PAPER['static_low'])}-{_pct(CAPACITY_PAPER['static_high'])} "
-        f"(average {_pct(CAPACITY_PAPER['static_average'])}) | average {_pct(static_avg)} | "
-        f"{static_avg / CAPACITY_PAPER['static_average']:.2f} |",
-        f"| DPA capacity utilisation | average {_pct(CAPACITY_PAPER['dpa_average'])} | average {_pct(dpa_avg)} | "
-        f"{dpa_avg / CAPACITY_PAPER['dpa_average']:.2f} |",
+        f"| static capacity utilisation | {_pct(PAPER['fig19']['static_low'])}-{_pct(PAPER['fig19']['static_high'])} "
+        f"(average {_pct(PAPER['fig19']['static_average'])}) | average {_pct(static_avg)} | "
+        f"{static_avg / PAPER['fig19']['static_average']:.2f} |",
+        f"| DPA capacity utilisation | average {_pct(PAPER['fig19']['dpa_average'])} | average {_pct(dpa_avg)} | "
+        f"{dpa_avg / PAPER['fig19']['dpa_average']:.2f} |",
         "",
         "![capacity](dpa_capacity.png)",
         "",
@@ -363,10 +365,10 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
         "",
         "* The paper does not define capacity utilisation. Ours is live KV bytes over reserved KV bytes, averaged "
         "over decode steps; with static reservation it is close to the naive mean length / T_max. The paper's "
-        f"lower figures for both policies ({_pct(CAPACITY_PAPER['static_average'])} and "
-        f"{_pct(CAPACITY_PAPER['dpa_average'])}) suggest it also counts capacity that no request "
+        f"lower figures for both policies ({_pct(PAPER['fig19']['static_average'])} and "
+        f"{_pct(PAPER['fig19']['dpa_average'])}) suggest it also counts capacity that no request "
         "holds (the remainder that fits no further request, or memory outside the KV pool); its ratio DPA / "
-        f"static, {CAPACITY_PAPER['dpa_average'] / CAPACITY_PAPER['static_average']:.2f}x, is close to ours, "
+        f"static, {PAPER['fig19']['dpa_average'] / PAPER['fig19']['static_average']:.2f}x, is close to ours, "
         f"{dpa_avg / static_avg:.2f}x.",
         "* DPA's only loss here is the unfilled last chunk of each segment (at most 4095 tokens); it shrinks "
         "as contexts grow, so the LV-Eval workloads (tens of thousands of tokens) reach higher utilisation "

@@ -341,20 +341,20 @@ def _dcs_rows(st: Study) -> None:
     f7 = X.fig7(org16, aim)
     f8 = next(r for r in X.fig8(org16, aim, dims=(128,)))
     f18 = X.fig18(org16, aim, length=8192)
-    dcs_paper = X.PAPER
-    static128 = dcs_paper["fig8_static_util_128"]
+    static128 = PAPER["fig8"]["static_utilisation_128"]
+    paper7, paper18 = PAPER["fig7"], PAPER["fig18"]["max_ratio"]
     rows = st.rows
     rows.append(Row("R6", "static MAC utilisation, GEMV dimension 128 (aim)", _pct(static128), _pct(f8["aim"]),
                     f8["aim"] / static128))
     rows.append(Row("R7", "Fig. 7 GEMV cycles, static -> DCS (aim)",
-                    f"{dcs_paper['fig7_static']} -> {dcs_paper['fig7_dcs']}", f"{f7.aim_cycles} -> {f7.dcs_cycles}",
-                    (f7.aim_cycles / f7.dcs_cycles) / (dcs_paper["fig7_static"] / dcs_paper["fig7_dcs"]),
+                    f"{paper7['static_cycles']} -> {paper7['dcs_cycles']}", f"{f7.aim_cycles} -> {f7.dcs_cycles}",
+                    (f7.aim_cycles / f7.dcs_cycles) / (paper7["static_cycles"] / paper7["dcs_cycles"]),
                     "the figure's cycle counts are schematic; AiM's controller pays a TMOD mode switch "
                     "(nMODCH = 32 cycles) at each of the GEMV's register/bank switches, which the figure does not "
                     f"draw (our static-nRDHUB controller, without them: {f7.static_cycles} -> {f7.dcs_cycles})"))
     f18_max = max(r["ratio"] for r in f18)
     rows.append(Row("R8", "DCS / ping-pong utilisation, max over MHA and g = 2, 4, 8",
-                    _x(dcs_paper["fig18_max_ratio"]), _x(f18_max), f18_max / dcs_paper["fig18_max_ratio"]))
+                    _x(paper18), _x(f18_max), f18_max / paper18))
     qk_at, sv_at = _activation_thresholds(org16)
     busy = PAPER["tcp_busy_from"]
     rows.append(Row("R10", "TCP: every bank of 16 ch x 16 banks busy from (QK^T / SV)",

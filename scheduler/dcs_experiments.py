@@ -13,7 +13,6 @@ import numpy as np
 
 from pimphony.model.config import ModelConfig, ModuleOrg, TimingPreset
 from pimphony.model.isa import Opcode, channel_stream
-from pimphony.model.paper import PAPER as P
 from pimphony.model.perf.channel import ChannelTrace, run_channel
 from pimphony.model.policies import issuer
 from pimphony.model.program import Program
@@ -22,11 +21,6 @@ from pimphony.model.queue import Policy, QueueConfig
 from . import aim
 from .lower import AttentionLowering, lower_gemv
 from .partition import make_partition
-
-PAPER = {"fig7_static": P["fig7"]["static_cycles"], "fig7_dcs": P["fig7"]["dcs_cycles"],
-         "fig8_static_util_128": P["fig8"]["static_utilisation_128"], "fig18_max_ratio": P["fig18"]["max_ratio"],
-         "table_bytes": P["table_bytes"]}
-"""The paper's figures these experiments reproduce (R6, R7, R8, R23 of :mod:`pimphony.model.paper`)."""
 
 
 def gemv_trace(org: ModuleOrg, timing: TimingPreset, n: int, policy: Policy, open_row: bool = False) -> ChannelTrace:

@@ -19,10 +19,6 @@ import numpy as np
 
 from ..config import DEFAULT_GENERATE, ModelConfig, ModuleOrg, WorkloadConfig
 from ..kvcache import MIB, ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
-from ..paper import PAPER as PAPER_FIGURES
-
-PAPER = PAPER_FIGURES["fig19"]
-"""The paper's capacity utilisation (R11, R12; :mod:`pimphony.model.paper`)."""
 
 
 def sample_lengths(workload: WorkloadConfig, n: int, rng: np.random.Generator) -> np.ndarray:
