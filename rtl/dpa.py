@@ -68,7 +68,7 @@ class DpaWidths:
     @property
     def va2pa_depth(self) -> int:
         c = self.config
-        return c.max_requests * 2 * c.segments * c.max_chunks_per_segment
+        return Va2PaTable.entries(c.max_requests, c.segments, c.max_chunks_per_segment)
 
     @property
     def entry_bits(self) -> int:
@@ -154,11 +154,16 @@ class Va2PaTable(wiring.Component):
 
     def __init__(self, slots: int, segments: int, vchunks: int, chunk_bits: int):
         self.segments, self.vchunks = segments, vchunks
-        self.depth = slots * 2 * segments * vchunks
+        self.depth = self.entries(slots, segments, vchunks)
         super().__init__({
             "read_addr": In(range(self.depth)), "read_en": In(1), "read_data": Out(chunk_bits),
             "write_addr": In(range(self.depth)), "write_data": In(chunk_bits), "write_en": In(1),
         })
+
+    @staticmethod
+    def entries(slots: int, segments: int, vchunks: int) -> int:
+        """Entries of a table for ``slots`` requests: a K and a V half of ``segments`` x ``vchunks``."""
+        return slots * 2 * segments * vchunks
 
     def address(self, slot, kv, seg, vchunk):
         """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``."""
@@ -612,7 +617,7 @@ class DpaController(wiring.Component):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(status), resp.payload.chunk.eq(chunk),
                          resp.payload.offset.eq(offset), resp.payload.free.eq(free.count)]
 
-        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c), answer, want, need, new_len)
+        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c, va2pa.depth), answer, want, need, new_len)
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):
                 self._operations(d)
@@ -770,7 +775,7 @@ class _Cursor:
     K and V, in every segment of one config slot; ``more`` falls after the last entry, ``pending`` marks
     the entry whose memory access completes in this cycle."""
 
-    def __init__(self, m: Module, c: DpaConfig):
+    def __init__(self, m: Module, c: DpaConfig, entries: int):
         R, S, V = c.max_requests, c.segments, c.max_chunks_per_segment
         self.m, self.S = m, S
         self.slot = Signal(range(R), name="cur_slot")
@@ -780,7 +785,7 @@ class _Cursor:
         self.hi = [Signal(range(V + 1), name=f"hi{k}") for k in range(2)]
         self.more = Signal(name="more")
         self.pending = Signal(name="pending")
-        self.pending_addr = Signal(range(R * 2 * S * V), name="pending_addr")
+        self.pending_addr = Signal(range(entries), name="pending_addr")          # a VA2PA address
 
     def start(self, slot_v, lo0, hi0, lo1, hi1):
         self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.hi[0].eq(hi0), self.lo[1].eq(lo1),
