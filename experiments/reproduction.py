@@ -36,7 +36,7 @@ from pimphony.model.perf.system import (
 from pimphony.model.queue import QueueConfig
 from pimphony.rtl.build import dpa_config
 from pimphony.rtl.dcs import table_bytes
-from pimphony.rtl.dpa import DpaWidths
+from pimphony.rtl.dpa import DpaController
 from pimphony.scheduler import dcs_experiments as X
 from pimphony.scheduler.costs import kernel_costs
 from pimphony.scheduler.partition import make_partition
@@ -539,7 +539,7 @@ def _hardware_rows(st: Study) -> None:
                        f"{table['total']} B (D {table['d_table']} B, S {table['s_table']} B)", table["total"] / paper,
                        "the RTL as built (commands named by 16-bit sequence numbers; the S-Table holds the last "
                        f"cycles' issues); the paper's {paper} B is an upper bound we stay under"))
-    dpa_bytes = sum(DpaWidths(dpa_config()).storage_bits().values()) / 8
+    dpa_bytes = sum(DpaController.storage_bits(dpa_config()).values()) / 8
     st.rows.append(Row("R24", "DPA dispatcher buffers", f"< {PAPER['dpa_buffer_kb']} KB",
                        f"{dpa_bytes / 1024:.1f} KiB"))
 

@@ -65,25 +65,6 @@ class DpaWidths:
     def len_bits(self) -> int:
         return self.config.max_tokens.bit_length()
 
-    @property
-    def va2pa_depth(self) -> int:
-        c = self.config
-        return Va2PaTable.entries(c.max_requests, c.segments, c.max_chunks_per_segment)
-
-    @property
-    def entry_bits(self) -> int:
-        """An instruction buffer entry: the instruction, its row flag, GPR stride and guard."""
-        fmt = self.fmt
-        return fmt.instruction_bits + 1 + fmt.gpr_bits + fmt.row_bits
-
-    def storage_bits(self) -> dict[str, int]:
-        """Bits of every buffer: VA2PA table, free list, instruction buffer, config buffer."""
-        c = self.config
-        per_request = 1 + c.request_id_bits + self.len_bits + 2 * index_bits(c.max_chunks_per_segment + 1)
-        return {"va2pa": self.va2pa_depth * self.chunk_bits, "free_list": c.n_chunks * self.chunk_bits,
-                "instruction_buffer": c.program_entries * self.entry_bits,
-                "config_buffer": c.max_requests * per_request}
-
 
 class FreeList(wiring.Component):
     """The pool's free chunk numbers, a ring in block RAM.
@@ -101,7 +82,7 @@ class FreeList(wiring.Component):
 
     def __init__(self, chunks: int):
         self.chunks = chunks
-        bits = index_bits(chunks)
+        bits = index_bits(chunks)                           # a chunk number
         super().__init__({
             "ready": Out(1),
             "count": Out(range(chunks + 1), init=chunks),
@@ -110,6 +91,11 @@ class FreeList(wiring.Component):
             "push": In(1),
             "push_chunk": In(bits),
         })
+
+    @staticmethod
+    def storage_bits(chunks: int) -> int:
+        """Bits of the ring of a pool of ``chunks``: a chunk number per chunk."""
+        return chunks * index_bits(chunks)
 
     def elaborate(self, platform):
         m = Module()
@@ -165,6 +151,11 @@ class Va2PaTable(wiring.Component):
         """Entries of a table for ``slots`` requests: a K and a V half of ``segments`` x ``vchunks``."""
         return slots * 2 * segments * vchunks
 
+    @classmethod
+    def storage_bits(cls, slots: int, segments: int, vchunks: int, chunk_bits: int) -> int:
+        """Bits of the table: a chunk number per entry."""
+        return cls.entries(slots, segments, vchunks) * chunk_bits
+
     def address(self, slot, kv, seg, vchunk):
         """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``."""
         return ((slot * 2 + kv) * self.segments + seg) * self.vchunks + vchunk
@@ -197,15 +188,25 @@ class ConfigBuffer(wiring.Component):
 
     def __init__(self, config: DpaConfig, len_bits: int):
         self.config = config
-        R, V = config.max_requests, config.max_chunks_per_segment
-        values = data.StructLayout({"length": len_bits, "have": data.ArrayLayout(range(V + 1), 2)})
-        self.values = values
+        R = config.max_requests
+        self.values = values = self.slot_layout(config, len_bits)
         super().__init__({
             "request": In(config.request_id_bits),
             "found": Out(1), "slot": Out(range(R)), "free": Out(1), "free_slot": Out(range(R)),
             "current": Out(values),
             "open": In(1), "update": In(1), "close": In(1), "write": In(values),
         })
+
+    @staticmethod
+    def slot_layout(config: DpaConfig, len_bits: int) -> data.StructLayout:
+        """What a slot holds besides its valid bit and request id: the length and the K and V chunks."""
+        return data.StructLayout({"length": len_bits,
+                                  "have": data.ArrayLayout(range(config.max_chunks_per_segment + 1), 2)})
+
+    @classmethod
+    def storage_bits(cls, config: DpaConfig, len_bits: int) -> int:
+        """Bits of the slots' registers: valid, request id, length and chunks held."""
+        return config.max_requests * (1 + config.request_id_bits + cls.slot_layout(config, len_bits).size)
 
     def elaborate(self, platform):
         m = Module()
@@ -255,9 +256,7 @@ class ProgramLoader(wiring.Component):
         w = DpaWidths(config)
         fmt, org, P = w.fmt, config.org, config.program_entries
         self.ins_layout = instruction_layout(fmt)
-        self.entry_layout = data.StructLayout({"ins": self.ins_layout, "rowm": 1, "stride": fmt.gpr_bits,
-                                               "guard": fmt.row_bits})
-        assert self.entry_layout.size == w.entry_bits
+        self.entry_layout = self.buffer_entry(fmt)
         self.max_slices = org.channels // config.slice_channels
         super().__init__({
             "arg": In(ARG_BITS), "word": In(self.ins_layout),
@@ -270,6 +269,17 @@ class ProgramLoader(wiring.Component):
             "slices_log2": Out(range(max(2, self.max_slices.bit_length()))),
             "read_addr": In(range(P)), "read_en": In(1), "read_data": Out(self.entry_layout),
         })
+
+    @staticmethod
+    def buffer_entry(fmt: Format) -> data.StructLayout:
+        """An instruction buffer entry: the instruction, its row flag, GPR stride and guard."""
+        return data.StructLayout({"ins": instruction_layout(fmt), "rowm": 1, "stride": fmt.gpr_bits,
+                                  "guard": fmt.row_bits})
+
+    @classmethod
+    def storage_bits(cls, config: DpaConfig) -> int:
+        """Bits of the instruction buffer: an entry per program word."""
+        return config.program_entries * cls.buffer_entry(Format.for_org(config.org)).size
 
     def elaborate(self, platform):
         m = Module()
@@ -557,7 +567,7 @@ class DpaController(wiring.Component):
             if not _pow2(value):
                 raise ValueError(f"DpaController needs {name} to be a power of two, got {value}")
         self.config = config
-        self.widths = w = DpaWidths(config)
+        w = DpaWidths(config)
         self.fmt = w.fmt
         self.ins_layout = instruction_layout(self.fmt)
         self.seg_bits, self.chunk_bits, self.len_bits = w.seg_bits, w.chunk_bits, w.len_bits
@@ -573,9 +583,15 @@ class DpaController(wiring.Component):
             "ins_out": Out(stream.Signature(data.StructLayout({"ins": self.ins_layout, "sv": 1}))),
         })
 
-    def storage_bits(self) -> dict[str, int]:
-        """Bits of every buffer (see :meth:`DpaWidths.storage_bits`)."""
-        return self.widths.storage_bits()
+    @staticmethod
+    def storage_bits(config: DpaConfig) -> dict[str, int]:
+        """Bits of every buffer, each from its component's layouts: free list, VA2PA table, config buffer,
+        the loader's instruction buffer."""
+        w, c = DpaWidths(config), config
+        return {"free_list": FreeList.storage_bits(c.n_chunks),
+                "va2pa": Va2PaTable.storage_bits(c.max_requests, c.segments, c.max_chunks_per_segment, w.chunk_bits),
+                "config_buffer": ConfigBuffer.storage_bits(c, w.len_bits),
+                "instruction_buffer": ProgramLoader.storage_bits(c)}
 
     def elaborate(self, platform):
         m = Module()

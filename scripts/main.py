@@ -691,9 +691,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
             print(f"  {key:<15} {value}")
     if args.block in ("dpa", "hub"):
         from pimphony.rtl.build import dpa_config
-        from pimphony.rtl.dpa import DpaWidths
+        from pimphony.rtl.dpa import DpaController
 
-        bits = DpaWidths(dpa_config(args.module)).storage_bits()
+        bits = DpaController.storage_bits(dpa_config(args.module))
         total = sum(bits.values())
         print("DPA storage (bits):")
         for key, value in bits.items():

@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Shape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,10 +58,28 @@ def test_controller_needs_powers_of_two():
 
 
 def test_default_storage_is_under_the_papers_200_kb():
-    dut = DpaController(DpaConfig(ORG, 128))
-    bits = dut.storage_bits()
+    bits = DpaController.storage_bits(DpaConfig(ORG, 128))
     assert bits["va2pa"] == 16 * 2 * 32 * 32 * 13 and bits["free_list"] == 8192 * 13
     assert sum(bits.values()) / 8 < 200 * 1024
+
+
+def test_storage_is_what_the_rtl_builds():
+    """Each buffer's figure equals the bits of the elaborated design: the memories' depth x width, and
+    the config buffer's slot registers (valid, id, length and chunks held)."""
+    from amaranth.hdl import Fragment
+
+    config = DpaConfig(ORG, 128)
+    parts = {name: sub for sub, name, _ in Fragment.get(DpaController(config), None).subfragments}
+
+    def memory_bits(part: str) -> int:
+        (memory,) = [sub._data for sub, _, _ in parts[part].subfragments]
+        return memory.depth * Shape.cast(memory.shape).width
+
+    registers = {sig.name: len(sig) for stmt in parts["config_buffer"].statements.get("sync", [])
+                 for sig in stmt._lhs_signals()}
+    built = {"free_list": memory_bits("free_list"), "va2pa": memory_bits("va2pa"),
+             "config_buffer": sum(registers.values()), "instruction_buffer": memory_bits("loader")}
+    assert DpaController.storage_bits(config) == built
 
 
 # -- equivalence ----------------------------------------------------------------------------------------
