@@ -17,7 +17,8 @@ from pimphony.rtl.dpa import DpaController
 from pimphony.rtl.hub import PimHub
 from pimphony.rtl.layouts import OpcodeShape
 
-from .env.stream import EpuBarrier, SimPort, Sink, Source
+from .env.host import HostDriver, encode_operation
+from .env.stream import SimPort, Sink, Source
 
 
 @dataclass
@@ -100,7 +101,7 @@ def simulate_dpa(dut: DpaController, ops: list[DpaOperation], ready_pattern=None
     """
     fmt = dut.fmt
     res = DpaSimResult([], [], [], [], 0)
-    mgmt = Source(SimPort(dut.mgmt), encode=lambda op: {**vars(op), "op": int(op.op)})
+    mgmt = Source(SimPort(dut.mgmt), encode=encode_operation)
     ins = Sink(SimPort(dut.ins_out), ready=ready_pattern)
     resp = Sink(SimPort(dut.resp), ready=ready_pattern)
 
@@ -153,66 +154,65 @@ class HubSimResult:
     spans: list[tuple[int, int]] = field(default_factory=list)
 
 
+class _HubRecorder:
+    """A :class:`~.env.host.HostListener` that records a :class:`HubSimResult` and passes the run on to
+    ``hooks`` (see :func:`simulate_hub`)."""
+
+    def __init__(self, hub: PimHub, hooks=None):
+        self.fmt, self.hooks = hub.fmt, hooks
+        self.res = HubSimResult([], [[] for _ in range(hub.fmt.channels)], [], 0)
+
+    def before(self, op) -> None:
+        if self.hooks is not None:
+            self.hooks.before(op)
+
+    def command(self, channel: int, out, cycle: int) -> None:
+        cmd = self.fmt.decode_command(out.cmd.as_value().value)
+        self.res.issued[channel].append((cycle, int(out.seq), cmd, bool(out.refresh)))
+        if self.hooks is not None:
+            self.hooks.on_command(channel, cmd)
+
+    def sync(self, payload, cycle: int) -> None:
+        self.res.syncs.append((cycle, int(payload.sv)))
+        if self.hooks is not None:
+            self.hooks.on_sync(int(payload.sv))
+
+    def response(self, r, cycle: int) -> None:
+        self.res.responses.append(DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset), int(r.free)))
+
+    def after(self, op) -> None:
+        if self.hooks is not None:
+            self.hooks.after(op)
+
+
 def simulate_hub(hub: PimHub, ops: list[DpaOperation], mode: int, epu_cycles: int = EPU_CYCLES,
                  max_cycles: int = 10_000_000, hooks=None) -> HubSimResult:
-    """Issue ``ops`` one after another; after each, wait until the hub is idle. Every phase barrier
-    is acknowledged ``epu_cycles`` cycles after it is offered (the EPU's work).
+    """Issue ``ops`` one after another through the :class:`~.env.host.HostDriver`; each is finished
+    when answered and the hub idle. Every phase barrier is acknowledged ``epu_cycles`` cycles after it
+    is offered (the EPU's work).
 
     ``hooks`` (optional) is called as the host and the channels would see it: ``before(op)`` before
     an operation is offered, ``on_command(channel, cmd)`` for every issued command (refreshes
     included) in issue order, ``on_sync(sv)`` when a barrier is acknowledged, ``after(op)`` once the
     operation is answered and the hub idle (e.g. :class:`pimphony.verification.env.hub.AttentionOnHub`).
     """
-    fmt, n = hub.fmt, hub.fmt.channels
-    res = HubSimResult([], [[] for _ in range(n)], [], 0)
-    mgmt = Source(SimPort(hub.mgmt), encode=lambda op: {**vars(op), "op": int(op.op)})
-    resp = Sink(SimPort(hub.resp))
-    channels = [Sink(SimPort(hub.cmd_out[c])) for c in range(n)]
-    barrier = EpuBarrier(epu_cycles)
+    recorder = _HubRecorder(hub, hooks)
+    driver = HostDriver(SimPort(hub.mgmt), SimPort(hub.ins), SimPort(hub.resp), SimPort(hub.sync),
+                        [SimPort(port) for port in hub.cmd_out], idle=lambda ctx: bool(ctx.get(hub.idle)),
+                        epu_cycles=epu_cycles)
 
     async def bench(ctx):
         ctx.set(hub.mode, int(mode))
-        cycle = 0
-        for op in ops:
-            answered, begun = False, cycle
-            if hooks is not None:
-                hooks.before(op)
-            mgmt.send(op)
-            while not (answered and ctx.get(hub.idle)):
-                if cycle > max_cycles:
-                    raise TimeoutError(f"{op} did not finish within {max_cycles} cycles")
-                offered = bool(ctx.get(hub.sync.valid))
-                ack = offered and barrier.ready
-                ctx.set(hub.sync.ready, int(ack))
-                barrier.step(offered)
-                if ack:
-                    sv = int(ctx.get(hub.sync.payload).sv)
-                    res.syncs.append((cycle, sv))
-                    if hooks is not None:
-                        hooks.on_sync(sv)
-                for c, sink in enumerate(channels):
-                    out = sink.step(ctx, cycle)
-                    if out is not None:
-                        cmd = fmt.decode_command(out.cmd.as_value().value)
-                        res.issued[c].append((cycle, int(out.seq), cmd, bool(out.refresh)))
-                        if hooks is not None:
-                            hooks.on_command(c, cmd)
-                r = resp.step(ctx, cycle)
-                if r is not None:
-                    res.responses.append(DpaResponse(Status[r.status.name], int(r.chunk), int(r.offset),
-                                                     int(r.free)))
-                    answered = True
-                mgmt.step(ctx, cycle)                       # after resp.ready: mgmt.ready follows it
-                await ctx.tick()
-                cycle += 1
-            mgmt.step(ctx, cycle)
-            res.spans.append((begun, cycle))
-            if hooks is not None:
-                hooks.after(op)
-        res.cycles = cycle
+
+        async def settle():
+            pass
+
+        recorder.res.spans = await driver.run(ctx, ops, recorder, settle, ctx.tick, max_cycles)
+        driver.stop(ctx)
+        recorder.res.cycles = driver.cycle
 
     sim = Simulator(hub)
     sim.add_clock(1e-9)
     sim.add_testbench(bench)
     sim.run()
-    return res
+    return recorder.res

@@ -25,6 +25,7 @@ from pimphony.model.program import DpaProgram
 from pimphony.scheduler.dpa import head_program
 
 from . import coverage
+from .host import encode_operation
 from .stream import CocotbPort, Sink, Source, idle_pattern, ready_pattern
 
 
@@ -232,7 +233,8 @@ class DpaBench:
         self.dut, self.config, self.rng = dut, config, rng
         self.req_layout, self.resp_layout, self.out_layout = layouts
         self.fmt = Format.for_org(config.org)
-        self.mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars, idle=idle_pattern(idle, rng))
+        self.mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=encode_operation,
+                           idle=idle_pattern(idle, rng))
         ready = ready_pattern(backpressure, rng)
         self.resp = Sink(CocotbPort(dut, "resp", self.resp_layout), ready=ready)
         self.ins = Sink(CocotbPort(dut, "ins_out", self.out_layout), ready=ready)

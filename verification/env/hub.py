@@ -16,18 +16,20 @@ operation is answered and the hub is idle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+from amaranth.lib import data
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimphony.model.attention import Reference, decode_attention
 from pimphony.model.config import ModelConfig
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.hub import PimHub
-from pimphony.model.isa import Command, Format, Instruction
+from pimphony.model.isa import Command, Format
 from pimphony.model.kernels import encode_command
 from pimphony.model.numerics import scale_for
+from pimphony.model.perf.hub import EPU_CYCLES
 from pimphony.model.program import AttentionUnit
 from pimphony.model.queue import Policy
 from pimphony.model.timing import TimingChecker
@@ -37,9 +39,10 @@ from pimphony.scheduler.lower import AttentionLowering
 from pimphony.scheduler.partition import TokenCentricPartition, make_partition
 
 from . import coverage
+from .host import HostDriver, PlainJob
 from .reset import hold_reset
 from .signals import reader
-from .stream import CocotbPort, EpuBarrier, Sink, Source, ready_pattern
+from .stream import CocotbPort, ready_pattern
 
 
 class HubAttention:
@@ -216,14 +219,6 @@ class AttentionOnHub(HubAttention):
         self._stage = "qk"
 
 
-@dataclass(frozen=True)
-class PlainJob:
-    """One step of a plain program for the hub's ``ins`` port: its instructions with their phase."""
-
-    step: int
-    instructions: tuple[tuple[Instruction, bool], ...]
-
-
 class PlainAttentionOnHub(HubAttention):
     """Decode attention of a batch through the hub's plain instruction port (``ins``), lowered without
     DPA — head-first partitioning (HFP) by default, or TCP with contiguous placement.
@@ -274,11 +269,20 @@ class PlainAttentionOnHub(HubAttention):
         self._unit = None
 
 
-def port_layouts(hub) -> tuple:
-    """The payload layouts of an RTL :class:`pimphony.rtl.hub.PimHub`'s ports, as :class:`HubBench` takes
-    them: host request, response, a channel's issued command, plain instruction."""
-    return (hub.dpa.req_layout, hub.dpa.resp_layout, hub.queues[0].cmd_out.payload.shape(),
-            hub.sequencer.ins_in_layout)
+class HubLayouts(NamedTuple):
+    """The payload layouts of an RTL :class:`pimphony.rtl.hub.PimHub`'s ports, as :class:`HubBench`
+    takes them (the generated Verilog has only the packed bits)."""
+
+    req: data.StructLayout
+    resp: data.StructLayout
+    out: data.StructLayout
+    ins: data.StructLayout
+    sync: data.StructLayout
+
+    @classmethod
+    def of(cls, hub) -> HubLayouts:
+        return cls(hub.dpa.req_layout, hub.dpa.resp_layout, hub.queues[0].cmd_out.payload.shape(),
+                   hub.sequencer.ins_in_layout, hub.sync.payload.shape())
 
 
 async def reset_hub(dut, channels: int, policy: int) -> None:
@@ -295,86 +299,61 @@ class HubBench:
     output (low with probability ``backpressure``); every transfer on a channel is executed by the
     data side and checked by that channel's timing checker."""
 
-    def __init__(self, dut, work: AttentionOnHub | PlainAttentionOnHub, layouts, timing, dual_port: bool,
-                 rng: np.random.Generator, backpressure: float = 0.0, epu_cycles: int = 2):
-        self.dut, self.work, self.rng = dut, work, rng
-        self.req_layout, self.resp_layout, self.out_layout, self.ins_layout = layouts
+    def __init__(self, dut, work: AttentionOnHub | PlainAttentionOnHub, layouts: HubLayouts, timing,
+                 dual_port: bool, rng: np.random.Generator, backpressure: float = 0.0, epu_cycles: int = EPU_CYCLES):
+        self.dut, self.work = dut, work
         self.fmt = Format.for_org(work.data.org)
         self.channels = work.data.org.channels
         self.checkers = [TimingChecker(timing, dual_port) for _ in range(self.channels)]
-        self.backpressure, self.epu_cycles = backpressure, epu_cycles
         self.errors: list[str] = []
         self.responses: list = []
         self.commands = 0
-        self.cycle = 0
         self._decoded: dict[int, Command] = {}
+        self._mode = reader(dut.mode)
+        idle = reader(dut.idle)
+        self.driver = HostDriver(
+            CocotbPort(dut, "mgmt", layouts.req), CocotbPort(dut, "ins", layouts.ins),
+            CocotbPort(dut, "resp", layouts.resp), CocotbPort(dut, "sync", layouts.sync),
+            [CocotbPort(dut, f"cmd_out__{c}", layouts.out) for c in range(self.channels)],
+            idle=lambda ctx: idle() == 1, epu_cycles=epu_cycles, ready=ready_pattern(backpressure, rng),
+            encode_ins=lambda item: {"ins": self.fmt.encode_instruction(item[0]), "sv": item[1]})
+
+    @property
+    def cycle(self) -> int:
+        return self.driver.cycle
 
     async def run(self, ops, max_cycles: int = 2_000_000) -> int:
         """Run ``ops`` (each after the previous one is finished and the hub idle); returns the cycles. An
         op is a :class:`DpaOperation` for the host port (finished when answered) or a
         :class:`PlainJob` for the ``ins`` port (finished when every instruction was taken)."""
-        dut, start = self.dut, self.cycle
-        mgmt = Source(CocotbPort(dut, "mgmt", self.req_layout), encode=vars)
-        plain = Source(CocotbPort(dut, "ins", self.ins_layout),
-                       encode=lambda item: {"ins": self.fmt.encode_instruction(item[0]), "sv": item[1]})
-        resp = Sink(CocotbPort(dut, "resp", self.resp_layout), hold=True)
-        channels = [Sink(CocotbPort(dut, f"cmd_out__{c}", self.out_layout),
-                         ready=ready_pattern(self.backpressure, self.rng), hold=True) for c in range(self.channels)]
-        barrier = EpuBarrier(self.epu_cycles)
-        sync_valid, sync_payload, idle, mode = (reader(getattr(dut, name))
-                                                for name in ("sync__valid", "sync__payload", "idle", "mode"))
-        sync_ready = False
-        dut.sync__ready.value = 0
-        for op in ops:
-            self.work.before(op)
-            answered = isinstance(op, PlainJob)
-            for item in op.instructions if answered else (op,):
-                (plain if answered else mgmt).send(item)
-            while True:
-                if self.cycle - start > max_cycles:
-                    self.errors.append(f"{op}: no progress within {max_cycles} cycles")
-                    return self.cycle - start
-                for sink in channels:
-                    sink.drive(None, self.cycle)
-                resp.drive(None, self.cycle)
-                if barrier.ready != sync_ready:
-                    sync_ready = barrier.ready
-                    dut.sync__ready.value = int(sync_ready)
-                mgmt.drive(None, self.cycle)
-                plain.drive(None, self.cycle)
-                await ReadOnly()
-                offering = plain.busy                   # the plain job is done from the cycle after its last take
-                mgmt.taken(None)
-                plain.taken(None)
-                for c, sink in enumerate(channels):
-                    out = sink.sample(None)
-                    if out is not None:
-                        self._observe(c, out, Policy(mode()))
-                if barrier.step(sync_valid() == 1):
-                    sv = sync_payload() & 1                                  # the payload is {sv}
-                    coverage.sample_barrier(bool(sv), Policy(mode()))
-                    self.work.on_sync(sv)
-                r = resp.sample(None)
-                if r is not None:
-                    self.responses.append(r)
-                    answered = True
-                done = answered and not offering and idle()
-                await RisingEdge(dut.clk)
-                self.cycle += 1
-                if done:
-                    break
-            self.work.after(op)
-        mgmt.drive(None, self.cycle)
-        plain.drive(None, self.cycle)
+        start = self.cycle
+        try:
+            await self.driver.run(None, ops, self, ReadOnly, lambda: RisingEdge(self.dut.clk), max_cycles)
+        except TimeoutError as e:
+            self.errors.append(str(e))
+        self.driver.stop(None)
         return self.cycle - start
 
-    def _observe(self, channel: int, out: dict, policy: Policy) -> None:
+    def before(self, op) -> None:
+        self.work.before(op)
+
+    def after(self, op) -> None:
+        self.work.after(op)
+
+    def sync(self, payload: dict, cycle: int) -> None:
+        coverage.sample_barrier(bool(payload["sv"]), Policy(self._mode()))
+        self.work.on_sync(payload["sv"])
+
+    def response(self, payload: dict, cycle: int) -> None:
+        self.responses.append(payload)
+
+    def command(self, channel: int, out: dict, cycle: int) -> None:
         """A command transferred on ``channel``: checked for timing and executed by the data side."""
         cmd = self._decode(out["cmd"])
         seq = -1 if out["refresh"] else out["seq"]
         if out["refresh"]:
-            coverage.sample_issue(cmd.op, policy, 0, 0, refresh=True)
-        self.errors += self.checkers[channel].observe(cmd.op, self.cycle, seq)
+            coverage.sample_issue(cmd.op, Policy(self._mode()), 0, 0, refresh=True)
+        self.errors += self.checkers[channel].observe(cmd.op, cycle, seq)
         self.work.on_command(channel, cmd)
         self.commands += 1
 

@@ -15,7 +15,7 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.hub import PimHub
 from pimphony.verification.configs import hub_testbench_config
 from pimphony.verification.env import coverage
-from pimphony.verification.env.hub import AttentionOnHub, HubBench, PlainAttentionOnHub, port_layouts, reset_hub
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, HubLayouts, PlainAttentionOnHub, reset_hub
 from pimphony.verification.env.stats import cycles_target, record
 
 SEED = int(os.environ.get("PIMPHONY_SEED") or np.random.SeedSequence().entropy % (1 << 31))
@@ -23,7 +23,7 @@ CONFIG = hub_testbench_config()
 AIM = TimingPreset.load(DEFAULT_TIMING)
 QUEUE = QueueConfig.rtl_default(CONFIG.org)
 _HUB = PimHub(CONFIG, AIM, QUEUE)
-LAYOUTS = port_layouts(_HUB)
+LAYOUTS = HubLayouts.of(_HUB)
 
 
 def layer(heads: int, kv_heads: int) -> ModelConfig:

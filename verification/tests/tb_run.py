@@ -19,7 +19,7 @@ from pimphony.model.queue import Policy, QueueConfig
 from pimphony.rtl.build import run_config
 from pimphony.rtl.hub import PimHub
 from pimphony.verification.env import coverage
-from pimphony.verification.env.hub import AttentionOnHub, HubBench, port_layouts, reset_hub
+from pimphony.verification.env.hub import AttentionOnHub, HubBench, HubLayouts, reset_hub
 
 SETTINGS = json.loads(os.environ.get("PIMPHONY_RUN", "{}"))
 
@@ -47,7 +47,7 @@ async def main_job(dut):
     timing = TimingPreset.load(DEFAULT_TIMING)
     queue = QueueConfig.rtl_default(config.org)
     hub = PimHub(config, timing, queue)
-    layouts = port_layouts(hub)
+    layouts = HubLayouts.of(hub)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     report: dict = {"model": model.name, "lengths": lengths, "seed": seed, "channels": config.org.channels}
     policies = [Policy[name.upper()] for name in SETTINGS.get("policies", ["static", "dcs"])]
