@@ -229,33 +229,47 @@ class InFlightTable(wiring.Component):
 class TimingCounters(wiring.Component):
     """Per opcode, the cycles until every timing rule lets it issue (one down-counter per opcode).
 
-    An issue (``issue.valid``) of opcode ``p`` raises each opcode ``k``'s counter to at least
-    ``gap[p][k]``; every counter then counts down one per cycle. ``ready`` bit ``k`` is high while
-    opcode ``k``'s counter is zero: issuing it in this cycle breaks no rule.
+    ``candidates`` are the opcodes that may issue in this cycle (the queue heads, a refresh);
+    ``issue.valid`` says that one issues, ``issue.which`` which one. An issue of opcode ``p`` raises
+    each opcode ``k``'s counter to at least ``gap[p][k]``; every counter then counts down one per
+    cycle. ``ready`` bit ``k`` is high while opcode ``k``'s counter is zero: issuing it in this cycle
+    breaks no rule. The next value of every counter is computed for each candidate beside the choice,
+    which then only selects one: the choice is the controller's slowest signal, so the rule table is
+    not looked up behind it.
 
     Parameters
     ----------
     gap:
         The minimum cycles from an issue of each opcode (row) to one of each opcode (column), from
         :func:`~pimphony.model.timing.gap_matrix`.
+    candidates:
+        How many opcodes are offered per cycle.
     """
 
-    def __init__(self, gap):
+    def __init__(self, gap, candidates: int = 1):
         self.gap = gap
         self.n_ops = len(gap)
         self.width = index_bits(int(max(max(row) for row in gap)) + 1)
-        super().__init__({"issue": In(ISSUE), "ready": Out(self.n_ops)})
+        super().__init__({"candidates": In(data.ArrayLayout(OpcodeShape, candidates)),
+                          "issue": In(data.StructLayout({"valid": 1, "which": range(candidates)})),
+                          "ready": Out(self.n_ops)})
 
     def elaborate(self, platform):
         m = Module()
         n_ops, cnt_width = self.n_ops, self.width
         allow = [Signal(cnt_width, name=f"wait_{Opcode(k).name.lower()}") for k in range(n_ops)]
-        op = self.issue.op.as_value()
+
+        def count_down(value):
+            return Mux(value == 0, 0, value - 1)
+
         for k in range(n_ops):
             row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))
-            imposed = Mux(self.issue.valid, row[op], 0)
-            worst = Mux(allow[k] > imposed, allow[k], imposed)
-            m.d.sync += allow[k].eq(Mux(worst == 0, 0, worst - 1))
+            after = []                                          # the counter's next value per candidate
+            for c, cand in enumerate(self.candidates):
+                imposed, nxt = row[cand.as_value()], Signal(cnt_width, name=f"next_{Opcode(k).name.lower()}_{c}")
+                m.d.comb += nxt.eq(count_down(Mux(allow[k] > imposed, allow[k], imposed)))
+                after.append(nxt)
+            m.d.sync += allow[k].eq(Mux(self.issue.valid, Array(after)[self.issue.which], count_down(allow[k])))
             m.d.comb += self.ready[k].eq(allow[k] == 0)
         return m
 
@@ -401,7 +415,7 @@ class DcsQueue(wiring.Component):
         queues = [io_q, cq]
         heads = [q.head for q in queues]
         nonempty = [q.nonempty for q in queues]
-        timers = m.submodules.timing = TimingCounters(self.gap)
+        timers = m.submodules.timing = TimingCounters(self.gap, candidates=3)     # the heads, a refresh
         wait = m.submodules.completion = CompletionWait(self.block)
         refresh = m.submodules.refresh = RefreshTimer(self.timing.nREFI)
         dg = m.submodules.dtable_gbuf = DependencyTable(self.config.gbuf_entries, self.fmt.gbuf_bits)
@@ -462,7 +476,8 @@ class DcsQueue(wiring.Component):
         op = out.cmd.op.as_value()
 
         # -- effects of an issue --------------------------------------------------------------------
-        m.d.comb += [timers.issue.valid.eq(fire), timers.issue.op.eq(out.cmd.op)]
+        m.d.comb += [timers.candidates[0].eq(heads[0].cmd.op), timers.candidates[1].eq(heads[1].cmd.op),
+                     timers.candidates[2].eq(OpcodeShape.REF), timers.issue.valid.eq(fire), timers.issue.which.eq(sel)]
         for part in (wait, inflight):
             m.d.comb += [part.issue.valid.eq(fire & ~is_ref), part.issue.op.eq(out.cmd.op),
                          part.issue.seq.eq(chosen.seq)]
@@ -494,8 +509,9 @@ class DcsQueue(wiring.Component):
         # -- performance counters -------------------------------------------------------------------
         with m.If(fire & is_ref):
             m.d.sync += self.refreshes.eq(self.refreshes + 1)
-        with m.Elif(fire):
-            m.d.sync += self.issued[op].eq(self.issued[op] + 1)
+        for k in range(CHANNEL_OPCODES):            # one enable per counter: no 32-bit multiplexer behind the choice
+            with m.If(fire & ~is_ref & (op == k)):
+                m.d.sync += self.issued[k].eq(self.issued[k] + 1)
         anything = nonempty[0] | nonempty[1] | refresh.pending
         with m.If(~fire):
             with m.If(~anything):

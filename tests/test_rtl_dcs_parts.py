@@ -90,10 +90,16 @@ def test_in_flight_table_holds_a_command_for_its_latency():
 
 def test_timing_counters_keep_each_gap():
     """gap = [[2, 3], [1, 4]]: after opcode 0 issues in cycle 1, opcode 0 may issue again in cycle 3 and
-    opcode 1 in cycle 4; a later issue only raises a counter."""
+    opcode 1 in cycle 4; a later issue only raises a counter. The same with both opcodes offered as
+    candidates and ``issue.which`` choosing."""
     dut = TimingCounters([[2, 3], [1, 4]])
-    got = run(dut, {"issue.valid": "0100010000", "issue.op": lambda c: op(0) if c == 1 else op(1)},
+    got = run(dut, {"issue.valid": "0100010000", "candidates[0]": lambda c: op(0) if c == 1 else op(1)},
               {"r0": lambda ctx: ctx.get(dut.ready[0]), "r1": lambda ctx: ctx.get(dut.ready[1])}, 10)
+    assert got == {"r0": "1101111111", "r1": "1100110001"}
+    two = TimingCounters([[2, 3], [1, 4]], candidates=2)           # both offered; issue.which picks
+    got = run(two, {"issue.valid": "0100010000", "issue.which": "0000010000", "candidates[0]": lambda c: op(0),
+                    "candidates[1]": lambda c: op(1)},
+              {"r0": lambda ctx: ctx.get(two.ready[0]), "r1": lambda ctx: ctx.get(two.ready[1])}, 10)
     assert got == {"r0": "1101111111", "r1": "1100110001"}
 
 

@@ -85,8 +85,8 @@ CATALOGUE = (
            "for p in range(n_ops))"),
     Mutant("counters-count-double", "dcs", "the timing counters count down two per cycle: every rule is kept "
            "for half its length",
-           "m.d.sync += allow[k].eq(Mux(worst == 0, 0, worst - 1))",
-           "m.d.sync += allow[k].eq(Mux(worst <= 1, 0, worst - 2))"),
+           "return Mux(value == 0, 0, value - 1)",
+           "return Mux(value <= 1, 0, value - 2)"),
     Mutant("refresh-postponed", "dcs", "the refresh timer wraps one cycle late: every interval is nREFI + 1 "
            "cycles, so refreshes drift later and later",
            "m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi - 1, 0, ref_timer + 1))",
