@@ -404,12 +404,38 @@ class Decoder(wiring.Component):
                                "kacc": lb + 4, "vb": lb})
         fetched = Signal(b, name="fetched")             # what the fetch stage hands the decode stage
         advance = ~self.out.valid | self.out.ready
-        self._fetch(m, f_run, f_phase, pc, r, fetched, advance)
-        self._decode(m, fetched, advance)
+        consts = self._program_constants(m)
+        self._fetch(m, f_run, f_phase, pc, r, fetched, advance, consts)
+        self._decode(m, fetched, advance, consts)
         m.d.comb += self.done.eq(~f_run & ~fetched.valid & advance)
         return m
 
-    def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance):
+    def _program_constants(self, m) -> dict:
+        """What the stages derive from the loops' channel masks, in registers: each channel's rank among
+        the loop's channels, the K loop's tokens per guard step and per row, the V slices' members. The
+        masks change only when a LOAD closes a loop, and a RUN decodes its first entry cycles later,
+        so the registers' one cycle of lag is never seen; they keep the popcount and prefix-sum chains
+        and the multiplier out of the per-entry path."""
+        c, org, fmt = self.config, self.config.org, self.fmt
+        masks, kb = self.masks, c.slice_channels
+        lkb = (kb - 1).bit_length()
+        n_k = popcount(masks[0])
+        rank_bits = fmt.channels.bit_length()
+        ranks = [[Signal(rank_bits, name=f"rank{kind}_{ch}") for ch in range(fmt.channels)] for kind in range(2)]
+        for kind in range(2):
+            total = Const(0, 1)
+            for ch in range(fmt.channels):
+                m.d.sync += ranks[kind][ch].eq(total)
+                total = total + masks[kind][ch]
+        k_tokens = Signal(range(fmt.channels * org.banks + 1), name="k_guard_tokens")   # per guard step
+        k_step = Signal(range(fmt.channels * org.banks * org.bursts_per_row + 1), name="k_row_tokens")
+        m.d.sync += [k_tokens.eq(n_k * org.banks), k_step.eq(n_k * org.banks * (org.bursts_per_row // kb))]
+        members = [Signal(fmt.channels, name=f"v_slice{s}") for s in range(org.channels // kb)]
+        for s, member in enumerate(members):
+            m.d.sync += member.eq(Cat(masks[1][ch] & ((ranks[1][ch] >> lkb) == s) for ch in range(fmt.channels)))
+        return {"ranks": ranks, "k_tokens": k_tokens, "k_step": k_step, "members": members}
+
+    def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance, consts):
         """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk."""
         c, org, lay = self.config, self.config.org, self.config.layout
         lb = self.len_bits + 1
@@ -420,8 +446,8 @@ class Decoder(wiring.Component):
         kacc, vb = Signal(lb + 4), Signal(lb)
         run_slot, run_seg = Signal(range(c.max_requests)), Signal(range(c.segments))
         marks, loop_rt, block = self.marks, self.row_tokens, self.block
-        bpr, kb = org.bursts_per_row, c.slice_channels
-        kstep = popcount(self.masks[0]) * org.banks * (bpr // kb)
+        bpr = org.bursts_per_row
+        kstep = consts["k_step"]
         sec_end = Mux(f_phase == Phase.PROLOGUE, marks[0], Mux(f_phase == Phase.QK, marks[1], self.entries))
         f_kind = f_phase == Phase.SV
 
@@ -471,30 +497,22 @@ class Decoder(wiring.Component):
                     with m.Else():
                         m.d.sync += f_run.eq(0)
 
-    def _decode(self, m, b, advance):
+    def _decode(self, m, b, advance, consts):
         """The second stage: the Dyn-Loop guards, the physical row and the GPR stride; the output register."""
         c, org, lay, fmt = self.config, self.config.org, self.config.layout, self.fmt
         out, e = self.out, self.ib_data
         ins = e.ins
         lrpc = (lay.rows_per_chunk - 1).bit_length()
         kb = c.slice_channels
-        lkb = (kb - 1).bit_length()
         lburst = (org.burst_elements - 1).bit_length()
         max_ns = org.channels // kb
-        masks = self.masks
+        masks, ranks = self.masks, consts["ranks"]
         size = Signal(fmt.op_size_bits + 1)
         mask = Signal(fmt.channels)
         g = Signal(fmt.row_bits)
         m.d.comb += g.eq(Mux(e.guard != 0, e.guard - 1, 0))
-        ranks = []
-        for kind in range(2):
-            rk, total = [], Const(0, 1)
-            for ch in range(fmt.channels):
-                rk.append(total)
-                total = total + masks[kind][ch]
-            ranks.append(rk)
         # K: channel of rank p keeps the instruction while its first lane's token is below t1
-        first_k = b.kacc + g * (popcount(masks[0]) * org.banks)
+        first_k = b.kacc + g * consts["k_tokens"]
         k_mask = Cat(masks[0][ch] & (first_k + ranks[0][ch] * org.banks < b.t1) for ch in range(fmt.channels))
         # V: slice s (ranks s*kb .. s*kb+kb-1) holds local bursts below ceil(ceil(t1/16) - s, ns)
         first_v = b.vb + g
@@ -504,7 +522,7 @@ class Decoder(wiring.Component):
         v_size = Signal(fmt.op_size_bits + 1)
         m.d.comb += v_size.eq(ins.op_size + 1)
         for s in range(max_ns):
-            members = Cat(masks[1][ch] & ((ranks[1][ch] >> lkb) == s) for ch in range(fmt.channels))
+            members = consts["members"][s]
             end = Mux(bursts > s, (bursts - s + ns - 1) >> self.slices_log2, 0)
             exists = s < ns
             v_mask = v_mask | Mux(exists & (end > first_v), members, 0)
