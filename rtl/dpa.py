@@ -415,7 +415,7 @@ class Decoder(wiring.Component):
         the loop's channels, the K loop's tokens per guard step and per row, the V slices' members. The
         masks change only when a LOAD closes a loop, and a RUN decodes its first entry cycles later,
         so the registers' one cycle of lag is never seen; they keep the popcount and prefix-sum chains
-        and the multiplier out of the per-entry path."""
+        out of the per-entry path (the guard's multiplication by the K tokens per step stays in it)."""
         c, org, fmt = self.config, self.config.org, self.fmt
         masks, kb = self.masks, c.slice_channels
         lkb = (kb - 1).bit_length()
