@@ -6,7 +6,8 @@ import pytest
 
 from pimphony.cli.main import main
 from pimphony.verification.regress import SuiteError, load_suite, select_blocks, suite_names
-from pimphony.verification.runner import SIMULATORS, SUITES, available, testcases
+from pimphony.verification.runner import SIMULATORS, SUITES, available
+from pimphony.verification.runner import testcases as block_testcases
 
 
 def test_every_suite_loads_and_smoke_covers_every_testbench():
@@ -39,7 +40,7 @@ def _quick_cases(block: str) -> int:
     """Testcases the quick suite runs (and passes) of ``block``: those it names, else every one but the
     stress test (skipped outside a stress suite)."""
     run = next(r for r in load_suite("quick") if r.block == block)
-    return len(run.tests) if run.tests else len([t for t in testcases(block) if t != "stress"])
+    return len(run.tests) if run.tests else len([t for t in block_testcases(block) if t != "stress"])
 
 
 @pytest.mark.long(75)
@@ -141,4 +142,4 @@ def test_readme_states_each_block_suites_size():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for block, name in (("dcs", "DcsQueue"), ("dpa", "DpaController")):
-        assert f"cocotb block suite of `{name}` ({len(testcases(block))} tests)" in readme
+        assert f"cocotb block suite of `{name}` ({len(block_testcases(block))} tests)" in readme
