@@ -111,11 +111,14 @@ async def gemv_every_policy(dut):
 @cocotb.test()
 async def random_traffic_with_idle_and_backpressure(dut):
     """Random chains under every policy, twice: 30% idle input cycles and 40% back-pressure (the queues
-    fill), then 85% idle input cycles (they run nearly empty)."""
+    fill), then 85% idle input cycles (they run nearly empty); static issue a third time with 97% idle
+    cycles, so that its one queue also issues MACs and RD-OUTs it holds alone (it waits for every
+    command to complete, so at 85% its queue still fills behind an ACT)."""
     rng = np.random.default_rng(SEED)
     await start(dut)
     for policy in Policy:
-        for chains, idle, backpressure in ((60, 0.3, 0.4), (15, 0.85, 0.0)):
+        sparse = [(6, 0.97, 0.0)] if policy == Policy.STATIC else []
+        for chains, idle, backpressure in [(60, 0.3, 0.4), (15, 0.85, 0.0), *sparse]:
             await reset(dut, policy)
             stream = random_stream(rng, chains * SCALE)
             bench = DcsBench(dut, ORG, AIM, policy, Workload(ORG, stream, SEED), SEED + int(policy), idle=idle,
