@@ -60,7 +60,7 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
         except BaseException as exc:                 # reported by the caller, after the report if any
             failure.append(exc)
 
-    bar = Progress(f"{model.name} through the RTL hub", enabled=progress)
+    bar = Progress(f"{model.name} through the RTL hub, RUNs", enabled=progress)
     aim: list[int] = []
 
     def baseline() -> None:                # the cycle model, on the core that the shorter run frees
