@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "LFE5U-85F-6 (CABGA381), out of context (the ports stay internal), constrained to --freq: LUTs, "
                     "flip-flops, block and distributed RAMs, the maximum frequency of the clock and the critical "
                     "path (start, end, logic levels, the RTL names it runs through; the names are those of the "
-                    "Verilog in --out). Exit code 1 when a block misses --freq. DcsQueue takes ~2-3 min. "
+                    "Verilog in --out). Exit code 1 when a block misses --freq. The DCS queue and the DPA "
+                    "controller take 2-5 min each. "
                     "hub: the sequencer, the DPA controller and the DCS queue one by one (with --target ice40 "
                     "also summed with one queue per channel).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
