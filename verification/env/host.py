@@ -70,21 +70,23 @@ class HostDriver:
     channels : port bindings of every channel's ``cmd_out``.
     idle : reads the hub's ``idle`` output (given the simulator context).
     epu_cycles : cycles from a barrier's offer to its acknowledgement.
-    ready : per cycle, whether the channels take a command (None: always); back-pressure.
+    ready : per channel, whether it takes a command in a cycle (None: always); each channel's own
+        back-pressure pattern.
     encode_ins : a plain job's (instruction, phase) pair as the ``ins`` payload.
     """
 
     def __init__(self, mgmt: Port, ins: Port, resp: Port, sync: Port, channels: list[Port],
                  idle: Callable[[Any], bool], epu_cycles: int = EPU_CYCLES,
-                 ready: Callable[[int], bool] | None = None,
+                 ready: list[Callable[[int], bool] | None] | None = None,
                  encode_ins: Callable[[tuple[Instruction, bool]], Any] | None = None):
         self.mgmt = Source(mgmt, encode=encode_operation)
         self.ins = Source(ins, encode=encode_ins)
         self.resp = Sink(resp, hold=True)
         self.barrier = EpuBarrier(epu_cycles)
         self.sync_port = sync
-        self.sync = Sink(sync, ready=lambda cycle: self.barrier.ready, hold=True)
-        self.channels = [Sink(port, ready=ready, hold=True) for port in channels]
+        self.sync = Sink(sync, ready=lambda cycle: self.barrier.ready, hold=True)    # drives sync.ready
+        self.channels = [Sink(port, ready=pattern, hold=True)
+                         for port, pattern in zip(channels, ready or [None] * len(channels), strict=True)]
         self.idle = idle
         self.cycle = 0
 
@@ -102,10 +104,8 @@ class HostDriver:
             out = sink.sample(ctx)
             if out is not None:
                 listener.command(c, out, self.cycle)
-        barrier = self.sync.sample(ctx)
-        self.barrier.step(self.sync_port.get_valid(ctx))
-        if barrier is not None:
-            listener.sync(barrier, self.cycle)
+        if self.barrier.step(self.sync_port.get_valid(ctx)):          # offered and taken
+            listener.sync(self.sync_port.get_payload(ctx), self.cycle)
         r = self.resp.sample(ctx)
         if r is not None:
             listener.response(r, self.cycle)

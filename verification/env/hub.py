@@ -296,8 +296,8 @@ async def reset_hub(dut, channels: int, policy: int) -> None:
 class HubBench:
     """Drives a ``pim_hub`` at its pins with an :class:`AttentionOnHub` (cocotb): the host port, the
     EPU's barrier handshake (``epu_cycles`` after each barrier), ``ready`` on every channel's command
-    output (low with probability ``backpressure``); every transfer on a channel is executed by the
-    data side and checked by that channel's timing checker."""
+    output (low with probability ``backpressure``, each channel with its own seeded pattern); every
+    transfer on a channel is executed by the data side and checked by that channel's timing checker."""
 
     def __init__(self, dut, work: AttentionOnHub | PlainAttentionOnHub, layouts: HubLayouts, timing,
                  dual_port: bool, rng: np.random.Generator, backpressure: float = 0.0, epu_cycles: int = EPU_CYCLES):
@@ -315,7 +315,8 @@ class HubBench:
             CocotbPort(dut, "mgmt", layouts.req), CocotbPort(dut, "ins", layouts.ins),
             CocotbPort(dut, "resp", layouts.resp), CocotbPort(dut, "sync", layouts.sync),
             [CocotbPort(dut, f"cmd_out__{c}", layouts.out) for c in range(self.channels)],
-            idle=lambda ctx: idle() == 1, epu_cycles=epu_cycles, ready=ready_pattern(backpressure, rng),
+            idle=lambda ctx: idle() == 1, epu_cycles=epu_cycles,
+            ready=[ready_pattern(backpressure, rng) for _ in range(self.channels)],
             encode_ins=lambda item: {"ins": self.fmt.encode_instruction(item[0]), "sv": item[1]})
 
     @property
