@@ -311,7 +311,7 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
                   trials: int = 10, seed: int = 0) -> Path:
     """Write ``dpa.md`` and ``dpa_capacity.png``: capacity utilisation and effective batch, static vs DPA."""
     out.mkdir(parents=True, exist_ok=True)
-    org = ModuleOrg.load(module)
+    org, paper = ModuleOrg.load(module), PAPER["fig19"]
     rows = capacity_rows(module, kv_gb, generate, trials, seed)
     static_avg = sum(r[3]["static"].utilisation for r in rows) / len(rows)
     dpa_avg = sum(r[3]["dpa"].utilisation for r in rows) / len(rows)
@@ -321,10 +321,10 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
     _paired_bars(ax1, names, [100 * r[3]["static"].utilisation for r in rows],
                  [100 * r[3]["dpa"].utilisation for r in rows], ("static (T_max)", "DPA"),
                  "capacity utilisation (%)", "Fig. 19: live KV / reserved KV")
-    ax1.axhline(100 * PAPER['fig19']["static_average"], color="C0", linestyle=":",
-                label=f"paper static avg {_pct(PAPER['fig19']['static_average'])}")
-    ax1.axhline(100 * PAPER['fig19']["dpa_average"], color="C1", linestyle=":",
-                label=f"paper DPA avg {_pct(PAPER['fig19']['dpa_average'])}")
+    ax1.axhline(100 * paper["static_average"], color="C0", linestyle=":",
+                label=f"paper static avg {_pct(paper['static_average'])}")
+    ax1.axhline(100 * paper["dpa_average"], color="C1", linestyle=":",
+                label=f"paper DPA avg {_pct(paper['dpa_average'])}")
     ax1.set_ylim(0, 130)
     ax1.legend(fontsize=7, loc="upper center", ncol=2)
     _paired_bars(ax2, names, [r[3]["static"].batch for r in rows], [r[3]["dpa"].batch for r in rows],
@@ -353,11 +353,11 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
         "",
         "| | paper | pimphony | ratio |",
         "|---|---|---|---|",
-        f"| static capacity utilisation | {_pct(PAPER['fig19']['static_low'])}-{_pct(PAPER['fig19']['static_high'])} "
-        f"(average {_pct(PAPER['fig19']['static_average'])}) | average {_pct(static_avg)} | "
-        f"{static_avg / PAPER['fig19']['static_average']:.2f} |",
-        f"| DPA capacity utilisation | average {_pct(PAPER['fig19']['dpa_average'])} | average {_pct(dpa_avg)} | "
-        f"{dpa_avg / PAPER['fig19']['dpa_average']:.2f} |",
+        f"| static capacity utilisation | {_pct(paper['static_low'])}-{_pct(paper['static_high'])} "
+        f"(average {_pct(paper['static_average'])}) | average {_pct(static_avg)} | "
+        f"{static_avg / paper['static_average']:.2f} |",
+        f"| DPA capacity utilisation | average {_pct(paper['dpa_average'])} | average {_pct(dpa_avg)} | "
+        f"{dpa_avg / paper['dpa_average']:.2f} |",
         "",
         "![capacity](dpa_capacity.png)",
         "",
@@ -365,10 +365,10 @@ def reproduce_dpa(out: Path, module: str = DEFAULT_MODULE, kv_gb: int = 112, gen
         "",
         "* The paper does not define capacity utilisation. Ours is live KV bytes over reserved KV bytes, averaged "
         "over decode steps; with static reservation it is close to the naive mean length / T_max. The paper's "
-        f"lower figures for both policies ({_pct(PAPER['fig19']['static_average'])} and "
-        f"{_pct(PAPER['fig19']['dpa_average'])}) suggest it also counts capacity that no request "
+        f"lower figures for both policies ({_pct(paper['static_average'])} and "
+        f"{_pct(paper['dpa_average'])}) suggest it also counts capacity that no request "
         "holds (the remainder that fits no further request, or memory outside the KV pool); its ratio DPA / "
-        f"static, {PAPER['fig19']['dpa_average'] / PAPER['fig19']['static_average']:.2f}x, is close to ours, "
+        f"static, {paper['dpa_average'] / paper['static_average']:.2f}x, is close to ours, "
         f"{dpa_avg / static_avg:.2f}x.",
         "* DPA's only loss here is the unfilled last chunk of each segment (at most 4095 tokens); it shrinks "
         "as contexts grow, so the LV-Eval workloads (tens of thousands of tokens) reach higher utilisation "
