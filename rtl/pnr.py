@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .tools import find_command
 
 DEVICE = "LFE5U-85F-6 CABGA381"
 """The part: an ECP5-85F (``--85k``) in the CABGA381 package at speed grade 6."""
@@ -76,8 +76,7 @@ def rtl_name(cell: str) -> str:
 
 
 def _tool(name: str, hint: str) -> str:
-    beside = Path(sys.executable).parent / name
-    exe = str(beside) if beside.is_file() else shutil.which(name)
+    exe = find_command(name)
     if exe is None:
         raise PlaceRouteError(f"{name} is not installed ({hint})")
     return exe

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from pimphony.rtl.tools import find_command
+
 from .props import signal_name
 
 SOLVER = "boolector"
@@ -78,8 +80,7 @@ class ProofResult:
 
 
 def _command(name: str) -> str:
-    here = Path(sys.executable).parent / name
-    found = str(here) if here.is_file() else shutil.which(name)
+    found = find_command(name)
     if not found:
         raise ProofToolError(f"{name} not found: install the dev extra (make install)")
     return found
