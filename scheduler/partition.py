@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pimphony.model.compiled import compiled
 from pimphony.model.config import ModuleOrg, ceil_div
 from pimphony.model.perf.system import PARTITIONS as PARTITION_NAMES
 
@@ -183,26 +184,60 @@ class Partition(abc.ABC):
 
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
         """K (T, d) -> bf16 bits (rows, channels, kpr*d columns, banks) as :meth:`locate_k` places them."""
-        from pimphony.model.numerics import bf16_bits  # the layout needs no number format until here
-
-        nb, d = self.org.banks, self.head_dim
-        lanes = len(p.k_channels) * nb
-        per_row = lanes * self.kpr
-        padded = np.zeros((p.k_rows * per_row, d), dtype=np.uint16)
-        padded[:p.length] = bf16_bits(k[:p.length])
-        x = padded.reshape(p.k_rows, self.kpr, len(p.k_channels), nb, d)
-        return x.transpose(0, 2, 1, 4, 3).reshape(p.k_rows, len(p.k_channels), self.kpr * d, nb)
+        out = np.zeros((p.k_rows, len(p.k_channels), self.kpr * self.head_dim, self.org.banks), dtype=np.uint16)
+        _pack_k(_bits(k, p.length), out)
+        return out
 
     def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
         """V (T, d) -> bf16 bits (rows, slice channels, columns, banks) as :meth:`locate_v` places them."""
-        from pimphony.model.numerics import bf16_bits
+        org = self.org
+        out = np.zeros((p.v_rows, len(p.v_slices) * self.kb, org.columns, org.banks), dtype=np.uint16)
+        _pack_v(_bits(v, p.length), len(p.v_slices), org.burst_elements, out)
+        return out
 
-        org, w = self.org, self.org.burst_elements
-        s_count, bpr = len(p.v_slices), org.bursts_per_row
-        padded = np.zeros((p.v_rows * bpr * s_count * w, self.head_dim), dtype=np.uint16)
-        padded[:p.length] = bf16_bits(v[:p.length])
-        x = padded.reshape(p.v_rows, bpr, s_count, w, self.kb, org.banks)
-        return x.transpose(0, 2, 4, 1, 3, 5).reshape(p.v_rows, s_count * self.kb, bpr * w, org.banks)
+
+def _bits(x: np.ndarray, length: int) -> np.ndarray:
+    """The first ``length`` rows of ``x`` as contiguous bf16 bit patterns (a view when ``x`` is bf16)."""
+    from pimphony.model.numerics import bf16_bits  # the layout needs no number format until here
+
+    return np.ascontiguousarray(bf16_bits(x[:length]))
+
+
+@compiled
+def _pack_k(bits, out):
+    """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, channels, kpr*d, banks), which holds zeros:
+    lane ``t mod L`` (``L`` = channels x banks, channel-major), key slot ``t div L``, ``kpr`` slots per
+    row, the key's ``d`` elements along the columns of its bank."""
+    n_rows, n_ch, cols, nb = out.shape
+    length, d = bits.shape
+    kpr = cols // d
+    for r in range(n_rows):
+        for s in range(kpr):
+            for c in range(n_ch):
+                t0 = ((r * kpr + s) * n_ch + c) * nb
+                n = max(0, min(nb, length - t0))
+                for j in range(d):
+                    for b in range(n):
+                        out[r, c, s * d + j, b] = bits[t0 + b, j]
+
+
+@compiled
+def _pack_v(bits, slices, w, out):
+    """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, slices x d/banks channels, columns, banks),
+    which holds zeros: burst ``u = t div w`` to slice ``u mod slices`` at local burst ``u div slices``
+    (row, then burst column), element ``t mod w`` of the burst; dimension ``m * banks + b`` to channel
+    ``m`` of the slice, bank ``b``."""
+    n_rows, n_ch, cols, nb = out.shape
+    length, d = bits.shape
+    kb, bpr = d // nb, cols // w
+    for r in range(n_rows):
+        for u in range(bpr):
+            for s in range(slices):
+                t0 = ((r * bpr + u) * slices + s) * w
+                for i in range(max(0, min(w, length - t0))):
+                    for m in range(kb):
+                        for b in range(nb):
+                            out[r, s * kb + m, u * w + i, b] = bits[t0 + i, m * nb + b]
 
 
 class HeadFirstPartition(Partition):
