@@ -34,6 +34,8 @@ from .isa import (
     IsaError,
     Modi,
     Opcode,
+    decode,
+    encode,
     to_commands,
     unroll,
 )
@@ -210,13 +212,13 @@ class PimHub:
             for ins in instructions:
                 self.execute(ins)
             return
-        self.execute_encoded(kernels.encode(instructions))
+        self.execute_encoded(encode(instructions))
 
     def execute_encoded(self, enc: np.ndarray) -> None:
-        """:meth:`execute_all` of instructions encoded by :func:`~pimphony.model.kernels.encode`."""
+        """:meth:`execute_all` of instructions encoded by :func:`~pimphony.model.isa.encode`."""
         if self.mode != "compiled" or not self._compilable:
             for row in enc.tolist():
-                self.execute(kernels.decode(row))
+                self.execute(decode(row))
             return
         a = self.channels
         slots, rows = a.row_table()
@@ -227,7 +229,7 @@ class PimHub:
             a.mac_ops += int(macs)
             if k < len(enc):
                 a.sync_row_buffers()
-                self.execute(kernels.decode(enc[k].tolist()))
+                self.execute(decode(enc[k].tolist()))
                 k += 1
         a.sync_row_buffers()
 
@@ -260,9 +262,9 @@ class PimHub:
             u = step.unit
             q = query(u.request, u.kv_head)
             self.gpr.write(u.query_gpr + np.arange(q.size // w), q.reshape(-1, w), "query load")
-            for phase, instructions in (("qk", step.qk), ("sv", step.sv)):
+            for phase in ("qk", "sv"):
                 before = self.commands[:, Opcode.MAC].copy()
-                self.execute_all(instructions)
+                self.execute_encoded(step.encoded(phase))
                 self.phase_macs[phase] += self.commands[:, Opcode.MAC] - before
                 if phase == "qk":
                     self.epu.softmax_block(self.gpr, u)

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
+import operator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -144,6 +146,43 @@ class Instruction:
     def channel_array(self) -> np.ndarray:
         """Channel indices in the mask, in rank order, as a read-only int64 array (shared per mask)."""
         return mask_channels(self.ch_mask)
+
+
+FIELDS = tuple(f.name for f in fields(Instruction))
+"""Columns of an encoded instruction list (:func:`encode`), int64 each: the fields of :class:`Instruction`
+in their order (op, ch_mask, op_size, row, col, gbuf, obuf, gpr)."""
+
+_fields = operator.attrgetter(*FIELDS)
+
+
+def encode(instructions: list[Instruction]) -> np.ndarray:
+    """Instructions as an ``(n, 8)`` int64 array, columns :data:`FIELDS`."""
+    flat = itertools.chain.from_iterable(map(_fields, instructions))
+    return np.fromiter(flat, dtype=np.int64, count=len(FIELDS) * len(instructions)).reshape(-1, len(FIELDS))
+
+
+def encoded(op: int, ch_mask: int, op_size: int = 1, row: int = 0, col: int = 0, gbuf: int = 0, obuf: int = 0,
+            gpr: int = 0) -> tuple[int, ...]:
+    """One row of :func:`encode` from the fields of :class:`Instruction` (their order and defaults), without
+    building the instruction: how the lowering emits hundreds of thousands of them."""
+    return op, ch_mask, op_size, row, col, gbuf, obuf, gpr
+
+
+def encode_command(channel: int, cmd: Command) -> tuple[int, ...]:
+    """One row of :func:`encode` for a channel command: the instruction that sends ``cmd`` to ``channel``
+    alone, once."""
+    return encoded(int(cmd.op), 1 << channel, 1, cmd.row, cmd.col, cmd.gbuf, cmd.obuf, cmd.gpr)
+
+
+def decode(row) -> Instruction:
+    """One row of :func:`encode` as the instruction it encodes."""
+    values = dict(zip(FIELDS, (int(x) for x in row), strict=True))
+    return Instruction(**values | {"op": Opcode(values["op"])})
+
+
+def decode_all(enc: np.ndarray) -> list[Instruction]:
+    """The instructions :func:`encode` encoded as ``enc``."""
+    return [decode(row) for row in enc.tolist()]
 
 
 def channel_mask(channels) -> int:

@@ -2,9 +2,10 @@
 
 :func:`run_instructions` is the HUB's sequencer and the channels' command kernels
 (:meth:`PimHub.execute <pimphony.model.hub.PimHub.execute>`,
-:class:`~pimphony.model.channel.ChannelArray`) written as one loop over an encoded instruction list
-(:func:`encode`) and compiled with numba. It computes exactly what the instruction-by-instruction path
-computes, bit for bit (a test holds the two equal on both partitions, MHA and GQA, odd lengths):
+:class:`~pimphony.model.channel.ChannelArray`) written as one loop over an encoded instruction
+list (:func:`~pimphony.model.isa.encode`) and compiled with numba. It computes exactly what the
+instruction-by-instruction path computes, bit for bit (a test holds the two equal on both partitions,
+MHA and GQA, odd lengths):
 
 * a MAC repetition multiplies bf16 pairs (exact in fp32) and sums the products with the same fixed
   binary tree (pairs, then pairs of pairs, ...); what differs is only the order in which *independent*
@@ -27,42 +28,13 @@ every point what the reference would hold.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import operator
-
 import numpy as np
 
 from .compiled import array_list, compiled
-from .isa import Command, Instruction, Opcode
-
-FIELDS = tuple(f.name for f in dataclasses.fields(Instruction))
-"""Columns of an encoded instruction list (:func:`encode`), int64 each: the fields of
-:class:`~pimphony.model.isa.Instruction` in their order (op, ch_mask, op_size, row, col, gbuf, obuf, gpr),
-which :func:`run_instructions` reads by position."""
+from .isa import Instruction, Opcode, encode
 
 ACT, PRE, REF, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
     Opcode.ACT, Opcode.PRE, Opcode.REF, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
-
-_fields = operator.attrgetter(*FIELDS)
-
-
-def encode(instructions: list[Instruction]) -> np.ndarray:
-    """Instructions as an ``(n, 8)`` int64 array, columns :data:`FIELDS`."""
-    flat = itertools.chain.from_iterable(map(_fields, instructions))
-    return np.fromiter(flat, dtype=np.int64, count=len(FIELDS) * len(instructions)).reshape(-1, len(FIELDS))
-
-
-def encode_command(channel: int, cmd: Command) -> tuple[int, ...]:
-    """One row of :func:`encode` for a channel command: the instruction that sends ``cmd`` to ``channel``
-    alone, once."""
-    return (int(cmd.op), 1 << channel, 1, cmd.row, cmd.col, cmd.gbuf, cmd.obuf, cmd.gpr)
-
-
-def decode(row: list[int]) -> Instruction:
-    """One row of :func:`encode` as the instruction it encodes."""
-    values = dict(zip(FIELDS, (int(x) for x in row), strict=True))
-    return Instruction(**values | {"op": Opcode(values["op"])})
 
 
 @compiled
@@ -99,7 +71,8 @@ def mac16(values, gbuf, gb, col, size, acc, t):
 
 @compiled
 def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, commands):
-    """Execute ``enc[start:]`` (see :func:`encode`) on one module's state, in place.
+    """Execute ``enc[start:]`` (see :func:`~pimphony.model.isa.encode`; columns :data:`~pimphony.model.isa.FIELDS`,
+    read by position) on one module's state, in place.
 
     ``rows[slot_of_row[r]]`` holds bank row ``r`` as bf16 bits ``(channels, columns, banks)``; a row
     whose slot is -1 was never written and reads as zeros (the last of ``rows`` is a zero row). Returns

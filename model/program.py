@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .isa import Instruction
+from .isa import Instruction, decode_all, encode
 
 PHASES = ("qk", "sv", "both")
 """The channel phases a program can be cut to: QK^T, SV, or both in program order."""
@@ -61,13 +61,57 @@ class AttentionUnit:
         return self.t1 - self.t0
 
 
-@dataclass
 class Step:
-    """One unit: its QK^T instructions, then its SV instructions."""
+    """One unit: its QK^T instructions, then its SV instructions.
 
-    unit: AttentionUnit
-    qk: list[Instruction] = field(default_factory=list)
-    sv: list[Instruction] = field(default_factory=list)
+    Each phase is kept in the form it was given, a list of :class:`~pimphony.model.isa.Instruction` or
+    its encoding (:func:`~pimphony.model.isa.encode`), and converted the other way on first use: the
+    lowering gives encodings, which the golden model executes as they are, and whoever reads
+    ``qk`` / ``sv`` gets the instructions.
+    """
+
+    def __init__(self, unit: AttentionUnit, qk: list[Instruction] | np.ndarray | None = None,
+                 sv: list[Instruction] | np.ndarray | None = None):
+        self.unit = unit
+        self._forms: dict[str, dict[str, object]] = {}
+        self.qk = [] if qk is None else qk
+        self.sv = [] if sv is None else sv
+
+    def _set(self, phase: str, value: list[Instruction] | np.ndarray) -> None:
+        self._forms[phase] = {"encoded" if isinstance(value, np.ndarray) else "instructions": value}
+
+    def instructions(self, phase: str) -> list[Instruction]:
+        """The instructions of phase ``"qk"`` or ``"sv"``."""
+        forms = self._forms[phase]
+        if "instructions" not in forms:
+            forms["instructions"] = decode_all(forms["encoded"])
+        return forms["instructions"]
+
+    def encoded(self, phase: str) -> np.ndarray:
+        """The instructions of phase ``"qk"`` or ``"sv"`` encoded (:func:`~pimphony.model.isa.encode`)."""
+        forms = self._forms[phase]
+        if "encoded" not in forms:
+            forms["encoded"] = encode(forms["instructions"])
+        return forms["encoded"]
+
+    @property
+    def qk(self) -> list[Instruction]:
+        return self.instructions("qk")
+
+    @qk.setter
+    def qk(self, value: list[Instruction] | np.ndarray) -> None:
+        self._set("qk", value)
+
+    @property
+    def sv(self) -> list[Instruction]:
+        return self.instructions("sv")
+
+    @sv.setter
+    def sv(self, value: list[Instruction] | np.ndarray) -> None:
+        self._set("sv", value)
+
+    def __repr__(self) -> str:
+        return f"Step(unit={self.unit!r}, qk={len(self.encoded('qk'))} instructions, sv={len(self.encoded('sv'))})"
 
 
 @dataclass

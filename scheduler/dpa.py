@@ -21,11 +21,11 @@ from dataclasses import replace
 import numpy as np
 
 from pimphony.model.config import ModuleOrg
-from pimphony.model.isa import Instruction, Modi, Opcode, channel_mask, dyn_loop, dyn_modi
+from pimphony.model.isa import Instruction, Modi, Opcode, channel_mask, decode_all, dyn_loop, dyn_modi
 from pimphony.model.kvcache import ChunkLayout, DpaAllocator, Status
 from pimphony.model.program import DpaProgram
 
-from .lower import AttentionLowering, LoweringError, sink_rd_out
+from .lower import AttentionLowering, LoweringError, sink_encoded
 from .partition import PairPlacement, TokenCentricPartition
 
 
@@ -75,7 +75,7 @@ def lower_dpa(lowering: AttentionLowering, p: PairPlacement, block: int | None =
     v_tmpl = replace(p, length=v_row, k_row_map=(0,), v_row_map=(0,))
     qk, _ = lowering._lower_qk(k_tmpl, 0, k_row, frame)
     sv, _, _ = lowering._lower_sv(v_tmpl, 0, v_row, frame)
-    qk, sv = sink_rd_out(qk), sink_rd_out(sv)
+    qk, sv = decode_all(sink_encoded(qk)), decode_all(sink_encoded(sv))
     first_act = next(i for i, ins in enumerate(qk) if ins.op == Opcode.ACT)
     prologue, qk_body = qk[:first_act], qk[first_act:]
     kb = lowering.kb

@@ -15,6 +15,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from pimphony.model import kernels
 from pimphony.model.attention import Reference, check_shapes, decode_attention
 from pimphony.model.config import InputError, ModelConfig, ModuleOrg
 from pimphony.model.hub import DpaDispatcher, PimHub
@@ -23,8 +24,8 @@ from pimphony.model.kvcache import ChunkLayout, DpaAllocator
 from pimphony.model.numerics import scale_for
 
 from .dpa import dpa_block, lower_dpa, place_dpa
-from .lower import AttentionLowering
-from .partition import make_partition
+from .lower import AttentionLowering, sink_order
+from .partition import make_partition, pack_k_bits, pack_v_bits
 
 BF16 = ml_dtypes.bfloat16
 
@@ -155,6 +156,16 @@ class AttentionRun:
         """Mean over max of MAC commands per channel (1.0 = perfectly even)."""
         macs = self.commands[:, :, Opcode.MAC].reshape(-1)
         return float(macs.mean() / macs.max()) if macs.max() else 0.0
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) every compiled loop of a golden run now: the channels'
+    instruction loop (:func:`pimphony.model.kernels.warm_up`), the KV packing and the RD-OUT sinking."""
+    kernels.warm_up()
+    bits = np.zeros((1, 1), dtype=np.uint16)
+    pack_k_bits(bits, np.zeros((1, 1, 1, 1), dtype=np.uint16))
+    pack_v_bits(bits, 1, 1, np.zeros((1, 1, 1, 1), dtype=np.uint16))
+    sink_order(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
 
 
 def run_golden_attention(model: ModelConfig, org: ModuleOrg, inputs: AttentionInputs, partition: str = "tcp",

@@ -33,15 +33,31 @@ program order that the golden model executes and the issue policies reorder.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
+from pimphony.model.compiled import compiled
 from pimphony.model.config import ModuleOrg, ceil_div
-from pimphony.model.isa import COMMAND_DTYPE, Format, Instruction, Opcode, channel_mask, unroll
+from pimphony.model.isa import (
+    COMMAND_DTYPE,
+    FIELDS,
+    Format,
+    Instruction,
+    Opcode,
+    channel_mask,
+    decode_all,
+    encode,
+    encoded,
+    unroll,
+)
 from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step
 
 from .partition import PairPlacement, Partition
+
+ACT, PRE, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
+    Opcode.ACT, Opcode.PRE, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
 
 
 class LoweringError(ValueError):
@@ -155,7 +171,7 @@ class AttentionLowering:
             t1 = min(p.length, t0 + block)
             qk, scores = self._lower_qk(p, t0, t1, frame)
             sv, probs, partials = self._lower_sv(p, t0, t1, frame)
-            qk, sv = sink_rd_out(qk), sink_rd_out(sv)
+            qk, sv = sink_encoded(qk), sink_encoded(sv)
             unit = AttentionUnit(request=p.request, kv_head=p.kv_head, t0=t0, t1=t1, group=self.g,
                                  head_dim=self.d, query_gpr=frame.query, scores=scores, probs=probs,
                                  partials=partials, first=j == 0, last=j == len(starts) - 1)
@@ -204,7 +220,7 @@ class AttentionLowering:
         lanes = len(kch) * nb
         all_mask = channel_mask(kch)
         every = np.arange(len(kch))
-        ins: list[Instruction] = []
+        ins: list[tuple[int, ...]] = []                          # rows of isa.encode
         records: list[tuple[int, int, int, int, np.ndarray]] = []   # (dest, slot, first head, heads, channel ranks)
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
         first_row = i_lo // kpr
@@ -212,8 +228,7 @@ class AttentionLowering:
         for h0 in range(0, self.g, self.heads_per_pass):
             heads = range(h0, min(self.g, h0 + self.heads_per_pass))
             chunks = self._head_chunks(heads)
-            ins.append(Instruction(Opcode.WR_INP, all_mask, op_size=len(heads) * kb,
-                                   gpr=frame.query + h0 * kb, gbuf=0))
+            ins.append(encoded(WR_INP, all_mask, op_size=len(heads) * kb, gpr=frame.query + h0 * kb, gbuf=0))
             for row_i in range(i_lo // kpr, i_hi // kpr + 1):
                 row = p.k_row_map[row_i]
                 self._e = 0                                       # every row uses the OBuf alike
@@ -230,20 +245,20 @@ class AttentionLowering:
                 row_mask = 0
                 for _, _, mask in per_slot:
                     row_mask |= mask
-                ins.append(Instruction(Opcode.ACT, row_mask, row=row))
+                ins.append(encoded(ACT, row_mask, row=row))
                 for i, pos, mask in per_slot:
                     col = (i % kpr) * kb
                     for chunk in chunks:
                         c = len(chunk)
                         e = self._obuf(c)
                         dest = row_base + ((i % kpr) * self.g + chunk.start) * len(kch)
-                        ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                        ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
                         for j, h in enumerate(chunk):
-                            ins.append(Instruction(Opcode.MAC, mask, op_size=kb, row=row, col=col,
-                                                   gbuf=(h - h0) * kb, obuf=e + j))
-                        ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                            ins.append(encoded(MAC, mask, op_size=kb, row=row, col=col, gbuf=(h - h0) * kb,
+                                               obuf=e + j))
+                        ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
                         records.append((dest, i, chunk.start, c, pos))
-                ins.append(Instruction(Opcode.PRE, row_mask))
+                ins.append(encoded(PRE, row_mask))
         # RD-OUT record (dest, i, h0, c, pos): channel rank k, head j -> entry dest + k*c + j
         dest, slot, h_first, c, npos = (np.array(x, dtype=np.int64) for x in zip(
             *((d, i, h, c, len(pos)) for d, i, h, c, pos in records), strict=True))
@@ -272,7 +287,7 @@ class AttentionLowering:
         w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
         live = [s for s in range(s_count) if w_lo[s] <= w_hi[s]]
         tiles_per_row = self._tiles_per_row()
-        ins: list[Instruction] = []
+        ins: list[tuple[int, ...]] = []                          # rows of isa.encode
         probs: list[tuple[int, int, int, int, int]] = []
         partials: list[tuple[int, int, int]] = []
         rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
@@ -286,7 +301,7 @@ class AttentionLowering:
                 continue
             row_mask = channel_mask(np.concatenate([slices[s] for s in active]))
             row = p.v_row_map[row_i]
-            ins.append(Instruction(Opcode.ACT, row_mask, row=row))
+            ins.append(encoded(ACT, row_mask, row=row))
             for s in active:
                 mask = channel_mask(slices[s])
                 a, b = max(w_lo[s], r_lo), min(w_hi[s], r_hi)
@@ -294,20 +309,19 @@ class AttentionLowering:
                     # one chain per head across every tile of the row: drained once per row
                     c = len(chunk)
                     e = self._obuf(c)
-                    ins.append(Instruction(Opcode.WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                    ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
                     for c0 in range(a, b + 1, tile):
                         n = min(tile, b + 1 - c0)
                         for j, h in enumerate(chunk):
                             src = probs_base + ((s * tiles_per_row + (c0 - r_lo) // tile) * self.g + h) * tile
                             base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
-                            ins.append(Instruction(Opcode.WR_INP, mask, op_size=n, gpr=src, gbuf=base))
-                            ins.append(Instruction(Opcode.MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base,
-                                                   obuf=e + j))
+                            ins.append(encoded(WR_INP, mask, op_size=n, gpr=src, gbuf=base))
+                            ins.append(encoded(MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base, obuf=e + j))
                             probs.append((src, c0, n, s, h))
                     dest = part_base + (s * self.g + chunk.start) * kb
-                    ins.append(Instruction(Opcode.RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                    ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
                     partials.append((dest, c, chunk.start))
-            ins.append(Instruction(Opcode.PRE, row_mask))
+            ins.append(encoded(PRE, row_mask))
         # WR-INP record (src, c0, n, s, h): entry src + u holds burst (c0 + u) * s_count + s of head h
         src, c0, n, s_of, h = (np.array(x, dtype=np.int64) for x in zip(*probs, strict=True))
         local = local_entries(n)
@@ -332,15 +346,6 @@ def local_entries(sizes: np.ndarray) -> np.ndarray:
     return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
-def _obuf_span(ins: Instruction) -> tuple[int, int]:
-    """The OBuf entries ``[first, end)`` an instruction touches (empty for row commands and WR-INP)."""
-    if ins.op == Opcode.MAC:
-        return ins.obuf, ins.obuf + 1
-    if ins.op in (Opcode.WR_BIAS, Opcode.RD_OUT):
-        return ins.obuf, ins.obuf + ins.op_size
-    return 0, 0
-
-
 def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     """Software pipelining: move each RD-OUT after the next chain's WR-BIAS and its first MAC.
 
@@ -351,41 +356,49 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     a DPA loop body must be); channels are independent and RD-OUT destinations are never read within
     a phase, so the program computes exactly the same.
     """
-    out: list[Instruction] = []
+    return decode_all(sink_encoded([tuple(row) for row in encode(ins).tolist()]))
+
+
+def sink_encoded(rows: list[tuple[int, ...]]) -> np.ndarray:
+    """:func:`sink_rd_out` on rows of :func:`~pimphony.model.isa.encode`, encoded."""
+    enc = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(FIELDS) * len(rows))
+    enc = enc.reshape(-1, len(FIELDS))
+    op, size, obuf = enc[:, FIELDS.index("op")], enc[:, FIELDS.index("op_size")], enc[:, FIELDS.index("obuf")]
+    touches = (op == MAC) | (op == WR_BIAS) | (op == RD_OUT)
+    first = np.where(touches, obuf, 0)
+    end = np.where(op == MAC, obuf + 1, np.where(touches, obuf + size, 0))
+    return enc[sink_order(op, first, end)]
+
+
+@compiled
+def sink_order(ops, first, end):
+    """The order of :func:`sink_rd_out` as indices: in each run between row commands, each RD-OUT moved
+    past the instructions that neither touch its OBuf entries (``first[k]`` to ``end[k]``, empty for
+    WR-INP) nor are an RD-OUT, up to and including the first MAC after a WR-BIAS."""
+    n = len(ops)
+    out = np.arange(n)
     start = 0
-    for i, x in enumerate(ins):                   # no RD-OUT crosses a row command: sink each run alone
-        if x.op in (Opcode.ACT, Opcode.PRE):
-            out += _sink_run(ins[start:i])
-            out.append(x)
-            start = i + 1
-    return out + _sink_run(ins[start:])
-
-
-def _sink_run(run: list[Instruction]) -> list[Instruction]:
-    """:func:`sink_rd_out` on instructions without row commands."""
-    out = list(run)
-    i = 0
-    while i < len(out):
-        rd = out[i]
-        if rd.op != Opcode.RD_OUT:
-            i += 1
+    for stop in range(n + 1):
+        if stop < n and ops[stop] != ACT and ops[stop] != PRE:
             continue
-        first, end = rd.obuf, rd.obuf + rd.op_size
-        j, seen_bias = i + 1, False
-        while j < len(out):
-            nxt = out[j]
-            if nxt.op == Opcode.RD_OUT:
-                break
-            lo, hi = _obuf_span(nxt)
-            if lo < end and first < hi:
-                break
-            j += 1
-            seen_bias = seen_bias or nxt.op == Opcode.WR_BIAS
-            if seen_bias and nxt.op == Opcode.MAC:
-                break
-        if j > i + 1 and seen_bias:
-            out.insert(j - 1, out.pop(i))
-        i += 1
+        i = start
+        while i < stop:
+            k = out[i]
+            if ops[k] == RD_OUT:
+                j, seen_bias = i + 1, False
+                while j < stop:
+                    m = out[j]
+                    if ops[m] == RD_OUT or (first[m] < end[k] and first[k] < end[m]):
+                        break
+                    j += 1
+                    seen_bias = seen_bias or ops[m] == WR_BIAS
+                    if seen_bias and ops[m] == MAC:
+                        break
+                if j > i + 1 and seen_bias:
+                    out[i:j - 1] = out[i + 1:j].copy()
+                    out[j - 1] = k
+            i += 1
+        start = stop + 1
     return out
 
 

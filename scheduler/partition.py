@@ -185,14 +185,14 @@ class Partition(abc.ABC):
     def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
         """K (T, d) -> bf16 bits (rows, channels, kpr*d columns, banks) as :meth:`locate_k` places them."""
         out = np.zeros((p.k_rows, len(p.k_channels), self.kpr * self.head_dim, self.org.banks), dtype=np.uint16)
-        _pack_k(_bits(k, p.length), out)
+        pack_k_bits(_bits(k, p.length), out)
         return out
 
     def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
         """V (T, d) -> bf16 bits (rows, slice channels, columns, banks) as :meth:`locate_v` places them."""
         org = self.org
         out = np.zeros((p.v_rows, len(p.v_slices) * self.kb, org.columns, org.banks), dtype=np.uint16)
-        _pack_v(_bits(v, p.length), len(p.v_slices), org.burst_elements, out)
+        pack_v_bits(_bits(v, p.length), len(p.v_slices), org.burst_elements, out)
         return out
 
 
@@ -204,7 +204,7 @@ def _bits(x: np.ndarray, length: int) -> np.ndarray:
 
 
 @compiled
-def _pack_k(bits, out):
+def pack_k_bits(bits, out):
     """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, channels, kpr*d, banks), which holds zeros:
     lane ``t mod L`` (``L`` = channels x banks, channel-major), key slot ``t div L``, ``kpr`` slots per
     row, the key's ``d`` elements along the columns of its bank."""
@@ -222,12 +222,12 @@ def _pack_k(bits, out):
 
 
 @compiled
-def _pack_v(bits, slices, w, out):
+def pack_v_bits(bits, slices, w, out):
     """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, slices x d/banks channels, columns, banks),
     which holds zeros: burst ``u = t div w`` to slice ``u mod slices`` at local burst ``u div slices``
     (row, then burst column), element ``t mod w`` of the burst; dimension ``m * banks + b`` to channel
     ``m`` of the slice, bank ``b``."""
-    n_rows, n_ch, cols, nb = out.shape
+    n_rows, _, cols, nb = out.shape
     length, d = bits.shape
     kb, bpr = d // nb, cols // w
     for r in range(n_rows):

@@ -467,8 +467,7 @@ def _register_bench_golden(bsub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_golden(args: argparse.Namespace) -> int:
-    from pimphony.model.kernels import warm_up
-    from pimphony.scheduler.golden import AttentionInputs, run_golden_attention
+    from pimphony.scheduler.golden import AttentionInputs, run_golden_attention, warm_up
 
     model = ModelConfig.load(args.model)
     org = ModuleOrg.load(args.module)

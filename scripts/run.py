@@ -22,10 +22,10 @@ def run_main_job(model_name: str, lengths: list[int], seed: int, sim: str, waves
     :mod:`pimphony.verification.tests.tb_run` once per policy of :data:`POLICIES` (both at once) and
     return their merged report (with ``seconds``, ``simulator`` and ``waveform`` added)."""
     from pimphony.model.config import ModelConfig, TimingPreset
-    from pimphony.model.kernels import warm_up
     from pimphony.model.queue import QueueConfig
     from pimphony.rtl.build import run_config, write_cached_verilog
     from pimphony.rtl.hub import PimHub
+    from pimphony.scheduler.golden import warm_up
     from pimphony.verification.runner import available, build, test
 
     missing = available(sim)

@@ -26,8 +26,7 @@ from pimphony.model.attention import Reference, decode_attention
 from pimphony.model.config import ModelConfig
 from pimphony.model.dpa import DpaConfig, DpaControllerModel, DpaOp, DpaOperation, load_program
 from pimphony.model.hub import PimHub
-from pimphony.model.isa import Command, Format
-from pimphony.model.kernels import encode_command
+from pimphony.model.isa import Command, Format, encode_command
 from pimphony.model.numerics import scale_for
 from pimphony.model.perf.hub import EPU_CYCLES
 from pimphony.model.program import AttentionUnit
