@@ -24,6 +24,9 @@ Illegal commands raise :class:`PimCommandError` naming the command, the channel 
 
 from __future__ import annotations
 
+import math
+import mmap
+
 import numpy as np
 
 from .compiled import array_list
@@ -34,6 +37,16 @@ from .numerics import bits_to_f32, to_bf16, tree_sum16
 
 class PimCommandError(RuntimeError):
     """A command broke a rule of the channel (no open row, index out of range, ...)."""
+
+
+def zeroed_pages(shape: tuple[int, ...]) -> np.ndarray:
+    """A zeroed uint16 array on an anonymous mapping in small pages: only the 4 KB pages written take
+    memory (a channel's part of a row is 32 KB; transparent huge pages would map all channels)."""
+    size = 2 * math.prod(shape)
+    pages = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        pages.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(pages, dtype=np.uint16).reshape(shape)
 
 
 class ChannelArray:
@@ -61,6 +74,7 @@ class ChannelArray:
         self.gbuf = np.zeros((c, org.gbuf_entries, w), dtype=np.float32)
         self.obuf = np.zeros((c, self.n_obuf, b), dtype=np.float32)
         self._rows: dict[int, np.ndarray] = {}
+        self._slabs: dict[int, np.ndarray] = {}
         self._table = None
         self.mac_ops = 0
         """Multiply-accumulates performed (16 per bank per MAC command)."""
@@ -72,12 +86,23 @@ class ChannelArray:
         """Bytes of bank storage backed by memory."""
         return sum(a.nbytes for a in self._rows.values())
 
+    SLAB_BYTES = 64 << 20
+    """Rows are backed in slabs of consecutive rows of at least this many bytes (or the whole bank): one
+    anonymous mapping each (:func:`zeroed_pages`), whose pages the system maps only when written and
+    takes back whole when the array is freed. Rows allocated one by one came from the C heap, which
+    kept them after a run: each further run in a process grew it by about a gigabyte (HFP, 128K tokens)."""
+
     def _row(self, row: int) -> np.ndarray:
         arr = self._rows.get(row)
         if arr is None:
             org = self.org
-            arr = np.zeros((org.channels, org.columns, org.banks), dtype=np.uint16)
-            self._rows[row] = arr
+            shape = (org.channels, org.columns, org.banks)
+            per_slab = min(org.rows, -(-self.SLAB_BYTES // (2 * org.channels * org.columns * org.banks)))
+            index, offset = divmod(row, per_slab)
+            slab = self._slabs.get(index)
+            if slab is None:
+                slab = self._slabs[index] = zeroed_pages((per_slab, *shape))
+            arr = self._rows[row] = slab[offset]
             self._table = None
         return arr
 
