@@ -1,6 +1,10 @@
 """Test-session set-up shared by every test module."""
 
+import fcntl
 import os
+import pickle
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,6 +17,28 @@ def _kernel_cost_cache(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     monkeypatch.setenv("PIMPHONY_CACHE", str(shared / "pimphony-cache"))
+
+
+@pytest.fixture(scope="session")
+def once(tmp_path_factory) -> Callable[[str, Callable[[], Any]], Any]:
+    """``once(key, compute)``: ``compute()`` computed by one xdist worker of the run and read back by the
+    others (pickled beside the run's temporary folders; a worker that finds another computing it waits).
+    For a result several tests on different workers need, that would otherwise be computed per worker."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-results"
+    shared.mkdir(exist_ok=True)
+
+    def get(key: str, compute: Callable[[], Any]) -> Any:
+        path = shared / f"{key}.pickle"
+        with open(shared / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                return pickle.loads(path.read_bytes())
+            value = compute()
+            path.write_bytes(pickle.dumps(value))
+            return value
+
+    return get
 
 
 def pytest_collection_modifyitems(items):

@@ -47,20 +47,25 @@ def golden_streams(ops) -> tuple[list[list], list[list[bool]]]:
     return cmds, sv_flags
 
 
-@pytest.fixture(scope="module")
-def runs():
-    ops = workload()
-    out = {}
-    for policy in Policy:
+@pytest.fixture
+def runs(once):
+    """``runs(*policies)``: the workload's operations and the hub simulated under each policy, every policy
+    simulated once per test run (~13 s each) whichever workers need it."""
+
+    def simulate(policy: Policy):
         cfg = dataclasses.replace(QueueConfig.rtl_default(ORG4), policy=policy)
-        out[policy] = simulate_hub(PimHub(CONFIG, AIM, cfg), ops, policy, epu_cycles=3)
-    return ops, out
+        return simulate_hub(PimHub(CONFIG, AIM, cfg), workload(), policy, epu_cycles=3)
+
+    def get(*policies: Policy):
+        return workload(), {p: once(f"hub-run-{p.name}", lambda p=p: simulate(p)) for p in policies}
+
+    return get
 
 
-@pytest.mark.long(20)
+@pytest.mark.long(15)
 @pytest.mark.parametrize("policy", list(Policy))
 def test_every_channel_issues_the_golden_commands_legally(runs, policy):
-    ops, results = runs
+    ops, results = runs(policy)
     res = results[policy]
     assert [r.status.name for r in res.responses[-7:]] == ["OK"] * 7
     want, _ = golden_streams(ops)
@@ -76,7 +81,7 @@ def test_every_channel_issues_the_golden_commands_legally(runs, policy):
 
 def test_phases_are_separated_by_drained_barriers(runs):
     """No command of a phase issues before the barrier that ends the previous phase."""
-    ops, results = runs
+    ops, results = runs(Policy.DCS)
     res = results[Policy.DCS]
     _, sv_flags = golden_streams(ops)
     assert len(res.syncs) >= 3
@@ -89,7 +94,7 @@ def test_phases_are_separated_by_drained_barriers(runs):
 
 
 def test_dcs_is_faster_than_static_on_the_same_workload(runs):
-    _, results = runs
+    _, results = runs(*Policy)
     cycles = {p: r.cycles for p, r in results.items()}
     assert cycles[Policy.DCS] < cycles[Policy.PINGPONG] <= cycles[Policy.STATIC], cycles
 
