@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import mmap
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,6 +76,8 @@ class ChannelArray:
         self.obuf = np.zeros((c, self.n_obuf, b), dtype=np.float32)
         self._rows: dict[int, np.ndarray] = {}
         self._slabs: dict[int, np.ndarray] = {}
+        self._adopted: set[int] = set()
+        """Rows held in arrays handed over by :meth:`adopt_rows` rather than in a slab."""
         self._table = None
         self.mac_ops = 0
         """Multiply-accumulates performed (16 per bank per MAC command)."""
@@ -97,7 +100,7 @@ class ChannelArray:
         if arr is None:
             org = self.org
             shape = (org.channels, org.columns, org.banks)
-            per_slab = min(org.rows, -(-self.SLAB_BYTES // (2 * org.channels * org.columns * org.banks)))
+            per_slab = self._slab_rows()
             index, offset = divmod(row, per_slab)
             slab = self._slabs.get(index)
             if slab is None:
@@ -105,6 +108,10 @@ class ChannelArray:
             arr = self._rows[row] = slab[offset]
             self._table = None
         return arr
+
+    def _slab_rows(self) -> int:
+        org = self.org
+        return min(org.rows, -(-self.SLAB_BYTES // (2 * org.channels * org.columns * org.banks)))
 
     def row_table(self) -> tuple[np.ndarray, list]:
         """The backed rows as the compiled path takes them: ``(slot_of_row, rows)``, where
@@ -146,9 +153,36 @@ class ChannelArray:
                 f"write of rows {row0}..{row0 + n_rows - 1}, columns {col0}..{col0 + n_cols - 1} is outside "
                 f"the bank ({org.rows} rows x {org.columns} columns)")
         ch = np.asarray(channels)
+        run = n_ch > 0 and bool((ch == np.arange(ch[0], ch[0] + n_ch)).all())
+        where = slice(int(ch[0]), int(ch[0]) + n_ch) if run else ch      # consecutive channels: a plain copy
         for r in range(n_rows):
-            self._row(row0 + r)[ch, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
+            self._row(row0 + r)[where, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
         self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
+
+    def fill_rows(self, channels, row0: int, n_rows: int, fill: Callable[[np.ndarray, int], None]) -> bool:
+        """Back-door write in place of rows ``row0 .. row0 + n_rows - 1`` of ``channels`` (consecutive
+        indices): ``fill(view, r)`` writes the bf16 bits of rows ``row0 + r ..`` into ``view`` (rows,
+        channels, columns, banks), a view of the rows' storage. Returns False, having written nothing,
+        where the channels are not consecutive or a row is held in an adopted array
+        (:meth:`adopt_rows`); the caller then writes a copy (:meth:`write_rows`)."""
+        org = self.org
+        ch = np.asarray(channels)
+        if row0 < 0 or row0 + n_rows > org.rows:
+            raise PimCommandError(f"write of rows {row0}..{row0 + n_rows - 1} is outside the bank ({org.rows} rows)")
+        if not len(ch) or (ch != np.arange(ch[0], ch[0] + len(ch))).any() or ch[-1] >= org.channels \
+                or any(r in self._adopted for r in range(row0, row0 + n_rows)):
+            return False
+        per_slab = self._slab_rows()
+        r = row0
+        while r < row0 + n_rows:
+            index, offset = divmod(r, per_slab)
+            count = min(per_slab - offset, row0 + n_rows - r)
+            for row in range(r, r + count):
+                self._row(row)
+            fill(self._slabs[index][offset:offset + count, ch[0]:ch[-1] + 1], r - row0)
+            r += count
+        self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
+        return True
 
     def adopt_rows(self, row0: int, data: np.ndarray) -> None:
         """Back-door write of whole rows of every channel, ``data[r]`` (channels, columns, banks) of bf16
@@ -165,6 +199,7 @@ class ChannelArray:
             raise PimCommandError(f"write of rows {row0}..{row0 + n_rows - 1} is outside the bank ({org.rows} rows)")
         for r in range(n_rows):
             self._rows[row0 + r] = data[r]
+        self._adopted.update(range(row0, row0 + n_rows))
         self._table = None
         ch = np.arange(org.channels)
         self._latch(ch[(self.open_row >= row0) & (self.open_row < row0 + n_rows)])

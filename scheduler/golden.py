@@ -163,8 +163,9 @@ def warm_up() -> None:
     instruction loop (:func:`pimphony.model.kernels.warm_up`), the KV packing and the RD-OUT sinking."""
     kernels.warm_up()
     bits = np.zeros((1, 1), dtype=np.uint16)
-    pack_k_bits(bits, np.zeros((1, 1, 1, 1), dtype=np.uint16))
-    pack_v_bits(bits, 1, 1, np.zeros((1, 1, 1, 1), dtype=np.uint16))
+    for out in (np.zeros((1, 1, 1, 1), dtype=np.uint16), np.zeros((1, 2, 1, 1), dtype=np.uint16)[:, :1]):
+        pack_k_bits(bits, 0, out)                   # into new arrays, and into views of the banks' storage
+        pack_v_bits(bits, 1, 1, 0, out)
     sink_order(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
 
 

@@ -167,33 +167,30 @@ class Partition(abc.ABC):
     # -- packing (vectorised writes of whole rows) ---------------------------------------------------
 
     def store(self, channels, p: PairPlacement, k: np.ndarray, v: np.ndarray) -> None:
-        """Write a pair's K and V into a :class:`~pimphony.model.channel.ChannelArray` (back door)."""
-        for rows, chans, data in ((p.k_row_map, p.k_channels, self.pack_k(p, k)),
-                                  (p.v_row_map, p.v_channels, self.pack_v(p, v))):
+        """Write a pair's K and V into a :class:`~pimphony.model.channel.ChannelArray` (back door), packed
+        by :func:`pack_k_bits` / :func:`pack_v_bits`: whole rows of the module into new arrays that the
+        channels adopt, rows of some channels in place where the channels allow it
+        (:meth:`~pimphony.model.channel.ChannelArray.fill_rows`), else through a copy."""
+        org = self.org
+        kbits, vbits, slices = _bits(k, p.length), _bits(v, p.length), len(p.v_slices)
+        for rows, chans, pack in (
+                (p.k_row_map, p.k_channels, lambda out, r0: pack_k_bits(kbits, r0, out)),
+                (p.v_row_map, p.v_channels, lambda out, r0: pack_v_bits(vbits, slices, org.burst_elements, r0, out))):
             start = 0
             while start < len(rows):                      # one write per run of consecutive rows
                 end = start + 1
                 while end < len(rows) and rows[end] == rows[end - 1] + 1:
                     end += 1
-                whole = tuple(chans) == tuple(range(self.org.channels)) and data.shape[2] == self.org.columns
-                if whole:                                 # whole rows of the module: hand them over
-                    channels.adopt_rows(rows[start], data[start:end])
-                else:
-                    channels.write_rows(np.asarray(chans), rows[start], data[start:end], banks_last=True)
+                if tuple(chans) == tuple(range(org.channels)):    # whole rows of the module: hand them over
+                    data = np.empty((end - start, len(chans), org.columns, org.banks), dtype=np.uint16)
+                    pack(data, start)
+                    channels.adopt_rows(rows[start], data)
+                elif not channels.fill_rows(chans, rows[start], end - start,
+                                            lambda view, off, start=start, pack=pack: pack(view, start + off)):
+                    data = np.empty((end - start, len(chans), org.columns, org.banks), dtype=np.uint16)
+                    pack(data, start)
+                    channels.write_rows(np.asarray(chans), rows[start], data, banks_last=True)
                 start = end
-
-    def pack_k(self, p: PairPlacement, k: np.ndarray) -> np.ndarray:
-        """K (T, d) -> bf16 bits (rows, channels, kpr*d columns, banks) as :meth:`locate_k` places them."""
-        out = np.zeros((p.k_rows, len(p.k_channels), self.kpr * self.head_dim, self.org.banks), dtype=np.uint16)
-        pack_k_bits(_bits(k, p.length), out)
-        return out
-
-    def pack_v(self, p: PairPlacement, v: np.ndarray) -> np.ndarray:
-        """V (T, d) -> bf16 bits (rows, slice channels, columns, banks) as :meth:`locate_v` places them."""
-        org = self.org
-        out = np.zeros((p.v_rows, len(p.v_slices) * self.kb, org.columns, org.banks), dtype=np.uint16)
-        pack_v_bits(_bits(v, p.length), len(p.v_slices), org.burst_elements, out)
-        return out
 
 
 def _bits(x: np.ndarray, length: int) -> np.ndarray:
@@ -204,40 +201,50 @@ def _bits(x: np.ndarray, length: int) -> np.ndarray:
 
 
 @compiled
-def pack_k_bits(bits, out):
-    """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, channels, kpr*d, banks), which holds zeros:
-    lane ``t mod L`` (``L`` = channels x banks, channel-major), key slot ``t div L``, ``kpr`` slots per
-    row, the key's ``d`` elements along the columns of its bank."""
+def pack_k_bits(bits, row0, out):
+    """Keys into the rows ``row0 ..`` of a pair's K (as :meth:`Partition.locate_k` places them): token
+    ``t`` of ``bits`` (T, d) to lane ``t mod L`` (``L`` = channels x banks, channel-major), key slot
+    ``t div L``, ``kpr`` slots per row, its ``d`` elements along the columns of its bank; ``out`` is
+    (rows, channels, columns, banks), zeros past the last token."""
     n_rows, n_ch, cols, nb = out.shape
     length, d = bits.shape
     kpr = cols // d
     for r in range(n_rows):
         for s in range(kpr):
             for c in range(n_ch):
-                t0 = ((r * kpr + s) * n_ch + c) * nb
+                t0 = (((row0 + r) * kpr + s) * n_ch + c) * nb
                 n = max(0, min(nb, length - t0))
                 for j in range(d):
                     for b in range(n):
                         out[r, c, s * d + j, b] = bits[t0 + b, j]
+                    for b in range(n, nb):
+                        out[r, c, s * d + j, b] = 0
+        out[r, :, kpr * d:, :] = 0
 
 
 @compiled
-def pack_v_bits(bits, slices, w, out):
-    """Token ``t`` of ``bits`` (T, d) into ``out`` (rows, slices x d/banks channels, columns, banks),
-    which holds zeros: burst ``u = t div w`` to slice ``u mod slices`` at local burst ``u div slices``
-    (row, then burst column), element ``t mod w`` of the burst; dimension ``m * banks + b`` to channel
-    ``m`` of the slice, bank ``b``."""
+def pack_v_bits(bits, slices, w, row0, out):
+    """Values into the rows ``row0 ..`` of a pair's V (as :meth:`Partition.locate_v` places them): burst
+    ``u = t div w`` of ``bits`` (T, d) to slice ``u mod slices`` at local burst ``u div slices`` (row,
+    then burst column), element ``t mod w`` of the burst, dimension ``m * banks + b`` to channel ``m``
+    of the slice, bank ``b``; ``out`` is (rows, slices x d/banks channels, columns, banks), zeros past
+    the last token."""
     n_rows, _, cols, nb = out.shape
     length, d = bits.shape
     kb, bpr = d // nb, cols // w
     for r in range(n_rows):
         for u in range(bpr):
             for s in range(slices):
-                t0 = ((r * bpr + u) * slices + s) * w
-                for i in range(max(0, min(w, length - t0))):
+                t0 = (((row0 + r) * bpr + u) * slices + s) * w
+                n = max(0, min(w, length - t0))
+                for i in range(n):
                     for m in range(kb):
                         for b in range(nb):
                             out[r, s * kb + m, u * w + i, b] = bits[t0 + i, m * nb + b]
+                for i in range(n, w):
+                    for m in range(kb):
+                        for b in range(nb):
+                            out[r, s * kb + m, u * w + i, b] = 0
 
 
 class HeadFirstPartition(Partition):
