@@ -33,7 +33,6 @@ program order that the golden model executes and the issue policies reorder.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,25 +214,33 @@ class AttentionLowering:
         return ceil_div(self.org.bursts_per_row, self._tile)
 
     def _lower_qk(self, p: PairPlacement, t0: int, t1: int, frame: GprFrame):
-        nb, kb, kpr = self.org.banks, self.kb, self.part.kpr
+        nb, kpr = self.org.banks, self.part.kpr
         kch = np.asarray(p.k_channels)
         lanes = len(kch) * nb
         all_mask = channel_mask(kch)
         every = np.arange(len(kch))
-        ins: list[tuple[int, ...]] = []                          # rows of isa.encode
-        records: list[tuple[int, int, int, int, np.ndarray]] = []   # (dest, slot, first head, heads, channel ranks)
+        pieces: list[np.ndarray] = []                              # encoded instructions, in order
+        records: list[tuple[np.ndarray, ...]] = []                 # (dest, slot, first head, heads, ranks)
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
         first_row = i_lo // kpr
         first_tok = every * nb                                    # lane offset of each channel
         for h0 in range(0, self.g, self.heads_per_pass):
             heads = range(h0, min(self.g, h0 + self.heads_per_pass))
             chunks = self._head_chunks(heads)
-            ins.append(encoded(WR_INP, all_mask, op_size=len(heads) * kb, gpr=frame.query + h0 * kb, gbuf=0))
+            pieces.append(np.array([encoded(WR_INP, all_mask, op_size=len(heads) * self.kb,
+                                            gpr=frame.query + h0 * self.kb, gbuf=0)], dtype=np.int64))
+            full = {"row": [], "base": [], "first_slot": []}          # a run of rows whose every slot is full
+            template = None
             for row_i in range(i_lo // kpr, i_hi // kpr + 1):
-                row = p.k_row_map[row_i]
-                self._e = 0                                       # every row uses the OBuf alike
-                row_base = frame.qk + (row_i - first_row) * frame.qk_row
+                row, row_base = p.k_row_map[row_i], frame.qk + (row_i - first_row) * frame.qk_row
                 slots = range(max(i_lo, row_i * kpr), min(i_hi, row_i * kpr + kpr - 1) + 1)
+                if len(slots) == kpr and t0 <= slots[0] * lanes and (slots[-1] + 1) * lanes <= t1:
+                    template = template or self._qk_row(0, 0, [(s, every, all_mask) for s in range(kpr)], h0,
+                                                        chunks, len(kch))
+                    for key, value in zip(full, (row, row_base, row_i * kpr), strict=True):
+                        full[key].append(value)
+                    continue
+                self._qk_rows(template, full, pieces, records)
                 per_slot = []
                 for i in slots:
                     if t0 <= i * lanes and (i + 1) * lanes <= t1:  # every lane of the slot holds a token
@@ -242,37 +249,68 @@ class AttentionLowering:
                     lo = i * lanes + first_tok
                     pos = np.nonzero((lo < t1) & (lo + nb > t0))[0]
                     per_slot.append((i, pos, channel_mask(kch[pos])))
-                row_mask = 0
-                for _, _, mask in per_slot:
-                    row_mask |= mask
-                ins.append(encoded(ACT, row_mask, row=row))
-                for i, pos, mask in per_slot:
-                    col = (i % kpr) * kb
-                    for chunk in chunks:
-                        c = len(chunk)
-                        e = self._obuf(c)
-                        dest = row_base + ((i % kpr) * self.g + chunk.start) * len(kch)
-                        ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
-                        for j, h in enumerate(chunk):
-                            ins.append(encoded(MAC, mask, op_size=kb, row=row, col=col, gbuf=(h - h0) * kb,
-                                               obuf=e + j))
-                        ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
-                        records.append((dest, i, chunk.start, c, pos))
-                ins.append(encoded(PRE, row_mask))
+                enc, recs = self._qk_row(row, row_base, per_slot, h0, chunks, len(kch))
+                pieces.append(enc)
+                records.append(recs)
+            self._qk_rows(template, full, pieces, records)
         # RD-OUT record (dest, i, h0, c, pos): channel rank k, head j -> entry dest + k*c + j
-        dest, slot, h_first, c, npos = (np.array(x, dtype=np.int64) for x in zip(
-            *((d, i, h, c, len(pos)) for d, i, h, c, pos in records), strict=True))
+        dest, slot, h_first, c, npos, pos_all = (np.concatenate(x) for x in zip(*records, strict=True))
         size = npos * c
         local = local_entries(size)
         c_of = np.repeat(c, size)
         rank = local // c_of
-        pos_all = np.concatenate([pos for *_, pos in records])
         ch_pos = pos_all[np.repeat(np.cumsum(npos) - npos, size) + rank]
         entry = np.repeat(dest, size) + local
         head = (np.repeat(h_first, size) + local % c_of)[:, None]
         tok = (np.repeat(slot, size) * lanes + ch_pos * nb)[:, None] + np.arange(nb)[None, :]
         index = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
-        return ins, GprMap(entry, index)
+        return np.concatenate(pieces), GprMap(entry, index)
+
+    def _qk_row(self, row: int, row_base: int, per_slot: list, h0: int, chunks: list[range], n_ch: int):
+        """One K row of QK^T: ACT, for each slot ``(i, channel ranks, mask)`` and chunk of heads a chain
+        (WR-BIAS, a MAC per head, RD-OUT), PRE. Returns the instructions encoded and their RD-OUT
+        records as arrays (dest, slot, first head, heads, ranks per record, the ranks)."""
+        kb, kpr = self.kb, self.part.kpr
+        self._e = 0                                               # every row uses the OBuf alike
+        row_mask = 0
+        for _, _, mask in per_slot:
+            row_mask |= mask
+        ins = [encoded(ACT, row_mask, row=row)]
+        recs = []
+        for i, pos, mask in per_slot:
+            col = (i % kpr) * kb
+            for chunk in chunks:
+                c = len(chunk)
+                e = self._obuf(c)
+                dest = row_base + ((i % kpr) * self.g + chunk.start) * n_ch
+                ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                for j, h in enumerate(chunk):
+                    ins.append(encoded(MAC, mask, op_size=kb, row=row, col=col, gbuf=(h - h0) * kb, obuf=e + j))
+                ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                recs.append((dest, i, chunk.start, c, pos))
+        ins.append(encoded(PRE, row_mask))
+        columns = [np.array([r[k] if k < 4 else len(r[4]) for r in recs], dtype=np.int64) for k in range(5)]
+        return np.array(ins, dtype=np.int64), (*columns, np.concatenate([r[4] for r in recs]))
+
+    @staticmethod
+    def _qk_rows(template, full: dict[str, list[int]], pieces: list, records: list) -> None:
+        """Emit the run of full rows gathered in ``full`` (and empty it) from ``template``, the row of
+        :meth:`_qk_row` at row 0, GPR base 0 and slots from 0: every full row is the template with its
+        row in ACT and the MACs, its GPR base added to the RD-OUT destinations and its slots."""
+        if not full["row"]:
+            return
+        enc, (dest, slot, h_first, c, npos, pos) = template
+        rows, bases, first = (np.array(full[k], dtype=np.int64)[:, None] for k in ("row", "base", "first_slot"))
+        block = np.broadcast_to(enc, (len(rows), *enc.shape)).copy()
+        op, rd_out = enc[:, FIELDS.index("op")], enc[:, FIELDS.index("op")] == RD_OUT
+        block[:, (op == ACT) | (op == MAC), FIELDS.index("row")] = rows
+        block[:, rd_out, FIELDS.index("gpr")] += bases
+        pieces.append(block.reshape(-1, enc.shape[1]))
+        n = len(rows)
+        records.append(((dest + bases).ravel(), (slot + first).ravel(), np.tile(h_first, n), np.tile(c, n),
+                        np.tile(npos, n), np.tile(pos, n)))
+        for values in full.values():
+            values.clear()
 
     # -- SV -----------------------------------------------------------------------------------------
 
@@ -338,7 +376,7 @@ class AttentionLowering:
         pentry = np.repeat(dest, size) + local
         dims = (local // c_of * w)[:, None] + np.arange(w)[None, :]
         qidx = (np.repeat(h0, size) + local % c_of)[:, None] * self.d + dims
-        return ins, GprMap(pentry_probs, pidx), GprMap(pentry, qidx)
+        return np.array(ins, dtype=np.int64).reshape(-1, len(FIELDS)), GprMap(pentry_probs, pidx), GprMap(pentry, qidx)
 
 
 def local_entries(sizes: np.ndarray) -> np.ndarray:
@@ -356,13 +394,11 @@ def sink_rd_out(ins: list[Instruction]) -> list[Instruction]:
     a DPA loop body must be); channels are independent and RD-OUT destinations are never read within
     a phase, so the program computes exactly the same.
     """
-    return decode_all(sink_encoded([tuple(row) for row in encode(ins).tolist()]))
+    return decode_all(sink_encoded(encode(ins)))
 
 
-def sink_encoded(rows: list[tuple[int, ...]]) -> np.ndarray:
-    """:func:`sink_rd_out` on rows of :func:`~pimphony.model.isa.encode`, encoded."""
-    enc = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(FIELDS) * len(rows))
-    enc = enc.reshape(-1, len(FIELDS))
+def sink_encoded(enc: np.ndarray) -> np.ndarray:
+    """:func:`sink_rd_out` on instructions encoded by :func:`~pimphony.model.isa.encode`."""
     op, size, obuf = enc[:, FIELDS.index("op")], enc[:, FIELDS.index("op_size")], enc[:, FIELDS.index("obuf")]
     touches = (op == MAC) | (op == WR_BIAS) | (op == RD_OUT)
     first = np.where(touches, obuf, 0)
