@@ -84,14 +84,21 @@ def mac16(data, gbuf, gb, col, size, acc):
 
 
 @compiled
-def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, commands):
-    """Execute ``enc[start:]`` (see :func:`~pimphony.model.isa.encode`; columns :data:`~pimphony.model.isa.FIELDS`,
-    read by position) on one module's state, in place.
+def run_instructions(enc, start, stop, lanes, slot_of_row, rows, open_row, gbuf, obuf, gpr, commands):
+    """Execute ``enc[start:stop]`` (see :func:`~pimphony.model.isa.encode`; columns
+    :data:`~pimphony.model.isa.FIELDS`, read by position) on one module's state, in place, for the
+    channels in the bit mask ``lanes``.
 
     ``rows[slot_of_row[r]]`` holds bank row ``r`` as bf16 bits ``(channels, columns, banks)``; a row
     whose slot is -1 was never written and reads as zeros (the last of ``rows`` is a zero row). Returns
-    ``(index, macs)``: the index of the first instruction not executed (``len(enc)`` when all were) and
+    ``(index, macs)``: the index of the first instruction not executed (``stop`` when all were) and
     the multiply-accumulates performed.
+
+    Channels outside ``lanes`` are left alone, except their open rows: every call tracks all channels'
+    rows in its ``open_row`` and checks every instruction on all its channels, so calls for disjoint
+    lanes, each with its own copy of ``open_row``, stop at the same instruction. They may run at the
+    same time (the loop releases the GIL) on a span without GPR hazards (:func:`gpr_hazard_free`):
+    channels share nothing else.
     """
     n_ch, n_gbuf, w = gbuf.shape
     n_obuf, n_banks = obuf.shape[1], obuf.shape[2]
@@ -104,7 +111,7 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
     acc = np.empty(n_banks, np.float32)
     chans = np.empty(n_ch, np.int64)
     macs = 0
-    for k in range(start, enc.shape[0]):
+    for k in range(start, stop):
         op, mask, size, row, col, gb, ob, gp = enc[k, 0], enc[k, 1], enc[k, 2], enc[k, 3], enc[k, 4], \
             enc[k, 5], enc[k, 6], enc[k, 7]
         if mask <= 0 or (mask >> n_ch) != 0 or size < 1:
@@ -114,6 +121,7 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
             if (mask >> c) & 1:
                 chans[m] = c
                 m += 1
+        mine = mask & lanes
         if op == ACT:
             if size != 1 or row < 0 or row >= n_rows:
                 return k, macs
@@ -137,16 +145,18 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
             if gp < 0 or gp + size > n_gpr or gb < 0 or gb + size > n_gbuf:
                 return k, macs
             for i in range(m):
-                for r in range(size):
-                    for j in range(w):
-                        gbuf[chans[i], gb + r, j] = bf16_round(gpr[gp + r, j])
+                if (mine >> chans[i]) & 1:
+                    for r in range(size):
+                        for j in range(w):
+                            gbuf[chans[i], gb + r, j] = bf16_round(gpr[gp + r, j])
         elif op == WR_BIAS:
             if gp < 0 or gp >= n_gpr or ob < 0 or ob + size > n_obuf:
                 return k, macs
             for i in range(m):
-                for r in range(size):
-                    for b in range(n_banks):
-                        obuf[chans[i], ob + r, b] = bf16_round(gpr[gp, b])
+                if (mine >> chans[i]) & 1:
+                    for r in range(size):
+                        for b in range(n_banks):
+                            obuf[chans[i], ob + r, b] = bf16_round(gpr[gp, b])
         elif op == MAC:
             if col < 0 or col + size > bursts or gb < 0 or gb + size > n_gbuf or ob < 0 or ob >= n_obuf:
                 return k, macs
@@ -157,6 +167,9 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
             data = rows[slot if slot >= 0 else len(rows) - 1]
             for i in range(m):
                 c = chans[i]
+                if not (mine >> c) & 1:
+                    continue
+                macs += n_banks * size * w
                 for b in range(n_banks):
                     acc[b] = obuf[c, ob, b]
                 if w == 16 and n_banks == 16:
@@ -181,26 +194,59 @@ def run_instructions(enc, start, slot_of_row, rows, open_row, gbuf, obuf, gpr, c
                             acc[b] += t[0, b]
                 for b in range(n_banks):
                     obuf[c, ob, b] = acc[b]
-            macs += m * n_banks * size * w
         elif op == RD_OUT:
             if ob < 0 or ob + size > n_obuf or gp < 0 or gp + m * size > n_gpr:
                 return k, macs
             for i in range(m):
-                for r in range(size):
-                    for b in range(n_banks):
-                        gpr[gp + i * size + r, b] = bf16_round(obuf[chans[i], ob + r, b])
+                if (mine >> chans[i]) & 1:
+                    for r in range(size):
+                        for b in range(n_banks):
+                            gpr[gp + i * size + r, b] = bf16_round(obuf[chans[i], ob + r, b])
         else:
             return k, macs
         for i in range(m):
-            commands[chans[i], op] += size
-    return enc.shape[0], macs
+            if (mine >> chans[i]) & 1:
+                commands[chans[i], op] += size
+    return stop, macs
+
+
+@compiled
+def gpr_hazard_free(enc, start, n_gpr):
+    """The end of the longest span ``enc[start:end]`` in which no instruction reads a GPR entry that an
+    RD-OUT before it in the span wrote, nor writes one that an instruction before it read or wrote:
+    what one channel does to the GPR there cannot reach another channel's instructions, so the span's
+    channels may run in any order. An attention phase is one such span (it reads queries, zeros or
+    probabilities and writes scores or partial sums). Entries outside ``0 .. n_gpr - 1`` are left to
+    :func:`run_instructions`, which refuses them."""
+    state = np.zeros(n_gpr, np.int8)                   # 1: read in the span, 2: written
+    for k in range(start, enc.shape[0]):
+        op, mask, size, gp = enc[k, 0], enc[k, 1], enc[k, 2], enc[k, 7]
+        if op in (WR_INP, WR_BIAS):
+            lo, hi = gp, gp + (size if op == WR_INP else 1)
+            for x in range(max(lo, 0), min(hi, n_gpr)):
+                if state[x] == 2:
+                    return k
+                state[x] = 1
+        elif op == RD_OUT:
+            m = 0
+            for c in range(63):
+                m += (mask >> c) & 1
+            for x in range(max(gp, 0), min(gp + m * size, n_gpr)):
+                if state[x] != 0:
+                    return k
+            for x in range(max(gp, 0), min(gp + m * size, n_gpr)):
+                state[x] = 2
+    return enc.shape[0]
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's disk cache) :func:`run_instructions` now, for the argument types the
+    """Compile (or load from numba's disk cache) :func:`run_instructions` and :func:`gpr_hazard_free` now, for
+    the argument types the
     hub passes: a caller may overlap the first compilation (several seconds) with other work, such as a
     simulator build."""
     row = np.zeros((1, 16, 2), dtype=np.uint16)
-    run_instructions(encode([Instruction(Opcode.PRE, 1)]), 0, np.full(1, -1, dtype=np.int64), array_list([row]),
+    enc = encode([Instruction(Opcode.PRE, 1)])
+    run_instructions(enc, 0, 1, 1, np.full(1, -1, dtype=np.int64), array_list([row]),
                      np.full(1, -1, dtype=np.int64), np.zeros((1, 1, 2), np.float32), np.zeros((1, 1, 2), np.float32),
                      np.zeros((1, 2), np.float32), np.zeros((1, 7), np.int64))
+    gpr_hazard_free(enc, 0, 1)
