@@ -138,18 +138,20 @@ def test_command_layout_is_the_isa_encoding():
 
 @pytest.mark.long(30)
 def test_verilog_and_synth_commands(tmp_path, capsys, monkeypatch):
+    """``verilog dcs``, and ``synth`` on the sequencer (the DCS queue's synthesis takes ~30 s; its figures
+    are regenerated with ``pimphony synth dcs``, and its tables are priced by
+    :func:`test_table_bytes_are_the_registers_the_rtl_builds`)."""
     from pimphony.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["verilog", "dcs", "--out", str(tmp_path / "v")]) == 0
     text = (tmp_path / "v" / "dcs_queue.v").read_text()
     assert "module dcs_queue(" in text and "cmd_in__payload" in text and "cmd_out__ready" in text
-    assert main(["synth", "dcs", "--out", str(tmp_path / "v")]) == 0
+    assert main(["synth", "sequencer", "--out", str(tmp_path / "v")]) == 0
     out = capsys.readouterr().out
     stats = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()[2:] if line.startswith("  ")}
-    assert stats["flip_flops"] > 1000 and stats["ice40_lut4"] > 1000
-    assert stats["memories"] == 2 and stats["ice40_ram"] > 0          # the two queues map to block RAM
-    assert stats["d_table"] == 180 and stats["s_table"] == 5 and stats["total"] == 185
+    assert stats["flip_flops"] > 50 and stats["ice40_lut4"] > 1000 and stats["ice40_ff"] == stats["flip_flops"]
+    assert (tmp_path / "v" / "sequencer.v").is_file()
 
 
 def _registers(fragment) -> dict[str, int]:
