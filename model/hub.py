@@ -17,15 +17,12 @@ All three produce bit-identical results and raise the same errors (tested).
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import kernels
+from . import kernels, threads
 from .channel import ChannelArray
 from .config import ModuleOrg, ceil_div
 from .isa import (
@@ -138,19 +135,6 @@ def _gather(gpr: Gpr, gmap, size: int, what: str) -> np.ndarray:
     return out
 
 
-def _lanes(channels: int) -> list[int]:
-    """Channel masks of the threads that execute one module's instructions side by side: channels dealt
-    round robin over as many threads as this process may use cores (at most one per channel)."""
-    threads = max(1, min(channels, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
-    return [sum(1 << c for c in range(t, channels, threads)) for t in range(threads)]
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """The threads of :func:`_lanes` beyond the caller's own (the compiled loop releases the GIL)."""
-    return ThreadPoolExecutor(max_workers=max(1, len(_lanes(64)) - 1), thread_name_prefix="pimphony-lanes")
-
-
 class PimHub:
     """One PIM module: HUB (GPR, sequencer, EPU) and its channels.
 
@@ -238,7 +222,7 @@ class PimHub:
             return
         a = self.channels
         slots, rows = a.row_table()
-        lanes = _lanes(self.org.channels)
+        lanes = threads.lanes(self.org.channels)
         k = 0
         while k < len(enc):
             stop = kernels.gpr_hazard_free(enc, k, len(self.gpr.data))
@@ -250,7 +234,7 @@ class PimHub:
                 return kernels.run_instructions(enc, start, stop, lane, slots, rows, open_row, a.gbuf, a.obuf,
                                                 self.gpr.data, self.commands)
 
-            others = [_pool().submit(run, lane, seen) for lane, seen in zip(lanes[1:], rows_seen, strict=True)]
+            others = [threads.pool().submit(run, lane, seen) for lane, seen in zip(lanes[1:], rows_seen, strict=True)]
             k, macs = run(lanes[0], a.open_row)
             for end, more in (f.result() for f in others):
                 if end != k:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pimphony.model import threads
 from pimphony.model.compiled import compiled
 from pimphony.model.config import ModuleOrg, ceil_div
 from pimphony.model.perf.system import PARTITIONS as PARTITION_NAMES
@@ -173,9 +174,13 @@ class Partition(abc.ABC):
         (:meth:`~pimphony.model.channel.ChannelArray.fill_rows`), else through a copy."""
         org = self.org
         kbits, vbits, slices = _bits(k, p.length), _bits(v, p.length), len(p.v_slices)
-        for rows, chans, pack in (
+        for rows, chans, kernel in (
                 (p.k_row_map, p.k_channels, lambda out, r0: pack_k_bits(kbits, r0, out)),
                 (p.v_row_map, p.v_channels, lambda out, r0: pack_v_bits(vbits, slices, org.burst_elements, r0, out))):
+
+            def pack(out: np.ndarray, r0: int, kernel=kernel) -> None:
+                threads.split_rows(kernel, out, r0)
+
             start = 0
             while start < len(rows):                      # one write per run of consecutive rows
                 end = start + 1
