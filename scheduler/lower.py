@@ -319,49 +319,37 @@ class AttentionLowering:
         w, bpr = org.burst_elements, org.bursts_per_row
         slices = [np.asarray(s) for s in p.v_slices]
         s_count = len(slices)
-        tile = self._tile_size()
         u_lo, u_hi = t0 // w, (t1 - 1) // w
         w_lo = [ceil_div(max(0, u_lo - s), s_count) for s in range(s_count)]
         w_hi = [(u_hi - s) // s_count if u_hi >= s else -1 for s in range(s_count)]
         live = [s for s in range(s_count) if w_lo[s] <= w_hi[s]]
-        tiles_per_row = self._tiles_per_row()
-        ins: list[tuple[int, ...]] = []                          # rows of isa.encode
-        probs: list[tuple[int, int, int, int, int]] = []
-        partials: list[tuple[int, int, int]] = []
+        pieces: list[np.ndarray] = []                             # encoded instructions, in order
+        probs: list[np.ndarray] = []                              # (src, c0, n, s, h) per WR-INP, in order
+        partials: list[np.ndarray] = []                           # (dest, c, h0) per RD-OUT, in order
         rows = range(min(w_lo[s] for s in live) // bpr, max(w_hi[s] for s in live) // bpr + 1)
+        full: dict[str, list[int]] = {"row": [], "probs": [], "partials": [], "first_burst": []}
+        template = None
         for row_i in rows:
-            self._e = 0                                           # every row uses the OBuf alike
             probs_base = frame.probs + (row_i - rows.start) * frame.probs_row
             part_base = frame.partials + (row_i - rows.start) * frame.partials_row
             r_lo, r_hi = row_i * bpr, row_i * bpr + bpr - 1
-            active = [s for s in live if w_lo[s] <= r_hi and w_hi[s] >= r_lo]
-            if not active:
+            spans = {s: (max(w_lo[s], r_lo), min(w_hi[s], r_hi)) for s in live if w_lo[s] <= r_hi and w_hi[s] >= r_lo}
+            if not spans:
                 continue
-            row_mask = channel_mask(np.concatenate([slices[s] for s in active]))
             row = p.v_row_map[row_i]
-            ins.append(encoded(ACT, row_mask, row=row))
-            for s in active:
-                mask = channel_mask(slices[s])
-                a, b = max(w_lo[s], r_lo), min(w_hi[s], r_hi)
-                for chunk in self._head_chunks(range(self.g)):
-                    # one chain per head across every tile of the row: drained once per row
-                    c = len(chunk)
-                    e = self._obuf(c)
-                    ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
-                    for c0 in range(a, b + 1, tile):
-                        n = min(tile, b + 1 - c0)
-                        for j, h in enumerate(chunk):
-                            src = probs_base + ((s * tiles_per_row + (c0 - r_lo) // tile) * self.g + h) * tile
-                            base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
-                            ins.append(encoded(WR_INP, mask, op_size=n, gpr=src, gbuf=base))
-                            ins.append(encoded(MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base, obuf=e + j))
-                            probs.append((src, c0, n, s, h))
-                    dest = part_base + (s * self.g + chunk.start) * kb
-                    ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
-                    partials.append((dest, c, chunk.start))
-            ins.append(encoded(PRE, row_mask))
+            if len(spans) == s_count and all(span == (r_lo, r_hi) for span in spans.values()):
+                template = template or self._sv_row(0, 0, 0, 0, {s: (0, bpr - 1) for s in range(s_count)}, slices)
+                for key, value in zip(full, (row, probs_base, part_base, r_lo), strict=True):
+                    full[key].append(value)
+                continue
+            self._sv_rows(template, full, pieces, probs, partials)
+            enc, row_probs, row_partials = self._sv_row(row, probs_base, part_base, r_lo, spans, slices)
+            pieces.append(enc)
+            probs.append(row_probs)
+            partials.append(row_partials)
+        self._sv_rows(template, full, pieces, probs, partials)
         # WR-INP record (src, c0, n, s, h): entry src + u holds burst (c0 + u) * s_count + s of head h
-        src, c0, n, s_of, h = (np.array(x, dtype=np.int64) for x in zip(*probs, strict=True))
+        src, c0, n, s_of, h = np.concatenate(probs).T
         local = local_entries(n)
         pentry_probs = np.repeat(src, n) + local
         tok = (np.repeat(c0, n) + local)[:, None] * (s_count * w) + np.repeat(s_of, n)[:, None] * w \
@@ -369,14 +357,73 @@ class AttentionLowering:
         head = np.repeat(h, n)[:, None]
         pidx = np.where((tok >= t0) & (tok < t1), head * (t1 - t0) + tok - t0, -1)
         # RD-OUT record (dest, c, h0): channel rank m (dimensions 16m..), head j -> entry dest + m*c + j
-        dest, c, h0 = (np.array(x, dtype=np.int64) for x in zip(*partials, strict=True))
+        dest, c, h0 = np.concatenate(partials).T
         size = kb * c
         local = local_entries(size)
         c_of = np.repeat(c, size)
         pentry = np.repeat(dest, size) + local
         dims = (local // c_of * w)[:, None] + np.arange(w)[None, :]
         qidx = (np.repeat(h0, size) + local % c_of)[:, None] * self.d + dims
-        return np.array(ins, dtype=np.int64).reshape(-1, len(FIELDS)), GprMap(pentry_probs, pidx), GprMap(pentry, qidx)
+        return np.concatenate(pieces), GprMap(pentry_probs, pidx), GprMap(pentry, qidx)
+
+    def _sv_row(self, row: int, probs_base: int, part_base: int, r_lo: int, spans: dict[int, tuple[int, int]],
+                slices: list[np.ndarray]):
+        """One V row of SV: ACT, for each slice ``s`` with bursts ``spans[s]`` (absolute, the row's first
+        is ``r_lo``) and chunk of heads a chain (WR-BIAS, a WR-INP and a MAC per tile and head, RD-OUT),
+        PRE. Returns the instructions encoded and the WR-INP and RD-OUT records as arrays."""
+        kb, tile, tiles_per_row = self.kb, self._tile_size(), self._tiles_per_row()
+        self._e = 0                                               # every row uses the OBuf alike
+        row_mask = channel_mask(np.concatenate([slices[s] for s in spans]))
+        ins = [encoded(ACT, row_mask, row=row)]
+        probs, partials = [], []
+        for s, (a, b) in spans.items():
+            mask = channel_mask(slices[s])
+            for chunk in self._head_chunks(range(self.g)):
+                # one chain per head across every tile of the row: drained once per row
+                c = len(chunk)
+                e = self._obuf(c)
+                ins.append(encoded(WR_BIAS, mask, op_size=c, obuf=e, gpr=GPR_ZERO))
+                for c0 in range(a, b + 1, tile):
+                    n = min(tile, b + 1 - c0)
+                    for j, h in enumerate(chunk):
+                        src = probs_base + ((s * tiles_per_row + (c0 - r_lo) // tile) * self.g + h) * tile
+                        base = self._tile_base(s, chunk, (c0 - r_lo) // tile, j)
+                        ins.append(encoded(WR_INP, mask, op_size=n, gpr=src, gbuf=base))
+                        ins.append(encoded(MAC, mask, op_size=n, row=row, col=c0 - r_lo, gbuf=base, obuf=e + j))
+                        probs.append((src, c0, n, s, h))
+                dest = part_base + (s * self.g + chunk.start) * kb
+                ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
+                partials.append((dest, c, chunk.start))
+        ins.append(encoded(PRE, row_mask))
+        return (np.array(ins, dtype=np.int64), np.array(probs, dtype=np.int64).reshape(-1, 5),
+                np.array(partials, dtype=np.int64).reshape(-1, 3))
+
+    @staticmethod
+    def _sv_rows(template, full: dict[str, list[int]], pieces: list, probs: list, partials: list) -> None:
+        """Emit the run of full rows gathered in ``full`` (and empty it) from ``template``, the row of
+        :meth:`_sv_row` at row 0, GPR bases 0 and first burst 0: every full row is the template with its
+        row in ACT and the MACs, its bases added to the WR-INP sources and the RD-OUT destinations and
+        its first burst to the records'."""
+        if not full["row"]:
+            return
+        enc, t_probs, t_partials = template
+        rows, p_base, q_base, first = (np.array(full[k], dtype=np.int64)[:, None]
+                                       for k in ("row", "probs", "partials", "first_burst"))
+        op = enc[:, FIELDS.index("op")]
+        block = np.broadcast_to(enc, (len(rows), *enc.shape)).copy()
+        block[:, (op == ACT) | (op == MAC), FIELDS.index("row")] = rows
+        block[:, op == WR_INP, FIELDS.index("gpr")] += p_base
+        block[:, op == RD_OUT, FIELDS.index("gpr")] += q_base
+        pieces.append(block.reshape(-1, enc.shape[1]))
+        recs = np.broadcast_to(t_probs, (len(rows), *t_probs.shape)).copy()
+        recs[:, :, 0] += p_base
+        recs[:, :, 1] += first
+        probs.append(recs.reshape(-1, t_probs.shape[1]))
+        recs = np.broadcast_to(t_partials, (len(rows), *t_partials.shape)).copy()
+        recs[:, :, 0] += q_base
+        partials.append(recs.reshape(-1, t_partials.shape[1]))
+        for values in full.values():
+            values.clear()
 
 
 def local_entries(sizes: np.ndarray) -> np.ndarray:
