@@ -20,8 +20,13 @@ def cores() -> int:
 
 @functools.cache
 def pool() -> ThreadPoolExecutor:
-    """The threads beside the caller's own (:func:`cores` - 1, at least one)."""
+    """The threads beside the caller's own (:func:`cores` - 1, at least one); a process forked from one
+    that had them makes its own (a fork copies the pool but not its threads)."""
     return ThreadPoolExecutor(max_workers=max(1, cores() - 1), thread_name_prefix="pimphony")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=pool.cache_clear)
 
 
 def lanes(channels: int) -> list[int]:

@@ -95,6 +95,22 @@ def test_random_programs_leave_the_same_state_and_raise_the_same_error(seed):
         assert np.array_equal(fast[name].view(np.uint8), value.view(np.uint8)), name
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_any_number_of_threads_leaves_the_same_state(cores, monkeypatch):
+    """The compiled path on one thread and on three (16 channels dealt unevenly): the same state and errors
+    as the instruction path, whatever the machine's cores."""
+    from pimphony.model import threads
+
+    monkeypatch.setattr(threads, "cores", lambda: cores)
+    for seed in (1, 4):
+        program = _random_program(np.random.default_rng(seed), 400, broken=0.01 if seed % 2 else 0.0)
+        fast_error, fast = _run("compiled", program, seed)
+        ref_error, ref = _run("instructions", program, seed)
+        assert fast_error == ref_error
+        for name, value in ref.items():
+            assert np.array_equal(fast[name].view(np.uint8), value.view(np.uint8)), name
+
+
 def test_random_programs_reach_both_ends():
     """The draw above is not degenerate: some programs finish and some stop at a broken rule."""
     ends = [_run("instructions", _random_program(np.random.default_rng(s), 400, broken=0.01 if s % 2 else 0.0), s)
