@@ -87,6 +87,10 @@ def test_random_programs_leave_the_same_state_and_raise_the_same_error(seed):
     """Each program runs on the compiled path and on the instruction path: both stop at the same
     instruction with the same exception and message, or both finish, and every buffer holds the same bits."""
     print(f"seed {seed}")
+    _same_on_both_paths(seed)
+
+
+def _same_on_both_paths(seed: int) -> None:
     program = _random_program(np.random.default_rng(seed), 400, broken=0.01 if seed % 2 else 0.0)
     fast_error, fast = _run("compiled", program, seed)
     ref_error, ref = _run("instructions", program, seed)
@@ -103,12 +107,7 @@ def test_any_number_of_threads_leaves_the_same_state(cores, monkeypatch):
 
     monkeypatch.setattr(threads, "cores", lambda: cores)
     for seed in (1, 4):
-        program = _random_program(np.random.default_rng(seed), 400, broken=0.01 if seed % 2 else 0.0)
-        fast_error, fast = _run("compiled", program, seed)
-        ref_error, ref = _run("instructions", program, seed)
-        assert fast_error == ref_error
-        for name, value in ref.items():
-            assert np.array_equal(fast[name].view(np.uint8), value.view(np.uint8)), name
+        _same_on_both_paths(seed)
 
 
 def test_random_programs_reach_both_ends():
