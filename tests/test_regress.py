@@ -29,11 +29,13 @@ def test_bad_suites_name_the_problem(tmp_path, monkeypatch):
         load_suite("missing")
 
 
-QUICK = {"icarus": (("dcs", "dpa", "hub"), []), "verilator": (("dcs",), ["--waves"])}
-"""What ``make test`` runs of the quick suite on each simulator: every block on Icarus; on Verilator the
-DCS queue's testcases from a traced build (one Verilator build of ~1 min cold, where the three blocks
-take ~3.5 min). ``pimphony regress --suite quick --sim verilator`` runs all three, and ``pimphony run``
-the 16-channel hub."""
+QUICK = {"icarus": (("dcs", "dpa"), []), "verilator": (("dcs",), ["--waves"])}
+"""What ``make test`` runs of the quick suite on each simulator: the DCS queue's and the DPA controller's
+testcases on Icarus; on Verilator the DCS queue's from a traced build (one Verilator build of ~1 min
+cold, where the three blocks take ~3.5 min). The hub's cocotb bench runs in ``make test`` through
+``tests/test_run.py`` (a small main job through a 4-channel hub on Icarus); its MHA workload with
+back-pressure (~25 s with its build) in ``pimphony regress --suite quick``, which runs all three blocks
+on either simulator, and ``pimphony run`` the 16-channel hub."""
 
 
 def _quick_cases(block: str) -> int:
