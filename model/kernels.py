@@ -36,6 +36,7 @@ from .isa import Instruction, Opcode, encode
 
 ACT, PRE, REF, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
     Opcode.ACT, Opcode.PRE, Opcode.REF, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
+"""The opcodes as plain ints, which compiled loops (here and in the scheduler's) read as constants."""
 
 
 @compiled

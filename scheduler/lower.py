@@ -51,12 +51,10 @@ from pimphony.model.isa import (
     encoded,
     unroll,
 )
+from pimphony.model.kernels import ACT, MAC, PRE, RD_OUT, WR_BIAS, WR_INP
 from pimphony.model.program import GPR_ZERO, AttentionUnit, GprMap, Program, Step
 
 from .partition import PairPlacement, Partition
-
-ACT, PRE, WR_INP, WR_BIAS, MAC, RD_OUT = (int(op) for op in (
-    Opcode.ACT, Opcode.PRE, Opcode.WR_INP, Opcode.WR_BIAS, Opcode.MAC, Opcode.RD_OUT))
 
 
 class LoweringError(ValueError):
