@@ -218,7 +218,8 @@ class AttentionLowering:
         all_mask = channel_mask(kch)
         every = np.arange(len(kch))
         pieces: list[np.ndarray] = []                              # encoded instructions, in order
-        records: list[tuple[np.ndarray, ...]] = []                 # (dest, slot, first head, heads, ranks)
+        records: list[np.ndarray] = []                            # (dest, slot, first head, heads, ranks) each
+        ranks: list[np.ndarray] = []                              # the channel ranks of every record, in order
         i_lo, i_hi = t0 // lanes, (t1 - 1) // lanes
         first_row = i_lo // kpr
         first_tok = every * nb                                    # lane offset of each channel
@@ -238,7 +239,7 @@ class AttentionLowering:
                     for key, value in zip(full, (row, row_base, row_i * kpr), strict=True):
                         full[key].append(value)
                     continue
-                self._qk_rows(template, full, pieces, records)
+                self._qk_rows(template, full, pieces, records, ranks)
                 per_slot = []
                 for i in slots:
                     if t0 <= i * lanes and (i + 1) * lanes <= t1:  # every lane of the slot holds a token
@@ -247,12 +248,14 @@ class AttentionLowering:
                     lo = i * lanes + first_tok
                     pos = np.nonzero((lo < t1) & (lo + nb > t0))[0]
                     per_slot.append((i, pos, channel_mask(kch[pos])))
-                enc, recs = self._qk_row(row, row_base, per_slot, h0, chunks, len(kch))
+                enc, recs, pos = self._qk_row(row, row_base, per_slot, h0, chunks, len(kch))
                 pieces.append(enc)
                 records.append(recs)
-            self._qk_rows(template, full, pieces, records)
+                ranks.append(pos)
+            self._qk_rows(template, full, pieces, records, ranks)
         # RD-OUT record (dest, i, h0, c, pos): channel rank k, head j -> entry dest + k*c + j
-        dest, slot, h_first, c, npos, pos_all = (np.concatenate(x) for x in zip(*records, strict=True))
+        dest, slot, h_first, c, npos = np.concatenate(records).T
+        pos_all = np.concatenate(ranks)
         size = npos * c
         local = local_entries(size)
         c_of = np.repeat(c, size)
@@ -267,7 +270,7 @@ class AttentionLowering:
     def _qk_row(self, row: int, row_base: int, per_slot: list, h0: int, chunks: list[range], n_ch: int):
         """One K row of QK^T: ACT, for each slot ``(i, channel ranks, mask)`` and chunk of heads a chain
         (WR-BIAS, a MAC per head, RD-OUT), PRE. Returns the instructions encoded and their RD-OUT
-        records as arrays (dest, slot, first head, heads, ranks per record, the ranks)."""
+        records (dest, slot, first head, heads, ranks per record) and the ranks of every record."""
         kb, kpr = self.kb, self.part.kpr
         self._e = 0                                               # every row uses the OBuf alike
         row_mask = 0
@@ -287,26 +290,21 @@ class AttentionLowering:
                 ins.append(encoded(RD_OUT, mask, op_size=c, obuf=e, gpr=dest))
                 recs.append((dest, i, chunk.start, c, pos))
         ins.append(encoded(PRE, row_mask))
-        columns = [np.array([r[k] if k < 4 else len(r[4]) for r in recs], dtype=np.int64) for k in range(5)]
-        return np.array(ins, dtype=np.int64), (*columns, np.concatenate([r[4] for r in recs]))
+        table = np.array([(dest, i, h, c, len(pos)) for dest, i, h, c, pos in recs], dtype=np.int64)
+        return np.array(ins, dtype=np.int64), table, np.concatenate([pos for *_, pos in recs])
 
     @staticmethod
-    def _qk_rows(template, full: dict[str, list[int]], pieces: list, records: list) -> None:
+    def _qk_rows(template, full: dict[str, list[int]], pieces: list, records: list, ranks: list) -> None:
         """Emit the run of full rows gathered in ``full`` (and empty it) from ``template``, the row of
         :meth:`_qk_row` at row 0, GPR base 0 and slots from 0: every full row is the template with its
         row in ACT and the MACs, its GPR base added to the RD-OUT destinations and its slots."""
         if not full["row"]:
             return
-        enc, (dest, slot, h_first, c, npos, pos) = template
+        enc, table, pos = template
         rows, bases, first = (np.array(full[k], dtype=np.int64)[:, None] for k in ("row", "base", "first_slot"))
-        block = np.broadcast_to(enc, (len(rows), *enc.shape)).copy()
-        op, rd_out = enc[:, FIELDS.index("op")], enc[:, FIELDS.index("op")] == RD_OUT
-        block[:, (op == ACT) | (op == MAC), FIELDS.index("row")] = rows
-        block[:, rd_out, FIELDS.index("gpr")] += bases
-        pieces.append(block.reshape(-1, enc.shape[1]))
-        n = len(rows)
-        records.append(((dest + bases).ravel(), (slot + first).ravel(), np.tile(h_first, n), np.tile(c, n),
-                        np.tile(npos, n), np.tile(pos, n)))
+        pieces.append(_repeat_row(enc, rows, {RD_OUT: bases}))
+        records.append(_repeat_records(table, {0: bases, 1: first}))
+        ranks.append(np.tile(pos, len(rows)))
         for values in full.values():
             values.clear()
 
@@ -407,21 +405,33 @@ class AttentionLowering:
         enc, t_probs, t_partials = template
         rows, p_base, q_base, first = (np.array(full[k], dtype=np.int64)[:, None]
                                        for k in ("row", "probs", "partials", "first_burst"))
-        op = enc[:, FIELDS.index("op")]
-        block = np.broadcast_to(enc, (len(rows), *enc.shape)).copy()
-        block[:, (op == ACT) | (op == MAC), FIELDS.index("row")] = rows
-        block[:, op == WR_INP, FIELDS.index("gpr")] += p_base
-        block[:, op == RD_OUT, FIELDS.index("gpr")] += q_base
-        pieces.append(block.reshape(-1, enc.shape[1]))
-        recs = np.broadcast_to(t_probs, (len(rows), *t_probs.shape)).copy()
-        recs[:, :, 0] += p_base
-        recs[:, :, 1] += first
-        probs.append(recs.reshape(-1, t_probs.shape[1]))
-        recs = np.broadcast_to(t_partials, (len(rows), *t_partials.shape)).copy()
-        recs[:, :, 0] += q_base
-        partials.append(recs.reshape(-1, t_partials.shape[1]))
+        pieces.append(_repeat_row(enc, rows, {WR_INP: p_base, RD_OUT: q_base}))
+        probs.append(_repeat_records(t_probs, {0: p_base, 1: first}))
+        partials.append(_repeat_records(t_partials, {0: q_base}))
         for values in full.values():
             values.clear()
+
+
+def _repeat_row(enc: np.ndarray, rows: np.ndarray, gpr_bases: dict[int, np.ndarray]) -> np.ndarray:
+    """``enc``, one row's instructions at row 0 and GPR bases 0, once per entry of ``rows`` (n, 1): each copy
+    with its row in ACT and the MACs, and ``gpr_bases[op]`` (n, 1) added to the GPR field of that opcode's
+    instructions."""
+    op = enc[:, FIELDS.index("op")]
+    block = np.broadcast_to(enc, (len(rows), *enc.shape)).copy()
+    block[:, (op == ACT) | (op == MAC), FIELDS.index("row")] = rows
+    for code, bases in gpr_bases.items():
+        block[:, op == code, FIELDS.index("gpr")] += bases
+    return block.reshape(-1, enc.shape[1])
+
+
+def _repeat_records(table: np.ndarray, offsets: dict[int, np.ndarray]) -> np.ndarray:
+    """``table``, one row's records, once per entry of the (n, 1) offsets, ``offsets[k]`` added to column
+    ``k`` of each copy."""
+    n = len(next(iter(offsets.values())))
+    block = np.broadcast_to(table, (n, *table.shape)).copy()
+    for column, add in offsets.items():
+        block[:, :, column] += add
+    return block.reshape(-1, table.shape[1])
 
 
 def local_entries(sizes: np.ndarray) -> np.ndarray:
