@@ -61,6 +61,20 @@ class AttentionUnit:
         return self.t1 - self.t0
 
 
+class _Phase:
+    """``step.qk`` / ``step.sv``: the phase's instructions (:meth:`Step.instructions`); assigning a list of
+    instructions or an encoding replaces the phase."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, step: Step | None, owner: type | None = None):
+        return self if step is None else step.instructions(self.name)
+
+    def __set__(self, step: Step, value: list[Instruction] | np.ndarray) -> None:
+        step._forms[self.name] = {"encoded" if isinstance(value, np.ndarray) else "instructions": value}
+
+
 class Step:
     """One unit: its QK^T instructions, then its SV instructions.
 
@@ -70,15 +84,15 @@ class Step:
     ``qk`` / ``sv`` gets the instructions.
     """
 
+    qk = _Phase()
+    sv = _Phase()
+
     def __init__(self, unit: AttentionUnit, qk: list[Instruction] | np.ndarray | None = None,
                  sv: list[Instruction] | np.ndarray | None = None):
         self.unit = unit
         self._forms: dict[str, dict[str, object]] = {}
         self.qk = [] if qk is None else qk
         self.sv = [] if sv is None else sv
-
-    def _set(self, phase: str, value: list[Instruction] | np.ndarray) -> None:
-        self._forms[phase] = {"encoded" if isinstance(value, np.ndarray) else "instructions": value}
 
     def instructions(self, phase: str) -> list[Instruction]:
         """The instructions of phase ``"qk"`` or ``"sv"``."""
@@ -93,22 +107,6 @@ class Step:
         if "encoded" not in forms:
             forms["encoded"] = encode(forms["instructions"])
         return forms["encoded"]
-
-    @property
-    def qk(self) -> list[Instruction]:
-        return self.instructions("qk")
-
-    @qk.setter
-    def qk(self, value: list[Instruction] | np.ndarray) -> None:
-        self._set("qk", value)
-
-    @property
-    def sv(self) -> list[Instruction]:
-        return self.instructions("sv")
-
-    @sv.setter
-    def sv(self, value: list[Instruction] | np.ndarray) -> None:
-        self._set("sv", value)
 
     def __repr__(self) -> str:
         return f"Step(unit={self.unit!r}, qk={len(self.encoded('qk'))} instructions, sv={len(self.encoded('sv'))})"
