@@ -153,10 +153,8 @@ class ChannelArray:
                 f"write of rows {row0}..{row0 + n_rows - 1}, columns {col0}..{col0 + n_cols - 1} is outside "
                 f"the bank ({org.rows} rows x {org.columns} columns)")
         ch = np.asarray(channels)
-        run = n_ch > 0 and bool((ch == np.arange(ch[0], ch[0] + n_ch)).all())
-        where = slice(int(ch[0]), int(ch[0]) + n_ch) if run else ch      # consecutive channels: a plain copy
         for r in range(n_rows):
-            self._row(row0 + r)[where, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
+            self._row(row0 + r)[ch, col0:col0 + n_cols, :] = data[r] if banks_last else data[r].transpose(0, 2, 1)
         self._latch(ch[(self.open_row[ch] >= row0) & (self.open_row[ch] < row0 + n_rows)])
 
     def fill_rows(self, channels, row0: int, n_rows: int, fill: Callable[[np.ndarray, int], None]) -> bool:

@@ -177,24 +177,23 @@ class Partition(abc.ABC):
         for rows, chans, kernel in (
                 (p.k_row_map, p.k_channels, lambda out, r0: pack_k_bits(kbits, r0, out)),
                 (p.v_row_map, p.v_channels, lambda out, r0: pack_v_bits(vbits, slices, org.burst_elements, r0, out))):
-
-            def pack(out: np.ndarray, r0: int, kernel=kernel) -> None:
-                threads.split_rows(kernel, out, r0)
-
             start = 0
             while start < len(rows):                      # one write per run of consecutive rows
                 end = start + 1
                 while end < len(rows) and rows[end] == rows[end - 1] + 1:
                     end += 1
-                if tuple(chans) == tuple(range(org.channels)):    # whole rows of the module: hand them over
+
+                def pack(out: np.ndarray, first: int, start: int = start, kernel=kernel) -> None:
+                    threads.split_rows(kernel, out, start + first)      # rows start + first .. of the pair
+
+                whole = tuple(chans) == tuple(range(org.channels))      # whole rows of the module: hand them over
+                if whole or not channels.fill_rows(chans, rows[start], end - start, pack):
                     data = np.empty((end - start, len(chans), org.columns, org.banks), dtype=np.uint16)
-                    pack(data, start)
-                    channels.adopt_rows(rows[start], data)
-                elif not channels.fill_rows(chans, rows[start], end - start,
-                                            lambda view, off, start=start, pack=pack: pack(view, start + off)):
-                    data = np.empty((end - start, len(chans), org.columns, org.banks), dtype=np.uint16)
-                    pack(data, start)
-                    channels.write_rows(np.asarray(chans), rows[start], data, banks_last=True)
+                    pack(data, 0)
+                    if whole:
+                        channels.adopt_rows(rows[start], data)
+                    else:
+                        channels.write_rows(np.asarray(chans), rows[start], data, banks_last=True)
                 start = end
 
 
