@@ -17,6 +17,7 @@ All three produce bit-identical results and raise the same errors (tested).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -228,19 +229,14 @@ class PimHub:
             stop = kernels.gpr_hazard_free(enc, k, len(self.gpr.data))
             if stop == k:                                   # the hazard is the next instruction: alone
                 stop = k + 1
-            rows_seen = [a.open_row.copy() for _ in lanes[1:]]
-
-            def run(lane: int, open_row: np.ndarray, start: int = k, stop: int = stop):
-                return kernels.run_instructions(enc, start, stop, lane, slots, rows, open_row, a.gbuf, a.obuf,
-                                                self.gpr.data, self.commands)
-
-            others = [threads.pool().submit(run, lane, seen) for lane, seen in zip(lanes[1:], rows_seen, strict=True)]
-            k, macs = run(lanes[0], a.open_row)
-            for end, more in (f.result() for f in others):
-                if end != k:
-                    raise RuntimeError(f"lanes stopped at instructions {k} and {end}")
-                macs += more
-            a.mac_ops += int(macs)
+            # each lane tracks every channel's open rows in its own copy (the first in the channels' own)
+            ends = threads.side_by_side([functools.partial(
+                kernels.run_instructions, enc, k, stop, lane, slots, rows, a.open_row if i == 0 else a.open_row.copy(),
+                a.gbuf, a.obuf, self.gpr.data, self.commands) for i, lane in enumerate(lanes)])
+            if len({end for end, _ in ends}) != 1:
+                raise RuntimeError(f"lanes stopped at different instructions: {[end for end, _ in ends]}")
+            k = ends[0][0]
+            a.mac_ops += sum(int(macs) for _, macs in ends)
             if k < stop:
                 a.sync_row_buffers()
                 self.execute(decode(enc[k].tolist()))

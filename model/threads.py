@@ -8,8 +8,11 @@ import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -36,12 +39,15 @@ def lanes(channels: int) -> list[int]:
     return [sum(1 << c for c in range(t, channels, threads)) for t in range(threads)]
 
 
+def side_by_side(calls: list[Callable[[], T]]) -> list[T]:
+    """The results of ``calls``, the first made on the caller's thread, the others on :func:`pool` at the
+    same time."""
+    others = [pool().submit(call) for call in calls[1:]]
+    return [calls[0](), *(f.result() for f in others)]
+
+
 def split_rows(fill: Callable[[np.ndarray, int], None], out: np.ndarray, row0: int = 0) -> None:
     """``fill(part, first)`` on consecutive parts of ``out``'s first axis, one per core, side by side:
     ``part`` is ``out[a:b]``, ``first`` is ``row0 + a``."""
     edges = np.linspace(0, len(out), max(1, min(cores(), len(out))) + 1).astype(int).tolist()
-    parts = list(itertools.pairwise(edges))
-    others = [pool().submit(fill, out[a:b], row0 + a) for a, b in parts[1:]]
-    fill(out[parts[0][0]:parts[0][1]], row0 + parts[0][0])
-    for f in others:
-        f.result()
+    side_by_side([functools.partial(fill, out[a:b], row0 + a) for a, b in itertools.pairwise(edges)])
