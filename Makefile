@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench install clean
+.PHONY: run test test-all lint bench install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pimphony needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+# make test and the tests marked slow (long RTL simulations whose checks make test gets elsewhere)
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n 2 --slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

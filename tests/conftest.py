@@ -41,9 +41,21 @@ def once(tmp_path_factory) -> Callable[[str, Callable[[], Any]], Any]:
     return get
 
 
-def pytest_collection_modifyitems(items):
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (make test-all): long RTL simulations whose checks "
+                          "make test gets from a shorter test and the regression suites run on both simulators")
+
+
+def pytest_collection_modifyitems(config, items):
     """Tests marked ``long(seconds)`` run first, longest first: started last, one of them would keep a
-    worker busy while the other has nothing left to do."""
+    worker busy while the other has nothing left to do. Tests marked ``slow`` are skipped, and say so,
+    unless ``--slow`` is given."""
+    if not config.getoption("--slow"):
+        skip = pytest.mark.skip(reason="slow: run with make test-all (pytest --slow)")
+        for item in items:
+            if item.get_closest_marker("slow") is not None:
+                item.add_marker(skip)
 
     def seconds(item) -> float:
         mark = item.get_closest_marker("long")

@@ -62,8 +62,14 @@ def runs(once):
     return get
 
 
+SLOW = pytest.mark.slow
+"""The hub's amaranth.sim runs under static and ping-pong issue (~15-20 s each): ``make test`` simulates the
+hub under DCS; the cocotb hub bench runs GQA attention under every policy, with the same checks, in
+``pimphony regress --suite smoke`` and ``full`` on both simulators."""
+
+
 @pytest.mark.long(15)
-@pytest.mark.parametrize("policy", list(Policy))
+@pytest.mark.parametrize("policy", [p if p is Policy.DCS else pytest.param(p, marks=SLOW) for p in Policy])
 def test_every_channel_issues_the_golden_commands_legally(runs, policy):
     ops, results = runs(policy)
     res = results[policy]
@@ -93,6 +99,7 @@ def test_phases_are_separated_by_drained_barriers(runs):
                 assert any(prev_cyc < s < cyc for s, _ in res.syncs), f"channel {ch}: phase change at {cyc}"
 
 
+@SLOW
 def test_dcs_is_faster_than_static_on_the_same_workload(runs):
     _, results = runs(*Policy)
     cycles = {p: r.cycles for p, r in results.items()}
@@ -101,8 +108,9 @@ def test_dcs_is_faster_than_static_on_the_same_workload(runs):
 
 
 @pytest.mark.long(30)
-@pytest.mark.parametrize(("heads", "kv_heads", "policy"), [(4, 2, Policy.DCS), (2, 2, Policy.STATIC)],
-                         ids=["gqa-dcs", "mha-static"])
+@pytest.mark.parametrize(("heads", "kv_heads", "policy"),
+                         [pytest.param(4, 2, Policy.DCS, id="gqa-dcs"),
+                          pytest.param(2, 2, Policy.STATIC, id="mha-static", marks=SLOW)])
 def test_decode_attention_through_the_hub_matches_the_reference(heads, kv_heads, policy):
     """Two requests (odd lengths), two decode steps with an APPEND between them: golden channels execute
     every command the RTL issues, in issue order, with data; the EPU runs at the barriers; every

@@ -62,12 +62,12 @@ async def attention(dut, heads: int, kv_heads: int, policy: Policy, backpressure
 async def gqa_attention_every_policy(dut):
     """GQA (g = 2) decode attention through the hub under static, ping-pong and DCS issue: outputs of
     both decode steps within the bound of the float64 reference, every command legal, DCS faster than
-    static; the cycles of all three are logged."""
+    ping-pong and ping-pong no slower than static; the cycles of all three are logged."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     cycles = {p: await attention(dut, 4, 2, p, 0.0) for p in Policy}
     dut._log.info("cycles: " + ", ".join(f"{p.name} {c}" for p, c in cycles.items())
                   + f"; DCS speed-up over static {cycles[Policy.STATIC] / cycles[Policy.DCS]:.2f}x")
-    assert cycles[Policy.DCS] < cycles[Policy.STATIC]
+    assert cycles[Policy.DCS] < cycles[Policy.PINGPONG] <= cycles[Policy.STATIC], cycles
 
 
 @cocotb.test()
