@@ -3,6 +3,8 @@ allocations (:func:`reproduce_serving`)."""
 
 from __future__ import annotations
 
+from pimphony.model.config import DEFAULT_GENERATE
+
 SERVING_SYSTEMS = ("cent", "neupims")
 SERVING_CONFIGS = (("tcp", "dpa"), ("tcp", "static"), ("hfp", "dpa"), ("hfp", "static"))
 """(partition, allocation) of the serving load sweep; every one issues with DCS."""
@@ -39,7 +41,7 @@ def _serving_task(task: tuple) -> dict:
 
 
 def reproduce_serving(out, model: str = "llama-3.1-8b", capacity: str = "128GB", workload: str = "qmsum",
-                      duration_s: float = 120.0, output_mean: int = 512, seed: int = 0,
+                      duration_s: float = 120.0, output_mean: int = DEFAULT_GENERATE, seed: int = 0,
                       rates: tuple[float, ...] = SERVING_RATES, jobs: int = 1, scheduler: str | None = None,
                       progress=None):
     """Throughput and p99 latencies against offered load on both systems for TCP / HFP x DPA / static, with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pimphony.model.config import ConfigError, InputError
+from pimphony.model.config import DEFAULT_GENERATE, ConfigError, InputError
 from pimphony.model.perf.serving import PREEMPTIONS
 from pimphony.model.perf.system import ALLOCS, PARTITIONS, SCHEDULES, PerfError, Techniques
 
@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction, positive_type, nonneg_type) -> Non
     p.add_argument("--schedule", choices=SCHEDULES, default=Techniques.schedule)
     p.add_argument("--preempt", choices=PREEMPTIONS, default=PREEMPTIONS[0],
                    help="what DPA does with the newest request when the pool runs dry (default: recompute)")
-    p.add_argument("--output-mean", type=positive_type, default=512, help="mean output tokens per request")
+    p.add_argument("--output-mean", type=positive_type, default=DEFAULT_GENERATE,
+                   help=f"mean output tokens per request (default {DEFAULT_GENERATE}, the tokens per request of the "
+                        "system model)")
     p.add_argument("--no-prefill", action="store_true", help="charge no prefill time on admission")
     p.add_argument("--t-max", type=positive_type, help="static reservation per request (default: the model's context)")
     p.add_argument("--deployment", type=_deployment, metavar="TPxPP",

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import InputError, WorkloadConfig
+from ..config import DEFAULT_GENERATE, InputError, WorkloadConfig
 from ..dpa import DpaConfig
 from ..kvcache import ChunkLayout, DpaAllocator, StaticAllocator, Status, segments_of
 from .capacity import sample_lengths
@@ -216,7 +216,7 @@ def deployment(point: Point, costs: KernelCosts, parallel: tuple[int, int] | Non
 
 def serve(point: Point, costs: KernelCosts, requests: list[ServeRequest] | None = None, *,
           rate: float | None = None, clients: int | None = None, duration_s: float = 60.0,
-          output_mean: int = 512, preempt: str = "recompute", prefill: bool = True, seed: int = 0,
+          output_mean: int = DEFAULT_GENERATE, preempt: str = "recompute", prefill: bool = True, seed: int = 0,
           log: bool = False, check: bool = False, dpa: DpaConfig | None = None,
           parallel: tuple[int, int] | None = None,
           progress: Callable[[int, int], None] | None = None) -> ServeResult:
