@@ -64,8 +64,9 @@ def runs(once):
 
 SLOW = pytest.mark.slow
 """The hub's amaranth.sim runs under static and ping-pong issue (~15-20 s each): ``make test`` simulates the
-hub under DCS; the cocotb hub bench runs GQA attention under every policy, with the same checks, in
-``pimphony regress --suite smoke`` and ``full`` on both simulators."""
+hub under DCS; the cocotb hub bench runs GQA attention under every policy in ``pimphony regress --suite
+smoke`` and ``full`` on both simulators, with its own checks: every output against the golden model,
+every command legal on its channel, DCS < ping-pong <= static."""
 
 
 @pytest.mark.long(15)
