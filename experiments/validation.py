@@ -125,7 +125,8 @@ def reproduce_validation(out: Path, quick: bool = False, jobs: int = 2, progress
     exact = sum(o.channel_exact for o in outcomes)
     out.mkdir(parents=True, exist_ok=True)
     summary = (f"- **Hub level: MAE {stats['mae']:.2%}, largest error {stats['max']:.2%}, R² {stats['r2']:.5f} "
-               f"over {len(outcomes)} points** (target: MAE <= 2%)\n"
+               f"over {len(outcomes)} points, {sum(o.model == o.rtl for o in outcomes)} of them equal to the "
+               f"cycle** (target: MAE <= 2%)\n"
                f"- **Channel level: {exact}/{len(outcomes)} points equal cycle for cycle** "
                f"({sum(o.channel_commands for o in outcomes)} commands)")
     lines = ["# Cycle-model validation against the RTL", "",

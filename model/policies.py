@@ -85,8 +85,8 @@ def _last_accessor_py(uses, region, n_regions):
 
 @dataclass
 class IssueResult:
-    """Issue cycle of every stream command, the cycles of the refreshes the controller inserted, and the
-    cycle from which the next refresh is due."""
+    """Issue cycle of every stream command, the cycle each entered its queue, the cycles of the refreshes
+    the controller inserted, and the cycle from which the next refresh is due."""
 
     cycles: np.ndarray
     refresh: np.ndarray
@@ -94,6 +94,9 @@ class IssueResult:
     earliest: np.ndarray
     """Per opcode, the first cycle the timing rules allow it after the stream, a refresh that was
     pending at its end included (the controller issues it even with its queues empty)."""
+    taken: np.ndarray
+    """The cycle each command entered its queue (the ``cmd_in`` handshake): its arrival or, with the
+    queue full, the first cycle after that with a free slot."""
 
 
 def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: TimingPreset,
@@ -127,10 +130,10 @@ def issue_cycles(ops: np.ndarray, gbuf: np.ndarray, obuf: np.ndarray, timing: Ti
     due = timing.nREFI * (start // timing.nREFI + 1) if ref_due is None else int(ref_due)
     rules = np.zeros(gap.shape[0], dtype=np.int64) if earliest is None else np.asarray(earliest, dtype=np.int64)
     block = blocking_table(timing)
-    issue, refresh, n_ref, due, after = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, block, static,
+    issue, refresh, n_ref, due, after, taken = _engine(ops, dep_g, dep_o, klass, depth, gap, lat, block, static,
                                                 timing.nREFI,
                                                 int(Opcode.REF), int(Opcode.PRE), arrive, int(start), due, rules)
-    return IssueResult(issue, refresh[:n_ref].copy(), int(due), after)
+    return IssueResult(issue, refresh[:n_ref].copy(), int(due), after, taken)
 
 
 def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi, ref_op, pre_op, arrive, start, ref_due,
@@ -138,8 +141,8 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
     """The cycle loop of the module docstring, on arrays (compiled with numba when available); from
     cycle ``start``, command ``p`` arriving no earlier than ``arrive[p]``, the next refresh due at
     ``ref_due``, each opcode allowed from ``earliest0``. Returns the issue cycles, the refresh cycles
-    (the first ``n_ref``), ``n_ref``, the next due cycle and the rules' state after the stream (with
-    a refresh still pending at its end issued)."""
+    (the first ``n_ref``), ``n_ref``, the next due cycle, the rules' state after the stream (with
+    a refresh still pending at its end issued) and the cycle each command entered its queue."""
     n = ops.shape[0]
     n_ops = gap.shape[0]
     n_q = 1 if static else 2
@@ -242,7 +245,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
         for k in range(n_ops):
             if t + gap[ref_op, k] > earliest[k]:
                 earliest[k] = t + gap[ref_op, k]
-    return issue, refresh, n_ref, ref_due, earliest
+    return issue, refresh, n_ref, ref_due, earliest, enter
 
 
 _engine = compiled(_engine_py)

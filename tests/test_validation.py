@@ -1,6 +1,5 @@
 """Cycle-model validation: the hub model against the RTL hub, the channel model against the RTL queue."""
 
-import numpy as np
 import pytest
 
 from pimphony.cli.main import main
@@ -30,19 +29,23 @@ def test_statistics():
     assert stats["r2"] == pytest.approx(1 - 8 / 20000)
 
 
-@pytest.mark.parametrize("point", [Point(4, 64, 2, 300, "STATIC"), Point(4, 64, 1, 1029, "DCS"),
+@pytest.mark.parametrize("point", [Point(4, 64, 2, 1029, "STATIC"), Point(4, 64, 1, 1029, "DCS"),
                                    Point(8, 128, 4, 517, "PINGPONG")], ids=lambda p: p.label)
-def test_model_predicts_the_rtl_within_2_percent_and_the_channel_exactly(point):
+def test_model_predicts_the_rtl_hub_and_queue_cycle_for_cycle(point):
+    """The hub model gives the RTL hub's cycles exactly, the channel model the queue's issue cycles. The
+    static point needs the multicast's coupling: channel 0 refreshes while its queue fills, and the
+    sequencer holds the other channels' supply (147 cycles of the 4,548)."""
     o = run_point(point)
     assert o.channel_exact, f"{point.label}: the channel model and the RTL queue differ"
-    assert abs(o.error) <= 0.02, f"{point.label}: RTL {o.rtl} cycles, model {o.model}"
-    assert np.isfinite(o.error) and o.channel_commands > 0
+    assert o.model == o.rtl, f"{point.label}: RTL {o.rtl} cycles, model {o.model}"
+    assert o.channel_commands > 0
 
 
 def test_cli_writes_the_table_and_plot(tmp_path, capsys):
     assert main(["reproduce", "validation", "--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "validation.md").read_text()
-    assert "Hub level: MAE" in text and "Channel level: 3/3 points equal cycle for cycle" in text
+    assert "Hub level: MAE" in text and "over 3 points, 3 of them equal to the cycle" in text
+    assert "Channel level: 3/3 points equal cycle for cycle" in text
     assert text.count("| 4ch d64 g2 L300 ") == 3 and (tmp_path / "validation.png").is_file()
     assert "Hub level: MAE" in capsys.readouterr().out
 

@@ -11,6 +11,11 @@ with the pipeline of the DPA controller and the sequencer:
   sequencer. The sequencer takes an instruction in the cycle it presents the previous one's last
   repetition and offers repetition ``i`` in the ``i``-th cycle after it; the first instruction of a
   phase waits for the barrier. A channel's commands arrive at those cycles, at the earliest.
+* **Multicast.** Repetition ``i`` is offered to every channel of the mask at once; the next one is
+  offered in the cycle after the last of them took it, so one full queue (a channel refreshing, say)
+  holds the sequencer, and the decoder behind it, for every channel. The model finds these cycles by
+  iteration: it runs each channel on the offers, delays every offer to the cycle after every channel
+  took the previous repetition (and the instructions behind it), and runs again until no offer moves.
 * **Channels.** Each channel issues its commands with the channel cycle model from the phase's start,
   its refresh timer and timing rules carried across phases (a refresh pending at a phase's end issues
   during the barrier); the phase ends when the last command of any channel has completed.
@@ -19,11 +24,6 @@ with the pipeline of the DPA controller and the sequencer:
   first command may arrive ``epu_cycles + barrier`` cycles after the last completion (the drain,
   the EPU's handshake, the sequencer's phase register); the RUN ends ``finish`` cycles after the
   last completion (the host sees the hub idle).
-
-What the model leaves out, and so what the validation against the RTL measures: the multicast's
-coupling (a repetition waits until every channel of the mask has taken it, so one full queue stalls
-the sequencer and the decoder for every channel; the model lets each channel's own queue stall only
-its own supply).
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
     end = start
     for phase in phases_of(fetched):
         per_channel: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        offers: list[np.ndarray] = []          # the earliest offer of each repetition, in sequencer order
+        slots = 0
         first = True
         for ins in phase:
             present = fetch + pipeline.fetch_to_present
@@ -97,19 +99,42 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
             first = False
             seq_free = reps + ins.op_size - 1
             fetch = max(fetch, take - pipeline.fetch_to_present + 1)      # the decoder stalled behind it
+            size = 0
             for ch, cmds in unroll(ins).items():
                 parts = per_channel.setdefault(ch, ([], []))
                 parts[0].append(cmds)
-                parts[1].append(reps + np.arange(len(cmds), dtype=np.int64))
-        begin = min(int(a[0][0]) for _, a in per_channel.values()) if per_channel else phase_start
+                parts[1].append(slots + np.arange(len(cmds), dtype=np.int64))
+                size = max(size, len(cmds))
+            offers.append(reps + np.arange(size, dtype=np.int64))
+            slots += size
+        earliest_offer = np.concatenate(offers) if offers else np.zeros(0, dtype=np.int64)
+        streams = {ch: (np.concatenate(c), np.concatenate(s)) for ch, (c, s) in per_channel.items()}
+        begin = int(earliest_offer[0]) if slots else phase_start
+        offer = earliest_offer
+        while True:
+            results, took = {}, np.full(slots, begin - 1, dtype=np.int64)
+            for ch, (stream, slot) in streams.items():
+                results[ch] = issue_cycles(stream["op"].astype(np.int64), stream["gbuf"], stream["obuf"], timing, cfg,
+                                           arrive=offer[slot], start=begin, ref_due=due[ch], earliest=rules[ch])
+                np.maximum.at(took, slot, results[ch].taken)
+            moved = _offers_after(earliest_offer, took)
+            if np.array_equal(moved, offer):
+                break
+            offer = moved
         end = begin
-        for ch, (cmd_parts, arrive_parts) in per_channel.items():
-            stream, arrive = np.concatenate(cmd_parts), np.concatenate(arrive_parts)
-            ops = stream["op"].astype(np.int64)
-            res = issue_cycles(ops, stream["gbuf"], stream["obuf"], timing, cfg, arrive=arrive, start=begin,
-                               ref_due=due[ch], earliest=rules[ch])
+        for ch, res in results.items():
             due[ch], rules[ch] = res.ref_due, res.earliest
-            end = max(end, int((res.cycles + lat[ops]).max()))
+            end = max(end, int((res.cycles + lat[streams[ch][0]["op"].astype(np.int64)]).max()))
         spans.append((begin, end))
         phase_start = end + epu_cycles + pipeline.barrier
     return HubRunPrediction(end + pipeline.finish - start, spans)
+
+
+def _offers_after(earliest: np.ndarray, took: np.ndarray) -> np.ndarray:
+    """The sequencer's offers: each repetition at its earliest, no sooner than the cycle after every
+    channel took the previous one (``took``: the last channel's cycle per repetition), and at most one
+    per cycle (a running maximum of ``offer[i] - i``)."""
+    index = np.arange(len(earliest), dtype=np.int64)
+    bound = earliest - index
+    bound[1:] = np.maximum(bound[1:], took[:-1] + 1 - index[1:])
+    return np.maximum.accumulate(bound) + index
