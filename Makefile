@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(PY) -m pytest -q -n 2
 
 .PHONY: run test test-all lint bench install clean
 
@@ -21,11 +22,11 @@ run: $(STAMP)
 	$(VENV)/bin/pimphony run
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PYTEST)
 
 # make test and the tests marked slow (long RTL simulations whose checks make test gets elsewhere)
 test-all: $(STAMP)
-	$(PY) -m pytest -q -n 2 --slow
+	$(PYTEST) --slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -108,14 +108,15 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
             offers.append(reps + np.arange(size, dtype=np.int64))
             slots += size
         earliest_offer = np.concatenate(offers) if offers else np.zeros(0, dtype=np.int64)
-        streams = {ch: (np.concatenate(c), np.concatenate(s)) for ch, (c, s) in per_channel.items()}
+        streams = {ch: (stream := np.concatenate(c), stream["op"].astype(np.int64), np.concatenate(s))
+                   for ch, (c, s) in per_channel.items()}
         begin = int(earliest_offer[0]) if slots else phase_start
         offer = earliest_offer
         while True:
             results, took = {}, np.full(slots, begin - 1, dtype=np.int64)
-            for ch, (stream, slot) in streams.items():
-                results[ch] = issue_cycles(stream["op"].astype(np.int64), stream["gbuf"], stream["obuf"], timing, cfg,
-                                           arrive=offer[slot], start=begin, ref_due=due[ch], earliest=rules[ch])
+            for ch, (stream, ops, slot) in streams.items():
+                results[ch] = issue_cycles(ops, stream["gbuf"], stream["obuf"], timing, cfg, arrive=offer[slot],
+                                           start=begin, ref_due=due[ch], earliest=rules[ch])
                 np.maximum.at(took, slot, results[ch].taken)
             moved = _offers_after(earliest_offer, took)
             if np.array_equal(moved, offer):
@@ -124,7 +125,7 @@ def predict_run(fetched: list[tuple[Instruction | None, bool]], channels: int, t
         end = begin
         for ch, res in results.items():
             due[ch], rules[ch] = res.ref_due, res.earliest
-            end = max(end, int((res.cycles + lat[streams[ch][0]["op"].astype(np.int64)]).max()))
+            end = max(end, int((res.cycles + lat[streams[ch][1]]).max()))
         spans.append((begin, end))
         phase_start = end + epu_cycles + pipeline.barrier
     return HubRunPrediction(end + pipeline.finish - start, spans)
