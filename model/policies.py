@@ -24,15 +24,25 @@ Cycle semantics (what the RTL implements):
 * **Dispatch.** Commands arrive in program order, at most one per cycle. A command arriving in
   cycle ``t`` enters its queue — WR_INP, WR_BIAS, RD_OUT the I/O queue; MAC, ACT, PRE, REF the
   compute queue (under static every command uses the I/O queue) — if that queue has a free slot at
-  the start of cycle ``t``; it may issue from cycle ``t + 1``. On entry it reads the dependency table (D-Table):
+  the start of cycle ``t``; it may issue from cycle ``t + 2`` (``t + 3`` into a queue that is empty after this
+  cycle's issue). On entry it reads the dependency table (D-Table):
   its dependencies are the last accessors of the GBuf region and/or OBuf region it touches (MAC both,
   WR_INP the GBuf, WR_BIAS and RD_OUT the OBuf), and it becomes their last accessor.
-* **Issue.** In each cycle at most one command issues: a queue head is *ready* when it has been in
-  the queue for a cycle, every dependency has issued and completed (issue cycle + latency <= now;
-  the status table, S-Table, holds the completion cycles), and every timing rule allows it. Static
-  additionally waits for the previous command's completion, a RD-OUT's data at the HUB included
+* **Issue.** In each cycle at most one command issues: a queue head is *ready* when it was already
+  the head in the previous cycle (a queue that issued in cycle ``t`` issues again in ``t + 2`` at the
+  earliest: the controller decides in cycle ``t`` from readiness computed in ``t - 1``, see below; and
+  a command that entered an empty queue in ``t`` is its head from ``t + 2``, the queue RAM's registered
+  read of what was written, so it issues in ``t + 3`` at the earliest), every dependency
+  has issued and completed (issue cycle + latency <= now; the status table, S-Table, holds the
+  completion cycles), and every timing rule allows it. Static additionally waits for the previous
+  command's completion, a RD-OUT's data at the HUB included
   (:func:`~pimphony.model.timing.blocking_table`). If both heads are ready the older in program
   order issues.
+* **Pipeline.** The RTL computes in cycle ``t - 1`` whether each head may issue in ``t``: from the
+  head itself, the timing counters as the command issued in ``t - 1`` (by the other queue or a
+  refresh) leaves them, and the S-Table one cycle ahead. So the decision in ``t`` is a choice among
+  registered bits, and the issue rate stays one command per cycle while both queues hold work (the
+  two queues alternate); one queue alone issues every other cycle at most.
 * **Refresh.** A refresh falls due at every multiple of nREFI cycles. A PRE issued while one is due
   makes a REF pending (a postponed refresh, as DRAM allows); a pending REF issues, before any queued
   command, in the first cycle the rules allow it (nRP after the PRE). The next ACT then waits nRFC.
@@ -158,11 +168,13 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
     issue = np.full(n, -1, dtype=np.int64)
     done = np.zeros(n, dtype=np.int64)
     enter = np.zeros(n, dtype=np.int64)
+    visible = np.zeros(n, dtype=np.int64)             # the first cycle it could be its queue's head
+    big = 1 << 62
+    last = np.full(2, -big, dtype=np.int64)       # the cycle each queue last issued
     earliest = earliest0.copy()
     refresh = np.empty(n // 2 + 2, dtype=np.int64)
     n_ref = 0
     prev_done = start
-    big = 1 << 62
     t = start
     p = 0
     issued = 0
@@ -179,7 +191,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
             if head[q] == tail[q]:
                 continue
             i = members[q, head[q]]
-            ready = max(enter[i] + 1, earliest[ops[i]])
+            ready = max(visible[i] + 1, last[q] + 2, earliest[ops[i]])
             if static:
                 ready = max(ready, prev_done)
             d = dep_g[i]
@@ -211,6 +223,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
         elif best >= 0:
             op = ops[best]
             head[best_q] += 1
+            last[best_q] = t
             popped = best_q
             issue[best] = t
             done[best] = t + lat[op]
@@ -230,6 +243,7 @@ def _engine_py(ops, dep_g, dep_o, klass, depth, gap, lat, block, static, n_refi,
                 if tail[k] - head[k] < depth[k]:
                     next_ready = min(next_ready, arrive[p])       # wake when it arrives
             elif occupancy < depth[k]:
+                visible[p] = t + (2 if tail[k] == head[k] else 1)
                 tail[k] += 1
                 enter[p] = t
                 p += 1

@@ -14,7 +14,10 @@ tests (``tests/test_rtl_dcs_parts.py``):
 - :class:`RefreshTimer`: when the controller inserts an all-bank REF.
 
 :class:`DcsQueue` wires them and chooses, each cycle, what to issue: a held offer, else a due refresh,
-else the older of the ready queue heads.
+else the older of the ready queue heads. Whether a head is ready is computed one cycle ahead and
+registered (the engine's *pipeline* rule), so the choice is a few gates deep and the queue's RAM read,
+the hazard compares and the rule table sit in separate cycles from it: one queue issues at most every
+other cycle, the two together one command per cycle.
 """
 
 from __future__ import annotations
@@ -57,12 +60,14 @@ def _power_of_two(name: str, value: int) -> None:
 class InOrderQueue(wiring.Component):
     """One in-order queue of the controller: a FIFO in block RAM whose head is a registered read.
 
-    ``push.ready`` is high while fewer than ``depth`` entries are held (it does not depend on
-    ``push.valid``); a pushed entry is the head from the next cycle if the queue was empty. ``head`` is
-    valid while ``nonempty``; ``pop`` (only while ``nonempty``) removes it at the clock edge, and the
-    next entry is the head in the next cycle. The RAM's read port is addressed by the *next* head
-    pointer and is transparent for the write port, so the read is registered and the head still
-    follows a push into an empty queue in one cycle.
+    ``push.ready`` is high while fewer than ``depth`` entries are held (``count``; it does not depend
+    on ``push.valid``). ``head`` is the oldest entry while ``head_valid``; ``pop`` (only while
+    ``head_valid``) removes it at the clock edge, and the next entry is the head in the next cycle.
+    The RAM's read port is registered, with an enable, and not transparent: ``head`` is a register
+    loaded from the RAM's read of a registered address (the slot behind the head, or the head's own
+    while none is shown) when the head is popped or not shown, so the pop only enables the register.
+    The price: an entry pushed while the queue is empty (after this cycle's pop) is the head two
+    cycles later, not one (``head_valid`` is low for a cycle while ``count`` is 1).
 
     Parameters
     ----------
@@ -78,7 +83,7 @@ class InOrderQueue(wiring.Component):
         super().__init__({
             "push": In(stream.Signature(layout)),
             "head": Out(layout),
-            "nonempty": Out(1),
+            "head_valid": Out(1),
             "pop": In(1),
             "count": Out(range(depth + 1)),
         })
@@ -87,22 +92,28 @@ class InOrderQueue(wiring.Component):
         m = Module()
         m.submodules.ram = ram = Memory(shape=self.head.shape(), depth=self.depth, init=[])
         wp = ram.write_port()
-        rp = ram.read_port(transparent_for=(wp,))
+        rp = ram.read_port()
         head_ptr = Signal(range(self.depth))
         tail_ptr = Signal(range(self.depth))
         pushing = self.push.valid & self.push.ready
-        m.d.comb += self.push.ready.eq(self.count < self.depth)
+        room = Signal(init=1)                                  # registered: fewer than depth held
+        m.d.comb += self.push.ready.eq(room)
         m.d.comb += [wp.addr.eq(tail_ptr), wp.en.eq(pushing), wp.data.eq(self.push.payload)]
         with m.If(pushing):
             m.d.sync += tail_ptr.eq(tail_ptr + 1)
-        head_next = Mux(self.pop, head_ptr + 1, head_ptr)
-        m.d.comb += rp.addr.eq(head_next)
+        head_next = Signal(range(self.depth))                 # wraps: depth is a power of two
+        m.d.comb += head_next.eq(Mux(self.pop, head_ptr + 1, head_ptr))
         m.d.sync += head_ptr.eq(head_next)
-        with m.If(pushing & ~self.pop):
-            m.d.sync += self.count.eq(self.count + 1)
-        with m.Elif(self.pop & ~pushing):
-            m.d.sync += self.count.eq(self.count - 1)
-        m.d.comb += [self.head.eq(rp.data), self.nonempty.eq(self.count != 0)]
+        count_next = Signal(range(self.depth + 1))
+        m.d.comb += count_next.eq(self.count + pushing - self.pop)
+        m.d.sync += [self.count.eq(count_next), room.eq(count_next < self.depth)]
+        valid_next = self.count - self.pop != 0                   # written before this cycle: read now
+        m.d.sync += self.head_valid.eq(valid_next)
+        # the slot to read next: behind a shown head, else the head's own; a register, so the RAM is
+        # read from a register's address and the choice (pop) only enables the head register
+        rd_addr = Signal(range(self.depth))
+        m.d.sync += rd_addr.eq(Mux(valid_next, head_next + 1, head_next))
+        m.d.comb += [rp.addr.eq(rd_addr), rp.en.eq(self.pop | ~self.head_valid), self.head.eq(rp.data)]
         return m
 
 
@@ -113,9 +124,12 @@ class DependencyTable(wiring.Component):
     static tracks nothing. Every cycle the command on ``cmd_in`` looks up its region (``index``, when
     ``uses``): ``dep`` is that region's entry (``valid`` low when nothing is tracked). When ``write`` is
     high the command enters a queue and becomes the region's last accessor (``seq``, ``cls``) at the
-    clock edge. A scrubber visits one entry per cycle, round robin (``scrub``); the parent sets
-    ``scrub_free`` when that entry's command has completed, and the entry is invalidated, so that a
-    sequence number is never compared after it wraps.
+    clock edge. A scrubber visits one entry per cycle, round robin: the entry it read in the previous
+    cycle is on ``scrub`` (``valid`` low if a write replaced it meanwhile); the parent sets
+    ``scrub_free`` when that command will have completed by the next cycle, and the entry is
+    invalidated at the next clock edge but one (unless a write replaces it before), so that a sequence
+    number is never compared after it wraps. The scrubber is a pipeline: the entry multiplexer, the
+    parent's completion check and the invalidation sit in separate cycles.
 
     Parameters
     ----------
@@ -155,11 +169,23 @@ class DependencyTable(wiring.Component):
         with m.If(self.uses & ~static):
             m.d.comb += self.dep.eq(regs[region])
         scrub = Signal(range(self.entries), name="scrub_ptr")
-        m.d.sync += scrub.eq(scrub + 1)           # entries is a power of two: wraps
-        m.d.comb += self.scrub.eq(regs[scrub])
-        with m.If(self.scrub_free):
-            m.d.sync += regs[scrub].valid.eq(0)
-        with m.If(self.write & self.uses & ~static):
+        onehot = Signal(self.entries, init=1, name="scrub_onehot")       # bit scrub_ptr: an AND-OR read
+        visited = Signal(range(self.entries), name="scrub_visited")     # the entry now on self.scrub
+        read = Signal(DEPENDENCY, name="scrub_read")
+        writing = self.write & self.uses & ~static
+        entry = Const(0, DEPENDENCY.size)
+        for i in range(self.entries):
+            entry = entry | Mux(onehot[i], regs[i].as_value(), 0)
+        m.d.sync += [scrub.eq(scrub + 1), onehot.eq(onehot.rotate_left(1)), visited.eq(scrub),
+                     read.eq(entry)]                                   # entries is a power of two: wraps
+        m.d.sync += read.valid.eq(data.View(DEPENDENCY, entry).valid & ~(writing & (region == scrub)))
+        m.d.comb += self.scrub.eq(read)
+        freeing = Signal(name="scrub_freeing")        # the entry visited in the previous cycle is freed now
+        freed = Signal(range(self.entries), name="scrub_freed")
+        m.d.sync += [freeing.eq(self.scrub_free & read.valid & ~(writing & (region == visited))), freed.eq(visited)]
+        with m.If(freeing):
+            m.d.sync += regs[freed].valid.eq(0)
+        with m.If(writing):
             m.d.sync += [regs[region].valid.eq(1), regs[region].seq.eq(self.seq), regs[region].cls.eq(self.cls)]
         return m
 
@@ -170,7 +196,9 @@ class InFlightTable(wiring.Component):
     A shift register of ``max(latency) - 1`` slots, one per cycle since issue: an issued command
     (``issue.valid``; the controller's own REF is not offered) enters slot 0 with its latency less
     one, which counts down as it moves along. ``pending[i]`` is high while the command named by
-    ``query[i]`` is in a slot with time left; ``busy`` while any is.
+    ``query[i]`` will still be in a slot with time left in the *next* cycle (the controller decides
+    one cycle ahead; the command issuing in this cycle is not in a slot yet, the parent accounts for
+    it); ``busy`` while any slot has time left now.
 
     Parameters
     ----------
@@ -217,7 +245,7 @@ class InFlightTable(wiring.Component):
         for i in range(len(self.pending)):
             hit = Const(0, 1)
             for s in slots:
-                hit = hit | ((s.rem != 0) & (s.seq == self.query[i]))
+                hit = hit | ((s.rem > 1) & (s.seq == self.query[i]))
             m.d.comb += self.pending[i].eq(hit)
         busy = Const(0, 1)
         for s in slots:
@@ -229,13 +257,18 @@ class InFlightTable(wiring.Component):
 class TimingCounters(wiring.Component):
     """Per opcode, the cycles until every timing rule lets it issue (one down-counter per opcode).
 
-    ``candidates`` are the opcodes that may issue in this cycle (the queue heads, a refresh);
-    ``issue.valid`` says that one issues, ``issue.which`` which one. An issue of opcode ``p`` raises
-    each opcode ``k``'s counter to at least ``gap[p][k]``; every counter then counts down one per
-    cycle. ``ready`` bit ``k`` is high while opcode ``k``'s counter is zero: issuing it in this cycle
-    breaks no rule. The next value of every counter is computed for each candidate beside the choice,
-    which then only selects one: the choice is the controller's slowest signal, so the rule table is
-    not looked up behind it.
+    ``offer[c]`` is the opcode candidate ``c`` offers in this cycle (a queue head, a refresh).
+    ``issue.valid`` says that a candidate issues in this cycle, ``issue.which`` which one, and it
+    issues the opcode it offered in the *previous* cycle (the controller issues only a head that was
+    already the head a cycle before). An issue of opcode ``p`` raises each opcode ``k``'s counter to at
+    least ``gap[p][k]``; every counter then counts down one per cycle. ``ready`` bit ``k`` is high
+    while opcode ``k``'s counter is zero: issuing it in this cycle breaks no rule. ``ready_next[c]``
+    says the same of ``offer[c]`` for the *next* cycle, after this cycle's issue: its counter is at most
+    1 now, and the issued opcode imposes no gap above 1 on it.
+
+    Since an issued opcode was offered a cycle earlier, the rule table is looked up then and its row
+    registered per candidate (with each gap less one): in the cycle of the issue a counter's next value
+    is a compare of two registers beside a decrement, and the choice only selects among candidates.
 
     Parameters
     ----------
@@ -250,34 +283,51 @@ class TimingCounters(wiring.Component):
         self.gap = gap
         self.n_ops = len(gap)
         self.width = index_bits(int(max(max(row) for row in gap)) + 1)
-        super().__init__({"candidates": In(data.ArrayLayout(OpcodeShape, candidates)),
+        super().__init__({"offer": In(data.ArrayLayout(OpcodeShape, candidates)),
                           "issue": In(data.StructLayout({"valid": 1, "which": range(candidates)})),
-                          "ready": Out(self.n_ops)})
+                          "ready": Out(self.n_ops),
+                          "ready_next": Out(candidates)})
 
     def elaborate(self, platform):
         m = Module()
         n_ops, cnt_width = self.n_ops, self.width
         allow = [Signal(cnt_width, name=f"wait_{Opcode(k).name.lower()}") for k in range(n_ops)]
+        offered = [Signal(OpcodeShape, name=f"offered_{c}") for c in range(len(self.offer))]   # last cycle's
+        m.d.sync += [offered[c].eq(o) for c, o in enumerate(self.offer)]
 
         def count_down(value):
             return Mux(value == 0, 0, value - 1)
 
         for k in range(n_ops):
+            name = Opcode(k).name.lower()
             row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))
-            after = []                                          # the counter's next value per candidate
-            for c, cand in enumerate(self.candidates):
-                imposed, nxt = row[cand.as_value()], Signal(cnt_width, name=f"next_{Opcode(k).name.lower()}_{c}")
-                m.d.comb += nxt.eq(count_down(Mux(allow[k] > imposed, allow[k], imposed)))
+            row_less = Array(Const(max(0, g.value - 1), cnt_width) for g in row)
+            after = []                                # the counter's next value if candidate c issues
+            for c, o in enumerate(self.offer):
+                imposed = Signal(cnt_width, name=f"gap_{name}_{c}")
+                imposed_less = Signal(cnt_width, name=f"gap1_{name}_{c}")
+                m.d.sync += [imposed.eq(row[o.as_value()]), imposed_less.eq(row_less[o.as_value()])]
+                nxt = Signal(cnt_width, name=f"next_{name}_{c}")     # count_down(max(allow, imposed))
+                m.d.comb += nxt.eq(Mux(allow[k] > imposed, count_down(allow[k]), imposed_less))
                 after.append(nxt)
             m.d.sync += allow[k].eq(Mux(self.issue.valid, Array(after)[self.issue.which], count_down(allow[k])))
             m.d.comb += self.ready[k].eq(allow[k] == 0)
+        soon = Array(allow[k] <= 1 for k in range(n_ops))           # zero in the next cycle, without an issue
+        holds = Array(Const(sum(1 << k for k in range(n_ops) if self.gap[p][k] > 1), n_ops) for p in range(n_ops))
+        for c, o in enumerate(self.offer):
+            held_by = Signal(len(self.offer), name=f"held_by_{c}")    # bit j: candidate j's issue holds it
+            for j, issuing in enumerate(offered):
+                m.d.comb += held_by[j].eq(holds[issuing.as_value()].bit_select(o.as_value(), 1))
+            m.d.comb += self.ready_next[c].eq(soon[o.as_value()]
+                                              & ~(self.issue.valid & held_by.bit_select(self.issue.which, 1)))
         return m
 
 
 class CompletionWait(wiring.Component):
     """The static policy's gap: the cycles until the last issued command (``issue``) lets the next one
     go (:func:`~pimphony.model.timing.blocking_table`: its latency, or a RD-OUT's trip to the HUB).
-    ``done`` is high when it has passed.
+    ``done`` is high when it has passed; ``done_next`` says whether it will have passed in the next
+    cycle, after this cycle's issue.
 
     Parameters
     ----------
@@ -287,7 +337,7 @@ class CompletionWait(wiring.Component):
 
     def __init__(self, block: list[int]):
         self.block = block
-        super().__init__({"issue": In(ISSUE), "done": Out(1)})
+        super().__init__({"issue": In(ISSUE), "done": Out(1), "done_next": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -298,13 +348,17 @@ class CompletionWait(wiring.Component):
         with m.Elif(static_wait != 0):
             m.d.sync += static_wait.eq(static_wait - 1)
         m.d.comb += self.done.eq(static_wait == 0)
+        quick = Const(sum(1 << p for p, x in enumerate(self.block) if x <= 1), len(self.block))
+        m.d.comb += self.done_next.eq(Mux(self.issue.valid, quick.bit_select(self.issue.op.as_value(), 1),
+                                          static_wait <= 1))
         return m
 
 
 class RefreshTimer(wiring.Component):
     """Refresh of the channel: a refresh falls due every ``n_refi`` cycles from reset; it becomes
     ``pending`` at the next issued PRE (``pre``: all rows are closed then) and stays pending until the
-    controller's REF issues (``refreshed``).
+    controller's REF issues (``refreshed``); ``pending_next`` is what ``pending`` will be in the next
+    cycle.
 
     Parameters
     ----------
@@ -314,7 +368,7 @@ class RefreshTimer(wiring.Component):
 
     def __init__(self, n_refi: int):
         self.n_refi = n_refi
-        super().__init__({"pre": In(1), "refreshed": In(1), "pending": Out(1)})
+        super().__init__({"pre": In(1), "refreshed": In(1), "pending": Out(1), "pending_next": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -323,7 +377,8 @@ class RefreshTimer(wiring.Component):
         ref_due = Signal()
         m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi - 1, 0, ref_timer + 1))
         m.d.sync += ref_due.eq((ref_timer == n_refi - 1) | (ref_due & ~self.refreshed))
-        m.d.sync += self.pending.eq((self.pre & ref_due) | (self.pending & ~self.refreshed))
+        m.d.comb += self.pending_next.eq((self.pre & ref_due) | (self.pending & ~self.refreshed))
+        m.d.sync += self.pending.eq(self.pending_next)
         return m
 
 
@@ -345,7 +400,8 @@ class DcsQueue(wiring.Component):
         Channel commands in program order. ``ready`` is high when the queue that the command goes
         to (I/O: WR_INP, WR_BIAS, RD_OUT; compute: MAC, ACT, PRE, REF; static: I/O for all) has a
         free slot at the start of the cycle; it depends on ``payload.op`` combinationally. An
-        accepted command may issue from the next cycle.
+        accepted command may issue two cycles later at the earliest (it is its queue's head for a
+        cycle before it is ready).
     cmd_out : Out(stream of {cmd, seq, refresh})
         Issued commands, at most one per cycle, each legal under every timing rule when it is
         transferred. ``seq`` is the command's position in program order (mod 2^16); ``refresh`` marks
@@ -414,7 +470,8 @@ class DcsQueue(wiring.Component):
         cq = m.submodules.compute_queue = InOrderQueue(self.entry, self.config.compute_depth)
         queues = [io_q, cq]
         heads = [q.head for q in queues]
-        nonempty = [q.nonempty for q in queues]
+        occupied = [q.count != 0 for q in queues]
+        visible = [q.head_valid for q in queues]          # shown: two cycles after a push into an empty queue
         timers = m.submodules.timing = TimingCounters(self.gap, candidates=3)     # the heads, a refresh
         wait = m.submodules.completion = CompletionWait(self.block)
         refresh = m.submodules.refresh = RefreshTimer(self.timing.nREFI)
@@ -425,26 +482,11 @@ class DcsQueue(wiring.Component):
         for i, d in enumerate(looked_up):
             m.d.comb += inflight.query[i].eq(d.seq)
 
-        def unissued(d):
-            head_seq = Mux(d.cls, heads[1].seq, heads[0].seq)
-            present = Mux(d.cls, nonempty[1], nonempty[0])
-            return present & seq_ge(d.seq, head_seq)
-
-        def dep_ok(i):
-            d, pending = looked_up[i], inflight.pending[i]
-            return ~d.valid | ~(unissued(d) | pending)
-
-        # -- readiness of each head and the choice -------------------------------------------------
-        ref_now = refresh.pending & timers.ready[Opcode.REF]
-        may_issue = Array(timers.ready[k] for k in range(CHANNEL_OPCODES))
-        ready, dep_block = [], []
-        for q in range(2):
-            h = heads[q]
-            deps_ok = static | (dep_ok(2 * q) & dep_ok(2 * q + 1))
-            timing_ok = may_issue[h.cmd.op.as_value()] & (~static | wait.done)
-            ready.append(nonempty[q] & deps_ok & timing_ok)
-            dep_block.append(nonempty[q] & ~deps_ok)
-
+        # -- the choice: among registered readiness bits ------------------------------------------------
+        ready = Signal(2)             # computed in the previous cycle: head q may issue in this one
+        dep_wait = Signal(2)          # ... or waits for a dependency
+        older = Signal()              # head 1 is older than head 0 (valid while both heads are ready)
+        ref_now = Signal()            # a refresh is pending and its rules allow it (registered)
         held = Signal()
         held_sel = Signal(2)          # 0, 1: queue; 2: refresh
         sel = Signal(2)
@@ -454,11 +496,44 @@ class DcsQueue(wiring.Component):
         with m.Elif(ref_now):
             m.d.comb += [sel.eq(2), valid.eq(1)]
         with m.Elif(ready[0] & ready[1]):
-            m.d.comb += [sel.eq(Mux(seq_ge(heads[0].seq, heads[1].seq), 1, 0)), valid.eq(1)]
+            m.d.comb += [sel.eq(older), valid.eq(1)]
         with m.Elif(ready[0]):
             m.d.comb += [sel.eq(0), valid.eq(1)]
         with m.Elif(ready[1]):
             m.d.comb += [sel.eq(1), valid.eq(1)]
+        fire = valid & self.cmd_out.ready
+
+        # -- readiness for the next cycle ----------------------------------------------------------------
+        quick = Const(sum(1 << k for k, x in enumerate(self.lat) if x <= 1), CHANNEL_OPCODES)
+        completes_now = [fire & (sel == q) & quick.bit_select(heads[q].cmd.op.as_value(), 1) for q in range(2)]
+
+        def completed_next(i, own=None):
+            """Dependency ``looked_up[i]`` has issued and completed by the next cycle: it issued before
+            this cycle and is not pending next cycle, or it is a head issuing now with latency 1.
+
+            For the head of queue ``own``: a dependency in that queue has issued (the queue is in
+            order), and one in the other queue has not while it is at or behind that queue's shown head
+            (an entry not shown yet was queued in the previous cycle, after the head that depends on
+            it). For a D-Table entry the scrubber visits (``own`` None): a queue with an entry not
+            shown yet counts as holding it (the scrub waits for a later visit)."""
+            d = looked_up[i]
+            waits = [seq_ge(d.seq, heads[q].seq) for q in range(2)]
+            now = [(d.seq == heads[q].seq) & completes_now[q] for q in range(2)]
+            if own is None:
+                waiting = Mux(d.cls, occupied[1] & (~visible[1] | waits[1]), occupied[0] & (~visible[0] | waits[0]))
+                issuing = Mux(d.cls, now[1], now[0])
+            else:
+                other = 1 - own
+                waiting, issuing = (d.cls == other) & visible[other] & waits[other], now[other]
+            return ~d.valid | ((~waiting | issuing) & ~inflight.pending[i])
+
+        for q in range(2):
+            deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))
+            timing_ok = timers.ready_next[q] & (~static | wait.done_next)
+            stays = visible[q] & ~(fire & (sel == q))          # a head that issues now is not ready next
+            m.d.sync += [ready[q].eq(stays & deps_ok & timing_ok), dep_wait[q].eq(stays & ~deps_ok)]
+        m.d.sync += older.eq(seq_ge(heads[0].seq, heads[1].seq))
+        m.d.sync += ref_now.eq(refresh.pending_next & timers.ready_next[2])
 
         out = self.cmd_out.payload
         chosen = Signal(self.entry)
@@ -469,15 +544,14 @@ class DcsQueue(wiring.Component):
         with m.Else():
             m.d.comb += [out.cmd.eq(chosen.cmd), out.seq.eq(chosen.seq)]
         m.d.comb += self.cmd_out.valid.eq(valid)
-        fire = valid & self.cmd_out.ready
         m.d.sync += held.eq(valid & ~self.cmd_out.ready)
         with m.If(valid & ~self.cmd_out.ready):
             m.d.sync += held_sel.eq(sel)
         op = out.cmd.op.as_value()
 
         # -- effects of an issue --------------------------------------------------------------------
-        m.d.comb += [timers.candidates[0].eq(heads[0].cmd.op), timers.candidates[1].eq(heads[1].cmd.op),
-                     timers.candidates[2].eq(OpcodeShape.REF), timers.issue.valid.eq(fire), timers.issue.which.eq(sel)]
+        m.d.comb += [timers.offer[0].eq(heads[0].cmd.op), timers.offer[1].eq(heads[1].cmd.op),
+                     timers.offer[2].eq(OpcodeShape.REF), timers.issue.valid.eq(fire), timers.issue.which.eq(sel)]
         for part in (wait, inflight):
             m.d.comb += [part.issue.valid.eq(fire & ~is_ref), part.issue.op.eq(out.cmd.op),
                          part.issue.seq.eq(chosen.seq)]
@@ -494,7 +568,7 @@ class DcsQueue(wiring.Component):
         for table, index, users, first in ((dg, inp.gbuf, GBUF_USERS, 4), (do, inp.obuf, OBUF_USERS, 5)):
             m.d.comb += [table.mode.eq(self.mode), table.index.eq(index), table.uses.eq(opcode_in(inp.op, users)),
                          table.write.eq(push), table.seq.eq(seq), table.cls.eq(cls),
-                         table.scrub_free.eq(table.scrub.valid & dep_ok(first))]
+                         table.scrub_free.eq(table.scrub.valid & completed_next(first))]
         for q, queue in enumerate(queues):
             m.d.comb += [queue.push.valid.eq(self.cmd_in.valid & (cls == q)),
                          queue.push.payload.cmd.eq(inp), queue.push.payload.seq.eq(seq),
@@ -504,7 +578,7 @@ class DcsQueue(wiring.Component):
             m.d.sync += seq.eq(seq + 1)
 
         blocked = static & ~wait.done               # a blocking RD-OUT's data is still on its way
-        m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~inflight.busy & ~blocked)
+        m.d.comb += self.idle.eq(~occupied[0] & ~occupied[1] & ~held & ~inflight.busy & ~blocked)
 
         # -- performance counters -------------------------------------------------------------------
         with m.If(fire & is_ref):
@@ -512,13 +586,13 @@ class DcsQueue(wiring.Component):
         for k in range(CHANNEL_OPCODES):            # one enable per counter: no 32-bit multiplexer behind the choice
             with m.If(fire & ~is_ref & (op == k)):
                 m.d.sync += self.issued[k].eq(self.issued[k] + 1)
-        anything = nonempty[0] | nonempty[1] | refresh.pending
+        anything = occupied[0] | occupied[1] | refresh.pending
         with m.If(~fire):
             with m.If(~anything):
                 m.d.sync += self.stall.idle.eq(self.stall.idle + 1)
             with m.Elif(valid):
                 m.d.sync += self.stall.backpressure.eq(self.stall.backpressure + 1)
-            with m.Elif(dep_block[0] | dep_block[1]):
+            with m.Elif(dep_wait.any()):
                 m.d.sync += self.stall.dependency.eq(self.stall.dependency + 1)
             with m.Else():
                 m.d.sync += self.stall.timing.eq(self.stall.timing + 1)

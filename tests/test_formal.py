@@ -50,13 +50,15 @@ def test_quick_bounded_proof(block, group, tmp_path):
 
 
 def test_a_broken_rule_gives_a_counterexample_naming_it(tmp_path):
-    """The block built from a copy of the table whose ACT -> PRE gap (nRAS) is 0 may close a row right after
-    opening it; the monitor checks the shipped table, and the trace names the rule."""
-    broken = dataclasses.replace(TimingPreset.load(BASE_TIMING), nRAS=0)
+    """The block built from a copy of the table whose ACT -> ACT gap (nRC; 3 cycles in the proofs' preset)
+    is 0 opens rows two cycles apart (the compute queue issues at most every other cycle, so only a rule
+    longer than two cycles between one queue's commands can be broken); the monitor checks the shipped
+    table, and the trace names the rule."""
+    broken = dataclasses.replace(TimingPreset.load(BASE_TIMING), nRC=0)
     task = ProofTask("dcs", "timing", "bmc", 10)
     result = run_task(task, dcs_harness(["timing"], dut_timing=broken), tmp_path)
     assert result.status == "FAIL"
-    assert result.failed == ["timing.ACT-PRE"]
+    assert result.failed == ["timing.ACT-ACT"]
     assert result.trace is not None and result.trace.is_file() and result.step is not None
 
 

@@ -52,9 +52,10 @@ def test_cli_writes_the_table_and_plot(tmp_path, capsys):
 
 def test_prediction_follows_the_documented_pipeline():
     """One ACT in QK^T, one PRE in SV on one channel: the first fetch 1 cycle after the offer, the
-    instruction presented 2 cycles later and its command arriving the cycle after; the SV phase's
-    first arrival ``epu_cycles + barrier`` cycles after the ACT completed (latency 1); the PRE waits
-    for the ACT's nRAS, carried across the barrier."""
+    instruction presented 2 cycles later and its command arriving the cycle after, issued 3 cycles after
+    it entered the empty queue (the head's registered read, then the registered decision); the SV
+    phase's first arrival ``epu_cycles + barrier`` cycles after the ACT completed (latency 1); the PRE
+    waits for the ACT's nRAS, carried across the barrier."""
     import dataclasses
 
     from pimphony.model.config import ModuleOrg, TimingPreset
@@ -68,7 +69,7 @@ def test_prediction_follows_the_documented_pipeline():
     p = predict_run(fetched, 1, aim, cfg, start=0, epu_cycles=2)
     pipe = HubPipeline()
     arrive = pipe.run_to_fetch + pipe.fetch_to_present + 1
-    assert p.phases[0] == (arrive, arrive + 1 + 1)                 # issued the cycle after arrival, latency 1
+    assert p.phases[0] == (arrive, arrive + 3 + 1)      # into an empty queue: issued 3 cycles later, latency 1
     assert p.phases[1][0] == p.phases[0][1] + 2 + pipe.barrier
-    assert p.phases[1][1] >= arrive + 1 + aim.nRAS                  # PRE no earlier than nRAS after the ACT
+    assert p.phases[1][1] >= arrive + 3 + aim.nRAS                  # PRE no earlier than nRAS after the ACT
     assert p.cycles == p.phases[1][1] + pipe.finish

@@ -44,19 +44,20 @@ CATALOGUE = (
            "row = Array(Const(max(0, int(self.gap[p][k]) - 1), cnt_width) for p in range(n_ops))"),
     Mutant("gbuf-hazard-missed", "dcs", "GBuf entries are not tracked: a WR-INP may overwrite an entry a "
            "queued MAC still reads (missed WAR) and a MAC may read before its WR-INP (missed RAW)",
-           "deps_ok = static | (dep_ok(2 * q) & dep_ok(2 * q + 1))", "deps_ok = static | dep_ok(2 * q + 1)"),
+           "deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))",
+           "deps_ok = static | completed_next(2 * q + 1, q)"),
     Mutant("raw-before-completion", "dcs", "a dependent command waits until its producer has issued, "
            "not until it has completed (the S-Table is ignored)",
-           "return ~d.valid | ~(unissued(d) | pending)", "return ~d.valid | ~unissued(d)"),
+           "return ~d.valid | ((~waiting | issuing) & ~inflight.pending[i])", "return ~d.valid | ~waiting | issuing"),
     Mutant("drop-under-backpressure", "dcs", "the head leaves its queue when offered even if cmd_out.ready "
            "is low: a command is lost under back-pressure",
            "queue.pop.eq(fire & (sel == q))", "queue.pop.eq(valid & (sel == q))"),
     Mutant("queue-overflow", "dcs", "the occupancy check accepts a command into a full queue (off-by-one)",
-           "m.d.comb += self.push.ready.eq(self.count < self.depth)",
-           "m.d.comb += self.push.ready.eq(self.count <= self.depth)"),
-    Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the current head pointer instead of the "
-           "next one: after a pop the old head is offered again (a command issued twice, its successor late)",
-           "m.d.comb += rp.addr.eq(head_next)", "m.d.comb += rp.addr.eq(head_ptr)"),
+           "m.d.sync += [self.count.eq(count_next), room.eq(count_next < self.depth)]",
+           "m.d.sync += [self.count.eq(count_next), room.eq(count_next <= self.depth)]"),
+    Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the head's own slot instead of the slot "
+           "behind it: after a pop the old head is offered again (a command issued twice, its successor late)",
+           "m.d.sync += rd_addr.eq(Mux(valid_next, head_next + 1, head_next))", "m.d.sync += rd_addr.eq(head_next)"),
     Mutant("static-wait-short", "dcs", "the static policy waits one cycle less than the previous command's "
            "completion (off-by-one in the blocking counter)",
            "lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.block)",
@@ -67,7 +68,8 @@ CATALOGUE = (
            "lat_rem = Array(Const(max(0, x - 2), index_bits(max(self.lat) + 1)) for x in self.lat)"),
     Mutant("obuf-hazard-missed", "dcs", "OBuf entries are not tracked: a RD-OUT may read an entry before the "
            "MACs that accumulate into it (missed RAW) and a WR-BIAS may overwrite it (missed WAW)",
-           "deps_ok = static | (dep_ok(2 * q) & dep_ok(2 * q + 1))", "deps_ok = static | dep_ok(2 * q)"),
+           "deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))",
+           "deps_ok = static | completed_next(2 * q, q)"),
     Mutant("row-gap-short", "dcs", "the row-command timing counters (ACT, PRE, REF) load one cycle less than "
            "their rules (off-by-one in one counter family)",
            "row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))",
@@ -92,32 +94,42 @@ CATALOGUE = (
            "m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi - 1, 0, ref_timer + 1))",
            "m.d.sync += ref_timer.eq(Mux(ref_timer == n_refi, 0, ref_timer + 1))"),
     Mutant("refresh-after-every-pre", "dcs", "a refresh is made pending by every PRE, due or not",
-           "m.d.sync += self.pending.eq((self.pre & ref_due) | (self.pending & ~self.refreshed))",
-           "m.d.sync += self.pending.eq(self.pre | (self.pending & ~self.refreshed))"),
+           "m.d.comb += self.pending_next.eq((self.pre & ref_due) | (self.pending & ~self.refreshed))",
+           "m.d.comb += self.pending_next.eq(self.pre | (self.pending & ~self.refreshed))"),
     Mutant("younger-head-first", "dcs", "when both queue heads are ready the younger one issues",
-           "m.d.comb += [sel.eq(Mux(seq_ge(heads[0].seq, heads[1].seq), 1, 0)), valid.eq(1)]",
-           "m.d.comb += [sel.eq(Mux(seq_ge(heads[0].seq, heads[1].seq), 0, 1)), valid.eq(1)]"),
+           "m.d.sync += older.eq(seq_ge(heads[0].seq, heads[1].seq))",
+           "m.d.sync += older.eq(~seq_ge(heads[0].seq, heads[1].seq))"),
     Mutant("offer-not-held", "dcs", "an offered command is not held under back-pressure: the choice is made "
            "again next cycle, so cmd_out's payload changes while valid and not ready",
            "m.d.sync += held.eq(valid & ~self.cmd_out.ready)", "m.d.sync += held.eq(0)"),
     Mutant("idle-while-in-flight", "dcs", "idle ignores issued commands that have not completed: a phase "
            "barrier passes while a RD-OUT's data is still on its way",
-           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~inflight.busy & ~blocked)",
-           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~blocked)"),
+           "m.d.comb += self.idle.eq(~occupied[0] & ~occupied[1] & ~held & ~inflight.busy & ~blocked)",
+           "m.d.comb += self.idle.eq(~occupied[0] & ~occupied[1] & ~held & ~blocked)"),
     Mutant("idle-while-held", "dcs", "idle ignores a command held under back-pressure",
-           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~held & ~inflight.busy & ~blocked)",
-           "m.d.comb += self.idle.eq(~nonempty[0] & ~nonempty[1] & ~inflight.busy & ~blocked)"),
+           "m.d.comb += self.idle.eq(~occupied[0] & ~occupied[1] & ~held & ~inflight.busy & ~blocked)",
+           "m.d.comb += self.idle.eq(~occupied[0] & ~occupied[1] & ~inflight.busy & ~blocked)"),
     Mutant("dcs-tracks-halves", "dcs", "the D-Table region select is swapped: DCS tracks buffer halves (needless "
            "stalls) and ping-pong single entries",
            "region = Mux(dcs, self.index, self.index >> (bits - 1))",
            "region = Mux(dcs, self.index >> (bits - 1), self.index)"),
     Mutant("dtable-scrub-early", "dcs", "the D-Table scrubber frees an entry without checking that its last "
            "accessor has completed: a later command loses its dependency",
-           "table.scrub_free.eq(table.scrub.valid & dep_ok(first))", "table.scrub_free.eq(table.scrub.valid)"),
+           "table.scrub_free.eq(table.scrub.valid & completed_next(first))", "table.scrub_free.eq(table.scrub.valid)"),
     Mutant("seq-skips-io", "dcs", "the program-order counter advances only on compute commands: I/O commands "
            "share sequence numbers with their neighbours",
            "with m.If(push):\n            m.d.sync += seq.eq(seq + 1)",
            "with m.If(push & cls):\n            m.d.sync += seq.eq(seq + 1)"),
+    Mutant("successor-ready-at-once", "dcs", "the readiness computed for a head that issues is kept for its "
+           "successor: the next command of the queue issues in the following cycle on the old head's checks",
+           "stays = visible[q] & ~(fire & (sel == q))", "stays = visible[q]"),
+    Mutant("lookahead-ignores-issue", "dcs", "readiness one cycle ahead ignores the gap that this cycle's issue "
+           "imposes: a head issues right after a command whose rule forbids it",
+           "& ~(self.issue.valid & held_by.bit_select(self.issue.which, 1)))", ")"),
+    Mutant("quick-producer-early", "dcs", "a dependency issuing in this cycle counts as complete next cycle "
+           "whatever its latency: a WR-INP's MAC reads the GBuf entry before the data is there",
+           "quick = Const(sum(1 << k for k, x in enumerate(self.lat) if x <= 1), CHANNEL_OPCODES)",
+           "quick = Const((1 << CHANNEL_OPCODES) - 1, CHANNEL_OPCODES)"),
     Mutant("va2pa-sv-index", "dpa", "the SV phase translates through the K half of the VA2PA table "
            "(wrong VA2PA index)",
            "self.va.kv.eq(f_kind)", "self.va.kv.eq(0)"),

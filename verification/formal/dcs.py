@@ -22,8 +22,10 @@ and states the block's promises over them, in groups:
     no command issues before an older command on the same GBuf or OBuf entry has issued and completed
     (RAW, WAR, WAW);
 ``progress``
-    in DCS mode, a queue head that its rules and hazards allow issues (no needless stall), the older of
-    two such heads first;
+    in DCS mode, a queue head that its rules and hazards allow issues (no needless stall) once it has
+    been shown for a cycle (the controller decides from readiness registered in the previous cycle; a
+    head is shown the cycle after its predecessor left, two cycles after a push into an empty queue),
+    the older of two such heads first;
 ``handshake``
     ``cmd_out``'s payload is stable while valid and not ready;
 ``idle``
@@ -254,10 +256,16 @@ class DcsHarness(Elaboratable):
         ref_ready = owed & timing_ok(ref_op)
 
         # -- progress (DCS): what may issue does, the older first -----------------------------------------
+        # the controller's pipeline: a head is shown the cycle after the entry ahead of it left (two
+        # after a push into an empty queue) and considered one cycle after it was shown
+        shown = [Signal(name=f"shown{q}") for q in range(2)]
+        settled = [Signal(name=f"settled{q}") for q in range(2)]
         ready = []
         for q in range(2):
             h = heads[q]
-            ready.append((count[q] != 0) & timing_ok(h.cmd.op) & hazard_free(h.cmd, h.seq, q))
+            popped = issue & (out_cls == q)
+            m.d.sync += [shown[q].eq((count[q] != 0) & ~(popped & (count[q] == 1))), settled[q].eq(shown[q] & ~popped)]
+            ready.append(settled[q] & timing_ok(h.cmd.op) & hazard_free(h.cmd, h.seq, q))
         props.implies("refresh", "owed-refresh-issues-when-allowed", ref_ready & ~held,
                       out.valid & refresh)
         props.implies("progress", "allowed-head-issues", dcs & ~held & (ready[0] | ready[1]), out.valid)
