@@ -101,18 +101,24 @@ class InOrderQueue(wiring.Component):
         m.d.comb += [wp.addr.eq(tail_ptr), wp.en.eq(pushing), wp.data.eq(self.push.payload)]
         with m.If(pushing):
             m.d.sync += tail_ptr.eq(tail_ptr + 1)
+        # the pop (the controller's choice) arrives last: every sum and compare below is made from the
+        # registers beside it, and the pop only selects
         head_next = Signal(range(self.depth))                 # wraps: depth is a power of two
         m.d.comb += head_next.eq(Mux(self.pop, head_ptr + 1, head_ptr))
         m.d.sync += head_ptr.eq(head_next)
         count_next = Signal(range(self.depth + 1))
         m.d.comb += count_next.eq(self.count + pushing - self.pop)
-        m.d.sync += [self.count.eq(count_next), room.eq(count_next < self.depth)]
-        valid_next = self.count - self.pop != 0                   # written before this cycle: read now
+        below = [self.count < self.depth - k for k in (0, 1)]          # room now; room after a push
+        m.d.sync += [self.count.eq(count_next),
+                     room.eq(Mux(self.pop, ~pushing | below[0], Mux(pushing, below[1], below[0])))]
+        valid_next = Mux(self.pop, self.count != 1, self.count != 0)    # written before this cycle: read now
         m.d.sync += self.head_valid.eq(valid_next)
         # the slot to read next: behind a shown head, else the head's own; a register, so the RAM is
         # read from a register's address and the choice (pop) only enables the head register
         rd_addr = Signal(range(self.depth))
-        m.d.sync += rd_addr.eq(Mux(valid_next, head_next + 1, head_next))
+        after = [head_ptr + k for k in (0, 1, 2)]
+        m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),
+                                   Mux(self.count != 0, after[1], after[0])))
         m.d.comb += [rp.addr.eq(rd_addr), rp.en.eq(self.pop | ~self.head_valid), self.head.eq(rp.data)]
         return m
 

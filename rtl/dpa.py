@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -157,8 +157,14 @@ class Va2PaTable(wiring.Component):
         return cls.entries(slots, segments, vchunks) * chunk_bits
 
     def address(self, slot, kv, seg, vchunk):
-        """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``."""
-        return ((slot * 2 + kv) * self.segments + seg) * self.vchunks + vchunk
+        """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``.
+        In gates, with power-of-two segments and virtual chunks (the shipped sizes), the fields side by
+        side: no adder in front of the RAM's address."""
+        fields = (slot, kv, seg, vchunk)
+        if all(isinstance(x, int) for x in fields) or not (_pow2(self.segments) and _pow2(self.vchunks)):
+            return ((slot * 2 + kv) * self.segments + seg) * self.vchunks + vchunk
+        ls, lv = (self.segments - 1).bit_length(), (self.vchunks - 1).bit_length()
+        return Cat(Value.cast(vchunk)[:lv], Value.cast(seg)[:ls], Value.cast(kv)[:1], Value.cast(slot))
 
     def elaborate(self, platform):
         m = Module()
@@ -175,8 +181,11 @@ class ConfigBuffer(wiring.Component):
 
     Every cycle ``request`` is looked up (a match of the valid slots' ids): ``found``, its ``slot`` and
     that slot's ``length`` and ``have`` (K, V); ``free`` is high while a slot is free, ``free_slot`` the
-    lowest. At the clock edge: ``open`` fills ``free_slot`` (the id is ``request``), ``update`` writes
-    the looked-up slot's length and chunks, ``close`` frees the looked-up slot (one of them per cycle).
+    lowest. An id is held by one slot at most (the parent opens only an id it did not find), so the
+    lookup is an AND-OR over the slots, a tree, not a priority chain. At the clock edge, on slot ``at``
+    (the parent registers what the lookup found, so a write does not wait for it): ``open`` fills it
+    with id ``open_id``, ``update`` writes its length and chunks, ``close`` frees it (one of them per
+    cycle).
 
     Parameters
     ----------
@@ -194,7 +203,8 @@ class ConfigBuffer(wiring.Component):
             "request": In(config.request_id_bits),
             "found": Out(1), "slot": Out(range(R)), "free": Out(1), "free_slot": Out(range(R)),
             "current": Out(values),
-            "open": In(1), "update": In(1), "close": In(1), "write": In(values),
+            "at": In(range(R)), "open": In(1), "open_id": In(config.request_id_bits), "update": In(1),
+            "close": In(1), "write": In(values),
         })
 
     @staticmethod
@@ -218,19 +228,22 @@ class ConfigBuffer(wiring.Component):
         hit, free_slots = Signal(R), Signal(R)
         m.d.comb += [hit[i].eq(valid[i] & (ids[i] == self.request)) for i in range(R)]
         m.d.comb += [free_slots[i].eq(~valid[i]) for i in range(R)]
-        for i in reversed(range(R)):
-            with m.If(hit[i]):
-                m.d.comb += self.slot.eq(i)
-            with m.If(free_slots[i]):
-                m.d.comb += self.free_slot.eq(i)
-        m.d.comb += [self.found.eq(hit.any()), self.free.eq(free_slots.any()), self.current.eq(values[self.slot])]
+        slot, current = Const(0, len(self.slot)), Const(0, self.values.size)
+        for i in range(R):                          # one hit at most: an OR of the hit slot's index and values
+            slot = slot | Mux(hit[i], i, 0)
+            current = current | Mux(hit[i], values[i].as_value(), 0)
+        lowest = free_slots & -free_slots           # the lowest free slot, one-hot
+        free_slot = Const(0, len(self.free_slot))
+        for i in range(R):
+            free_slot = free_slot | Mux(lowest[i], i, 0)
+        m.d.comb += [self.found.eq(hit.any()), self.free.eq(free_slots.any()), self.slot.eq(slot),
+                     self.current.eq(current), self.free_slot.eq(free_slot)]
         with m.If(self.open):
-            m.d.sync += [valid[self.free_slot].eq(1), ids[self.free_slot].eq(self.request),
-                         values[self.free_slot].eq(self.write)]
+            m.d.sync += [valid[self.at].eq(1), ids[self.at].eq(self.open_id), values[self.at].eq(self.write)]
         with m.If(self.update):
-            m.d.sync += values[self.slot].eq(self.write)
+            m.d.sync += values[self.at].eq(self.write)
         with m.If(self.close):
-            m.d.sync += valid[self.slot].eq(0)
+            m.d.sync += valid[self.at].eq(0)
         return m
 
 
@@ -238,8 +251,9 @@ class ProgramLoader(wiring.Component):
     """PROGRAM and LOAD: the program's structure checks and the instruction buffer.
 
     ``program`` (a PROGRAM of ``arg`` tokens per block, not zero, taken this cycle) starts a new program.
-    ``load`` (a LOAD of ``word`` taken this cycle) applies the word when ``load_status`` (combinational,
-    the LOAD's answer) is OK: a DYN_LOOP opens the K or V loop, a DYN_MODI marks the next entry, any
+    ``load`` (a LOAD of ``word``, which must have been on ``word`` since the previous cycle: its own
+    checks are registered) applies the word when ``load_status`` (combinational, the LOAD's answer) is
+    OK: a DYN_LOOP opens the K or V loop, a DYN_MODI marks the next entry, any
     other word is written into the instruction buffer. The decoder reads the program's shape (``block``,
     ``entries``, the loops' first entries ``marks``, their tokens per row ``row_tokens`` and channel
     ``masks``, ``slices_log2``) and the buffer (``read_addr``, ``read_en`` -> ``read_data`` the next
@@ -299,20 +313,24 @@ class ProgramLoader(wiring.Component):
         m.d.comb += self.complete.eq(loading & (loops == 2) & ~pend & (words == loop_words[1])
                                      & (entries != marks[1]))
 
+        # what the word alone says, registered: the word must be on ``word`` a cycle before its ``load``
         word = self.word
         w_op = word.op.as_value()
         op_exists = w_op < len(Opcode)
         no_size = opcode_in(word.op, [op for op in Opcode if not ADVANCING[op]])
-        bad_word = ~op_exists | (word.ch_mask == 0) | (no_size & (word.op_size != 0))
         w_kind = word.gbuf
         unit = LOOP_ROW_UNIT * lay.rows_per_chunk
         chunk_rows = Mux(w_kind == 0, lay.k_tokens // unit, lay.v_tokens // unit)
         v_n = popcount(word.ch_mask)
         v_ns = Signal(range(org.channels + 1))
-        m.d.comb += v_ns.eq(v_n >> lkb)
-        bad_loop = ((w_kind != loops) | (w_kind > 1) | pend | (word.row != chunk_rows)
-                    | ((loops == 1) & ((words != loop_words[0]) | (entries == marks[0])))
-                    | ((w_kind == 1) & ((v_n & (kb - 1) != 0) | ((v_ns & (v_ns - 1)) != 0))))
+        bad_word, bad_shape = Signal(), Signal()       # any word; a DYN_LOOP's own fields
+        slices = v_n >> lkb
+        m.d.sync += [v_ns.eq(slices),
+                     bad_word.eq(~op_exists | (word.ch_mask == 0) | (no_size & (word.op_size != 0))),
+                     bad_shape.eq((w_kind > 1) | (word.row != chunk_rows)
+                                  | ((w_kind == 1) & ((v_n & (kb - 1) != 0) | ((slices & (slices - 1)) != 0))))]
+        bad_loop = ((w_kind != loops) | bad_shape | pend
+                    | ((loops == 1) & ((words != loop_words[0]) | (entries == marks[0]))))
         bad_modi = (loops == 0) | (word.gbuf > max(Modi))
 
         status = self.load_status
@@ -358,16 +376,17 @@ class ProgramLoader(wiring.Component):
 
 
 class Decoder(wiring.Component):
-    """RUN's expansion of the program into physical instructions, two pipeline stages.
+    """RUN's expansion of the program into physical instructions: a fetch stage and four decode stages.
 
     ``start`` (with the request's config ``slot``, ``segment`` and ``length``) begins a RUN at the clock
     edge. While ``enable`` is high the fetch stage reads one buffer entry per cycle (``ib_addr``,
     ``ib_en``) and the VA2PA entry of the row the loop is at (``va``, ``va_en``), walking the prologue,
-    the K loop over the rows of the block and the V loop, block after block; the decode stage (the next
-    cycle) applies the Dyn-Loop guards to the channel mask and op-size, writes the physical row and the
-    GPR stride, and registers the instruction on ``out``. An entry that the guards leave with no
-    channel or no repetition is dropped. ``out.ready`` low stalls both stages. ``done`` is high in the
-    cycle the last instruction leaves (or, with nothing to send, when the fetch has ended).
+    the K loop over the rows of the block and the V loop, block after block; the decode stages (the
+    next four cycles, :meth:`_decode`) apply the Dyn-Loop guards to the channel mask and op-size, write
+    the physical row and the GPR stride, and register the instruction on ``out``, four cycles after
+    its fetch. An entry that the guards leave with no channel or no repetition is dropped.
+    ``out.ready`` low stalls every stage. ``done`` is high in the cycle the last instruction leaves
+    (or, with nothing to send, when the fetch has ended and the stages are empty).
 
     Parameters
     ----------
@@ -406,27 +425,27 @@ class Decoder(wiring.Component):
         advance = ~self.out.valid | self.out.ready
         consts = self._program_constants(m)
         self._fetch(m, f_run, f_phase, pc, r, fetched, advance, consts)
-        self._decode(m, fetched, advance, consts)
-        m.d.comb += self.done.eq(~f_run & ~fetched.valid & advance)
+        decoding = self._decode(m, fetched, advance, consts)
+        m.d.comb += self.done.eq(~f_run & ~fetched.valid & ~decoding & advance)
         return m
 
     def _program_constants(self, m) -> dict:
         """What the stages derive from the loops' channel masks, in registers: each channel's rank among
-        the loop's channels, the K loop's tokens per guard step and per row, the V slices' members. The
-        masks change only when a LOAD closes a loop, and a RUN decodes its first entry cycles later,
-        so the registers' one cycle of lag is never seen; they keep the popcount and prefix-sum chains
-        out of the per-entry path (the guard's multiplication by the K tokens per step stays in it)."""
+        the loop's channels and the K loop's channel count (popcount trees, first register), the K
+        loop's tokens per guard step and per row and the V slices' members (from those, second
+        register). The masks change only when a LOAD closes a loop, and a RUN is decided three cycles
+        after it is taken, so the registers' two cycles of lag are never seen; they keep the popcounts
+        out of the per-entry path."""
         c, org, fmt = self.config, self.config.org, self.fmt
         masks, kb = self.masks, c.slice_channels
         lkb = (kb - 1).bit_length()
-        n_k = popcount(masks[0])
+        n_k = Signal(range(fmt.channels + 1), name="k_channels")
+        m.d.sync += n_k.eq(popcount(masks[0]))
         rank_bits = fmt.channels.bit_length()
         ranks = [[Signal(rank_bits, name=f"rank{kind}_{ch}") for ch in range(fmt.channels)] for kind in range(2)]
         for kind in range(2):
-            total = Const(0, 1)
-            for ch in range(fmt.channels):
-                m.d.sync += ranks[kind][ch].eq(total)
-                total = total + masks[kind][ch]
+            for ch in range(fmt.channels):                  # the loop's channels below this one
+                m.d.sync += ranks[kind][ch].eq(popcount(masks[kind][:ch]) if ch else 0)
         k_tokens = Signal(range(fmt.channels * org.banks + 1), name="k_guard_tokens")   # per guard step
         k_step = Signal(range(fmt.channels * org.banks * org.bursts_per_row + 1), name="k_row_tokens")
         m.d.sync += [k_tokens.eq(n_k * org.banks), k_step.eq(n_k * org.banks * (org.bursts_per_row // kb))]
@@ -436,12 +455,16 @@ class Decoder(wiring.Component):
         return {"ranks": ranks, "k_tokens": k_tokens, "k_step": k_step, "members": members}
 
     def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance, consts):
-        """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk."""
+        """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk. The sums
+        the walk compares (the next row's start per loop, the next block's start and end) are registers
+        kept one step ahead, so each decision is one compare."""
         c, org, lay = self.config, self.config.org, self.config.layout
         lb = self.len_bits + 1
         lrpc = (lay.rows_per_chunk - 1).bit_length()
-        t0, t1, run_len = Signal(lb), Signal(lb), Signal(self.len_bits)
+        t1, run_len = Signal(lb), Signal(self.len_bits)             # the block's end, the RUN's length
         rs = [Signal(lb, name=f"row_start{k}") for k in range(2)]
+        rs_next = [Signal(lb + 1, name=f"row_next{k}") for k in range(2)]         # rs + the loop's row tokens
+        t0_next, t0_after = Signal(lb + 1), Signal(lb + 2)    # the next block's start and end (uncut)
         vr = [Signal(self.len_bits, name=f"vrow{k}") for k in range(2)]
         kacc, vb = Signal(lb + 4), Signal(lb)
         run_slot, run_seg = Signal(range(c.max_requests)), Signal(range(c.segments))
@@ -453,11 +476,12 @@ class Decoder(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [run_slot.eq(self.slot), run_seg.eq(self.segment), run_len.eq(self.length),
-                         f_run.eq(1), pc.eq(0), r.eq(0), t0.eq(0),
+                         f_run.eq(1), pc.eq(0), r.eq(0),
                          t1.eq(Mux(self.length < block, self.length, block)),
                          f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE)),
-                         kacc.eq(0), vb.eq(0), fetched.valid.eq(0)]
+                         kacc.eq(0), vb.eq(0), fetched.valid.eq(0), t0_next.eq(block), t0_after.eq(2 * block)]
             m.d.sync += [s.eq(0) for s in (*rs, *vr)]
+            m.d.sync += [rs_next[k].eq(loop_rt[k]) for k in range(2)]
         with m.If(self.enable):
             vrow = Mux(f_kind, vr[1], vr[0])
             m.d.comb += [self.ib_addr.eq(pc), self.ib_en.eq(advance), self.va.slot.eq(run_slot),
@@ -467,10 +491,11 @@ class Decoder(wiring.Component):
                 m.d.sync += [fetched.valid.eq(f_run), fetched.phase.eq(f_phase), fetched.r.eq(r), fetched.t1.eq(t1),
                              fetched.v.eq(vrow), fetched.kacc.eq(kacc), fetched.vb.eq(vb)]
             last = pc + 1 == sec_end
-            t0n = t0 + block
+            t0n = t0_next
 
             def next_row(kind):
-                m.d.sync += [rs[kind].eq(rs[kind] + loop_rt[kind]), vr[kind].eq(vr[kind] + 1)]
+                m.d.sync += [rs[kind].eq(rs_next[kind]), rs_next[kind].eq(rs_next[kind] + loop_rt[kind]),
+                             vr[kind].eq(vr[kind] + 1)]
                 m.d.sync += (kacc.eq(kacc + kstep) if kind == 0 else vb.eq(vb + bpr))
 
             with m.If(advance & f_run):
@@ -479,72 +504,107 @@ class Decoder(wiring.Component):
                 with m.Elif(f_phase == Phase.PROLOGUE):
                     m.d.sync += [f_phase.eq(Phase.QK), pc.eq(marks[0]), r.eq(0)]
                 with m.Elif(f_phase == Phase.QK):
-                    with m.If(rs[0] + loop_rt[0] < t1):
+                    with m.If(rs_next[0] < t1):
                         next_row(0)
                         m.d.sync += [r.eq(r + 1), pc.eq(marks[0])]
                     with m.Else():
                         m.d.sync += [f_phase.eq(Phase.SV), pc.eq(marks[1]), r.eq(0)]
                 with m.Else():
-                    with m.If(rs[1] + loop_rt[1] < t1):
+                    with m.If(rs_next[1] < t1):
                         next_row(1)
                         m.d.sync += [r.eq(r + 1), pc.eq(marks[1])]
                     with m.Elif(t0n < run_len):
-                        m.d.sync += [t0.eq(t0n), t1.eq(Mux(t0n + block < run_len, t0n + block, run_len)), pc.eq(0),
+                        m.d.sync += [t1.eq(Mux(t0_after < run_len, t0_after, run_len)), pc.eq(0),
+                                     t0_next.eq(t0_after), t0_after.eq(t0_after + block),
                                      r.eq(0), f_phase.eq(Mux(marks[0] == 0, Phase.QK, Phase.PROLOGUE))]
                         for kind in range(2):
-                            with m.If(rs[kind] + loop_rt[kind] <= t0n):
+                            with m.If(rs_next[kind] <= t0n):
                                 next_row(kind)
                     with m.Else():
                         m.d.sync += f_run.eq(0)
 
-    def _decode(self, m, b, advance, consts):
-        """The second stage: the Dyn-Loop guards, the physical row and the GPR stride; the output register."""
+    def _decode(self, m, b, advance, consts) -> Value:
+        """The decode stages after the fetch: D0 (the entry and the VA2PA chunk as read, each channel's
+        and slice's bound from the walk's position), D1 (the guard's products with the K tokens per step
+        and of the GPR stride, the V start), D2 (the K start, the GPR, the compares), D3 (the masks and
+        op-size chosen by phase, the output register). Every stage register moves when ``advance``;
+        returns "a stage holds an entry"."""
         c, org, lay, fmt = self.config, self.config.org, self.config.layout, self.fmt
         out, e = self.out, self.ib_data
-        ins = e.ins
+        lb = self.len_bits + 1
         lrpc = (lay.rows_per_chunk - 1).bit_length()
         kb = c.slice_channels
         lburst = (org.burst_elements - 1).bit_length()
         max_ns = org.channels // kb
         masks, ranks = self.masks, consts["ranks"]
-        size = Signal(fmt.op_size_bits + 1)
-        mask = Signal(fmt.channels)
-        g = Signal(fmt.row_bits)
-        m.d.comb += g.eq(Mux(e.guard != 0, e.guard - 1, 0))
-        # K: channel of rank p keeps the instruction while its first lane's token is below t1
-        first_k = b.kacc + g * consts["k_tokens"]
-        k_mask = Cat(masks[0][ch] & (first_k + ranks[0][ch] * org.banks < b.t1) for ch in range(fmt.channels))
-        # V: slice s (ranks s*kb .. s*kb+kb-1) holds local bursts below ceil(ceil(t1/16) - s, ns)
-        first_v = b.vb + g
-        bursts = (b.t1 + (1 << lburst) - 1) >> lburst
-        ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
-        v_mask = Const(0, fmt.channels)
-        v_size = Signal(fmt.op_size_bits + 1)
-        m.d.comb += v_size.eq(ins.op_size + 1)
-        for s in range(max_ns):
-            members = consts["members"][s]
-            end = Mux(bursts > s, (bursts - s + ns - 1) >> self.slices_log2, 0)
-            exists = s < ns
-            v_mask = v_mask | Mux(exists & (end > first_v), members, 0)
-            with m.If(exists & (e.guard != 0) & ((ins.ch_mask & members) != 0)):
-                m.d.comb += v_size.eq(Mux(end <= first_v, 0, Mux(end - first_v < ins.op_size + 1,
-                                                                   end - first_v, ins.op_size + 1)))
-        with m.Switch(b.phase):
-            with m.Case(Phase.PROLOGUE):
-                m.d.comb += [mask.eq(ins.ch_mask), size.eq(ins.op_size + 1)]
-            with m.Case(Phase.QK):
-                m.d.comb += [mask.eq(k_mask & ins.ch_mask), size.eq(ins.op_size + 1)]
-            with m.Default():
-                m.d.comb += [mask.eq(v_mask & ins.ch_mask), size.eq(v_size)]
+        size_bits = fmt.op_size_bits + 1
+        carry = data.StructLayout({"valid": 1, "phase": Phase, "ins": e.ins.shape(), "row": fmt.row_bits})
+        bounds = {"lim": data.ArrayLayout(lb, fmt.channels), "pos": fmt.channels, "end": data.ArrayLayout(lb, max_ns)}
+        d0 = Signal(data.StructLayout({"c": carry, "guard": fmt.row_bits, "stride": fmt.gpr_bits,
+                                       "r": fmt.gpr_bits, "kacc": lb + 4, "vb": lb, **bounds}), name="d0")
+        d1 = Signal(data.StructLayout({"c": carry, "guarded": 1, "strided": fmt.gpr_bits, "kacc": lb + 4,
+                                       "k_from": lb + 4, "k_off": lb + 4, "first_v": lb, **bounds,
+                                       "hit": max_ns}), name="d1")
+        d2 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "k_mask": fmt.channels, "v_gt": max_ns,
+                                       "v_diff": data.ArrayLayout(lb, max_ns), "hit": max_ns}), name="d2")
+        # D0 -- the fetched entry and its VA2PA chunk into registers; the bounds from the walk's position
         loop = b.phase != Phase.PROLOGUE
         row = Cat(b.v[:lrpc], self.va_data) if lrpc else self.va_data
+        bursts = (b.t1 + (1 << lburst) - 1) >> lburst
+        ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
         with m.If(advance):
-            m.d.sync += out.valid.eq(b.valid & (mask != 0) & (size != 0))
-            m.d.sync += [out.payload.ins.eq(ins), out.payload.ins.ch_mask.eq(mask),
-                         out.payload.ins.op_size.eq(size - 1),
-                         out.payload.ins.row.eq(Mux(loop & e.rowm, row, ins.row)),
-                         out.payload.ins.gpr.eq(Mux(loop, ins.gpr + b.r * e.stride, ins.gpr)),
-                         out.payload.sv.eq(b.phase == Phase.SV)]
+            m.d.sync += [d0.c.valid.eq(b.valid), d0.c.phase.eq(b.phase), d0.c.ins.eq(e.ins),
+                         d0.c.row.eq(Mux(loop & e.rowm, row, e.ins.row)), d0.guard.eq(e.guard),
+                         d0.stride.eq(e.stride), d0.r.eq(Mux(loop, b.r, 0)), d0.kacc.eq(b.kacc), d0.vb.eq(b.vb)]
+            for ch in range(fmt.channels):     # K: channel of rank p keeps the instruction while its first
+                before = ranks[0][ch] * org.banks   # lane's token (kacc + g x tokens + p x banks) is below t1
+                m.d.sync += [d0.lim[ch].eq(b.t1 - before), d0.pos[ch].eq(b.t1 > before)]
+            for s in range(max_ns):            # V: slice s holds local bursts below ceil(ceil(t1/16) - s, ns)
+                m.d.sync += d0.end[s].eq(Mux(bursts > s, (bursts - s + ns - 1) >> self.slices_log2, 0))
+        # D1 -- products and the V start (g = guard - 1, or 0 without a guard)
+        ins0 = d0.c.ins
+        guarded = d0.guard != 0
+        with m.If(advance):
+            m.d.sync += [d1.c.eq(d0.c), d1.lim.eq(d0.lim), d1.pos.eq(d0.pos), d1.end.eq(d0.end),
+                         d1.guarded.eq(guarded), d1.strided.eq(d0.r * d0.stride), d1.kacc.eq(d0.kacc),
+                         d1.k_from.eq(d0.kacc - consts["k_tokens"]), d1.k_off.eq(d0.guard * consts["k_tokens"]),
+                         d1.first_v.eq(Mux(guarded, d0.vb + d0.guard - 1, d0.vb))]
+            for s in range(max_ns):
+                m.d.sync += d1.hit[s].eq((s < ns) & guarded & ((ins0.ch_mask & consts["members"][s]) != 0))
+        # D2 -- the K start (kacc + g x tokens), the GPR and the compares
+        first_k = Signal(lb + 4)
+        m.d.comb += first_k.eq(Mux(d1.guarded, d1.k_from + d1.k_off, d1.kacc))
+        with m.If(advance):
+            m.d.sync += [d2.c.eq(d1.c), d2.gpr.eq(d1.c.ins.gpr + d1.strided), d2.hit.eq(d1.hit)]
+            m.d.sync += d2.k_mask.eq(Cat(masks[0][ch] & d1.pos[ch] & (first_k < d1.lim[ch])
+                                         for ch in range(fmt.channels)))
+            for s in range(max_ns):
+                m.d.sync += [d2.v_gt[s].eq(d1.end[s] > d1.first_v), d2.v_diff[s].eq(d1.end[s] - d1.first_v)]
+        # D3 -- mask and op-size by phase, into the output register
+        ins3 = d2.c.ins
+        full = Signal(size_bits)
+        m.d.comb += full.eq(ins3.op_size + 1)
+        v_mask = Const(0, fmt.channels)
+        v_size = Signal(size_bits)
+        m.d.comb += v_size.eq(full)
+        for s in range(max_ns):
+            v_mask = v_mask | Mux((s < ns) & d2.v_gt[s], consts["members"][s], 0)
+            with m.If(d2.hit[s]):
+                m.d.comb += v_size.eq(Mux(~d2.v_gt[s], 0, Mux(d2.v_diff[s] < full, d2.v_diff[s], full)))
+        mask, size = Signal(fmt.channels), Signal(size_bits)
+        with m.Switch(d2.c.phase):
+            with m.Case(Phase.PROLOGUE):
+                m.d.comb += [mask.eq(ins3.ch_mask), size.eq(full)]
+            with m.Case(Phase.QK):
+                m.d.comb += [mask.eq(d2.k_mask & ins3.ch_mask), size.eq(full)]
+            with m.Default():
+                m.d.comb += [mask.eq(v_mask & ins3.ch_mask), size.eq(v_size)]
+        with m.If(advance):
+            m.d.sync += out.valid.eq(d2.c.valid & (mask != 0) & (size != 0))
+            m.d.sync += [out.payload.ins.eq(ins3), out.payload.ins.ch_mask.eq(mask),
+                         out.payload.ins.op_size.eq(size - 1), out.payload.ins.row.eq(d2.c.row),
+                         out.payload.ins.gpr.eq(d2.gpr), out.payload.sv.eq(d2.c.phase == Phase.SV)]
+        return d0.c.valid | d1.c.valid | d2.c.valid
 
 
 class DpaController(wiring.Component):
@@ -559,15 +619,19 @@ class DpaController(wiring.Component):
         rebuilt.
     resp : Out(stream of {status, chunk, offset, free})
         Exactly one response per operation, in order; the payload holds until ``ready``. A failed
-        operation changed no state. OPEN / APPEND answer after one cycle per chunk they take, CLOSE
-        after one per chunk it returns, RUN after its last instruction has left ``ins_out``; the
-        others answer in one or two cycles.
+        operation changed no state. An operation is taken with what the config buffer holds for its
+        request (registered) and decided in the next cycle; OPEN and APPEND two cycles later (the
+        chunk arithmetic: the new length, then the chunks wanted against the free count), LOAD one
+        cycle later (its word's own checks, registered). OPEN / APPEND then take one cycle per chunk,
+        CLOSE one per chunk it returns, RUN answers after its last instruction has left
+        ``ins_out``, TRANSLATE after its VA2PA read; the answer is registered.
     ins_out : Out(stream of {ins, sv})
         RUN's physical instructions, in the order of
         :meth:`~pimphony.model.hub.DpaDispatcher.expand`, ``sv`` high in the SV part of a block.
         One buffer entry is decoded per cycle while ``ready`` is high (an entry that the guards
-        leave with no channel or no repetition is dropped in its cycle); an instruction is valid two
-        cycles after its entry is fetched. ``ready`` low stalls the decoder without loss.
+        leave with no channel or no repetition is dropped in its cycle); an instruction is valid five
+        cycles after its entry is fetched, the first fetch the cycle after the RUN is decided.
+        ``ready`` low stalls the decoder without loss.
 
     Parameters
     ----------
@@ -622,25 +686,42 @@ class DpaController(wiring.Component):
         buf = m.submodules.config_buffer = ConfigBuffer(c, self.len_bits)
         loader = m.submodules.loader = ProgramLoader(c)
         dec = m.submodules.decoder = Decoder(c, loader)
-        m.d.comb += [buf.request.eq(req.request), loader.arg.eq(req.arg), loader.word.eq(req.word),
-                     dec.slot.eq(buf.slot), dec.segment.eq(req.segment), dec.length.eq(buf.current.length),
+        # -- the operation pipeline: TAKE (lookup) -> ARITH -> CHECK -> DECIDE -------------------------
+        # The operation and what the config buffer holds for its request are registered when it is
+        # taken; the chunk arithmetic takes two more cycles; DECIDE checks and starts it.
+        op = Signal(self.req_layout, name="operation")
+        looked = Signal(data.StructLayout({"found": 1, "slot": range(c.max_requests), "free": 1,
+                                           "free_slot": range(c.max_requests), "current": buf.values}),
+                        name="looked_up")
+        taking = Signal()
+        m.d.comb += [buf.request.eq(req.request), buf.open_id.eq(op.request)]
+        with m.If(taking):
+            m.d.sync += [op.eq(req), looked.found.eq(buf.found), looked.slot.eq(buf.slot), looked.free.eq(buf.free),
+                         looked.free_slot.eq(buf.free_slot), looked.current.eq(buf.current)]
+        m.d.comb += [loader.arg.eq(op.arg), loader.word.eq(op.word),
+                     dec.slot.eq(looked.slot), dec.segment.eq(op.segment), dec.length.eq(looked.current.length),
                      dec.ib_data.eq(loader.read_data), loader.read_addr.eq(dec.ib_addr), loader.read_en.eq(dec.ib_en),
                      dec.va_data.eq(va2pa.read_data)]
         for name in ("block", "entries", "marks", "row_tokens", "masks", "slices_log2"):
             m.d.comb += getattr(dec, name).eq(getattr(loader, name))
         m.d.comb += [self.ins_out.valid.eq(dec.out.valid), self.ins_out.payload.eq(dec.out.payload),
                      dec.out.ready.eq(self.ins_out.ready)]
-        length, have = buf.current.length, buf.current.have
 
-        # -- chunk arithmetic of OPEN / APPEND --------------------------------------------------------
+        # -- chunk arithmetic of OPEN / APPEND: ARITH (the new length), CHECK (chunks wanted, needed) ------
+        req = op                                      # from here on: the registered operation
+        length, have = looked.current.length, looked.current.have
         arg = req.arg
         new_len = Signal(ARG_BITS + 1)
-        m.d.comb += new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))
+        m.d.sync += new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))
         want = [Signal(ARG_BITS + 1, name="want_k"), Signal(ARG_BITS + 1, name="want_v")]
-        m.d.comb += [want[0].eq((new_len + lay.k_tokens - 1) >> lkt), want[1].eq((new_len + lay.v_tokens - 1) >> lvt)]
+        m.d.sync += [want[0].eq((new_len + lay.k_tokens - 1) >> lkt), want[1].eq((new_len + lay.v_tokens - 1) >> lvt)]
         held = [Mux(req.op == DpaOp.APPEND, have[kv], 0) for kv in range(2)]
-        need = Signal(ARG_BITS + 8)
-        m.d.comb += need.eq((want[0] - held[0] + want[1] - held[1]) * S)
+        # chunks needed = (wanted - held) x segments, compared with the free count as wanted x segments
+        # against free + held x segments: every term is a register by DECIDE
+        held_total, wanted, budget = Signal(ARG_BITS + 8), Signal(ARG_BITS + 8), Signal(ARG_BITS + 9)
+        m.d.sync += [held_total.eq((held[0] + held[1]) * S), budget.eq(free.count + held_total),
+                     wanted.eq((((new_len + lay.k_tokens - 1) >> lkt) + ((new_len + lay.v_tokens - 1) >> lvt)) * S)]
+        need = _Need(wanted, held_total, budget)
         m.d.comb += [buf.write.length.eq(new_len), buf.write.have[0].eq(want[0]), buf.write.have[1].eq(want[1])]
 
         # -- response register ------------------------------------------------------------------------
@@ -651,24 +732,40 @@ class DpaController(wiring.Component):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(status), resp.payload.chunk.eq(chunk),
                          resp.payload.offset.eq(offset), resp.payload.free.eq(free.count)]
 
-        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c, va2pa.depth), answer, want, need, new_len)
+        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c, va2pa.depth), answer, want, need, new_len,
+                      op, looked)
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):
+                m.d.comb += self.mgmt.ready.eq(free.ready & (~resp.valid | resp.ready))
+                m.d.comb += taking.eq(self.mgmt.valid & self.mgmt.ready)
+                incoming = self.mgmt.payload.op
+                with m.If(taking & ((incoming == DpaOp.OPEN) | (incoming == DpaOp.APPEND))):
+                    m.next = "ARITH"                 # OPEN and APPEND: the chunk arithmetic
+                with m.Elif(taking & (incoming == DpaOp.LOAD)):
+                    m.next = "CHECK"                 # LOAD: the loader's registered checks of the word
+                with m.Elif(taking):
+                    m.next = "DECIDE"
+            with m.State("ARITH"):
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.next = "IDLE"
                 self._operations(d)
             self._walks(d)
         return m
 
     def _operations(self, d: _Datapath) -> None:
-        """IDLE: take one operation when the previous answer is gone, check it and start it."""
+        """DECIDE: check the registered operation with what was looked up and computed, answer it or start
+        it (the next state)."""
         m, c, lay = d.m, self.config, self.config.layout
         S = c.segments
-        req, resp, arg = self.mgmt.payload, self.resp, self.mgmt.payload.arg
+        req, resp, arg = d.op, self.resp, d.op.arg
         lkt, lvt = (lay.k_tokens - 1).bit_length(), (lay.v_tokens - 1).bit_length()
-        free, va2pa, buf, loader, dec, cursor, answer = d.free, d.va2pa, d.buf, d.loader, d.dec, d.cursor, d.answer
-        slot, found, length, have = buf.slot, buf.found, buf.current.length, buf.current.have
+        va2pa, buf, loader, dec, cursor, answer = d.va2pa, d.buf, d.loader, d.dec, d.cursor, d.answer
+        slot, found, length, have = d.looked.slot, d.looked.found, d.looked.current.length, d.looked.current.have
         want, need, new_len, va_addr = d.want, d.need, d.new_len, va2pa.address
-        m.d.comb += self.mgmt.ready.eq(free.ready & (~resp.valid | resp.ready))
-        with m.If(self.mgmt.valid & self.mgmt.ready), m.Switch(req.op):
+        with m.Switch(req.op):
             with m.Case(DpaOp.OPEN):
                 with m.If(found):
                     answer(StatusShape.DUPLICATE_REQUEST)
@@ -676,13 +773,13 @@ class DpaController(wiring.Component):
                     answer(StatusShape.BAD_LENGTH)
                 with m.Elif(arg > c.max_tokens):
                     answer(StatusShape.PAST_END)
-                with m.Elif(~buf.free):
+                with m.Elif(~d.looked.free):
                     answer(StatusShape.TABLE_FULL)
-                with m.Elif(need > free.count):
+                with m.Elif(need.exceeds_free):
                     answer(StatusShape.OUT_OF_CHUNKS)
                 with m.Else():
-                    m.d.comb += buf.open.eq(1)
-                    cursor.start(buf.free_slot, 0, want[0], 0, want[1])
+                    m.d.comb += [buf.open.eq(1), buf.at.eq(d.looked.free_slot)]
+                    cursor.start(d.looked.free_slot, 0, want[0], 0, want[1])
                     m.next = "ALLOC"
             with m.Case(DpaOp.APPEND):
                 with m.If(~found):
@@ -691,11 +788,11 @@ class DpaController(wiring.Component):
                     answer(StatusShape.BAD_LENGTH)
                 with m.Elif(new_len > c.max_tokens):
                     answer(StatusShape.PAST_END)
-                with m.Elif(need > free.count):
+                with m.Elif(need.exceeds_free):
                     answer(StatusShape.OUT_OF_CHUNKS)
                 with m.Else():
-                    m.d.comb += buf.update.eq(1)
-                    with m.If(need == 0):
+                    m.d.comb += [buf.update.eq(1), buf.at.eq(slot)]
+                    with m.If(need.none):
                         answer(StatusShape.OK)
                     with m.Else():
                         cursor.start(slot, have[0], want[0], have[1], want[1])
@@ -704,17 +801,19 @@ class DpaController(wiring.Component):
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
                 with m.Else():
-                    m.d.comb += buf.close.eq(1)
+                    m.d.comb += [buf.close.eq(1), buf.at.eq(slot)]
                     cursor.start(slot, 0, have[0], 0, have[1])
                     m.next = "FREE"
             with m.Case(DpaOp.TRANSLATE):
+                # the VA2PA entry is read whatever the checks say (a read changes nothing), so the read
+                # does not wait for them
+                m.d.comb += [va2pa.read_en.eq(1), va2pa.read_addr.eq(va_addr(
+                    slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
                 with m.Elif((arg >= length) | (req.segment >= S)):
                     answer(StatusShape.PAST_END)
                 with m.Else():
-                    m.d.comb += [va2pa.read_en.eq(1), va2pa.read_addr.eq(va_addr(
-                        slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
                     m.d.sync += resp.payload.offset.eq(
                         Mux(req.kv, arg[:lvt] if lvt else 0, arg[:lkt] if lkt else 0))
                     m.next = "TRANSLATE"
@@ -802,6 +901,28 @@ class _Datapath:
     want: list
     need: object
     new_len: object
+    op: object
+    looked: object
+
+
+@dataclass
+class _Need:
+    """The chunks an OPEN / APPEND needs, ``(wanted - held) x segments``, as registers compared in DECIDE."""
+
+    wanted: object
+    """Chunks wanted, all segments."""
+    held: object
+    """Chunks held (APPEND), all segments."""
+    budget: object
+    """The free count plus ``held``."""
+
+    @property
+    def exceeds_free(self):
+        return self.wanted > self.budget
+
+    @property
+    def none(self):
+        return self.wanted == self.held
 
 
 class _Cursor:

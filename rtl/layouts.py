@@ -37,11 +37,12 @@ def opcode_in(op, opcodes) -> object:
 
 
 def popcount(value) -> object:
-    """The number of set bits of ``value`` (an adder chain, wide enough for ``len(value)``)."""
-    total = Const(0, 1)
-    for i in range(len(value)):
-        total = total + value[i]
-    return total
+    """The number of set bits of ``value``: a balanced adder tree (log2 of ``len(value)`` adders deep),
+    wide enough for ``len(value)``."""
+    terms = [value[i] for i in range(len(value))] or [Const(0, 1)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _layout(fields: list[tuple[str, int]]) -> data.StructLayout:

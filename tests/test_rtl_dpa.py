@@ -95,16 +95,16 @@ def test_attention_runs_equal_the_golden_dispatcher(group, head_dim):
     assert len(runs) == 5 and all(runs) and len(runs[-1]) > len(runs[0])
 
 
-def test_decoder_sustains_one_entry_per_cycle_with_two_cycles_of_latency():
+def test_decoder_sustains_one_entry_per_cycle_with_five_cycles_of_latency():
     program = head_program(ORG, 4, 128)
     ops = [*load_program(program, FMT), DpaOperation(DpaOp.OPEN, 3, arg=12000), DpaOperation(DpaOp.RUN, 3)]
     rtl = simulate_dpa(DpaController(small_config()), ops)
     fetched = fetched_entries(program, program.block_tokens, 12000)
     assert fetched > 500
-    # accepted in cycle 0, entries fetched in cycles 1 .. F, the last instruction out in F + 2, the
-    # response in F + 3: F + 4 cycles
-    assert rtl.cycles[-1] == fetched + 4
-    assert rtl.first_out[-1] == 3          # fetched in cycle 1, decoded in 2, on ins_out in 3
+    # accepted in cycle 0 (the config buffer looked up), decided in 1, entries fetched in cycles
+    # 2 .. F + 1, the last instruction out in F + 6, the response in F + 7
+    assert rtl.cycles[-1] == fetched + 8
+    assert rtl.first_out[-1] == 7          # fetched in cycle 2, decoded in 3, 4, 5 and 6, on ins_out in 7
 
 
 def random_ready(seed: int):

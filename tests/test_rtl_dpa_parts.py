@@ -57,10 +57,12 @@ def test_va2pa_reads_the_next_cycle_and_holds():
 
 def test_config_buffer_opens_looks_up_and_closes():
     """Two slots: open 7 (slot 0) and 9 (slot 1); the buffer is then full; a lookup of 9 finds slot 1
-    with its values; closing 7 frees slot 0."""
+    with its values; closing 7 frees slot 0 (the parent names the slot each write goes to: the free one
+    for an open, the looked-up one for a close)."""
     dut = ConfigBuffer(small_config(), 20)
     ids = [7, 9, 9, 7, 9, 5]
-    got = run_cycles(dut, {"request": lambda c: ids[c], "open": "110000", "close": "000100",
+    got = run_cycles(dut, {"request": lambda c: ids[c], "open": "110000", "close": "000100", "at": lambda c: (0, 1, 0, 0, 0, 0)[c],
+                           "open_id": lambda c: ids[c],
                            "write.length": lambda c: 100 + c, "write.have[0]": lambda c: c, "write.have[1]": lambda c: 1},
                      {"found": lambda ctx: ctx.get(dut.found), "slot": lambda ctx: ctx.get(dut.slot),
                       "free": lambda ctx: ctx.get(dut.free), "free_slot": lambda ctx: ctx.get(dut.free_slot),
@@ -73,13 +75,17 @@ def test_config_buffer_opens_looks_up_and_closes():
 
 
 def _load(dut: ProgramLoader, ops) -> list[StatusShape]:
-    """Apply PROGRAM / LOAD operations to the loader, one per cycle; the LOADs' answers."""
+    """Apply PROGRAM / LOAD operations to the loader, one per two cycles (the word is on ``word`` a
+    cycle before its ``load``, as the controller holds it); the LOADs' answers."""
     answers = []
 
     async def bench(ctx):
         for op in ops:
             ctx.set(dut.arg, op.arg)
             ctx.set(dut.word.as_value(), op.word)
+            ctx.set(dut.program, 0)
+            ctx.set(dut.load, 0)
+            await ctx.tick()
             ctx.set(dut.program, int(op.op == DpaOp.PROGRAM and op.arg != 0))
             ctx.set(dut.load, int(op.op == DpaOp.LOAD))
             if op.op == DpaOp.LOAD:
@@ -136,8 +142,9 @@ class _LoaderAndDecoder(wiring.Component):
 
 @pytest.mark.parametrize(("group", "length", "stall"), [(8, 700, False), (1, 1500, True), (4, 33, False)])
 def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
-    """The decoder, fed a program by the loader and a VA2PA answer a cycle after each request, emits the
-    golden dispatcher's instructions for the length, in order (every other cycle stalled if asked)."""
+    """The decoder, fed a program by the loader (each word a cycle before its load) and a VA2PA answer a
+    cycle after each request, emits the golden dispatcher's instructions for the length, in order (every
+    other cycle stalled if asked)."""
     config = small_config(max_chunks_per_segment=8)
     top = _LoaderAndDecoder(config)
     dec = top.decoder
@@ -154,6 +161,9 @@ def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
         for op in load_program(program, FMT):
             ctx.set(top.loader.arg, op.arg)
             ctx.set(top.loader.word.as_value(), op.word)
+            ctx.set(top.loader.program, 0)
+            ctx.set(top.loader.load, 0)
+            await ctx.tick()                        # the word a cycle before its load
             ctx.set(top.loader.program, int(op.op == DpaOp.PROGRAM))
             ctx.set(top.loader.load, int(op.op == DpaOp.LOAD))
             await ctx.tick()

@@ -53,11 +53,12 @@ CATALOGUE = (
            "is low: a command is lost under back-pressure",
            "queue.pop.eq(fire & (sel == q))", "queue.pop.eq(valid & (sel == q))"),
     Mutant("queue-overflow", "dcs", "the occupancy check accepts a command into a full queue (off-by-one)",
-           "m.d.sync += [self.count.eq(count_next), room.eq(count_next < self.depth)]",
-           "m.d.sync += [self.count.eq(count_next), room.eq(count_next <= self.depth)]"),
+           "below = [self.count < self.depth - k for k in (0, 1)]",
+           "below = [self.count <= self.depth - k for k in (0, 1)]"),
     Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the head's own slot instead of the slot "
            "behind it: after a pop the old head is offered again (a command issued twice, its successor late)",
-           "m.d.sync += rd_addr.eq(Mux(valid_next, head_next + 1, head_next))", "m.d.sync += rd_addr.eq(head_next)"),
+           "m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),",
+           "m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[1], after[0]),"),
     Mutant("static-wait-short", "dcs", "the static policy waits one cycle less than the previous command's "
            "completion (off-by-one in the blocking counter)",
            "lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.block)",
@@ -136,19 +137,16 @@ CATALOGUE = (
     Mutant("chunk-not-returned", "dpa", "CLOSE returns every K chunk of a segment but the last to the free "
            "list (a leak)",
            "cursor.start(slot, 0, have[0], 0, have[1])", "cursor.start(slot, 0, have[0] - 1, 0, have[1])"),
-    Mutant("out-of-chunks-early", "dpa", "OPEN refuses a request that exactly fits the free pool "
+    Mutant("out-of-chunks-early", "dpa", "OPEN and APPEND refuse a request that exactly fits the free pool "
            "(off-by-one in the OUT_OF_CHUNKS check)",
-           "with m.Elif(need > free.count):\n                    answer(StatusShape.OUT_OF_CHUNKS)\n"
-           "                with m.Else():\n                    m.d.comb += buf.open.eq(1)",
-           "with m.Elif(need >= free.count):\n                    answer(StatusShape.OUT_OF_CHUNKS)\n"
-           "                with m.Else():\n                    m.d.comb += buf.open.eq(1)"),
+           "return self.wanted > self.budget", "return self.wanted >= self.budget"),
     Mutant("append-overwrites-length", "dpa", "APPEND sets the request's length to the appended tokens "
            "instead of adding them",
            "new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))",
            "new_len.eq(Mux(req.op == DpaOp.APPEND, arg, arg))"),
     Mutant("k-guard-past-end", "dpa", "the Dyn-Loop K guard keeps a channel whose first token is at the "
            "request's end (<= instead of <)",
-           "(first_k + ranks[0][ch] * org.banks < b.t1)", "(first_k + ranks[0][ch] * org.banks <= b.t1)"),
+           "(first_k < d1.lim[ch])", "(first_k <= d1.lim[ch])"),
     Mutant("translate-past-end", "dpa", "TRANSLATE answers for the token at the request's length instead of "
            "PAST_END (off-by-one bound)",
            "with m.Elif((arg >= length) | (req.segment >= S)):",
