@@ -179,13 +179,17 @@ class ConfigBuffer(wiring.Component):
     """The open requests: per slot a valid bit, the request id, its length and the K and V chunks it holds
     per segment.
 
-    Every cycle ``request`` is looked up (a match of the valid slots' ids): ``found``, its ``slot`` and
-    that slot's ``length`` and ``have`` (K, V); ``free`` is high while a slot is free, ``free_slot`` the
-    lowest. An id is held by one slot at most (the parent opens only an id it did not find), so the
-    lookup is an AND-OR over the slots, a tree, not a priority chain. At the clock edge, on slot ``at``
-    (the parent registers what the lookup found, so a write does not wait for it): ``open`` fills it
+    ``request`` is looked up at the clock edge while ``lookup`` is high (a match of the valid slots' ids,
+    registered as one bit per slot); the answer is registered a cycle later: from the second cycle
+    on, until the next lookup, ``found``, the matching ``slot`` and that slot's ``length`` and
+    ``have`` (K, V) as they were a cycle before. An id is held by one slot at most (the parent opens
+    only an id it did not find), so the answer is an AND-OR over the slots, a tree, not a priority
+    chain. ``free`` is high while a slot is free, ``free_slot`` the
+    lowest. A write on slot ``at`` (the parent names it from what it looked up): ``open`` fills it
     with id ``open_id``, ``update`` writes its length and chunks, ``close`` frees it (one of them per
-    cycle).
+    cycle). A write is registered when it is asked for and applied at the end of the next cycle, so
+    the decision that asks for it does not drive the slots' enables; ``busy`` is high in that next
+    cycle, while the slots still hold the old contents.
 
     Parameters
     ----------
@@ -200,11 +204,11 @@ class ConfigBuffer(wiring.Component):
         R = config.max_requests
         self.values = values = self.slot_layout(config, len_bits)
         super().__init__({
-            "request": In(config.request_id_bits),
+            "request": In(config.request_id_bits), "lookup": In(1),
             "found": Out(1), "slot": Out(range(R)), "free": Out(1), "free_slot": Out(range(R)),
             "current": Out(values),
             "at": In(range(R)), "open": In(1), "open_id": In(config.request_id_bits), "update": In(1),
-            "close": In(1), "write": In(values),
+            "close": In(1), "write": In(values), "busy": Out(1),
         })
 
     @staticmethod
@@ -225,8 +229,9 @@ class ConfigBuffer(wiring.Component):
         valid = Array(Signal(name=f"valid{i}") for i in range(R))
         ids = Array(Signal(c.request_id_bits, name=f"id{i}") for i in range(R))
         values = Array(Signal(self.values, name=f"request{i}") for i in range(R))
-        hit, free_slots = Signal(R), Signal(R)
-        m.d.comb += [hit[i].eq(valid[i] & (ids[i] == self.request)) for i in range(R)]
+        hit, free_slots = Signal(R, name="hit"), Signal(R)
+        with m.If(self.lookup):
+            m.d.sync += [hit[i].eq(valid[i] & (ids[i] == self.request)) for i in range(R)]
         m.d.comb += [free_slots[i].eq(~valid[i]) for i in range(R)]
         slot, current = Const(0, len(self.slot)), Const(0, self.values.size)
         for i in range(R):                          # one hit at most: an OR of the hit slot's index and values
@@ -236,14 +241,20 @@ class ConfigBuffer(wiring.Component):
         free_slot = Const(0, len(self.free_slot))
         for i in range(R):
             free_slot = free_slot | Mux(lowest[i], i, 0)
-        m.d.comb += [self.found.eq(hit.any()), self.free.eq(free_slots.any()), self.slot.eq(slot),
-                     self.current.eq(current), self.free_slot.eq(free_slot)]
-        with m.If(self.open):
-            m.d.sync += [valid[self.at].eq(1), ids[self.at].eq(self.open_id), values[self.at].eq(self.write)]
-        with m.If(self.update):
-            m.d.sync += values[self.at].eq(self.write)
-        with m.If(self.close):
-            m.d.sync += valid[self.at].eq(0)
+        m.d.sync += [self.found.eq(hit.any()), self.slot.eq(slot), self.current.eq(current)]
+        m.d.comb += [self.free.eq(free_slots.any()), self.free_slot.eq(free_slot)]
+        w_open, w_update, w_close = Signal(name="w_open"), Signal(name="w_update"), Signal(name="w_close")
+        w_at, w_id = Signal(range(R), name="w_at"), Signal(c.request_id_bits, name="w_id")
+        w_values = Signal(self.values, name="w_values")
+        m.d.sync += [w_open.eq(self.open), w_update.eq(self.update), w_close.eq(self.close), w_at.eq(self.at),
+                     w_id.eq(self.open_id), w_values.eq(self.write)]
+        m.d.comb += self.busy.eq(w_open | w_update | w_close)
+        with m.If(w_open):
+            m.d.sync += [valid[w_at].eq(1), ids[w_at].eq(w_id), values[w_at].eq(w_values)]
+        with m.If(w_update):
+            m.d.sync += values[w_at].eq(w_values)
+        with m.If(w_close):
+            m.d.sync += valid[w_at].eq(0)
         return m
 
 
@@ -417,10 +428,10 @@ class Decoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt, lb = self.fmt, self.len_bits + 1
-        f_run, f_phase = Signal(), Signal(Phase)
-        pc, r = Signal(range(self.config.program_entries)), Signal(fmt.gpr_bits)
-        b = data.StructLayout({"valid": 1, "phase": Phase, "r": fmt.gpr_bits, "t1": lb, "v": self.len_bits,
-                               "kacc": lb + 4, "vb": lb})
+        f_run, f_phase = Signal(name="f_run"), Signal(Phase, name="f_phase")
+        pc, r = Signal(range(self.config.program_entries), name="pc"), Signal(fmt.gpr_bits, name="loop_row")
+        b = data.StructLayout({"valid": 1, "phase": Phase, "r": fmt.gpr_bits, "t1": lb, "bursts": lb,
+                               "v": self.len_bits, "kacc": lb + 4, "vb": lb})
         fetched = Signal(b, name="fetched")             # what the fetch stage hands the decode stage
         advance = ~self.out.valid | self.out.ready
         consts = self._program_constants(m)
@@ -430,12 +441,13 @@ class Decoder(wiring.Component):
         return m
 
     def _program_constants(self, m) -> dict:
-        """What the stages derive from the loops' channel masks, in registers: each channel's rank among
-        the loop's channels and the K loop's channel count (popcount trees, first register), the K
-        loop's tokens per guard step and per row and the V slices' members (from those, second
-        register). The masks change only when a LOAD closes a loop, and a RUN is decided three cycles
-        after it is taken, so the registers' two cycles of lag are never seen; they keep the popcounts
-        out of the per-entry path."""
+        """What the stages derive from the program's shape, in registers: each channel's rank among the
+        loop's channels and the K loop's channel count (popcount trees, first register), the K loop's
+        tokens per guard step and per row and the V slices' members (from those, second register), each
+        V slice's rounding term ``slices - 1 - s``, and the last entry of the prologue and of each loop.
+        The program changes only when a LOAD is decided, and a RUN is decided at least two cycles later
+        and fetches in the cycle after, so the registers' two cycles of lag are never seen; they keep
+        the popcounts and the subtractions out of the per-entry path."""
         c, org, fmt = self.config, self.config.org, self.fmt
         masks, kb = self.masks, c.slice_channels
         lkb = (kb - 1).bit_length()
@@ -452,7 +464,14 @@ class Decoder(wiring.Component):
         members = [Signal(fmt.channels, name=f"v_slice{s}") for s in range(org.channels // kb)]
         for s, member in enumerate(members):
             m.d.sync += member.eq(Cat(masks[1][ch] & ((ranks[1][ch] >> lkb) == s) for ch in range(fmt.channels)))
-        return {"ranks": ranks, "k_tokens": k_tokens, "k_step": k_step, "members": members}
+        last_pc = [Signal(len(self.marks[0]), name=f"last_pc{k}") for k in range(3)]    # each part's last entry
+        ends = (self.marks[0], self.marks[1], self.entries)
+        m.d.sync += [last.eq(end - 1) for last, end in zip(last_pc, ends, strict=True)]
+        ns = Const(1, len(members).bit_length() + 1) << self.slices_log2
+        pads = [Signal(range(len(members)), name=f"v_pad{s}") for s in range(len(members))]
+        m.d.sync += [pad.eq(Mux(s < ns, ns - 1 - s, 0)) for s, pad in enumerate(pads)]   # ns - 1 - s, rounding up
+        return {"ranks": ranks, "k_tokens": k_tokens, "k_step": k_step, "members": members, "v_pad": pads,
+                "last_pc": last_pc}
 
     def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance, consts):
         """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk. The sums
@@ -461,17 +480,20 @@ class Decoder(wiring.Component):
         c, org, lay = self.config, self.config.org, self.config.layout
         lb = self.len_bits + 1
         lrpc = (lay.rows_per_chunk - 1).bit_length()
-        t1, run_len = Signal(lb), Signal(self.len_bits)             # the block's end, the RUN's length
+        lburst = (org.burst_elements - 1).bit_length()
+        t1, run_len = Signal(lb, name="t1"), Signal(self.len_bits, name="run_len")     # the block's end, the RUN's
         rs = [Signal(lb, name=f"row_start{k}") for k in range(2)]
         rs_next = [Signal(lb + 1, name=f"row_next{k}") for k in range(2)]         # rs + the loop's row tokens
-        t0_next, t0_after = Signal(lb + 1), Signal(lb + 2)    # the next block's start and end (uncut)
+        t0_next, t0_after = Signal(lb + 1, name="t0_next"), Signal(lb + 2, name="t0_after")  # the next block's
+        # start and end (uncut)
         vr = [Signal(self.len_bits, name=f"vrow{k}") for k in range(2)]
-        kacc, vb = Signal(lb + 4), Signal(lb)
-        run_slot, run_seg = Signal(range(c.max_requests)), Signal(range(c.segments))
+        kacc, vb = Signal(lb + 4, name="kacc"), Signal(lb, name="vb")
+        run_slot, run_seg = Signal(range(c.max_requests), name="run_slot"), Signal(range(c.segments), name="run_seg")
         marks, loop_rt, block = self.marks, self.row_tokens, self.block
         bpr = org.bursts_per_row
         kstep = consts["k_step"]
-        sec_end = Mux(f_phase == Phase.PROLOGUE, marks[0], Mux(f_phase == Phase.QK, marks[1], self.entries))
+        last_pc = consts["last_pc"]
+        sec_last = Mux(f_phase == Phase.PROLOGUE, last_pc[0], Mux(f_phase == Phase.QK, last_pc[1], last_pc[2]))
         f_kind = f_phase == Phase.SV
 
         with m.If(self.start):
@@ -489,8 +511,9 @@ class Decoder(wiring.Component):
                          self.va_en.eq(advance)]
             with m.If(advance):
                 m.d.sync += [fetched.valid.eq(f_run), fetched.phase.eq(f_phase), fetched.r.eq(r), fetched.t1.eq(t1),
+                             fetched.bursts.eq((t1 + (1 << lburst) - 1) >> lburst),
                              fetched.v.eq(vrow), fetched.kacc.eq(kacc), fetched.vb.eq(vb)]
-            last = pc + 1 == sec_end
+            last = pc == sec_last
             t0n = t0_next
 
             def next_row(kind):
@@ -525,84 +548,87 @@ class Decoder(wiring.Component):
 
     def _decode(self, m, b, advance, consts) -> Value:
         """The decode stages after the fetch: D0 (the entry and the VA2PA chunk as read, each channel's
-        and slice's bound from the walk's position), D1 (the guard's products with the K tokens per step
-        and of the GPR stride, the V start), D2 (the K start, the GPR, the compares), D3 (the masks and
-        op-size chosen by phase, the output register). Every stage register moves when ``advance``;
-        returns "a stage holds an entry"."""
+        and slice's bound from the walk's position), D1 (the physical row, the guard's products with the
+        K tokens per step and of the GPR stride, the V start), D2 (the K start, the GPR, the V compares),
+        D3 (the K compares, the masks and op-size chosen by phase, the output register). Every stage
+        register moves when ``advance``; returns "a stage holds an entry"."""
         c, org, lay, fmt = self.config, self.config.org, self.config.layout, self.fmt
         out, e = self.out, self.ib_data
         lb = self.len_bits + 1
         lrpc = (lay.rows_per_chunk - 1).bit_length()
         kb = c.slice_channels
-        lburst = (org.burst_elements - 1).bit_length()
         max_ns = org.channels // kb
         masks, ranks = self.masks, consts["ranks"]
-        size_bits = fmt.op_size_bits + 1
         carry = data.StructLayout({"valid": 1, "phase": Phase, "ins": e.ins.shape(), "row": fmt.row_bits})
         bounds = {"lim": data.ArrayLayout(lb, fmt.channels), "pos": fmt.channels, "end": data.ArrayLayout(lb, max_ns)}
         d0 = Signal(data.StructLayout({"c": carry, "guard": fmt.row_bits, "stride": fmt.gpr_bits,
-                                       "r": fmt.gpr_bits, "kacc": lb + 4, "vb": lb, **bounds}), name="d0")
+                                       "r": fmt.gpr_bits, "kacc": lb + 4, "vb": lb, **bounds,
+                                       "rowm": 1, "chunk": len(self.va_data), "low": max(lrpc, 1)}), name="d0")
         d1 = Signal(data.StructLayout({"c": carry, "guarded": 1, "strided": fmt.gpr_bits, "kacc": lb + 4,
                                        "k_from": lb + 4, "k_off": lb + 4, "first_v": lb, **bounds,
                                        "hit": max_ns}), name="d1")
-        d2 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "k_mask": fmt.channels, "v_gt": max_ns,
-                                       "v_diff": data.ArrayLayout(lb, max_ns), "hit": max_ns}), name="d2")
-        # D0 -- the fetched entry and its VA2PA chunk into registers; the bounds from the walk's position
+        d2 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "first_k": lb + 4,
+                                       "lim": data.ArrayLayout(lb, fmt.channels), "pos": fmt.channels, "v_gt": max_ns,
+                                       "v_less": data.ArrayLayout(lb, max_ns), "v_cut": max_ns, "hit": max_ns}),
+                    name="d2")
+        # D0 -- the fetched entry and its VA2PA chunk into registers as read (the row is chosen in D1:
+        # nothing but wires behind the block RAMs); the bounds from the walk's position
         loop = b.phase != Phase.PROLOGUE
-        row = Cat(b.v[:lrpc], self.va_data) if lrpc else self.va_data
-        bursts = (b.t1 + (1 << lburst) - 1) >> lburst
         ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
         with m.If(advance):
             m.d.sync += [d0.c.valid.eq(b.valid), d0.c.phase.eq(b.phase), d0.c.ins.eq(e.ins),
-                         d0.c.row.eq(Mux(loop & e.rowm, row, e.ins.row)), d0.guard.eq(e.guard),
+                         d0.c.row.eq(e.ins.row), d0.rowm.eq(loop & e.rowm), d0.chunk.eq(self.va_data),
+                         d0.low.eq(b.v[:lrpc] if lrpc else 0), d0.guard.eq(e.guard),
                          d0.stride.eq(e.stride), d0.r.eq(Mux(loop, b.r, 0)), d0.kacc.eq(b.kacc), d0.vb.eq(b.vb)]
             for ch in range(fmt.channels):     # K: channel of rank p keeps the instruction while its first
                 before = ranks[0][ch] * org.banks   # lane's token (kacc + g x tokens + p x banks) is below t1
                 m.d.sync += [d0.lim[ch].eq(b.t1 - before), d0.pos[ch].eq(b.t1 > before)]
             for s in range(max_ns):            # V: slice s holds local bursts below ceil(ceil(t1/16) - s, ns)
-                m.d.sync += d0.end[s].eq(Mux(bursts > s, (bursts - s + ns - 1) >> self.slices_log2, 0))
-        # D1 -- products and the V start (g = guard - 1, or 0 without a guard)
+                m.d.sync += d0.end[s].eq(Mux(b.bursts > s, (b.bursts + consts["v_pad"][s]) >> self.slices_log2, 0))
+        # D1 -- the physical row, the products and the V start (g = guard - 1, or 0 without a guard)
         ins0 = d0.c.ins
         guarded = d0.guard != 0
+        row = Cat(d0.low, d0.chunk) if lrpc else d0.chunk
         with m.If(advance):
-            m.d.sync += [d1.c.eq(d0.c), d1.lim.eq(d0.lim), d1.pos.eq(d0.pos), d1.end.eq(d0.end),
+            m.d.sync += [d1.c.eq(d0.c), d1.c.row.eq(Mux(d0.rowm, row, d0.c.row)), d1.lim.eq(d0.lim),
+                         d1.pos.eq(d0.pos), d1.end.eq(d0.end),
                          d1.guarded.eq(guarded), d1.strided.eq(d0.r * d0.stride), d1.kacc.eq(d0.kacc),
                          d1.k_from.eq(d0.kacc - consts["k_tokens"]), d1.k_off.eq(d0.guard * consts["k_tokens"]),
                          d1.first_v.eq(Mux(guarded, d0.vb + d0.guard - 1, d0.vb))]
             for s in range(max_ns):
                 m.d.sync += d1.hit[s].eq((s < ns) & guarded & ((ins0.ch_mask & consts["members"][s]) != 0))
-        # D2 -- the K start (kacc + g x tokens), the GPR and the compares
-        first_k = Signal(lb + 4)
-        m.d.comb += first_k.eq(Mux(d1.guarded, d1.k_from + d1.k_off, d1.kacc))
+        # D2 -- the K start (kacc + g x tokens), the GPR and the V compares
+        first_k = Mux(d1.guarded, d1.k_from + d1.k_off, d1.kacc)
         with m.If(advance):
             m.d.sync += [d2.c.eq(d1.c), d2.gpr.eq(d1.c.ins.gpr + d1.strided), d2.hit.eq(d1.hit)]
-            m.d.sync += d2.k_mask.eq(Cat(masks[0][ch] & d1.pos[ch] & (first_k < d1.lim[ch])
-                                         for ch in range(fmt.channels)))
-            for s in range(max_ns):
-                m.d.sync += [d2.v_gt[s].eq(d1.end[s] > d1.first_v), d2.v_diff[s].eq(d1.end[s] - d1.first_v)]
-        # D3 -- mask and op-size by phase, into the output register
+            m.d.sync += [d2.first_k.eq(first_k), d2.lim.eq(d1.lim), d2.pos.eq(d1.pos)]
+            for s in range(max_ns):          # the slice's repetitions less one (end - first - 1) when it is
+                less = Signal(lb, name=f"v_less{s}")     # below the instruction's op-size
+                m.d.comb += less.eq(d1.end[s] + ~d1.first_v)
+                m.d.sync += [d2.v_gt[s].eq(d1.end[s] > d1.first_v), d2.v_less[s].eq(less),
+                             d2.v_cut[s].eq(less < d1.c.ins.op_size)]
+        # D3 -- the K compares, mask and op-size (repetitions less one) by phase, into the output register
         ins3 = d2.c.ins
-        full = Signal(size_bits)
-        m.d.comb += full.eq(ins3.op_size + 1)
+        k_mask = Cat(masks[0][ch] & d2.pos[ch] & (d2.first_k < d2.lim[ch]) for ch in range(fmt.channels))
         v_mask = Const(0, fmt.channels)
-        v_size = Signal(size_bits)
-        m.d.comb += v_size.eq(full)
+        v_op, v_none = Signal(fmt.op_size_bits), Signal()     # a hit slice with no repetition left: dropped
+        m.d.comb += v_op.eq(ins3.op_size)
         for s in range(max_ns):
             v_mask = v_mask | Mux((s < ns) & d2.v_gt[s], consts["members"][s], 0)
             with m.If(d2.hit[s]):
-                m.d.comb += v_size.eq(Mux(~d2.v_gt[s], 0, Mux(d2.v_diff[s] < full, d2.v_diff[s], full)))
-        mask, size = Signal(fmt.channels), Signal(size_bits)
+                m.d.comb += [v_none.eq(~d2.v_gt[s]), v_op.eq(Mux(d2.v_cut[s], d2.v_less[s], ins3.op_size))]
+        mask, op_size, none = Signal(fmt.channels), Signal(fmt.op_size_bits), Signal()
         with m.Switch(d2.c.phase):
             with m.Case(Phase.PROLOGUE):
-                m.d.comb += [mask.eq(ins3.ch_mask), size.eq(full)]
+                m.d.comb += [mask.eq(ins3.ch_mask), op_size.eq(ins3.op_size)]
             with m.Case(Phase.QK):
-                m.d.comb += [mask.eq(d2.k_mask & ins3.ch_mask), size.eq(full)]
+                m.d.comb += [mask.eq(k_mask & ins3.ch_mask), op_size.eq(ins3.op_size)]
             with m.Default():
-                m.d.comb += [mask.eq(v_mask & ins3.ch_mask), size.eq(v_size)]
+                m.d.comb += [mask.eq(v_mask & ins3.ch_mask), op_size.eq(v_op), none.eq(v_none)]
         with m.If(advance):
-            m.d.sync += out.valid.eq(d2.c.valid & (mask != 0) & (size != 0))
+            m.d.sync += out.valid.eq(d2.c.valid & (mask != 0) & ~none)
             m.d.sync += [out.payload.ins.eq(ins3), out.payload.ins.ch_mask.eq(mask),
-                         out.payload.ins.op_size.eq(size - 1), out.payload.ins.row.eq(d2.c.row),
+                         out.payload.ins.op_size.eq(op_size), out.payload.ins.row.eq(d2.c.row),
                          out.payload.ins.gpr.eq(d2.gpr), out.payload.sv.eq(d2.c.phase == Phase.SV)]
         return d0.c.valid | d1.c.valid | d2.c.valid
 
@@ -615,16 +641,19 @@ class DpaController(wiring.Component):
     mgmt : In(stream of {op, request, segment, kv, arg, word})
         Host operations (:class:`~pimphony.model.dpa.DpaOp`), one at a time and in order: an operation
         is accepted (``ready``) only when the previous one has been answered and its response taken
-        or being taken. ``ready`` is low for ``chunks`` cycles after reset while the free list is
-        rebuilt.
+        or being taken, and not in the cycle after an OPEN, APPEND or CLOSE is decided (the config
+        buffer applies its write). ``ready`` is low for ``chunks`` cycles after reset while the free
+        list is rebuilt.
     resp : Out(stream of {status, chunk, offset, free})
         Exactly one response per operation, in order; the payload holds until ``ready``. A failed
-        operation changed no state. An operation is taken with what the config buffer holds for its
-        request (registered) and decided in the next cycle; OPEN and APPEND two cycles later (the
-        chunk arithmetic: the new length, then the chunks wanted against the free count), LOAD one
-        cycle later (its word's own checks, registered). OPEN / APPEND then take one cycle per chunk,
-        CLOSE one per chunk it returns, RUN answers after its last instruction has left
-        ``ins_out``, TRANSLATE after its VA2PA read; the answer is registered.
+        operation changed no state. An operation is taken with its own bounds (registered) and its
+        request looked up in the config buffer, whose answer is registered in the next cycle; it is
+        decided in the cycle after that; OPEN and APPEND three cycles later (the chunk arithmetic:
+        the new length, then the chunks wanted, held and free, then their compares), TRANSLATE one
+        cycle later (the token against the length). OPEN / APPEND then take one cycle per chunk and two more (the free
+        list's read is registered before the VA2PA write), CLOSE likewise per chunk it returns, RUN
+        answers after its last instruction has left ``ins_out``, TRANSLATE a cycle after its VA2PA
+        read (the data registered); the answer is registered.
     ins_out : Out(stream of {ins, sv})
         RUN's physical instructions, in the order of
         :meth:`~pimphony.model.hub.DpaDispatcher.expand`, ``sv`` high in the SV part of a block.
@@ -686,20 +715,22 @@ class DpaController(wiring.Component):
         buf = m.submodules.config_buffer = ConfigBuffer(c, self.len_bits)
         loader = m.submodules.loader = ProgramLoader(c)
         dec = m.submodules.decoder = Decoder(c, loader)
-        # -- the operation pipeline: TAKE (lookup) -> ARITH -> CHECK -> DECIDE -------------------------
-        # The operation and what the config buffer holds for its request are registered when it is
-        # taken; the chunk arithmetic takes two more cycles; DECIDE checks and starts it.
+        # -- the operation pipeline: TAKE -> LOOKUP -> ARITH -> NEED -> CHECK -> DECIDE ----------------
+        # The operation is registered when it is taken and its request looked up (the config buffer
+        # answers two cycles later, in registers); the chunk arithmetic takes three more cycles, the
+        # translation's bound one; DECIDE checks registered flags and starts it.
         op = Signal(self.req_layout, name="operation")
-        looked = Signal(data.StructLayout({"found": 1, "slot": range(c.max_requests), "free": 1,
-                                           "free_slot": range(c.max_requests), "current": buf.values}),
-                        name="looked_up")
+        looked = Signal(data.StructLayout({"free": 1, "free_slot": range(c.max_requests)}), name="looked_up")
         taking = Signal()
-        m.d.comb += [buf.request.eq(req.request), buf.open_id.eq(op.request)]
+        # the operation's own bounds, compared when it is taken: every check DECIDE makes is a register
+        flags = Signal(data.StructLayout({"arg_zero": 1, "arg_over": 1, "seg_over": 1}), name="flags")
+        m.d.comb += [buf.request.eq(req.request), buf.lookup.eq(taking), buf.open_id.eq(op.request)]
         with m.If(taking):
-            m.d.sync += [op.eq(req), looked.found.eq(buf.found), looked.slot.eq(buf.slot), looked.free.eq(buf.free),
-                         looked.free_slot.eq(buf.free_slot), looked.current.eq(buf.current)]
+            m.d.sync += [flags.arg_zero.eq(req.arg == 0), flags.arg_over.eq(req.arg > c.max_tokens),
+                         flags.seg_over.eq(req.segment >= S)]
+            m.d.sync += [op.eq(req), looked.free.eq(buf.free), looked.free_slot.eq(buf.free_slot)]
         m.d.comb += [loader.arg.eq(op.arg), loader.word.eq(op.word),
-                     dec.slot.eq(looked.slot), dec.segment.eq(op.segment), dec.length.eq(looked.current.length),
+                     dec.slot.eq(buf.slot), dec.segment.eq(op.segment), dec.length.eq(buf.current.length),
                      dec.ib_data.eq(loader.read_data), loader.read_addr.eq(dec.ib_addr), loader.read_en.eq(dec.ib_en),
                      dec.va_data.eq(va2pa.read_data)]
         for name in ("block", "entries", "marks", "row_tokens", "masks", "slices_log2"):
@@ -707,13 +738,15 @@ class DpaController(wiring.Component):
         m.d.comb += [self.ins_out.valid.eq(dec.out.valid), self.ins_out.payload.eq(dec.out.payload),
                      dec.out.ready.eq(self.ins_out.ready)]
 
-        # -- chunk arithmetic of OPEN / APPEND: ARITH (the new length), CHECK (chunks wanted, needed) ------
+        # -- chunk arithmetic of OPEN / APPEND: ARITH (the new length), NEED (chunks wanted, held, free),
+        # CHECK (their compares); CHECK also compares TRANSLATE's token with the length -------------------
         req = op                                      # from here on: the registered operation
-        length, have = looked.current.length, looked.current.have
+        length, have = buf.current.length, buf.current.have
         arg = req.arg
         new_len = Signal(ARG_BITS + 1)
         m.d.sync += new_len.eq(Mux(req.op == DpaOp.APPEND, length + arg, arg))
-        want = [Signal(ARG_BITS + 1, name="want_k"), Signal(ARG_BITS + 1, name="want_v")]
+        # chunks per segment wanted: only an admitted length's are used (written, walked), and they fit
+        want = [Signal(range(c.max_chunks_per_segment + 1), name=f"want_{kv}") for kv in "kv"]
         m.d.sync += [want[0].eq((new_len + lay.k_tokens - 1) >> lkt), want[1].eq((new_len + lay.v_tokens - 1) >> lvt)]
         held = [Mux(req.op == DpaOp.APPEND, have[kv], 0) for kv in range(2)]
         # chunks needed = (wanted - held) x segments, compared with the free count as wanted x segments
@@ -722,6 +755,9 @@ class DpaController(wiring.Component):
         m.d.sync += [held_total.eq((held[0] + held[1]) * S), budget.eq(free.count + held_total),
                      wanted.eq((((new_len + lay.k_tokens - 1) >> lkt) + ((new_len + lay.v_tokens - 1) >> lvt)) * S)]
         need = _Need(wanted, held_total, budget)
+        checked = Signal(data.StructLayout({"exceeds_free": 1, "none": 1, "len_over": 1, "past": 1}), name="checked")
+        m.d.sync += [checked.exceeds_free.eq(need.exceeds_free), checked.none.eq(need.none),
+                     checked.len_over.eq(new_len > c.max_tokens), checked.past.eq(arg >= length)]
         m.d.comb += [buf.write.length.eq(new_len), buf.write.have[0].eq(want[0]), buf.write.have[1].eq(want[1])]
 
         # -- response register ------------------------------------------------------------------------
@@ -732,20 +768,27 @@ class DpaController(wiring.Component):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(status), resp.payload.chunk.eq(chunk),
                          resp.payload.offset.eq(offset), resp.payload.free.eq(free.count)]
 
-        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c, va2pa.depth), answer, want, need, new_len,
+        d = _Datapath(m, free, va2pa, buf, loader, dec, _Cursor(m, c, va2pa.depth), answer, want, flags, checked,
                       op, looked)
+        # each memory's read data registered on its own, whatever the state: nothing but wires between a
+        # block RAM and its register
+        m.d.sync += [d.cursor.popped.eq(free.head), d.cursor.returned.eq(va2pa.read_data)]
         with m.FSM(init="IDLE"):
             with m.State("IDLE"):
-                m.d.comb += self.mgmt.ready.eq(free.ready & (~resp.valid | resp.ready))
+                m.d.comb += self.mgmt.ready.eq(free.ready & ~buf.busy & (~resp.valid | resp.ready))
                 m.d.comb += taking.eq(self.mgmt.valid & self.mgmt.ready)
-                incoming = self.mgmt.payload.op
-                with m.If(taking & ((incoming == DpaOp.OPEN) | (incoming == DpaOp.APPEND))):
+                with m.If(taking):
+                    m.next = "LOOKUP"
+            with m.State("LOOKUP"):                  # the config buffer answers in the next cycle
+                with m.If((op.op == DpaOp.OPEN) | (op.op == DpaOp.APPEND)):
                     m.next = "ARITH"                 # OPEN and APPEND: the chunk arithmetic
-                with m.Elif(taking & (incoming == DpaOp.LOAD)):
-                    m.next = "CHECK"                 # LOAD: the loader's registered checks of the word
-                with m.Elif(taking):
-                    m.next = "DECIDE"
+                with m.Elif(op.op == DpaOp.TRANSLATE):
+                    m.next = "CHECK"                 # the token against the length
+                with m.Else():
+                    m.next = "DECIDE"                # LOAD: its word's checks were registered meanwhile
             with m.State("ARITH"):
+                m.next = "NEED"
+            with m.State("NEED"):
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.next = "DECIDE"
@@ -758,24 +801,23 @@ class DpaController(wiring.Component):
     def _operations(self, d: _Datapath) -> None:
         """DECIDE: check the registered operation with what was looked up and computed, answer it or start
         it (the next state)."""
-        m, c, lay = d.m, self.config, self.config.layout
-        S = c.segments
+        m, lay = d.m, self.config.layout
         req, resp, arg = d.op, self.resp, d.op.arg
         lkt, lvt = (lay.k_tokens - 1).bit_length(), (lay.v_tokens - 1).bit_length()
         va2pa, buf, loader, dec, cursor, answer = d.va2pa, d.buf, d.loader, d.dec, d.cursor, d.answer
-        slot, found, length, have = d.looked.slot, d.looked.found, d.looked.current.length, d.looked.current.have
-        want, need, new_len, va_addr = d.want, d.need, d.new_len, va2pa.address
+        slot, found, have = buf.slot, buf.found, buf.current.have
+        want, flags, checked, va_addr = d.want, d.flags, d.checked, va2pa.address
         with m.Switch(req.op):
             with m.Case(DpaOp.OPEN):
                 with m.If(found):
                     answer(StatusShape.DUPLICATE_REQUEST)
-                with m.Elif(arg == 0):
+                with m.Elif(flags.arg_zero):
                     answer(StatusShape.BAD_LENGTH)
-                with m.Elif(arg > c.max_tokens):
+                with m.Elif(flags.arg_over):
                     answer(StatusShape.PAST_END)
                 with m.Elif(~d.looked.free):
                     answer(StatusShape.TABLE_FULL)
-                with m.Elif(need.exceeds_free):
+                with m.Elif(checked.exceeds_free):
                     answer(StatusShape.OUT_OF_CHUNKS)
                 with m.Else():
                     m.d.comb += [buf.open.eq(1), buf.at.eq(d.looked.free_slot)]
@@ -784,15 +826,15 @@ class DpaController(wiring.Component):
             with m.Case(DpaOp.APPEND):
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
-                with m.Elif(arg == 0):
+                with m.Elif(flags.arg_zero):
                     answer(StatusShape.BAD_LENGTH)
-                with m.Elif(new_len > c.max_tokens):
+                with m.Elif(checked.len_over):
                     answer(StatusShape.PAST_END)
-                with m.Elif(need.exceeds_free):
+                with m.Elif(checked.exceeds_free):
                     answer(StatusShape.OUT_OF_CHUNKS)
                 with m.Else():
                     m.d.comb += [buf.update.eq(1), buf.at.eq(slot)]
-                    with m.If(need.none):
+                    with m.If(checked.none):
                         answer(StatusShape.OK)
                     with m.Else():
                         cursor.start(slot, have[0], want[0], have[1], want[1])
@@ -811,7 +853,7 @@ class DpaController(wiring.Component):
                     slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
-                with m.Elif((arg >= length) | (req.segment >= S)):
+                with m.Elif(checked.past | flags.seg_over):
                     answer(StatusShape.PAST_END)
                 with m.Else():
                     m.d.sync += resp.payload.offset.eq(
@@ -820,7 +862,7 @@ class DpaController(wiring.Component):
             with m.Case(DpaOp.RUN):
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
-                with m.Elif(req.segment >= S):
+                with m.Elif(flags.seg_over):
                     answer(StatusShape.PAST_END)
                 with m.Elif(~loader.complete):
                     answer(StatusShape.BAD_PROGRAM)
@@ -828,7 +870,7 @@ class DpaController(wiring.Component):
                     m.d.comb += dec.start.eq(1)
                     m.next = "RUN"
             with m.Case(DpaOp.PROGRAM):
-                with m.If(arg == 0):
+                with m.If(flags.arg_zero):
                     answer(StatusShape.BAD_LENGTH)
                 with m.Else():
                     m.d.comb += loader.program.eq(1)
@@ -841,40 +883,45 @@ class DpaController(wiring.Component):
 
 
     def _walks(self, d: _Datapath) -> None:
-        """The states after IDLE: ALLOC and FREE walk the cursor, TRANSLATE answers, RUN waits on the
-        decoder."""
+        """The states after DECIDE: ALLOC and FREE walk the cursor, TRANSLATE waits for VA2PA and
+        answers, RUN waits on the decoder."""
         m, resp = d.m, self.resp
         free, va2pa, dec, cursor, answer = d.free, d.va2pa, d.dec, d.cursor, d.answer
         va_addr = va2pa.address
         with m.State("ALLOC"):
-            # pop the free list's head for the cursor's entry; write it into VA2PA a cycle later
-            with m.If(cursor.pending):
-                m.d.comb += [va2pa.write_addr.eq(cursor.pending_addr), va2pa.write_data.eq(free.head),
+            # pop the free list's head for the cursor's entry; it is read a cycle later and registered
+            # (no path from one block RAM into another), and written into VA2PA two cycles later
+            with m.If(cursor.written):
+                m.d.comb += [va2pa.write_addr.eq(cursor.written_addr), va2pa.write_data.eq(cursor.popped),
                              va2pa.write_en.eq(1)]
-            m.d.sync += cursor.pending.eq(cursor.more)
+            cursor.follow()
             with m.If(cursor.more):
                 m.d.comb += free.pop.eq(1)
                 m.d.sync += cursor.pending_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc))
                 cursor.step()
-            with m.Elif(~cursor.pending):
+            with m.Elif(~cursor.pending & ~cursor.written):
                 answer(StatusShape.OK)
                 m.next = "IDLE"
 
         with m.State("FREE"):
-            # read the cursor's VA2PA entry; push it onto the free list's tail a cycle later
-            m.d.comb += [free.push.eq(cursor.pending), free.push_chunk.eq(va2pa.read_data)]
-            m.d.sync += cursor.pending.eq(cursor.more)
+            # read the cursor's VA2PA entry; register it a cycle later, push it onto the free list's tail
+            # two cycles later
+            m.d.comb += [free.push.eq(cursor.written), free.push_chunk.eq(cursor.returned)]
+            cursor.follow()
             with m.If(cursor.more):
                 m.d.comb += [va2pa.read_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc)),
                              va2pa.read_en.eq(1)]
                 cursor.step()
-            with m.Elif(~cursor.pending):
+            with m.Elif(~cursor.pending & ~cursor.written):
                 answer(StatusShape.OK)
                 m.next = "IDLE"
 
-        with m.State("TRANSLATE"):
+        with m.State("TRANSLATE"):                   # VA2PA answers; its data is registered (``returned``)
+            m.next = "TRANSLATED"
+
+        with m.State("TRANSLATED"):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(StatusShape.OK),
-                         resp.payload.chunk.eq(va2pa.read_data), resp.payload.free.eq(free.count)]
+                         resp.payload.chunk.eq(cursor.returned), resp.payload.free.eq(free.count)]
             m.next = "IDLE"
 
         with m.State("RUN"):
@@ -899,15 +946,15 @@ class _Datapath:
     cursor: _Cursor
     answer: object
     want: list
-    need: object
-    new_len: object
+    flags: object
+    checked: object
     op: object
     looked: object
 
 
 @dataclass
 class _Need:
-    """The chunks an OPEN / APPEND needs, ``(wanted - held) x segments``, as registers compared in DECIDE."""
+    """The chunks an OPEN / APPEND needs, ``(wanted - held) x segments``, as registers compared in CHECK."""
 
     wanted: object
     """Chunks wanted, all segments."""
@@ -928,7 +975,9 @@ class _Need:
 class _Cursor:
     """The (K/V, segment, virtual chunk) walk of an allocation or a release over ``[lo, hi)`` chunks per
     K and V, in every segment of one config slot; ``more`` falls after the last entry, ``pending`` marks
-    the entry whose memory access completes in this cycle."""
+    the entry whose first memory's read completes in this cycle, ``written`` the entry whose registered
+    chunk (``popped`` from the free list, ``returned`` from VA2PA) is written into the other memory in
+    this cycle (at ``written_addr`` for VA2PA)."""
 
     def __init__(self, m: Module, c: DpaConfig, entries: int):
         R, S, V = c.max_requests, c.segments, c.max_chunks_per_segment
@@ -941,11 +990,21 @@ class _Cursor:
         self.more = Signal(name="more")
         self.pending = Signal(name="pending")
         self.pending_addr = Signal(range(entries), name="pending_addr")          # a VA2PA address
+        self.written = Signal(name="written")
+        self.written_addr = Signal(range(entries), name="written_addr")
+        self.popped = Signal(index_bits(c.n_chunks), name="popped_chunk")
+        self.returned = Signal(index_bits(c.n_chunks), name="returned_chunk")
 
     def start(self, slot_v, lo0, hi0, lo1, hi1):
         self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.hi[0].eq(hi0), self.lo[1].eq(lo1),
                           self.hi[1].eq(hi1), self.kv.eq(Mux(hi0 > lo0, 0, 1)), self.seg.eq(0),
-                          self.vc.eq(Mux(hi0 > lo0, lo0, lo1)), self.more.eq(1), self.pending.eq(0)]
+                          self.vc.eq(Mux(hi0 > lo0, lo0, lo1)), self.more.eq(1), self.pending.eq(0),
+                          self.written.eq(0)]
+
+    def follow(self):
+        """Move the entries along: the one read in this cycle is pending next, the pending one written."""
+        self.m.d.sync += [self.pending.eq(self.more), self.written.eq(self.pending),
+                          self.written_addr.eq(self.pending_addr)]
 
     def step(self):
         """Advance over [lo, hi) per kv; ``more`` falls after the last."""

@@ -92,7 +92,7 @@ def test_a_lost_error_check_is_caught_by_the_status_proof(tmp_path):
     process with the mutant applied)."""
     script = ("import sys; from pimphony.verification.mutation import apply, mutant; "
               "apply(mutant('duplicate-open-accepted')); from pimphony.cli.main import main; "
-              "sys.exit(main(['prove', 'dpa', '--group', 'status', '--depth', '18', '--out', sys.argv[1]]))")
+              "sys.exit(main(['prove', 'dpa', '--group', 'status', '--depth', '28', '--out', sys.argv[1]]))")
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "fails: status.status-as-specified at step" in proc.stdout

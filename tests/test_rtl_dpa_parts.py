@@ -56,22 +56,26 @@ def test_va2pa_reads_the_next_cycle_and_holds():
 
 
 def test_config_buffer_opens_looks_up_and_closes():
-    """Two slots: open 7 (slot 0) and 9 (slot 1); the buffer is then full; a lookup of 9 finds slot 1
-    with its values; closing 7 frees slot 0 (the parent names the slot each write goes to: the free one
-    for an open, the looked-up one for a close)."""
+    """Two slots: open 7 (slot 0) and 9 (slot 1), each applied at the end of the cycle after it is asked
+    for, ``busy`` high in that cycle; the buffer is then full; a lookup answers two cycles later (9
+    finds slot 1 with its values); closing 7 frees slot 0 a cycle later (the parent names the slot each
+    write goes to: the free one for an open, the looked-up one for a close)."""
     dut = ConfigBuffer(small_config(), 20)
-    ids = [7, 9, 9, 7, 9, 5]
-    got = run_cycles(dut, {"request": lambda c: ids[c], "open": "110000", "close": "000100", "at": lambda c: (0, 1, 0, 0, 0, 0)[c],
-                           "open_id": lambda c: ids[c],
-                           "write.length": lambda c: 100 + c, "write.have[0]": lambda c: c, "write.have[1]": lambda c: 1},
+    ids = [7, 9, 9, 9, 7, 7, 9, 5, 5]
+    got = run_cycles(dut, {"request": lambda c: ids[c], "lookup": "111111111", "open": "110000000",
+                           "close": "000010000", "at": lambda c: (0, 1, 0, 0, 0, 0, 0, 0, 0)[c],
+                           "open_id": lambda c: ids[c], "write.length": lambda c: 100 + c,
+                           "write.have[0]": lambda c: c, "write.have[1]": lambda c: 1},
                      {"found": lambda ctx: ctx.get(dut.found), "slot": lambda ctx: ctx.get(dut.slot),
                       "free": lambda ctx: ctx.get(dut.free), "free_slot": lambda ctx: ctx.get(dut.free_slot),
-                      "length": lambda ctx: ctx.get(dut.current.length) - 100 if ctx.get(dut.found) else "."}, 6)
-    assert got["found"] == "001110"
-    assert got["slot"][2:5] == "101"
-    assert got["free"] == "110011"
-    assert got["free_slot"] == "010000"
-    assert got["length"][2:5] == "101"
+                      "busy": lambda ctx: ctx.get(dut.busy),
+                      "length": lambda ctx: ctx.get(dut.current.length) - 100 if ctx.get(dut.found) else "."}, 9)
+    assert got["busy"] == "011001000"
+    assert got["found"] == "000001111"
+    assert got["slot"][5:9] == "1001"
+    assert got["free"] == "111000111"
+    assert got["free_slot"] == "001000000"
+    assert got["length"][5:9] == "1001"
 
 
 def _load(dut: ProgramLoader, ops) -> list[StatusShape]:

@@ -146,11 +146,10 @@ CATALOGUE = (
            "new_len.eq(Mux(req.op == DpaOp.APPEND, arg, arg))"),
     Mutant("k-guard-past-end", "dpa", "the Dyn-Loop K guard keeps a channel whose first token is at the "
            "request's end (<= instead of <)",
-           "(first_k < d1.lim[ch])", "(first_k <= d1.lim[ch])"),
+           "(d2.first_k < d2.lim[ch])", "(d2.first_k <= d2.lim[ch])"),
     Mutant("translate-past-end", "dpa", "TRANSLATE answers for the token at the request's length instead of "
            "PAST_END (off-by-one bound)",
-           "with m.Elif((arg >= length) | (req.segment >= S)):",
-           "with m.Elif((arg > length) | (req.segment >= S)):"),
+           "checked.past.eq(arg >= length)", "checked.past.eq(arg > length)"),
     Mutant("free-list-wraps-early", "dpa", "the free list's head and tail wrap one entry before the end of "
            "the pool (a pointer slip: the last chunk is never used, a returned chunk is handed out twice)",
            "return Mux(ptr == C - 1, 0, ptr + 1)", "return Mux(ptr >= C - 2, 0, ptr + 1)"),

@@ -47,8 +47,9 @@ hub model, the benches that drive the RTL hub, and the baselines' predictions.""
 class HubPipeline:
     """Fixed latencies of the hub's pipeline around the channels (see the module docstring)."""
 
-    run_to_fetch: int = 2
-    """The RUN is taken (its request looked up) and decided in the next cycle; the first fetch follows."""
+    run_to_fetch: int = 3
+    """The RUN is taken (its request looked up), the config buffer's answer registered in the next cycle,
+    the RUN decided in the cycle after; the first fetch follows."""
     fetch_to_present: int = 5
     """The entry and its VA2PA chunk are read in the fetch cycle; four decode stages follow (the guard less
     one, the products and bounds, the compares, the masks into the output register)."""

@@ -44,13 +44,13 @@ DCS_TASKS = (                                 # each catalogue runs cheapest fir
 )
 DPA_TASKS = (
     ProofTask("dpa", "run", "bmc", 56, "as protocol (below), and RUNs over two blocks"),
-    ProofTask("dpa", "translate", "bmc", 28, "as status (below)"),
+    ProofTask("dpa", "translate", "bmc", 30, "as status (below)"),
     ProofTask("dpa", "protocol", "bmc", 52, "the rebuild, an OPEN of the whole pool (8 chunks), a program and a RUN, "
-              "and a reset with its rebuild (an operation is decided 1 to 3 cycles after it is taken)"),
-    ProofTask("dpa", "conservation", "bmc", 28, "as status (below)"),
-    ProofTask("dpa", "status", "bmc", 28, "the free list's rebuild after reset (8 cycles) and 20 cycles of operations: "
-              "an OPEN of half the pool and a CLOSE, two OPENs, or a PROGRAM and its LOADs (an OPEN is decided 3 "
-              "cycles after it is taken, a LOAD 2, the others 1); the solver's limit grows with each step"),
+              "and a reset with its rebuild (an operation is decided 2 to 5 cycles after it is taken)"),
+    ProofTask("dpa", "conservation", "bmc", 30, "as status (below)"),
+    ProofTask("dpa", "status", "bmc", 30, "the free list's rebuild after reset (8 cycles) and 22 cycles of operations: "
+              "an OPEN of half the pool and a CLOSE, two OPENs, or a PROGRAM and its LOADs (an OPEN is decided 5 "
+              "cycles after it is taken, a TRANSLATE 3, the others 2); the solver's limit grows with each step"),
 )
 COVER_DEPTH = {"dcs": 24, "dpa": 44}
 COVER_REASON = {"dcs": "every Cover statement of the harness",
