@@ -417,8 +417,9 @@ class DcsQueue(wiring.Component):
         passed; under static, a RD-OUT's data has reached the HUB): a phase boundary may proceed.
     stall : Out(StructLayout of 32-bit counters)
         Cycles without an issue: ``idle`` (nothing queued), ``dependency`` (a head waits for a
-        hazard), ``timing`` (heads wait for a timing rule, the static gap or a pending refresh),
-        ``backpressure`` (``cmd_out.ready`` low).
+        hazard), ``timing`` (heads wait for a timing rule, the static gap, a pending refresh or the
+        decision pipeline: a head shown in this cycle is considered in the next), ``backpressure``
+        (``cmd_out.ready`` low).
 
     Storage: each queue is a :class:`~amaranth.lib.memory.Memory` with a synchronous read port
     addressed by the *next* head pointer and transparent for the queue's write port, so the head is a
