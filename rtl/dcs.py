@@ -267,10 +267,10 @@ class TimingCounters(wiring.Component):
     ``issue.valid`` says that a candidate issues in this cycle, ``issue.which`` which one, and it
     issues the opcode it offered in the *previous* cycle (the controller issues only a head that was
     already the head a cycle before). An issue of opcode ``p`` raises each opcode ``k``'s counter to at
-    least ``gap[p][k]``; every counter then counts down one per cycle. ``ready`` bit ``k`` is high
-    while opcode ``k``'s counter is zero: issuing it in this cycle breaks no rule. ``ready_next[c]``
-    says the same of ``offer[c]`` for the *next* cycle, after this cycle's issue: its counter is at most
-    1 now, and the issued opcode imposes no gap above 1 on it.
+    least ``gap[p][k]``; every counter then counts down one per cycle, and an opcode whose counter is
+    zero breaks no rule by issuing. ``ready_next[c]`` says whether ``offer[c]`` may issue in the *next*
+    cycle, after this cycle's issue: its counter is at most 1 now, and the issued opcode imposes no gap
+    above 1 on it.
 
     Since an issued opcode was offered a cycle earlier, the rule table is looked up then and its row
     registered per candidate (with each gap less one): in the cycle of the issue a counter's next value
@@ -291,7 +291,6 @@ class TimingCounters(wiring.Component):
         self.width = index_bits(int(max(max(row) for row in gap)) + 1)
         super().__init__({"offer": In(data.ArrayLayout(OpcodeShape, candidates)),
                           "issue": In(data.StructLayout({"valid": 1, "which": range(candidates)})),
-                          "ready": Out(self.n_ops),
                           "ready_next": Out(candidates)})
 
     def elaborate(self, platform):
@@ -317,7 +316,6 @@ class TimingCounters(wiring.Component):
                 m.d.comb += nxt.eq(Mux(allow[k] > imposed, count_down(allow[k]), imposed_less))
                 after.append(nxt)
             m.d.sync += allow[k].eq(Mux(self.issue.valid, Array(after)[self.issue.which], count_down(allow[k])))
-            m.d.comb += self.ready[k].eq(allow[k] == 0)
         soon = Array(allow[k] <= 1 for k in range(n_ops))           # zero in the next cycle, without an issue
         holds = Array(Const(sum(1 << k for k in range(n_ops) if self.gap[p][k] > 1), n_ops) for p in range(n_ops))
         for c, o in enumerate(self.offer):
@@ -423,8 +421,9 @@ class DcsQueue(wiring.Component):
         passed; under static, a RD-OUT's data has reached the HUB): a phase boundary may proceed.
     stall : Out(StructLayout of 32-bit counters)
         Cycles without an issue: ``idle`` (nothing queued), ``dependency`` (a head waits for a
-        hazard), ``timing`` (heads wait for a timing rule, the static gap or a pending refresh),
-        ``backpressure`` (``cmd_out.ready`` low).
+        hazard), ``timing`` (heads wait for a timing rule, the static gap, a pending refresh or the
+        decision pipeline: a head shown in this cycle is considered in the next), ``backpressure``
+        (``cmd_out.ready`` low).
 
     Storage: each queue is a :class:`~amaranth.lib.memory.Memory` with a synchronous read port
     addressed by the *next* head pointer and transparent for the queue's write port, so the head is a
@@ -523,14 +522,19 @@ class DcsQueue(wiring.Component):
             it). For a D-Table entry the scrubber visits (``own`` None): a queue with an entry not
             shown yet counts as holding it (the scrub waits for a later visit)."""
             d = looked_up[i]
-            waits = [seq_ge(d.seq, heads[q].seq) for q in range(2)]
-            now = [(d.seq == heads[q].seq) & completes_now[q] for q in range(2)]
+
+            def waits(q):
+                return seq_ge(d.seq, heads[q].seq)
+
+            def now(q):
+                return (d.seq == heads[q].seq) & completes_now[q]
+
             if own is None:
-                waiting = Mux(d.cls, occupied[1] & (~visible[1] | waits[1]), occupied[0] & (~visible[0] | waits[0]))
-                issuing = Mux(d.cls, now[1], now[0])
+                waiting = Mux(d.cls, occupied[1] & (~visible[1] | waits(1)), occupied[0] & (~visible[0] | waits(0)))
+                issuing = Mux(d.cls, now(1), now(0))
             else:
                 other = 1 - own
-                waiting, issuing = (d.cls == other) & visible[other] & waits[other], now[other]
+                waiting, issuing = (d.cls == other) & visible[other] & waits(other), now(other)
             return ~d.valid | ((~waiting | issuing) & ~inflight.pending[i])
 
         for q in range(2):
