@@ -124,11 +124,13 @@ class FreeList(wiring.Component):
 
 
 class Va2PaTable(wiring.Component):
-    """VA2PA: the physical chunk of every (config slot, K or V, segment, virtual chunk), in block RAM.
+    """VA2PA: the physical chunk of every (config slot, segment, virtual chunk), in a K table and a V table.
 
-    A read (``read_en``) of ``read_addr`` answers on ``read_data`` in the next cycle and holds it until
-    the next read; a write (``write_en``) takes effect at the clock edge. :meth:`address` gives an entry's
-    address.
+    The two tables are block RAMs read together: a read (``read_en``) of ``read_addr`` answers on
+    ``read_data`` (the K and the V entry) in the next cycle and holds them until the next read; the
+    reader picks its half from a register of its own, so no multiplexer sits between a block RAM and
+    the register that takes its data. A write (``write_en``) of the ``write_kv`` table takes effect at
+    the clock edge. :meth:`address` gives an entry's address in its table.
 
     Parameters
     ----------
@@ -140,38 +142,40 @@ class Va2PaTable(wiring.Component):
 
     def __init__(self, slots: int, segments: int, vchunks: int, chunk_bits: int):
         self.segments, self.vchunks = segments, vchunks
-        self.depth = self.entries(slots, segments, vchunks)
+        self.depth = self.entries(slots, segments, vchunks) // 2            # per table
         super().__init__({
-            "read_addr": In(range(self.depth)), "read_en": In(1), "read_data": Out(chunk_bits),
-            "write_addr": In(range(self.depth)), "write_data": In(chunk_bits), "write_en": In(1),
+            "read_addr": In(range(self.depth)), "read_en": In(1), "read_data": Out(data.ArrayLayout(chunk_bits, 2)),
+            "write_addr": In(range(self.depth)), "write_kv": In(1), "write_data": In(chunk_bits), "write_en": In(1),
         })
 
     @staticmethod
     def entries(slots: int, segments: int, vchunks: int) -> int:
-        """Entries of a table for ``slots`` requests: a K and a V half of ``segments`` x ``vchunks``."""
+        """Entries of the tables for ``slots`` requests: K and V, each ``segments`` x ``vchunks``."""
         return slots * 2 * segments * vchunks
 
     @classmethod
     def storage_bits(cls, slots: int, segments: int, vchunks: int, chunk_bits: int) -> int:
-        """Bits of the table: a chunk number per entry."""
+        """Bits of the tables: a chunk number per entry."""
         return cls.entries(slots, segments, vchunks) * chunk_bits
 
-    def address(self, slot, kv, seg, vchunk):
-        """The entry of virtual chunk ``vchunk`` of segment ``seg`` of the K (``kv`` 0) or V half of ``slot``.
+    def address(self, slot, seg, vchunk):
+        """The entry of virtual chunk ``vchunk`` of segment ``seg`` of ``slot`` (in the K or the V table).
         In gates, with power-of-two segments and virtual chunks (the shipped sizes), the fields side by
-        side: no adder in front of the RAM's address."""
-        fields = (slot, kv, seg, vchunk)
+        side: no adder in front of the RAMs' address."""
+        fields = (slot, seg, vchunk)
         if all(isinstance(x, int) for x in fields) or not (_pow2(self.segments) and _pow2(self.vchunks)):
-            return ((slot * 2 + kv) * self.segments + seg) * self.vchunks + vchunk
+            return (slot * self.segments + seg) * self.vchunks + vchunk
         ls, lv = (self.segments - 1).bit_length(), (self.vchunks - 1).bit_length()
-        return Cat(Value.cast(vchunk)[:lv], Value.cast(seg)[:ls], Value.cast(kv)[:1], Value.cast(slot))
+        return Cat(Value.cast(vchunk)[:lv], Value.cast(seg)[:ls], Value.cast(slot))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.ram = ram = Memory(shape=len(self.read_data), depth=self.depth, init=[])
-        wp, rp = ram.write_port(), ram.read_port(domain="sync")
-        m.d.comb += [rp.addr.eq(self.read_addr), rp.en.eq(self.read_en), self.read_data.eq(rp.data),
-                     wp.addr.eq(self.write_addr), wp.data.eq(self.write_data), wp.en.eq(self.write_en)]
+        for kv, name in enumerate(("k_table", "v_table")):
+            m.submodules[name] = ram = Memory(shape=len(self.write_data), depth=self.depth, init=[])
+            wp, rp = ram.write_port(), ram.read_port(domain="sync")
+            m.d.comb += [rp.addr.eq(self.read_addr), rp.en.eq(self.read_en), self.read_data[kv].eq(rp.data),
+                         wp.addr.eq(self.write_addr), wp.data.eq(self.write_data),
+                         wp.en.eq(self.write_en & (self.write_kv == kv))]
         return m
 
 
@@ -387,14 +391,14 @@ class ProgramLoader(wiring.Component):
 
 
 class Decoder(wiring.Component):
-    """RUN's expansion of the program into physical instructions: a fetch stage and four decode stages.
+    """RUN's expansion of the program into physical instructions: a fetch stage and five decode stages.
 
     ``start`` (with the request's config ``slot``, ``segment`` and ``length``) begins a RUN at the clock
     edge. While ``enable`` is high the fetch stage reads one buffer entry per cycle (``ib_addr``,
     ``ib_en``) and the VA2PA entry of the row the loop is at (``va``, ``va_en``), walking the prologue,
     the K loop over the rows of the block and the V loop, block after block; the decode stages (the
-    next four cycles, :meth:`_decode`) apply the Dyn-Loop guards to the channel mask and op-size, write
-    the physical row and the GPR stride, and register the instruction on ``out``, four cycles after
+    next five cycles, :meth:`_decode`) apply the Dyn-Loop guards to the channel mask and op-size, write
+    the physical row and the GPR stride, and register the instruction on ``out``, five cycles after
     its fetch. An entry that the guards leave with no channel or no repetition is dropped.
     ``out.ready`` low stalls every stage. ``done`` is high in the cycle the last instruction leaves
     (or, with nothing to send, when the fetch has ended and the stages are empty).
@@ -412,7 +416,7 @@ class Decoder(wiring.Component):
         w = DpaWidths(config)
         self.fmt, self.len_bits = w.fmt, w.len_bits
         R, S = config.max_requests, config.segments
-        va = data.StructLayout({"slot": range(R), "kv": 1, "seg": range(S), "vchunk": w.len_bits})
+        va = data.StructLayout({"slot": range(R), "seg": range(S), "vchunk": w.len_bits})
         super().__init__({
             "enable": In(1),
             "start": In(1), "slot": In(range(R)), "segment": In(range(S)), "length": In(w.len_bits),
@@ -420,7 +424,7 @@ class Decoder(wiring.Component):
             "marks": In(loader.marks.shape()), "row_tokens": In(loader.row_tokens.shape()),
             "masks": In(loader.masks.shape()), "slices_log2": In(loader.slices_log2.shape()),
             "ib_addr": Out(range(config.program_entries)), "ib_en": Out(1), "ib_data": In(loader.entry_layout),
-            "va": Out(va), "va_en": Out(1), "va_data": In(w.chunk_bits),
+            "va": Out(va), "va_en": Out(1), "va_data": In(data.ArrayLayout(w.chunk_bits, 2)),
             "out": Out(stream.Signature(data.StructLayout({"ins": loader.ins_layout, "sv": 1}))),
             "done": Out(1),
         })
@@ -507,7 +511,7 @@ class Decoder(wiring.Component):
         with m.If(self.enable):
             vrow = Mux(f_kind, vr[1], vr[0])
             m.d.comb += [self.ib_addr.eq(pc), self.ib_en.eq(advance), self.va.slot.eq(run_slot),
-                         self.va.kv.eq(f_kind), self.va.seg.eq(run_seg), self.va.vchunk.eq(vrow >> lrpc),
+                         self.va.seg.eq(run_seg), self.va.vchunk.eq(vrow >> lrpc),
                          self.va_en.eq(advance)]
             with m.If(advance):
                 m.d.sync += [fetched.valid.eq(f_run), fetched.phase.eq(f_phase), fetched.r.eq(r), fetched.t1.eq(t1),
@@ -547,11 +551,11 @@ class Decoder(wiring.Component):
                         m.d.sync += f_run.eq(0)
 
     def _decode(self, m, b, advance, consts) -> Value:
-        """The decode stages after the fetch: D0 (the entry and the VA2PA chunk as read, each channel's
+        """The decode stages after the fetch: D0 (the entry and the VA2PA chunks as read, each channel's
         and slice's bound from the walk's position), D1 (the physical row, the guard's products with the
         K tokens per step and of the GPR stride, the V start), D2 (the K start, the GPR, the V compares),
-        D3 (the K compares, the masks and op-size chosen by phase, the output register). Every stage
-        register moves when ``advance``; returns "a stage holds an entry"."""
+        D3 (the K compares, the V trims, the masks and op-size chosen by phase), D4 (the output
+        register). Every stage register moves when ``advance``; returns "a stage holds an entry"."""
         c, org, lay, fmt = self.config, self.config.org, self.config.layout, self.fmt
         out, e = self.out, self.ib_data
         lb = self.len_bits + 1
@@ -563,21 +567,22 @@ class Decoder(wiring.Component):
         bounds = {"lim": data.ArrayLayout(lb, fmt.channels), "pos": fmt.channels, "end": data.ArrayLayout(lb, max_ns)}
         d0 = Signal(data.StructLayout({"c": carry, "guard": fmt.row_bits, "stride": fmt.gpr_bits,
                                        "r": fmt.gpr_bits, "kacc": lb + 4, "vb": lb, **bounds,
-                                       "rowm": 1, "chunk": len(self.va_data), "low": max(lrpc, 1)}), name="d0")
+                                       "rowm": 1, "chunks": self.va_data.shape(), "low": max(lrpc, 1)}), name="d0")
         d1 = Signal(data.StructLayout({"c": carry, "guarded": 1, "strided": fmt.gpr_bits, "kacc": lb + 4,
                                        "k_from": lb + 4, "k_off": lb + 4, "first_v": lb, **bounds,
                                        "hit": max_ns}), name="d1")
         d2 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "first_k": lb + 4,
                                        "lim": data.ArrayLayout(lb, fmt.channels), "pos": fmt.channels, "v_gt": max_ns,
-                                       "v_less": data.ArrayLayout(lb, max_ns), "v_cut": max_ns, "hit": max_ns}),
-                    name="d2")
+                                       "v_less": data.ArrayLayout(lb, max_ns), "hit": max_ns}), name="d2")
+        d3 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "mask": fmt.channels,
+                                       "op_size": fmt.op_size_bits, "none": 1}), name="d3")
         # D0 -- the fetched entry and its VA2PA chunk into registers as read (the row is chosen in D1:
         # nothing but wires behind the block RAMs); the bounds from the walk's position
         loop = b.phase != Phase.PROLOGUE
         ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
         with m.If(advance):
             m.d.sync += [d0.c.valid.eq(b.valid), d0.c.phase.eq(b.phase), d0.c.ins.eq(e.ins),
-                         d0.c.row.eq(e.ins.row), d0.rowm.eq(loop & e.rowm), d0.chunk.eq(self.va_data),
+                         d0.c.row.eq(e.ins.row), d0.rowm.eq(loop & e.rowm), d0.chunks.eq(self.va_data),
                          d0.low.eq(b.v[:lrpc] if lrpc else 0), d0.guard.eq(e.guard),
                          d0.stride.eq(e.stride), d0.r.eq(Mux(loop, b.r, 0)), d0.kacc.eq(b.kacc), d0.vb.eq(b.vb)]
             for ch in range(fmt.channels):     # K: channel of rank p keeps the instruction while its first
@@ -588,7 +593,8 @@ class Decoder(wiring.Component):
         # D1 -- the physical row, the products and the V start (g = guard - 1, or 0 without a guard)
         ins0 = d0.c.ins
         guarded = d0.guard != 0
-        row = Cat(d0.low, d0.chunk) if lrpc else d0.chunk
+        chunk = Mux(d0.c.phase == Phase.SV, d0.chunks[1], d0.chunks[0])      # the V table in the SV part
+        row = Cat(d0.low, chunk) if lrpc else chunk
         with m.If(advance):
             m.d.sync += [d1.c.eq(d0.c), d1.c.row.eq(Mux(d0.rowm, row, d0.c.row)), d1.lim.eq(d0.lim),
                          d1.pos.eq(d0.pos), d1.end.eq(d0.end),
@@ -605,9 +611,8 @@ class Decoder(wiring.Component):
             for s in range(max_ns):          # the slice's repetitions less one (end - first - 1) when it is
                 less = Signal(lb, name=f"v_less{s}")     # below the instruction's op-size
                 m.d.comb += less.eq(d1.end[s] + ~d1.first_v)
-                m.d.sync += [d2.v_gt[s].eq(d1.end[s] > d1.first_v), d2.v_less[s].eq(less),
-                             d2.v_cut[s].eq(less < d1.c.ins.op_size)]
-        # D3 -- the K compares, mask and op-size (repetitions less one) by phase, into the output register
+                m.d.sync += [d2.v_gt[s].eq(d1.end[s] > d1.first_v), d2.v_less[s].eq(less)]
+        # D3 -- the K compares, the V trims, mask and op-size (repetitions less one) by phase
         ins3 = d2.c.ins
         k_mask = Cat(masks[0][ch] & d2.pos[ch] & (d2.first_k < d2.lim[ch]) for ch in range(fmt.channels))
         v_mask = Const(0, fmt.channels)
@@ -616,7 +621,8 @@ class Decoder(wiring.Component):
         for s in range(max_ns):
             v_mask = v_mask | Mux((s < ns) & d2.v_gt[s], consts["members"][s], 0)
             with m.If(d2.hit[s]):
-                m.d.comb += [v_none.eq(~d2.v_gt[s]), v_op.eq(Mux(d2.v_cut[s], d2.v_less[s], ins3.op_size))]
+                m.d.comb += [v_none.eq(~d2.v_gt[s]),
+                             v_op.eq(Mux(d2.v_less[s] < ins3.op_size, d2.v_less[s], ins3.op_size))]
         mask, op_size, none = Signal(fmt.channels), Signal(fmt.op_size_bits), Signal()
         with m.Switch(d2.c.phase):
             with m.Case(Phase.PROLOGUE):
@@ -626,11 +632,14 @@ class Decoder(wiring.Component):
             with m.Default():
                 m.d.comb += [mask.eq(v_mask & ins3.ch_mask), op_size.eq(v_op), none.eq(v_none)]
         with m.If(advance):
-            m.d.sync += out.valid.eq(d2.c.valid & (mask != 0) & ~none)
-            m.d.sync += [out.payload.ins.eq(ins3), out.payload.ins.ch_mask.eq(mask),
-                         out.payload.ins.op_size.eq(op_size), out.payload.ins.row.eq(d2.c.row),
-                         out.payload.ins.gpr.eq(d2.gpr), out.payload.sv.eq(d2.c.phase == Phase.SV)]
-        return d0.c.valid | d1.c.valid | d2.c.valid
+            m.d.sync += [d3.c.eq(d2.c), d3.gpr.eq(d2.gpr), d3.mask.eq(mask), d3.op_size.eq(op_size), d3.none.eq(none)]
+        # D4 -- the output register: an instruction left with no channel or no repetition is dropped
+        with m.If(advance):
+            m.d.sync += out.valid.eq(d3.c.valid & (d3.mask != 0) & ~d3.none)
+            m.d.sync += [out.payload.ins.eq(d3.c.ins), out.payload.ins.ch_mask.eq(d3.mask),
+                         out.payload.ins.op_size.eq(d3.op_size), out.payload.ins.row.eq(d3.c.row),
+                         out.payload.ins.gpr.eq(d3.gpr), out.payload.sv.eq(d3.c.phase == Phase.SV)]
+        return d0.c.valid | d1.c.valid | d2.c.valid | d3.c.valid
 
 
 class DpaController(wiring.Component):
@@ -658,7 +667,7 @@ class DpaController(wiring.Component):
         RUN's physical instructions, in the order of
         :meth:`~pimphony.model.hub.DpaDispatcher.expand`, ``sv`` high in the SV part of a block.
         One buffer entry is decoded per cycle while ``ready`` is high (an entry that the guards
-        leave with no channel or no repetition is dropped in its cycle); an instruction is valid five
+        leave with no channel or no repetition is dropped in its cycle); an instruction is valid six
         cycles after its entry is fetched, the first fetch the cycle after the RUN is decided.
         ``ready`` low stalls the decoder without loss.
 
@@ -849,8 +858,8 @@ class DpaController(wiring.Component):
             with m.Case(DpaOp.TRANSLATE):
                 # the VA2PA entry is read whatever the checks say (a read changes nothing), so the read
                 # does not wait for them
-                m.d.comb += [va2pa.read_en.eq(1), va2pa.read_addr.eq(va_addr(
-                    slot, req.kv, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
+                m.d.comb += [va2pa.read_en.eq(1),
+                             va2pa.read_addr.eq(va_addr(slot, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
                 with m.Elif(checked.past | flags.seg_over):
@@ -892,12 +901,12 @@ class DpaController(wiring.Component):
             # pop the free list's head for the cursor's entry; it is read a cycle later and registered
             # (no path from one block RAM into another), and written into VA2PA two cycles later
             with m.If(cursor.written):
-                m.d.comb += [va2pa.write_addr.eq(cursor.written_addr), va2pa.write_data.eq(cursor.popped),
-                             va2pa.write_en.eq(1)]
+                m.d.comb += [va2pa.write_addr.eq(cursor.written_addr), va2pa.write_kv.eq(cursor.written_kv),
+                             va2pa.write_data.eq(cursor.popped), va2pa.write_en.eq(1)]
             cursor.follow()
             with m.If(cursor.more):
                 m.d.comb += free.pop.eq(1)
-                m.d.sync += cursor.pending_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc))
+                m.d.sync += cursor.pending_addr.eq(va_addr(cursor.slot, cursor.seg, cursor.vc))
                 cursor.step()
             with m.Elif(~cursor.pending & ~cursor.written):
                 answer(StatusShape.OK)
@@ -906,11 +915,10 @@ class DpaController(wiring.Component):
         with m.State("FREE"):
             # read the cursor's VA2PA entry; register it a cycle later, push it onto the free list's tail
             # two cycles later
-            m.d.comb += [free.push.eq(cursor.written), free.push_chunk.eq(cursor.returned)]
+            m.d.comb += [free.push.eq(cursor.written), free.push_chunk.eq(cursor.returned[cursor.written_kv])]
             cursor.follow()
             with m.If(cursor.more):
-                m.d.comb += [va2pa.read_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc)),
-                             va2pa.read_en.eq(1)]
+                m.d.comb += [va2pa.read_addr.eq(va_addr(cursor.slot, cursor.seg, cursor.vc)), va2pa.read_en.eq(1)]
                 cursor.step()
             with m.Elif(~cursor.pending & ~cursor.written):
                 answer(StatusShape.OK)
@@ -921,12 +929,12 @@ class DpaController(wiring.Component):
 
         with m.State("TRANSLATED"):
             m.d.sync += [resp.valid.eq(1), resp.payload.status.eq(StatusShape.OK),
-                         resp.payload.chunk.eq(cursor.returned), resp.payload.free.eq(free.count)]
+                         resp.payload.chunk.eq(cursor.returned[d.op.kv]), resp.payload.free.eq(free.count)]
             m.next = "IDLE"
 
         with m.State("RUN"):
             m.d.comb += [dec.enable.eq(1), va2pa.read_en.eq(dec.va_en),
-                         va2pa.read_addr.eq(va_addr(dec.va.slot, dec.va.kv, dec.va.seg, dec.va.vchunk))]
+                         va2pa.read_addr.eq(va_addr(dec.va.slot, dec.va.seg, dec.va.vchunk))]
             with m.If(dec.done):
                 answer(StatusShape.OK)
                 m.next = "IDLE"
@@ -976,8 +984,9 @@ class _Cursor:
     """The (K/V, segment, virtual chunk) walk of an allocation or a release over ``[lo, hi)`` chunks per
     K and V, in every segment of one config slot; ``more`` falls after the last entry, ``pending`` marks
     the entry whose first memory's read completes in this cycle, ``written`` the entry whose registered
-    chunk (``popped`` from the free list, ``returned`` from VA2PA) is written into the other memory in
-    this cycle (at ``written_addr`` for VA2PA)."""
+    chunk (``popped`` from the free list, ``returned`` from the K and V tables) is written into the
+    other memory in this cycle (at ``written_addr`` of the ``written_kv`` table for VA2PA); each
+    entry's K or V follows it."""
 
     def __init__(self, m: Module, c: DpaConfig, entries: int):
         R, S, V = c.max_requests, c.segments, c.max_chunks_per_segment
@@ -992,8 +1001,9 @@ class _Cursor:
         self.pending_addr = Signal(range(entries), name="pending_addr")          # a VA2PA address
         self.written = Signal(name="written")
         self.written_addr = Signal(range(entries), name="written_addr")
+        self.pending_kv, self.written_kv = Signal(name="pending_kv"), Signal(name="written_kv")
         self.popped = Signal(index_bits(c.n_chunks), name="popped_chunk")
-        self.returned = Signal(index_bits(c.n_chunks), name="returned_chunk")
+        self.returned = Signal(data.ArrayLayout(index_bits(c.n_chunks), 2), name="returned_chunks")
 
     def start(self, slot_v, lo0, hi0, lo1, hi1):
         self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.hi[0].eq(hi0), self.lo[1].eq(lo1),
@@ -1004,7 +1014,8 @@ class _Cursor:
     def follow(self):
         """Move the entries along: the one read in this cycle is pending next, the pending one written."""
         self.m.d.sync += [self.pending.eq(self.more), self.written.eq(self.pending),
-                          self.written_addr.eq(self.pending_addr)]
+                          self.written_addr.eq(self.pending_addr), self.pending_kv.eq(self.kv),
+                          self.written_kv.eq(self.pending_kv)]
 
     def step(self):
         """Advance over [lo, hi) per kv; ``more`` falls after the last."""

@@ -72,8 +72,8 @@ def test_storage_is_what_the_rtl_builds():
     parts = {name: sub for sub, name, _ in Fragment.get(DpaController(config), None).subfragments}
 
     def memory_bits(part: str) -> int:
-        (memory,) = [sub._data for sub, _, _ in parts[part].subfragments]
-        return memory.depth * Shape.cast(memory.shape).width
+        memories = [sub._data for sub, _, _ in parts[part].subfragments]
+        return sum(memory.depth * Shape.cast(memory.shape).width for memory in memories)
 
     registers = {sig.name: len(sig) for stmt in parts["config_buffer"].statements.get("sync", [])
                  for sig in stmt._lhs_signals()
@@ -96,16 +96,16 @@ def test_attention_runs_equal_the_golden_dispatcher(group, head_dim):
     assert len(runs) == 5 and all(runs) and len(runs[-1]) > len(runs[0])
 
 
-def test_decoder_sustains_one_entry_per_cycle_with_five_cycles_of_latency():
+def test_decoder_sustains_one_entry_per_cycle_with_six_cycles_of_latency():
     program = head_program(ORG, 4, 128)
     ops = [*load_program(program, FMT), DpaOperation(DpaOp.OPEN, 3, arg=12000), DpaOperation(DpaOp.RUN, 3)]
     rtl = simulate_dpa(DpaController(small_config()), ops)
     fetched = fetched_entries(program, program.block_tokens, 12000)
     assert fetched > 500
     # accepted in cycle 0 (the config buffer looked up), its answer registered in 1, decided in 2,
-    # entries fetched in cycles 3 .. F + 2, the last instruction out in F + 7, the response in F + 8
-    assert rtl.cycles[-1] == fetched + 9
-    assert rtl.first_out[-1] == 8          # fetched in cycle 3, decoded in 4, 5, 6 and 7, on ins_out in 8
+    # entries fetched in cycles 3 .. F + 2, the last instruction out in F + 8, the response in F + 9
+    assert rtl.cycles[-1] == fetched + 10
+    assert rtl.first_out[-1] == 9          # fetched in cycle 3, decoded in 4 .. 8, on ins_out in 9
 
 
 def random_ready(seed: int):

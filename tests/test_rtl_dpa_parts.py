@@ -42,17 +42,25 @@ def test_free_list_rebuilds_then_pops_in_order_and_recycles():
 
 def test_va2pa_addresses_are_dense_and_distinct():
     dut = Va2PaTable(slots=3, segments=2, vchunks=4, chunk_bits=5)
-    addresses = [dut.address(s, kv, g, v) for s in range(3) for kv in range(2) for g in range(2) for v in range(4)]
-    assert sorted(addresses) == list(range(dut.depth)) == list(range(3 * 2 * 2 * 4))
+    addresses = [dut.address(s, g, v) for s in range(3) for g in range(2) for v in range(4)]
+    assert sorted(addresses) == list(range(dut.depth)) == list(range(3 * 2 * 4))
 
 
-def test_va2pa_reads_the_next_cycle_and_holds():
+def test_va2pa_reads_both_tables_the_next_cycle_and_holds():
+    """Entry 0 and 1 of the K table, entry 1 of the V table written; reads of 1 and 0 answer with the K and
+    the V entry the next cycle and hold them."""
     dut = Va2PaTable(slots=1, segments=1, vchunks=4, chunk_bits=5)
-    got = run_cycles(dut, {"write_en": "11000000", "write_addr": lambda c: c, "write_data": lambda c: 20 + c,
-                           "read_en": "00101000", "read_addr": lambda c: {2: 1, 4: 0}.get(c, 3)},
-                     {"data": lambda ctx: chr(ord("a") + ctx.get(dut.read_data) - 20)
-                      if ctx.get(dut.read_data) >= 20 else "."}, 8)
-    assert got["data"][3:] == "bbaaa"
+
+    def letter(x):
+        return chr(ord("a") + x - 20) if x >= 20 else "."
+
+    got = run_cycles(dut, {"write_en": "111000000", "write_addr": lambda c: (0, 1, 1)[c] if c < 3 else 0,
+                           "write_kv": "001000000", "write_data": lambda c: 20 + c,
+                           "read_en": "000101000", "read_addr": lambda c: {3: 1, 5: 0}.get(c, 3)},
+                     {"k": lambda ctx: letter(ctx.get(dut.read_data[0])),
+                      "v": lambda ctx: letter(ctx.get(dut.read_data[1]))}, 9)
+    assert got["k"][4:] == "bbaaa"
+    assert got["v"][4:] == "cc..."
 
 
 def test_config_buffer_opens_looks_up_and_closes():
@@ -146,7 +154,7 @@ class _LoaderAndDecoder(wiring.Component):
 
 @pytest.mark.parametrize(("group", "length", "stall"), [(8, 700, False), (1, 1500, True), (4, 33, False)])
 def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
-    """The decoder, fed a program by the loader (each word a cycle before its load) and a VA2PA answer a
+    """The decoder, fed a program by the loader (each word a cycle before its load) and the VA2PA tables' answer a
     cycle after each request, emits the golden dispatcher's instructions for the length, in order (every
     other cycle stalled if asked)."""
     config = small_config(max_chunks_per_segment=8)
@@ -179,7 +187,8 @@ def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
         ctx.set(dec.enable, 1)
         cycle, pending = 0, None
         while True:
-            ctx.set(dec.va_data, pending if pending is not None else 0)
+            for kind in range(2):
+                ctx.set(dec.va_data[kind], pending[kind] if pending is not None else 0)
             ready = not (stall and cycle % 2)
             ctx.set(dec.out.ready, int(ready))
             if ready and ctx.get(dec.out.valid):
@@ -189,7 +198,7 @@ def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
                 break
             if ctx.get(dec.va_en):
                 va = ctx.get(dec.va)
-                pending = chunk(int(va.kv), int(va.vchunk))
+                pending = (chunk(0, int(va.vchunk)), chunk(1, int(va.vchunk)))
             await ctx.tick()
             cycle += 1
             assert cycle < 100_000

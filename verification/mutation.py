@@ -131,9 +131,9 @@ CATALOGUE = (
            "whatever its latency: a WR-INP's MAC reads the GBuf entry before the data is there",
            "quick = Const(sum(1 << k for k, x in enumerate(self.lat) if x <= 1), CHANNEL_OPCODES)",
            "quick = Const((1 << CHANNEL_OPCODES) - 1, CHANNEL_OPCODES)"),
-    Mutant("va2pa-sv-index", "dpa", "the SV phase translates through the K half of the VA2PA table "
-           "(wrong VA2PA index)",
-           "self.va.kv.eq(f_kind)", "self.va.kv.eq(0)"),
+    Mutant("va2pa-sv-index", "dpa", "the SV phase takes its row from the K table of VA2PA "
+           "(wrong VA2PA table)",
+           "chunk = Mux(d0.c.phase == Phase.SV, d0.chunks[1], d0.chunks[0])", "chunk = d0.chunks[0]"),
     Mutant("chunk-not-returned", "dpa", "CLOSE returns every K chunk of a segment but the last to the free "
            "list (a leak)",
            "cursor.start(slot, 0, have[0], 0, have[1])", "cursor.start(slot, 0, have[0] - 1, 0, have[1])"),
@@ -155,8 +155,8 @@ CATALOGUE = (
            "return Mux(ptr == C - 1, 0, ptr + 1)", "return Mux(ptr >= C - 2, 0, ptr + 1)"),
     Mutant("va2pa-segment-dropped", "dpa", "allocation writes every segment's chunk into segment 0's VA2PA "
            "entry (a VA2PA write to the wrong entry)",
-           "pending_addr.eq(va_addr(cursor.slot, cursor.kv, cursor.seg, cursor.vc))",
-           "pending_addr.eq(va_addr(cursor.slot, cursor.kv, 0, cursor.vc))"),
+           "pending_addr.eq(va_addr(cursor.slot, cursor.seg, cursor.vc))",
+           "pending_addr.eq(va_addr(cursor.slot, 0, cursor.vc))"),
     Mutant("duplicate-open-accepted", "dpa", "OPEN of a request id that is already open is not refused (a "
            "lost error check): the id takes a second config-buffer slot",
            "with m.If(found):\n                    answer(StatusShape.DUPLICATE_REQUEST)",

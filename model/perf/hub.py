@@ -7,7 +7,7 @@ with the pipeline of the DPA controller and the sequencer:
 
 * **Supply.** The DPA decoder fetches one buffer entry per cycle (:attr:`DpaControllerModel.fetched`
   lists them in order, with the entries whose instruction the guards drop) and presents an
-  instruction 5 cycles after its fetch; its pipeline stalls while its output waits for the
+  instruction 6 cycles after its fetch; its pipeline stalls while its output waits for the
   sequencer. The sequencer takes an instruction in the cycle it presents the previous one's last
   repetition and offers repetition ``i`` in the ``i``-th cycle after it; the first instruction of a
   phase waits for the barrier. A channel's commands arrive at those cycles, at the earliest.
@@ -50,9 +50,10 @@ class HubPipeline:
     run_to_fetch: int = 3
     """The RUN is taken (its request looked up), the config buffer's answer registered in the next cycle,
     the RUN decided in the cycle after; the first fetch follows."""
-    fetch_to_present: int = 5
-    """The entry and its VA2PA chunk are read in the fetch cycle; four decode stages follow (the guard less
-    one, the products and bounds, the compares, the masks into the output register)."""
+    fetch_to_present: int = 6
+    """The entry and its VA2PA chunks are read in the fetch cycle; five decode stages follow (the row and
+    the guard's products, the bounds and the V start, the compares, the masks and op-size by phase, the
+    output register)."""
     barrier: int = 1
     finish: int = 1
 
