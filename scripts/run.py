@@ -133,7 +133,8 @@ def print_report(r: dict) -> bool:
           f"{'yes' if s['golden_mismatches'] == d['golden_mismatches'] == 0 else 'NO'} "
           f"({s['golden_mismatches']} + {d['golden_mismatches']} outputs differ)")
     a = r["aim"]["cycles"]
-    print(f"  cycles: DCS {d['cycles']} (RTL, {d['commands']} channel commands) against the baselines:")
+    print(f"  cycles of the RUNs: DCS {d['cycles']} (RTL, {d['commands']} channel commands; the program load, "
+          f"OPEN and CLOSE took {d['management_cycles']} more) against the baselines:")
     print(f"    aim (aim_simulator's in-order AiM controller, cycle model) {a}  ->  DCS speed-up "
           f"{a / d['cycles']:.2f}x")
     print(f"    static (our nRDHUB-calibrated in-order controller, RTL) {s['cycles']}  ->  DCS speed-up "
