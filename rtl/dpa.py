@@ -657,7 +657,7 @@ class DpaController(wiring.Component):
         Exactly one response per operation, in order; the payload holds until ``ready``. A failed
         operation changed no state. An operation is taken with its own bounds (registered) and its
         request looked up in the config buffer, whose answer is registered in the next cycle; it is
-        decided in the cycle after that (PROGRAM and LOAD, which look nothing up, in the next cycle);
+        decided in the cycle after that (PROGRAM, which looks nothing up, in the next cycle);
         OPEN and APPEND three cycles later (the chunk arithmetic: the new length, then the chunks
         wanted, held and free, then their compares), TRANSLATE one cycle later (the token against
         the length). OPEN / APPEND then take one cycle per chunk and two more (the free list's read
@@ -739,9 +739,7 @@ class DpaController(wiring.Component):
             m.d.sync += [flags.arg_zero.eq(req.arg == 0), flags.arg_over.eq(req.arg > c.max_tokens),
                          flags.seg_over.eq(req.segment >= S)]
             m.d.sync += [op.eq(req), looked.free.eq(buf.free), looked.free_slot.eq(buf.free_slot)]
-        # the loader checks a LOAD's word in the cycle it is taken (registered), and applies it when decided
-        m.d.comb += [loader.arg.eq(op.arg),
-                     loader.word.eq(Mux(taking, self.mgmt.payload.word, op.word)),
+        m.d.comb += [loader.arg.eq(op.arg), loader.word.eq(op.word),
                      dec.slot.eq(buf.slot), dec.segment.eq(op.segment), dec.length.eq(buf.current.length),
                      dec.ib_data.eq(loader.read_data), loader.read_addr.eq(dec.ib_addr), loader.read_en.eq(dec.ib_en),
                      dec.va_data.eq(va2pa.read_data)]
@@ -790,8 +788,8 @@ class DpaController(wiring.Component):
                 m.d.comb += self.mgmt.ready.eq(free.ready & ~buf.busy & (~resp.valid | resp.ready))
                 m.d.comb += taking.eq(self.mgmt.valid & self.mgmt.ready)
                 incoming = self.mgmt.payload.op
-                with m.If(taking & ((incoming == DpaOp.LOAD) | (incoming == DpaOp.PROGRAM))):
-                    m.next = "DECIDE"                # no request to look up; the word's checks registered
+                with m.If(taking & (incoming == DpaOp.PROGRAM)):
+                    m.next = "DECIDE"                # no request to look up, nothing to check but its bounds
                 with m.Elif(taking):
                     m.next = "LOOKUP"
             with m.State("LOOKUP"):                  # the config buffer answers in the next cycle
@@ -800,7 +798,7 @@ class DpaController(wiring.Component):
                 with m.Elif(op.op == DpaOp.TRANSLATE):
                     m.next = "CHECK"                 # the token against the length
                 with m.Else():
-                    m.next = "DECIDE"
+                    m.next = "DECIDE"                # LOAD: the loader registered its word's checks meanwhile
             with m.State("ARITH"):
                 m.next = "NEED"
             with m.State("NEED"):

@@ -52,9 +52,9 @@ DPA_TASKS = (
               "an OPEN of half the pool and a CLOSE, two OPENs, or a PROGRAM and its LOADs (an OPEN is decided 5 "
               "cycles after it is taken, a TRANSLATE 3, the others 2); the solver's limit grows with each step"),
 )
-COVER_DEPTH = {"dcs": 24, "dpa": 48}
+COVER_DEPTH = {"dcs": 24, "dpa": 52}
 COVER_REASON = {"dcs": "every Cover statement of the harness",
-                "dpa": "every Cover statement of the harness (reached by step 44); every trace replayed on the "
+                "dpa": "every Cover statement of the harness (reached by step 49); every trace replayed on the "
                        "golden model"}
 
 
