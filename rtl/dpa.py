@@ -10,7 +10,8 @@ The controller is built from components, each with its own tests (``tests/test_r
 - :class:`Va2PaTable`: the physical chunk of every virtual chunk of every open request;
 - :class:`ConfigBuffer`: the open requests (id, length, chunks held), looked up by id;
 - :class:`ProgramLoader`: PROGRAM / LOAD, the program's checks and the instruction buffer;
-- :class:`Decoder`: RUN's two-stage expansion of the program into physical instructions.
+- :class:`Decoder`: RUN's expansion of the program into physical instructions (a fetch stage, five decode
+  stages).
 
 :class:`DpaController` answers the host's operations with an FSM over them.
 """
@@ -475,7 +476,7 @@ class Decoder(wiring.Component):
         pads = [Signal(range(len(members)), name=f"v_pad{s}") for s in range(len(members))]
         m.d.sync += [pad.eq(Mux(s < ns, ns - 1 - s, 0)) for s, pad in enumerate(pads)]   # ns - 1 - s, rounding up
         return {"ranks": ranks, "k_tokens": k_tokens, "k_step": k_step, "members": members, "v_pad": pads,
-                "last_pc": last_pc}
+                "last_pc": last_pc, "slices": ns}
 
     def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance, consts):
         """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk. The sums
@@ -579,7 +580,7 @@ class Decoder(wiring.Component):
         # D0 -- the fetched entry and its VA2PA chunk into registers as read (the row is chosen in D1:
         # nothing but wires behind the block RAMs); the bounds from the walk's position
         loop = b.phase != Phase.PROLOGUE
-        ns = Const(1, max_ns.bit_length() + 1) << self.slices_log2
+        ns = consts["slices"]                                # the V loop's slices, 1 << slices_log2
         with m.If(advance):
             m.d.sync += [d0.c.valid.eq(b.valid), d0.c.phase.eq(b.phase), d0.c.ins.eq(e.ins),
                          d0.c.row.eq(e.ins.row), d0.rowm.eq(loop & e.rowm), d0.chunks.eq(self.va_data),
