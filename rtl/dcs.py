@@ -6,7 +6,7 @@ in-order, ping-pong and DCS. It is cycle-exact to the reference engine
 the cycle semantics; the structures below are that engine in hardware, each a component with its own
 tests (``tests/test_rtl_dcs_parts.py``):
 
-- :class:`InOrderQueue` x 2: the I/O and the compute queue, in block RAM;
+- :class:`InOrderQueue` x 2: the I/O and the compute queue, in RAM;
 - :class:`DependencyTable` x 2 (D-Tables): the last queued accessor of every GBuf and OBuf region;
 - :class:`InFlightTable` (S-Table): the issued commands whose latency has not passed;
 - :class:`TimingCounters`: per opcode, the cycles until the rule table allows it;
@@ -22,7 +22,7 @@ other cycle, the two together one command per cycle.
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -58,16 +58,18 @@ def _power_of_two(name: str, value: int) -> None:
 
 
 class InOrderQueue(wiring.Component):
-    """One in-order queue of the controller: a FIFO in block RAM whose head is a registered read.
+    """One in-order queue of the controller: a FIFO in RAM whose head is a register.
 
     ``push.ready`` is high while fewer than ``depth`` entries are held (``count``; it does not depend
     on ``push.valid``). ``head`` is the oldest entry while ``head_valid``; ``pop`` (only while
     ``head_valid``) removes it at the clock edge, and the next entry is the head in the next cycle.
-    The RAM's read port is registered, with an enable, and not transparent: ``head`` is a register
-    loaded from the RAM's read of a registered address (the slot behind the head, or the head's own
-    while none is shown) when the head is popped or not shown, so the pop only enables the register.
-    The price: an entry pushed while the queue is empty (after this cycle's pop) is the head two
-    cycles later, not one (``head_valid`` is low for a cycle while ``count`` is 1).
+    ``head`` is a register loaded from the RAM's (asynchronous) read of a registered address (the slot
+    behind the head, or the head's own while none is shown) when the head is popped or not shown, so
+    the pop only enables the register; ``holds`` says that the head keeps its value into the next
+    cycle, ``following`` is the entry it takes otherwise (what ``head`` will be then). The RAM is read
+    asynchronously (LUT RAM on an FPGA) at a register's address. The price: an entry pushed while the
+    queue is empty (after this cycle's pop) is the head two cycles later, not one (``head_valid`` is low
+    for a cycle while ``count`` is 1).
 
     Parameters
     ----------
@@ -86,13 +88,15 @@ class InOrderQueue(wiring.Component):
             "head_valid": Out(1),
             "pop": In(1),
             "count": Out(range(depth + 1)),
+            "holds": Out(1),
+            "following": Out(layout),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.ram = ram = Memory(shape=self.head.shape(), depth=self.depth, init=[])
         wp = ram.write_port()
-        rp = ram.read_port()
+        rp = ram.read_port(domain="comb")
         head_ptr = Signal(range(self.depth))
         tail_ptr = Signal(range(self.depth))
         pushing = self.push.valid & self.push.ready
@@ -119,7 +123,9 @@ class InOrderQueue(wiring.Component):
         after = [head_ptr + k for k in (0, 1, 2)]
         m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),
                                    Mux(self.count != 0, after[1], after[0])))
-        m.d.comb += [rp.addr.eq(rd_addr), rp.en.eq(self.pop | ~self.head_valid), self.head.eq(rp.data)]
+        m.d.comb += [rp.addr.eq(rd_addr), self.following.eq(rp.data), self.holds.eq(self.head_valid & ~self.pop)]
+        with m.If(~self.holds):
+            m.d.sync += self.head.eq(rp.data)
         return m
 
 
@@ -206,22 +212,39 @@ class InFlightTable(wiring.Component):
     one cycle ahead; the command issuing in this cycle is not in a slot yet, the parent accounts for
     it); ``busy`` while any slot has time left now.
 
+    The sequence-number compares are made a cycle ahead and registered (one bit per query and slot),
+    so ``pending`` is an AND-OR of registers: the parent says what each query will be in the next
+    cycle (``keep[i]``: the same, else ``load[i]``), and the candidates' sequence numbers (``offer``,
+    ``which`` the one issuing: ``issue.seq`` is ``offer[which]``) name what enters slot 0. While a query
+    is kept its compares move along with the slots. ``probe[j]`` is looked up like a query but compared
+    in the cycle (``probe_pending[j]``), for a sequence number the parent does not know a cycle ahead.
+
     Parameters
     ----------
     latencies:
         Cycles from issue to completion, per opcode.
     queries:
-        Sequence numbers looked up every cycle.
+        Sequence numbers looked up every cycle, known a cycle ahead.
+    probes:
+        Sequence numbers looked up every cycle, compared in the cycle.
+    candidates:
+        Commands that may issue in a cycle.
     """
 
-    def __init__(self, latencies: list[int], queries: int):
+    def __init__(self, latencies: list[int], queries: int, probes: int = 0, candidates: int = 1):
         self.lat = latencies
         self.window = self.window_for(latencies)
         self.slot = self.slot_layout(latencies)
         super().__init__({
             "issue": In(ISSUE),
+            "offer": In(data.ArrayLayout(SEQ_BITS, candidates)),
+            "which": In(range(candidates)),
             "query": In(data.ArrayLayout(SEQ_BITS, queries)),
+            "keep": In(queries),
+            "load": In(data.ArrayLayout(SEQ_BITS, queries)),
             "pending": Out(queries),
+            "probe": In(data.ArrayLayout(SEQ_BITS, probes)),
+            "probe_pending": Out(probes),
             "busy": Out(1),
         })
 
@@ -236,7 +259,7 @@ class InFlightTable(wiring.Component):
 
     @classmethod
     def storage_bits(cls, latencies: list[int]) -> int:
-        """Bits of the table's slots."""
+        """Bits of the table's slots (the registered compares aside: they are derived from the slots)."""
         return cls.window_for(latencies) * cls.slot_layout(latencies).size
 
     def elaborate(self, platform):
@@ -248,15 +271,18 @@ class InFlightTable(wiring.Component):
         for k in range(1, self.window):
             m.d.sync += [slots[k].seq.eq(slots[k - 1].seq),
                          slots[k].rem.eq(Mux(slots[k - 1].rem == 0, 0, slots[k - 1].rem - 1))]
+        live = Cat(s.rem > 1 for s in slots)
         for i in range(len(self.pending)):
-            hit = Const(0, 1)
-            for s in slots:
-                hit = hit | ((s.rem > 1) & (s.seq == self.query[i]))
-            m.d.comb += self.pending[i].eq(hit)
-        busy = Const(0, 1)
-        for s in slots:
-            busy = busy | (s.rem != 0)
-        m.d.comb += self.busy.eq(busy)
+            match = Signal(self.window, name=f"match{i}")      # bit k: slot k holds query i's command
+            query, load, keep = self.query[i], self.load[i], self.keep[i]
+            entering = Mux(keep, Array(query == o for o in self.offer)[self.which],
+                           Array(load == o for o in self.offer)[self.which])
+            moved = [Mux(keep, match[k - 1], slots[k - 1].seq == load) for k in range(1, self.window)]
+            m.d.sync += match.eq(Cat(entering, *moved))
+            m.d.comb += self.pending[i].eq((match & live).any())
+        for j, probe in enumerate(self.probe):
+            m.d.comb += self.probe_pending[j].eq((Cat(s.seq == probe for s in slots) & live).any())
+        m.d.comb += self.busy.eq(Cat(s.rem != 0 for s in slots).any())
         return m
 
 
@@ -271,6 +297,9 @@ class TimingCounters(wiring.Component):
     zero breaks no rule by issuing. ``ready_next[c]`` says whether ``offer[c]`` may issue in the *next*
     cycle, after this cycle's issue: its counter is at most 1 now, and the issued opcode imposes no gap
     above 1 on it.
+    ``ready_after[c]`` gives that answer for every outcome of this cycle before it is known (bit ``j``:
+    candidate ``j`` issues; the last bit: nothing issues), from registers only, so a parent can put its
+    choice last.
 
     Since an issued opcode was offered a cycle earlier, the rule table is looked up then and its row
     registered per candidate (with each gap less one): in the cycle of the issue a counter's next value
@@ -291,6 +320,7 @@ class TimingCounters(wiring.Component):
         self.width = index_bits(int(max(max(row) for row in gap)) + 1)
         super().__init__({"offer": In(data.ArrayLayout(OpcodeShape, candidates)),
                           "issue": In(data.StructLayout({"valid": 1, "which": range(candidates)})),
+                          "ready_after": Out(data.ArrayLayout(candidates + 1, candidates)),
                           "ready_next": Out(candidates)})
 
     def elaborate(self, platform):
@@ -318,30 +348,37 @@ class TimingCounters(wiring.Component):
             m.d.sync += allow[k].eq(Mux(self.issue.valid, Array(after)[self.issue.which], count_down(allow[k])))
         soon = Array(allow[k] <= 1 for k in range(n_ops))           # zero in the next cycle, without an issue
         holds = Array(Const(sum(1 << k for k in range(n_ops) if self.gap[p][k] > 1), n_ops) for p in range(n_ops))
+        n = len(self.offer)
         for c, o in enumerate(self.offer):
-            held_by = Signal(len(self.offer), name=f"held_by_{c}")    # bit j: candidate j's issue holds it
+            held_by = Signal(n, name=f"held_by_{c}")    # bit j: candidate j's issue holds it
             for j, issuing in enumerate(offered):
                 m.d.comb += held_by[j].eq(holds[issuing.as_value()].bit_select(o.as_value(), 1))
-            m.d.comb += self.ready_next[c].eq(soon[o.as_value()]
-                                              & ~(self.issue.valid & held_by.bit_select(self.issue.which, 1)))
+            soon_c = soon[o.as_value()]
+            m.d.comb += self.ready_after[c].eq(Cat(*(soon_c & ~held_by[j] for j in range(n)), soon_c))
+            m.d.comb += self.ready_next[c].eq(Mux(self.issue.valid, self.ready_after[c].bit_select(self.issue.which, 1),
+                                                  self.ready_after[c][n]))
         return m
 
 
 class CompletionWait(wiring.Component):
     """The static policy's gap: the cycles until the last issued command (``issue``) lets the next one
     go (:func:`~pimphony.model.timing.blocking_table`: its latency, or a RD-OUT's trip to the HUB).
-    ``done`` is high when it has passed; ``done_next`` says whether it will have passed in the next
-    cycle, after this cycle's issue.
+    ``done`` is high when it has passed. ``done_after`` says whether it will have passed in the next
+    cycle, for every outcome of this cycle: bit ``c`` if candidate ``c`` (offering opcode ``offer[c]``)
+    issues, the last bit if no command issues; from registers only, so the parent's choice selects last.
 
     Parameters
     ----------
     block:
         Blocking cycles per opcode.
+    candidates:
+        How many opcodes are offered per cycle.
     """
 
-    def __init__(self, block: list[int]):
+    def __init__(self, block: list[int], candidates: int = 1):
         self.block = block
-        super().__init__({"issue": In(ISSUE), "done": Out(1), "done_next": Out(1)})
+        super().__init__({"issue": In(ISSUE), "offer": In(data.ArrayLayout(OpcodeShape, candidates)),
+                          "done": Out(1), "done_after": Out(candidates + 1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -353,8 +390,7 @@ class CompletionWait(wiring.Component):
             m.d.sync += static_wait.eq(static_wait - 1)
         m.d.comb += self.done.eq(static_wait == 0)
         quick = Const(sum(1 << p for p, x in enumerate(self.block) if x <= 1), len(self.block))
-        m.d.comb += self.done_next.eq(Mux(self.issue.valid, quick.bit_select(self.issue.op.as_value(), 1),
-                                          static_wait <= 1))
+        m.d.comb += self.done_after.eq(Cat(*(quick.bit_select(o.as_value(), 1) for o in self.offer), static_wait <= 1))
         return m
 
 
@@ -425,10 +461,8 @@ class DcsQueue(wiring.Component):
         decision pipeline: a head shown in this cycle is considered in the next), ``backpressure``
         (``cmd_out.ready`` low).
 
-    Storage: each queue is a :class:`~amaranth.lib.memory.Memory` with a synchronous read port
-    addressed by the *next* head pointer and transparent for the queue's write port, so the head is a
-    registered read that maps to block RAM, and a command written into an empty queue in cycle ``t`` is
-    its head in ``t + 1``, as with a combinational read.
+    Storage: each queue is a :class:`InOrderQueue`, a :class:`~amaranth.lib.memory.Memory` read at a
+    registered address into a head register (LUT RAM on the ECP5).
 
     Parameters
     ----------
@@ -478,14 +512,18 @@ class DcsQueue(wiring.Component):
         occupied = [q.count != 0 for q in queues]
         visible = [q.head_valid for q in queues]          # shown: two cycles after a push into an empty queue
         timers = m.submodules.timing = TimingCounters(self.gap, candidates=3)     # the heads, a refresh
-        wait = m.submodules.completion = CompletionWait(self.block)
+        wait = m.submodules.completion = CompletionWait(self.block, candidates=2)       # the heads
         refresh = m.submodules.refresh = RefreshTimer(self.timing.nREFI)
         dg = m.submodules.dtable_gbuf = DependencyTable(self.config.gbuf_entries, self.fmt.gbuf_bits)
         do = m.submodules.dtable_obuf = DependencyTable(self.config.obuf_entries, self.fmt.obuf_bits)
         looked_up = [heads[0].dg, heads[0].do, heads[1].dg, heads[1].do, dg.scrub, do.scrub]
-        inflight = m.submodules.stable = InFlightTable(self.lat, len(looked_up))
-        for i, d in enumerate(looked_up):
-            m.d.comb += inflight.query[i].eq(d.seq)
+        inflight = m.submodules.stable = InFlightTable(self.lat, queries=4, probes=2, candidates=2)
+        for i, q in enumerate(queues):                  # the heads' dependencies, known a cycle ahead
+            for j, name in enumerate(("dg", "do")):
+                m.d.comb += [inflight.query[2 * i + j].eq(heads[i][name].seq), inflight.keep[2 * i + j].eq(q.holds),
+                             inflight.load[2 * i + j].eq(q.following[name].seq)]
+        m.d.comb += [inflight.probe[0].eq(dg.scrub.seq), inflight.probe[1].eq(do.scrub.seq)]
+        pending = [*inflight.pending, *inflight.probe_pending]        # by looked_up's index
 
         # -- the choice: among registered readiness bits ------------------------------------------------
         ready = Signal(2)             # computed in the previous cycle: head q may issue in this one
@@ -509,39 +547,53 @@ class DcsQueue(wiring.Component):
         fire = valid & self.cmd_out.ready
 
         # -- readiness for the next cycle ----------------------------------------------------------------
+        # Each head's readiness is computed from registers for every outcome of this cycle's choice (the
+        # other head issues, the refresh issues, nothing issues); the choice selects among them last, so
+        # the hazard compares and the rule lookups do not wait for it. A head that issues leaves a
+        # successor that is not ready (it is shown in the next cycle and considered in the one after).
         quick = Const(sum(1 << k for k, x in enumerate(self.lat) if x <= 1), CHANNEL_OPCODES)
-        completes_now = [fire & (sel == q) & quick.bit_select(heads[q].cmd.op.as_value(), 1) for q in range(2)]
+        quick_head = [quick.bit_select(heads[q].cmd.op.as_value(), 1) for q in range(2)]
+        fires = [fire & (sel == c) for c in range(3)]        # queue 0, queue 1, the refresh
 
-        def completed_next(i, own=None):
-            """Dependency ``looked_up[i]`` has issued and completed by the next cycle: it issued before
-            this cycle and is not pending next cycle, or it is a head issuing now with latency 1.
+        def completed_next(i, issuing, own=None):
+            """Dependency ``looked_up[i]`` has issued and completed by the next cycle when the head of queue
+            ``issuing`` (None: no head) issues now: it issued before this cycle and is not pending next
+            cycle, or it is that head and its latency is 1.
 
             For the head of queue ``own``: a dependency in that queue has issued (the queue is in
             order), and one in the other queue has not while it is at or behind that queue's shown head
             (an entry not shown yet was queued in the previous cycle, after the head that depends on
             it). For a D-Table entry the scrubber visits (``own`` None): a queue with an entry not
-            shown yet counts as holding it (the scrub waits for a later visit)."""
+            shown yet counts as holding it, and the parent asks with no head issuing (a command issuing
+            now is freed at a later visit: the scrub does not wait for the choice, and it changes no
+            cycle of issue, only when a stale entry is forgotten)."""
             d = looked_up[i]
 
             def waits(q):
                 return seq_ge(d.seq, heads[q].seq)
 
             def now(q):
-                return (d.seq == heads[q].seq) & completes_now[q]
+                return (d.seq == heads[q].seq) & quick_head[q] if q == issuing else Const(0, 1)
 
             if own is None:
                 waiting = Mux(d.cls, occupied[1] & (~visible[1] | waits(1)), occupied[0] & (~visible[0] | waits(0)))
-                issuing = Mux(d.cls, now(1), now(0))
+                issuing_now = Mux(d.cls, now(1), now(0))
             else:
                 other = 1 - own
-                waiting, issuing = (d.cls == other) & visible[other] & waits(other), now(other)
-            return ~d.valid | ((~waiting | issuing) & ~inflight.pending[i])
+                waiting, issuing_now = (d.cls == other) & visible[other] & waits(other), now(other)
+            return ~d.valid | ((~waiting | issuing_now) & ~pending[i])
 
         for q in range(2):
-            deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))
-            timing_ok = timers.ready_next[q] & (~static | wait.done_next)
-            stays = visible[q] & ~(fire & (sel == q))          # a head that issues now is not ready next
-            m.d.sync += [ready[q].eq(stays & deps_ok & timing_ok), dep_wait[q].eq(stays & ~deps_ok)]
+            other = 1 - q
+            after = {}
+            for c in (other, 2, None):                       # the other head, the refresh, nothing issues
+                head = other if c == other else None
+                deps_ok = static | (completed_next(2 * q, head, q) & completed_next(2 * q + 1, head, q))
+                timing_ok = (timers.ready_after[q][3 if c is None else c]
+                             & (~static | wait.done_after[other if c == other else 2]))
+                after[c] = Cat(visible[q] & deps_ok & timing_ok, visible[q] & ~deps_ok)
+            chosen_after = Mux(fires[q], 0, Mux(fires[other], after[other], Mux(fires[2], after[2], after[None])))
+            m.d.sync += Cat(ready[q], dep_wait[q]).eq(chosen_after)
         m.d.sync += older.eq(seq_ge(heads[0].seq, heads[1].seq))
         m.d.sync += ref_now.eq(refresh.pending_next & timers.ready_next[2])
 
@@ -561,10 +613,12 @@ class DcsQueue(wiring.Component):
 
         # -- effects of an issue --------------------------------------------------------------------
         m.d.comb += [timers.offer[0].eq(heads[0].cmd.op), timers.offer[1].eq(heads[1].cmd.op),
-                     timers.offer[2].eq(OpcodeShape.REF), timers.issue.valid.eq(fire), timers.issue.which.eq(sel)]
+                     timers.offer[2].eq(OpcodeShape.REF), timers.issue.valid.eq(fire), timers.issue.which.eq(sel),
+                     wait.offer[0].eq(heads[0].cmd.op), wait.offer[1].eq(heads[1].cmd.op)]
         for part in (wait, inflight):
             m.d.comb += [part.issue.valid.eq(fire & ~is_ref), part.issue.op.eq(out.cmd.op),
                          part.issue.seq.eq(chosen.seq)]
+        m.d.comb += [inflight.offer[0].eq(heads[0].seq), inflight.offer[1].eq(heads[1].seq), inflight.which.eq(sel[0])]
         m.d.comb += [refresh.pre.eq(fire & ~is_ref & (out.cmd.op == OpcodeShape.PRE)),
                      refresh.refreshed.eq(fire & is_ref)]
 
@@ -578,7 +632,7 @@ class DcsQueue(wiring.Component):
         for table, index, users, first in ((dg, inp.gbuf, GBUF_USERS, 4), (do, inp.obuf, OBUF_USERS, 5)):
             m.d.comb += [table.mode.eq(self.mode), table.index.eq(index), table.uses.eq(opcode_in(inp.op, users)),
                          table.write.eq(push), table.seq.eq(seq), table.cls.eq(cls),
-                         table.scrub_free.eq(table.scrub.valid & completed_next(first))]
+                         table.scrub_free.eq(table.scrub.valid & completed_next(first, None))]
         for q, queue in enumerate(queues):
             m.d.comb += [queue.push.valid.eq(self.cmd_in.valid & (cls == q)),
                          queue.push.payload.cmd.eq(inp), queue.push.payload.seq.eq(seq),

@@ -131,15 +131,23 @@ def test_dependency_table_size_error():
 
 
 def test_in_flight_table_holds_a_command_for_its_latency():
-    """Latencies (1, 3, 2): an opcode-1 command issued in cycle 1 is in flight in cycles 2 and 3 (complete
-    after 3 cycles: ``busy``); ``pending`` looks one cycle ahead, so it is high in cycle 2 only (in cycle
-    1 the command is issuing, not in a slot); an opcode-0 command (latency 1) is never pending."""
-    dut = InFlightTable([1, 3, 2], queries=2)
+    """Latencies (1, 4, 2): an opcode-1 command (seq 1) issued in cycle 1 is in flight in cycles 2 to 4
+    (``busy``); ``pending`` looks one cycle ahead, so it is high in cycles 2 and 3 (in cycle 1 the
+    command is issuing, not in a slot); an opcode-0 command (latency 1) is never pending. The compares
+    are made a cycle ahead: query 0 names seq 1 throughout (kept), query 2 loads seq 1 in every cycle,
+    query 1 names seq 4 until it loads seq 1 in cycle 2 (so it names it from cycle 3: pending in 3); a
+    probe, compared in the cycle, names seq 1 from cycle 3 (pending in 3) and seq 4 before."""
+    dut = InFlightTable([1, 4, 2], queries=3, probes=1)
     got = run(dut, {"issue.valid": "0100100", "issue.op": lambda c: op(1) if c == 1 else op(0),
-                    "issue.seq": lambda c: c, "query[0]": lambda c: 1, "query[1]": lambda c: 4},
+                    "issue.seq": lambda c: c, "offer[0]": lambda c: c,
+                    "query[0]": lambda c: 1, "keep[0]": lambda c: 1,
+                    "query[1]": lambda c: 1 if c >= 3 else 4, "load[1]": lambda c: 1 if c >= 2 else 4,
+                    "query[2]": lambda c: 1 if c >= 1 else 0, "load[2]": lambda c: 1,
+                    "probe[0]": lambda c: 1 if c >= 3 else 4},
               {"q0": lambda ctx: ctx.get(dut.pending[0]), "q1": lambda ctx: ctx.get(dut.pending[1]),
+               "q2": lambda ctx: ctx.get(dut.pending[2]), "p0": lambda ctx: ctx.get(dut.probe_pending[0]),
                "busy": lambda ctx: ctx.get(dut.busy)}, 7)
-    assert got == {"q0": "0010000", "q1": "0000000", "busy": "0011000"}
+    assert got == {"q0": "0011000", "q1": "0001000", "q2": "0011000", "p0": "0001000", "busy": "0011100"}
     assert InFlightTable.storage_bits([1, 3, 2]) == 2 * (16 + 2)
 
 
@@ -162,10 +170,12 @@ def test_timing_counters_keep_each_gap():
 def test_completion_wait_and_refresh_timer():
     """The static gap after an opcode whose blocking time is 3 cycles; a refresh falls due every 4 cycles
     and is pending from the first PRE after that until the REF."""
-    wait = CompletionWait([1, 3])
-    got = run(wait, {"issue.valid": "0100000", "issue.op": lambda c: op(1)},
-              {"done": lambda ctx: ctx.get(wait.done), "next": lambda ctx: ctx.get(wait.done_next)}, 7)
-    assert got == {"done": "1100111", "next": "1001111"}
+    wait = CompletionWait([1, 3], candidates=2)        # candidate 0 offers opcode 0, candidate 1 opcode 1
+    got = run(wait, {"issue.valid": "0100000", "issue.op": lambda c: op(1), "offer[0]": lambda c: op(0),
+                     "offer[1]": lambda c: op(1)},
+              {"done": lambda ctx: ctx.get(wait.done), "if0": lambda ctx: ctx.get(wait.done_after[0]),
+               "if1": lambda ctx: ctx.get(wait.done_after[1]), "none": lambda ctx: ctx.get(wait.done_after[2])}, 7)
+    assert got == {"done": "1100111", "if0": "1111111", "if1": "0000000", "none": "1101111"}
     timer = RefreshTimer(4)
     got = run(timer, {"pre": "0010001000000", "refreshed": "0000000001000"},
               {"pending": lambda ctx: ctx.get(timer.pending)}, 13)

@@ -44,11 +44,12 @@ CATALOGUE = (
            "row = Array(Const(max(0, int(self.gap[p][k]) - 1), cnt_width) for p in range(n_ops))"),
     Mutant("gbuf-hazard-missed", "dcs", "GBuf entries are not tracked: a WR-INP may overwrite an entry a "
            "queued MAC still reads (missed WAR) and a MAC may read before its WR-INP (missed RAW)",
-           "deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))",
-           "deps_ok = static | completed_next(2 * q + 1, q)"),
+           "deps_ok = static | (completed_next(2 * q, head, q) & completed_next(2 * q + 1, head, q))",
+           "deps_ok = static | completed_next(2 * q + 1, head, q)"),
     Mutant("raw-before-completion", "dcs", "a dependent command waits until its producer has issued, "
            "not until it has completed (the S-Table is ignored)",
-           "return ~d.valid | ((~waiting | issuing) & ~inflight.pending[i])", "return ~d.valid | ~waiting | issuing"),
+           "return ~d.valid | ((~waiting | issuing_now) & ~pending[i])",
+           "return ~d.valid | ~waiting | issuing_now"),
     Mutant("drop-under-backpressure", "dcs", "the head leaves its queue when offered even if cmd_out.ready "
            "is low: a command is lost under back-pressure",
            "queue.pop.eq(fire & (sel == q))", "queue.pop.eq(valid & (sel == q))"),
@@ -69,8 +70,8 @@ CATALOGUE = (
            "lat_rem = Array(Const(max(0, x - 2), index_bits(max(self.lat) + 1)) for x in self.lat)"),
     Mutant("obuf-hazard-missed", "dcs", "OBuf entries are not tracked: a RD-OUT may read an entry before the "
            "MACs that accumulate into it (missed RAW) and a WR-BIAS may overwrite it (missed WAW)",
-           "deps_ok = static | (completed_next(2 * q, q) & completed_next(2 * q + 1, q))",
-           "deps_ok = static | completed_next(2 * q, q)"),
+           "deps_ok = static | (completed_next(2 * q, head, q) & completed_next(2 * q + 1, head, q))",
+           "deps_ok = static | completed_next(2 * q, head, q)"),
     Mutant("row-gap-short", "dcs", "the row-command timing counters (ACT, PRE, REF) load one cycle less than "
            "their rules (off-by-one in one counter family)",
            "row = Array(Const(int(self.gap[p][k]), cnt_width) for p in range(n_ops))",
@@ -116,17 +117,19 @@ CATALOGUE = (
            "region = Mux(dcs, self.index >> (bits - 1), self.index)"),
     Mutant("dtable-scrub-early", "dcs", "the D-Table scrubber frees an entry without checking that its last "
            "accessor has completed: a later command loses its dependency",
-           "table.scrub_free.eq(table.scrub.valid & completed_next(first))", "table.scrub_free.eq(table.scrub.valid)"),
+           "table.scrub_free.eq(table.scrub.valid & completed_next(first, None))",
+           "table.scrub_free.eq(table.scrub.valid)"),
     Mutant("seq-skips-io", "dcs", "the program-order counter advances only on compute commands: I/O commands "
            "share sequence numbers with their neighbours",
            "with m.If(push):\n            m.d.sync += seq.eq(seq + 1)",
            "with m.If(push & cls):\n            m.d.sync += seq.eq(seq + 1)"),
-    Mutant("successor-ready-at-once", "dcs", "the readiness computed for a head that issues is kept for its "
-           "successor: the next command of the queue issues in the following cycle on the old head's checks",
-           "stays = visible[q] & ~(fire & (sel == q))", "stays = visible[q]"),
+    Mutant("successor-ready-at-once", "dcs", "a head that issues passes the readiness computed for it (as if "
+           "nothing issued) to its successor: the next command of the queue issues in the following cycle on "
+           "the old head's checks",
+           "chosen_after = Mux(fires[q], 0,", "chosen_after = Mux(fires[q], after[None],"),
     Mutant("lookahead-ignores-issue", "dcs", "readiness one cycle ahead ignores the gap that this cycle's issue "
            "imposes: a head issues right after a command whose rule forbids it",
-           "& ~(self.issue.valid & held_by.bit_select(self.issue.which, 1)))", ")"),
+           "soon_c & ~held_by[j] for j in range(n)", "soon_c for j in range(n)"),
     Mutant("quick-producer-early", "dcs", "a dependency issuing in this cycle counts as complete next cycle "
            "whatever its latency: a WR-INP's MAC reads the GBuf entry before the data is there",
            "quick = Const(sum(1 << k for k, x in enumerate(self.lat) if x <= 1), CHANNEL_OPCODES)",
