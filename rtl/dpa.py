@@ -127,8 +127,10 @@ class FreeList(wiring.Component):
 class Va2PaTable(wiring.Component):
     """VA2PA: the physical chunk of every (config slot, segment, virtual chunk), in a K table and a V table.
 
-    The two tables are block RAMs read together: a read (``read_en``) of ``read_addr`` answers on
-    ``read_data`` (the K and the V entry) in the next cycle and holds them until the next read; the
+    The two tables are block RAMs read together, each at its own address: a read (``read_en``) of
+    ``read_addr`` (K, V) answers on ``read_data`` (the K and the V entry) in the next cycle and holds
+    them until the next read (an address per table: each table's address drives half the block RAMs,
+    and a reader with one table's answer in mind need not choose between two addresses); the
     reader picks its half from a register of its own, so no multiplexer sits between a block RAM and
     the register that takes its data. A write (``write_en``) of the ``write_kv`` table takes effect at
     the clock edge. :meth:`address` gives an entry's address in its table.
@@ -145,7 +147,8 @@ class Va2PaTable(wiring.Component):
         self.segments, self.vchunks = segments, vchunks
         self.depth = self.entries(slots, segments, vchunks) // 2            # per table
         super().__init__({
-            "read_addr": In(range(self.depth)), "read_en": In(1), "read_data": Out(data.ArrayLayout(chunk_bits, 2)),
+            "read_addr": In(data.ArrayLayout(range(self.depth), 2)), "read_en": In(1),
+            "read_data": Out(data.ArrayLayout(chunk_bits, 2)),
             "write_addr": In(range(self.depth)), "write_kv": In(1), "write_data": In(chunk_bits), "write_en": In(1),
         })
 
@@ -174,7 +177,7 @@ class Va2PaTable(wiring.Component):
         for kv, name in enumerate(("k_table", "v_table")):
             m.submodules[name] = ram = Memory(shape=len(self.write_data), depth=self.depth, init=[])
             wp, rp = ram.write_port(), ram.read_port(domain="sync")
-            m.d.comb += [rp.addr.eq(self.read_addr), rp.en.eq(self.read_en), self.read_data[kv].eq(rp.data),
+            m.d.comb += [rp.addr.eq(self.read_addr[kv]), rp.en.eq(self.read_en), self.read_data[kv].eq(rp.data),
                          wp.addr.eq(self.write_addr), wp.data.eq(self.write_data),
                          wp.en.eq(self.write_en & (self.write_kv == kv))]
         return m
@@ -396,7 +399,7 @@ class Decoder(wiring.Component):
 
     ``start`` (with the request's config ``slot``, ``segment`` and ``length``) begins a RUN at the clock
     edge. While ``enable`` is high the fetch stage reads one buffer entry per cycle (``ib_addr``,
-    ``ib_en``) and the VA2PA entry of the row the loop is at (``va``, ``va_en``), walking the prologue,
+    ``ib_en``) and the VA2PA entries of the K and the V loop's rows (``va``, ``va_en``), walking the prologue,
     the K loop over the rows of the block and the V loop, block after block; the decode stages (the
     next five cycles, :meth:`_decode`) apply the Dyn-Loop guards to the channel mask and op-size, write
     the physical row and the GPR stride, and register the instruction on ``out``, five cycles after
@@ -417,7 +420,7 @@ class Decoder(wiring.Component):
         w = DpaWidths(config)
         self.fmt, self.len_bits = w.fmt, w.len_bits
         R, S = config.max_requests, config.segments
-        va = data.StructLayout({"slot": range(R), "seg": range(S), "vchunk": w.len_bits})
+        va = data.StructLayout({"slot": range(R), "seg": range(S), "vchunk": data.ArrayLayout(w.len_bits, 2)})
         super().__init__({
             "enable": In(1),
             "start": In(1), "slot": In(range(R)), "segment": In(range(S)), "length": In(w.len_bits),
@@ -512,7 +515,8 @@ class Decoder(wiring.Component):
         with m.If(self.enable):
             vrow = Mux(f_kind, vr[1], vr[0])
             m.d.comb += [self.ib_addr.eq(pc), self.ib_en.eq(advance), self.va.slot.eq(run_slot),
-                         self.va.seg.eq(run_seg), self.va.vchunk.eq(vrow >> lrpc),
+                         self.va.seg.eq(run_seg), self.va.vchunk[0].eq(vr[0] >> lrpc),
+                         self.va.vchunk[1].eq(vr[1] >> lrpc),
                          self.va_en.eq(advance)]
             with m.If(advance):
                 m.d.sync += [fetched.valid.eq(f_run), fetched.phase.eq(f_phase), fetched.r.eq(r), fetched.t1.eq(t1),
@@ -863,8 +867,8 @@ class DpaController(wiring.Component):
             with m.Case(DpaOp.TRANSLATE):
                 # the VA2PA entry is read whatever the checks say (a read changes nothing), so the read
                 # does not wait for them
-                m.d.comb += [va2pa.read_en.eq(1),
-                             va2pa.read_addr.eq(va_addr(slot, req.segment, Mux(req.kv, arg >> lvt, arg >> lkt)))]
+                m.d.comb += [va2pa.read_en.eq(1), va2pa.read_addr[0].eq(va_addr(slot, req.segment, arg >> lkt)),
+                             va2pa.read_addr[1].eq(va_addr(slot, req.segment, arg >> lvt))]
                 with m.If(~found):
                     answer(StatusShape.UNKNOWN_REQUEST)
                 with m.Elif(checked.past | flags.seg_over):
@@ -923,7 +927,8 @@ class DpaController(wiring.Component):
             m.d.comb += [free.push.eq(cursor.written), free.push_chunk.eq(cursor.returned[cursor.written_kv])]
             cursor.follow()
             with m.If(cursor.more):
-                m.d.comb += [va2pa.read_addr.eq(va_addr(cursor.slot, cursor.seg, cursor.vc)), va2pa.read_en.eq(1)]
+                m.d.comb += [va2pa.read_addr[kv].eq(va_addr(cursor.slot, cursor.seg, cursor.vc)) for kv in range(2)]
+                m.d.comb += va2pa.read_en.eq(1)
                 cursor.step()
             with m.Elif(~cursor.pending & ~cursor.written):
                 answer(StatusShape.OK)
@@ -938,8 +943,8 @@ class DpaController(wiring.Component):
             m.next = "IDLE"
 
         with m.State("RUN"):
-            m.d.comb += [dec.enable.eq(1), va2pa.read_en.eq(dec.va_en),
-                         va2pa.read_addr.eq(va_addr(dec.va.slot, dec.va.seg, dec.va.vchunk))]
+            m.d.comb += [dec.enable.eq(1), va2pa.read_en.eq(dec.va_en)]
+            m.d.comb += [va2pa.read_addr[kv].eq(va_addr(dec.va.slot, dec.va.seg, dec.va.vchunk[kv])) for kv in range(2)]
             with m.If(dec.done):
                 answer(StatusShape.OK)
                 m.next = "IDLE"
@@ -1000,8 +1005,10 @@ class _Cursor:
         self.kv, self.seg, self.vc = Signal(name="cur_kv"), Signal(range(S), name="cur_seg"), Signal(range(V + 1),
                                                                                                      name="cur_vc")
         self.lo = [Signal(range(V + 1), name=f"lo{k}") for k in range(2)]
-        self.hi = [Signal(range(V + 1), name=f"hi{k}") for k in range(2)]
         self.more = Signal(name="more")
+        self.left = Signal(range(V + 1), name="cur_left")          # entries after this one in its segment
+        self.span = [Signal(range(V + 1), name=f"span{k}") for k in range(2)]     # hi - lo - 1 per kv
+        self.has_v = Signal(name="has_v")
         self.pending = Signal(name="pending")
         self.pending_addr = Signal(range(entries), name="pending_addr")          # a VA2PA address
         self.written = Signal(name="written")
@@ -1011,9 +1018,13 @@ class _Cursor:
         self.returned = Signal(data.ArrayLayout(index_bits(c.n_chunks), 2), name="returned_chunks")
 
     def start(self, slot_v, lo0, hi0, lo1, hi1):
-        self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.hi[0].eq(hi0), self.lo[1].eq(lo1),
-                          self.hi[1].eq(hi1), self.kv.eq(Mux(hi0 > lo0, 0, 1)), self.seg.eq(0),
-                          self.vc.eq(Mux(hi0 > lo0, lo0, lo1)), self.more.eq(1), self.pending.eq(0),
+        """Walk [lo0, hi0) of K and [lo1, hi1) of V in every segment (at least one of them not empty)."""
+        has_k = hi0 > lo0
+        spans = [hi0 - lo0 - 1, hi1 - lo1 - 1]
+        self.m.d.sync += [self.slot.eq(slot_v), self.lo[0].eq(lo0), self.lo[1].eq(lo1),
+                          self.span[0].eq(spans[0]), self.span[1].eq(spans[1]), self.has_v.eq(hi1 > lo1),
+                          self.kv.eq(Mux(has_k, 0, 1)), self.seg.eq(0), self.vc.eq(Mux(has_k, lo0, lo1)),
+                          self.left.eq(Mux(has_k, spans[0], spans[1])), self.more.eq(1), self.pending.eq(0),
                           self.written.eq(0)]
 
     def follow(self):
@@ -1023,14 +1034,14 @@ class _Cursor:
                           self.written_kv.eq(self.pending_kv)]
 
     def step(self):
-        """Advance over [lo, hi) per kv; ``more`` falls after the last."""
-        m, lo, hi = self.m, self.lo, self.hi
-        lo_v, hi_v = Array(lo), Array(hi)
-        with m.If(self.vc + 1 < hi_v[self.kv]):
-            m.d.sync += self.vc.eq(self.vc + 1)
+        """Advance over [lo, hi) per kv; ``more`` falls after the last. What is left of a segment is counted
+        down (``left``), so the decision is a compare of a register with zero, not a sum and a compare."""
+        m, lo, span = self.m, self.lo, self.span
+        with m.If(self.left != 0):
+            m.d.sync += [self.vc.eq(self.vc + 1), self.left.eq(self.left - 1)]
         with m.Elif(self.seg != self.S - 1):
-            m.d.sync += [self.seg.eq(self.seg + 1), self.vc.eq(lo_v[self.kv])]
-        with m.Elif((self.kv == 0) & (hi[1] > lo[1])):
-            m.d.sync += [self.kv.eq(1), self.seg.eq(0), self.vc.eq(lo[1])]
+            m.d.sync += [self.seg.eq(self.seg + 1), self.vc.eq(Array(lo)[self.kv]), self.left.eq(Array(span)[self.kv])]
+        with m.Elif((self.kv == 0) & self.has_v):
+            m.d.sync += [self.kv.eq(1), self.seg.eq(0), self.vc.eq(lo[1]), self.left.eq(span[1])]
         with m.Else():
             m.d.sync += self.more.eq(0)

@@ -48,7 +48,8 @@ def test_va2pa_addresses_are_dense_and_distinct():
 
 def test_va2pa_reads_both_tables_the_next_cycle_and_holds():
     """Entry 0 and 1 of the K table, entry 1 of the V table written; reads of 1 and 0 answer with the K and
-    the V entry the next cycle and hold them."""
+    the V entry the next cycle and hold them; each table is read at its own address (the V table at 1
+    while the K table reads 0)."""
     dut = Va2PaTable(slots=1, segments=1, vchunks=4, chunk_bits=5)
 
     def letter(x):
@@ -56,11 +57,12 @@ def test_va2pa_reads_both_tables_the_next_cycle_and_holds():
 
     got = run_cycles(dut, {"write_en": "111000000", "write_addr": lambda c: (0, 1, 1)[c] if c < 3 else 0,
                            "write_kv": "001000000", "write_data": lambda c: 20 + c,
-                           "read_en": "000101000", "read_addr": lambda c: {3: 1, 5: 0}.get(c, 3)},
+                           "read_en": "000101100", "read_addr[0]": lambda c: {3: 1, 5: 0}.get(c, 3),
+                           "read_addr[1]": lambda c: {3: 1, 5: 0, 6: 1}.get(c, 3)},
                      {"k": lambda ctx: letter(ctx.get(dut.read_data[0])),
                       "v": lambda ctx: letter(ctx.get(dut.read_data[1]))}, 9)
-    assert got["k"][4:] == "bbaaa"
-    assert got["v"][4:] == "cc..."
+    assert got["k"][4:] == "bba.."
+    assert got["v"][4:] == "cc.cc"
 
 
 def test_config_buffer_opens_looks_up_and_closes():
@@ -198,7 +200,7 @@ def test_decoder_expands_like_the_golden_dispatcher(group, length, stall):
                 break
             if ctx.get(dec.va_en):
                 va = ctx.get(dec.va)
-                pending = (chunk(0, int(va.vchunk)), chunk(1, int(va.vchunk)))
+                pending = (chunk(0, int(va.vchunk[0])), chunk(1, int(va.vchunk[1])))
             await ctx.tick()
             cycle += 1
             assert cycle < 100_000
