@@ -6,7 +6,7 @@ in-order, ping-pong and DCS. It is cycle-exact to the reference engine
 the cycle semantics; the structures below are that engine in hardware, each a component with its own
 tests (``tests/test_rtl_dcs_parts.py``):
 
-- :class:`InOrderQueue` x 2: the I/O and the compute queue, in RAM;
+- :class:`InOrderQueue` x 2: the I/O and the compute queue, in block RAM;
 - :class:`DependencyTable` x 2 (D-Tables): the last queued accessor of every GBuf and OBuf region;
 - :class:`InFlightTable` (S-Table): the issued commands whose latency has not passed;
 - :class:`TimingCounters`: per opcode, the cycles until the rule table allows it;
@@ -58,18 +58,20 @@ def _power_of_two(name: str, value: int) -> None:
 
 
 class InOrderQueue(wiring.Component):
-    """One in-order queue of the controller: a FIFO in RAM whose head is a register.
+    """One in-order queue of the controller: a FIFO in block RAM whose head is a registered read.
 
     ``push.ready`` is high while fewer than ``depth`` entries are held (``count``; it does not depend
     on ``push.valid``). ``head`` is the oldest entry while ``head_valid``; ``pop`` (only while
     ``head_valid``) removes it at the clock edge, and the next entry is the head in the next cycle.
-    ``head`` is a register loaded from the RAM's (asynchronous) read of a registered address (the slot
-    behind the head, or the head's own while none is shown) when the head is popped or not shown, so
-    the pop only enables the register; ``holds`` says that the head keeps its value into the next
-    cycle, ``following`` is the entry it takes otherwise (what ``head`` will be then). The RAM is read
-    asynchronously (LUT RAM on an FPGA) at a register's address. The price: an entry pushed while the
-    queue is empty (after this cycle's pop) is the head two cycles later, not one (``head_valid`` is low
-    for a cycle while ``count`` is 1).
+    The RAM's read port is registered, with an enable, and not transparent: ``head`` is a register
+    loaded from the RAM's read of a registered address (the slot behind the head, or the head's own
+    while none is shown) when the head is popped or not shown, so the pop only enables the register.
+    The price: an entry pushed while the queue is empty (after this cycle's pop) is the head two
+    cycles later, not one (``head_valid`` is low for a cycle while ``count`` is 1). ``holds`` says that
+    the head keeps its value into the next cycle, ``following`` is the entry it takes otherwise (what
+    ``head`` will be then): a second registered read port, addressed a cycle ahead (with the address
+    the head's port takes next) and transparent for the write port, so it shows in this cycle what the
+    head's port reads at its end.
 
     Parameters
     ----------
@@ -96,7 +98,8 @@ class InOrderQueue(wiring.Component):
         m = Module()
         m.submodules.ram = ram = Memory(shape=self.head.shape(), depth=self.depth, init=[])
         wp = ram.write_port()
-        rp = ram.read_port(domain="comb")
+        rp = ram.read_port()
+        ahead = ram.read_port(transparent_for=(wp,))
         head_ptr = Signal(range(self.depth))
         tail_ptr = Signal(range(self.depth))
         pushing = self.push.valid & self.push.ready
@@ -119,13 +122,13 @@ class InOrderQueue(wiring.Component):
         m.d.sync += self.head_valid.eq(valid_next)
         # the slot to read next: behind a shown head, else the head's own; a register, so the RAM is
         # read from a register's address and the choice (pop) only enables the head register
-        rd_addr = Signal(range(self.depth))
+        rd_addr, rd_next = Signal(range(self.depth)), Signal(range(self.depth))
         after = [head_ptr + k for k in (0, 1, 2)]
-        m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),
+        m.d.comb += rd_next.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),
                                    Mux(self.count != 0, after[1], after[0])))
-        m.d.comb += [rp.addr.eq(rd_addr), self.following.eq(rp.data), self.holds.eq(self.head_valid & ~self.pop)]
-        with m.If(~self.holds):
-            m.d.sync += self.head.eq(rp.data)
+        m.d.sync += rd_addr.eq(rd_next)
+        m.d.comb += [rp.addr.eq(rd_addr), rp.en.eq(self.pop | ~self.head_valid), self.head.eq(rp.data),
+                     ahead.addr.eq(rd_next), self.following.eq(ahead.data), self.holds.eq(self.head_valid & ~self.pop)]
         return m
 
 
@@ -461,8 +464,8 @@ class DcsQueue(wiring.Component):
         decision pipeline: a head shown in this cycle is considered in the next), ``backpressure``
         (``cmd_out.ready`` low).
 
-    Storage: each queue is a :class:`InOrderQueue`, a :class:`~amaranth.lib.memory.Memory` read at a
-    registered address into a head register (LUT RAM on the ECP5).
+    Storage: each queue is an :class:`InOrderQueue`, a :class:`~amaranth.lib.memory.Memory` with registered
+    read ports (block RAM on the iCE40, LUT RAM and registers on the ECP5).
 
     Parameters
     ----------

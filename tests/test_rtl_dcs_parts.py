@@ -51,23 +51,28 @@ def test_in_order_queue_is_a_fifo_with_a_registered_head():
 def test_in_order_queue_matches_a_fifo_under_random_push_and_pop(depth):
     """Seeded random pushes and pops (pops only of a shown head): the head equals a Python deque's
     every cycle it is shown, it is shown whenever an entry was held after the previous cycle's pop,
-    and ``ready`` is "fewer than ``depth`` held"."""
+    ``ready`` is "fewer than ``depth`` held", and the look-ahead is right: ``holds`` is "shown and not
+    popped", and otherwise ``following`` is the next cycle's head."""
     dut = InOrderQueue(data.ArrayLayout(8, 1), depth)
     rng = np.random.default_rng(depth)
     seen = []
 
     async def bench(ctx):
         fifo: collections.deque[int] = collections.deque()
-        shown = False
+        shown, expected = False, None
         for cycle in range(400):
             assert ctx.get(dut.head_valid) == shown, cycle
             assert ctx.get(dut.push.ready) == (len(fifo) < depth), cycle
             if shown:
                 assert ctx.get(dut.head)[0] == fifo[0], cycle
+            if expected is not None:
+                assert ctx.get(dut.head)[0] == expected, cycle
             push, pop = bool(rng.random() < 0.6), shown and bool(rng.random() < 0.5)
             ctx.set(dut.push.valid, push)
             ctx.set(dut.push.payload, [cycle % 256])
             ctx.set(dut.pop, pop)
+            assert ctx.get(dut.holds) == (shown and not pop), cycle
+            expected = None if ctx.get(dut.holds) else ctx.get(dut.following)[0]
             room = len(fifo) < depth                    # slots are counted at the start of the cycle
             if pop:
                 seen.append(fifo.popleft())

@@ -58,8 +58,8 @@ CATALOGUE = (
            "below = [self.count <= self.depth - k for k in (0, 1)]"),
     Mutant("stale-queue-head", "dcs", "the queue's RAM is read at the head's own slot instead of the slot "
            "behind it: after a pop the old head is offered again (a command issued twice, its successor late)",
-           "m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),",
-           "m.d.sync += rd_addr.eq(Mux(self.pop, Mux(self.count != 1, after[1], after[0]),"),
+           "m.d.comb += rd_next.eq(Mux(self.pop, Mux(self.count != 1, after[2], after[1]),",
+           "m.d.comb += rd_next.eq(Mux(self.pop, Mux(self.count != 1, after[1], after[0]),"),
     Mutant("static-wait-short", "dcs", "the static policy waits one cycle less than the previous command's "
            "completion (off-by-one in the blocking counter)",
            "lat_arr = Array(Const(max(1, x) - 1, static_wait.shape()) for x in self.block)",
