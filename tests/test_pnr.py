@@ -4,7 +4,10 @@ names RTL signals, a missed frequency exits 1, a missing tool is one line."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -50,6 +53,21 @@ def test_the_sequencer_places_routes_and_meets_100_mhz(tmp_path, capsys, monkeyp
     for name in {start, end, *through.split(" > ")} - {"(carry)"}:
         assert name.split(".")[-1] in verilog, f"{name} is not a name of the Verilog"
     assert not list(tmp_path.glob(".pnr-*")), "the work folder was left behind"
+
+
+def test_a_killed_runs_work_folder_is_removed_and_a_running_ones_kept(tmp_path):
+    """A folder named for a process that is gone goes (with its files); one of a live process (this one)
+    stays, and so does a folder the flow does not name."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = tmp_path / f"{pnr.WORK_PREFIX}{gone.stdout.strip()}-abc"
+    live = tmp_path / f"{pnr.WORK_PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{pnr.WORK_PREFIX}notapid"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "design.json").write_text("{}")
+    assert pnr.sweep_stale_work(tmp_path) == [dead]
+    assert not dead.exists() and live.exists() and other.exists()
 
 
 def test_a_missed_frequency_exits_1_and_json_holds_the_report(tmp_path, capsys, monkeypatch):
