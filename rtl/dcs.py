@@ -586,14 +586,15 @@ class DcsQueue(wiring.Component):
                 waiting, issuing_now = (d.cls == other) & visible[other] & waits(other), now(other)
             return ~d.valid | ((~waiting | issuing_now) & ~pending[i])
 
+        nothing = (len(timers.offer), len(wait.offer))       # the "no candidate issues" bit of each
         for q in range(2):
             other = 1 - q
             after = {}
             for c in (other, 2, None):                       # the other head, the refresh, nothing issues
                 head = other if c == other else None
                 deps_ok = static | (completed_next(2 * q, head, q) & completed_next(2 * q + 1, head, q))
-                timing_ok = (timers.ready_after[q][3 if c is None else c]
-                             & (~static | wait.done_after[other if c == other else 2]))
+                timing_ok = (timers.ready_after[q][nothing[0] if c is None else c]
+                             & (~static | wait.done_after[other if c == other else nothing[1]]))
                 after[c] = Cat(visible[q] & deps_ok & timing_ok, visible[q] & ~deps_ok)
             chosen_after = Mux(fires[q], 0, Mux(fires[other], after[other], Mux(fires[2], after[2], after[None])))
             m.d.sync += Cat(ready[q], dep_wait[q]).eq(chosen_after)

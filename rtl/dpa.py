@@ -482,7 +482,7 @@ class Decoder(wiring.Component):
                 "last_pc": last_pc, "slices": ns}
 
     def _fetch(self, m, f_run, f_phase, pc, r, fetched, advance, consts):
-        """The first stage: the entry at ``pc`` and the VA2PA entry of the loop's row; the walk. The sums
+        """The first stage: the entry at ``pc`` and the VA2PA entries of the K and the V loop's rows; the walk. The sums
         the walk compares (the next row's start per loop, the next block's start and end) are registers
         kept one step ahead, so each decision is one compare."""
         c, org, lay = self.config, self.config.org, self.config.layout
@@ -581,7 +581,7 @@ class Decoder(wiring.Component):
                                        "v_less": data.ArrayLayout(lb, max_ns), "hit": max_ns}), name="d2")
         d3 = Signal(data.StructLayout({"c": carry, "gpr": fmt.gpr_bits, "mask": fmt.channels,
                                        "op_size": fmt.op_size_bits, "none": 1}), name="d3")
-        # D0 -- the fetched entry and its VA2PA chunk into registers as read (the row is chosen in D1:
+        # D0 -- the fetched entry and its VA2PA chunks into registers as read (the row is chosen in D1:
         # nothing but wires behind the block RAMs); the bounds from the walk's position
         loop = b.phase != Phase.PROLOGUE
         ns = consts["slices"]                                # the V loop's slices, 1 << slices_log2

@@ -51,9 +51,9 @@ class HubPipeline:
     """The RUN is taken (its request looked up), the config buffer's answer registered in the next cycle,
     the RUN decided in the cycle after; the first fetch follows."""
     fetch_to_present: int = 6
-    """The entry and its VA2PA chunks are read in the fetch cycle; five decode stages follow (the row and
-    the guard's products, the bounds and the V start, the compares, the masks and op-size by phase, the
-    output register)."""
+    """The entry and its VA2PA chunks are read in the fetch cycle; five decode stages follow (the bounds;
+    the row, the guard's products and the V start; the K start and the V compares; the K compares and
+    the masks and op-size by phase; the output register)."""
     barrier: int = 1
     finish: int = 1
 
